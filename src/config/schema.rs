@@ -1,0 +1,471 @@
+//! The experiment schema: every key a TOML config may hold, with its default.
+//!
+//! Each struct denies unknown keys and fills missing ones from `Default`, so a config file is a
+//! short diff over these defaults. The README's config reference mirrors this file.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// One experiment: what to train, on what, and how.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExperimentConfig {
+    pub run: RunConfig,
+    pub data: DataConfig,
+    pub model: ModelConfig,
+    pub optimizer: OptimizerConfig,
+    pub scheduler: SchedulerConfig,
+    pub train: TrainConfig,
+    pub checkpoint: CheckpointConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RunConfig {
+    /// Run name; the run directory is `<runs_dir>/<name>-<timestamp>`. Empty: the config file's
+    /// stem.
+    pub name: String,
+    pub seed: u64,
+    pub backend: BackendChoice,
+    /// The CPU backend `backend = "auto"` falls back to when no GPU adapter opens.
+    pub cpu_backend: CpuBackend,
+    pub runs_dir: PathBuf,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        Self {
+            name: String::new(),
+            seed: 42,
+            backend: BackendChoice::Auto,
+            cpu_backend: CpuBackend::Flex,
+            runs_dir: PathBuf::from("runs"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BackendChoice {
+    /// wgpu on a real GPU adapter, else `run.cpu_backend`.
+    Auto,
+    Wgpu,
+    Flex,
+    Ndarray,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CpuBackend {
+    Flex,
+    Ndarray,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataConfig {
+    pub dataset: DatasetKind,
+    /// Where the dataset lives. Empty: `datasets/<dataset>` for the IDX sets.
+    pub path: PathBuf,
+    /// Share of the training pool held out for validation (seeded by `run.seed`).
+    pub valid_fraction: f64,
+    /// Share held out as the test split for an image folder without a `test/` sub-folder.
+    pub test_fraction: f64,
+    /// Cap on the samples read from each split file (for smoke tests).
+    pub limit: Option<usize>,
+    /// `[height, width]` images are resized to (image folders; IDX sets keep their own size).
+    pub image_size: [usize; 2],
+    pub color: ColorMode,
+    /// Per-channel normalisation; empty: computed from the training split.
+    pub mean: Vec<f32>,
+    pub std: Vec<f32>,
+    /// Threads that decode and batch ahead of the training step.
+    pub workers: usize,
+    /// Batches each worker prepares ahead.
+    pub prefetch: usize,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        Self {
+            dataset: DatasetKind::Mnist,
+            path: PathBuf::new(),
+            valid_fraction: 0.1,
+            test_fraction: 0.1,
+            limit: None,
+            image_size: [28, 28],
+            color: ColorMode::Grayscale,
+            mean: Vec::new(),
+            std: Vec::new(),
+            workers: 2,
+            prefetch: 4,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DatasetKind {
+    Mnist,
+    FashionMnist,
+    ImageFolder,
+}
+
+impl DatasetKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            DatasetKind::Mnist => "mnist",
+            DatasetKind::FashionMnist => "fashion-mnist",
+            DatasetKind::ImageFolder => "image-folder",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ColorMode {
+    Grayscale,
+    Rgb,
+}
+
+impl ColorMode {
+    pub fn channels(self) -> usize {
+        match self {
+            ColorMode::Grayscale => 1,
+            ColorMode::Rgb => 3,
+        }
+    }
+}
+
+/// The network, chosen by `kind`; the other keys belong to that kind.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum ModelConfig {
+    Mlp(MlpConfig),
+    Cnn(CnnConfig),
+    Resnet(ResnetConfig),
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        ModelConfig::Mlp(MlpConfig::default())
+    }
+}
+
+impl ModelConfig {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ModelConfig::Mlp(_) => "mlp",
+            ModelConfig::Cnn(_) => "cnn",
+            ModelConfig::Resnet(_) => "resnet",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MlpConfig {
+    pub hidden: Vec<usize>,
+    pub activation: Activation,
+    pub dropout: f64,
+}
+
+impl Default for MlpConfig {
+    fn default() -> Self {
+        Self {
+            hidden: vec![512, 256],
+            activation: Activation::Relu,
+            dropout: 0.2,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Activation {
+    Relu,
+    Gelu,
+    Tanh,
+}
+
+/// PyTorch's `examples/mnist` network by default: conv 3×3 32 → conv 3×3 64 → max-pool 2 →
+/// dropout → fc 128 → dropout → fc classes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CnnConfig {
+    /// Output channels of each 3×3 (unpadded) convolution, in order.
+    pub channels: Vec<usize>,
+    pub kernel_size: usize,
+    pub hidden: usize,
+    /// Dropout after the pooling layer.
+    pub dropout: f64,
+    /// Dropout after the hidden fully connected layer.
+    pub fc_dropout: f64,
+}
+
+impl Default for CnnConfig {
+    fn default() -> Self {
+        Self {
+            channels: vec![32, 64],
+            kernel_size: 3,
+            hidden: 128,
+            dropout: 0.25,
+            fc_dropout: 0.5,
+        }
+    }
+}
+
+/// A CIFAR-style residual network: a 3×3 stem, three stages of basic blocks (widths w, 2w,
+/// 4w; the last two halve the resolution), global average pooling and a linear head.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ResnetConfig {
+    /// Weighted layers: 6n + 2 for n blocks per stage (8, 14, 20, …).
+    pub depth: usize,
+    /// Channels of the first stage.
+    pub width: usize,
+}
+
+impl Default for ResnetConfig {
+    fn default() -> Self {
+        Self {
+            depth: 8,
+            width: 16,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum OptimizerConfig {
+    Sgd(SgdConfig),
+    Adam(AdamConfig),
+    Adamw(AdamConfig),
+}
+
+impl Default for OptimizerConfig {
+    fn default() -> Self {
+        OptimizerConfig::Adam(AdamConfig::default())
+    }
+}
+
+impl OptimizerConfig {
+    pub fn lr(&self) -> f64 {
+        match self {
+            OptimizerConfig::Sgd(sgd) => sgd.lr,
+            OptimizerConfig::Adam(adam) | OptimizerConfig::Adamw(adam) => adam.lr,
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            OptimizerConfig::Sgd(_) => "sgd",
+            OptimizerConfig::Adam(_) => "adam",
+            OptimizerConfig::Adamw(_) => "adamw",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SgdConfig {
+    pub lr: f64,
+    pub momentum: f64,
+    /// PyTorch's dampening (0 by default, unlike burn's 0.1).
+    pub dampening: f64,
+    pub nesterov: bool,
+    /// L2 penalty added to the gradient.
+    pub weight_decay: f64,
+}
+
+impl Default for SgdConfig {
+    fn default() -> Self {
+        Self {
+            lr: 0.01,
+            momentum: 0.9,
+            dampening: 0.0,
+            nesterov: false,
+            weight_decay: 0.0,
+        }
+    }
+}
+
+/// Adam and AdamW share their keys; for `adam` the weight decay is an L2 penalty added to the
+/// gradient, for `adamw` it is decoupled (Loshchilov & Hutter).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdamConfig {
+    pub lr: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    /// PyTorch's default (burn's is 1e-5).
+    pub epsilon: f64,
+    pub weight_decay: f64,
+}
+
+impl Default for AdamConfig {
+    fn default() -> Self {
+        Self {
+            lr: 1e-3,
+            beta1: 0.9,
+            beta2: 0.999,
+            epsilon: 1e-8,
+            weight_decay: 0.0,
+        }
+    }
+}
+
+/// Learning-rate schedule over optimizer steps, each with an optional linear warm-up from
+/// `lr / (warmup_steps + 1)` up to `lr`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum SchedulerConfig {
+    Constant(ConstantSchedule),
+    Step(StepSchedule),
+    Cosine(CosineSchedule),
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        SchedulerConfig::Constant(ConstantSchedule::default())
+    }
+}
+
+impl SchedulerConfig {
+    pub fn warmup_steps(&self) -> usize {
+        match self {
+            SchedulerConfig::Constant(s) => s.warmup_steps,
+            SchedulerConfig::Step(s) => s.warmup_steps,
+            SchedulerConfig::Cosine(s) => s.warmup_steps,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConstantSchedule {
+    pub warmup_steps: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StepSchedule {
+    pub warmup_steps: usize,
+    /// Multiply the learning rate by `gamma` every `step_size` optimizer steps.
+    pub step_size: usize,
+    pub gamma: f64,
+}
+
+impl Default for StepSchedule {
+    fn default() -> Self {
+        Self {
+            warmup_steps: 0,
+            step_size: 1000,
+            gamma: 0.1,
+        }
+    }
+}
+
+/// Cosine annealing from `lr` down to `min_lr` over the run's remaining steps.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CosineSchedule {
+    pub warmup_steps: usize,
+    pub min_lr: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub eval_batch_size: usize,
+    /// Stop after this many optimizer steps, even mid-epoch.
+    pub max_steps: Option<usize>,
+    /// Also validate every N steps (validation always runs at each epoch end).
+    pub eval_every: Option<usize>,
+    /// Steps between metric lines.
+    pub log_every: usize,
+    /// Clip gradients to this norm; see `grad_clip_scope`.
+    pub grad_clip_norm: Option<f64>,
+    pub grad_clip_scope: ClipScope,
+    pub progress: ProgressMode,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            epochs: 10,
+            batch_size: 64,
+            eval_batch_size: 1000,
+            max_steps: None,
+            eval_every: None,
+            log_every: 50,
+            grad_clip_norm: None,
+            grad_clip_scope: ClipScope::Global,
+            progress: ProgressMode::Auto,
+        }
+    }
+}
+
+/// What `grad_clip_norm` bounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClipScope {
+    /// The norm of all gradients together, as `torch.nn.utils.clip_grad_norm_`.
+    Global,
+    /// Each parameter's gradient separately (burn's `GradientClippingConfig::Norm`).
+    PerTensor,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProgressMode {
+    /// A progress bar on a terminal, plain lines otherwise.
+    Auto,
+    Bar,
+    Plain,
+    Quiet,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CheckpointConfig {
+    /// Save at the end of every N epochs (0: never, except the final one).
+    pub every_epochs: usize,
+    /// Also save every N optimizer steps.
+    pub every_steps: Option<usize>,
+    /// Keep the newest K checkpoints (the best one is kept besides).
+    pub keep_last: usize,
+    /// Metric that picks the best checkpoint, as `<split>.<metric>`.
+    pub monitor: Monitor,
+    pub mode: MonitorMode,
+}
+
+impl Default for CheckpointConfig {
+    fn default() -> Self {
+        Self {
+            every_epochs: 1,
+            every_steps: None,
+            keep_last: 2,
+            monitor: Monitor::ValidAccuracy,
+            mode: MonitorMode::Max,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Monitor {
+    #[serde(rename = "valid.accuracy")]
+    ValidAccuracy,
+    #[serde(rename = "valid.loss")]
+    ValidLoss,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MonitorMode {
+    Min,
+    Max,
+}

@@ -1,0 +1,270 @@
+//! Range and consistency checks the types alone cannot express. Each problem is returned as
+//! (key path, what was expected), so the loader can locate it.
+
+use super::schema::{
+    DatasetKind, ExperimentConfig, ModelConfig, OptimizerConfig, SchedulerConfig,
+};
+
+type Problems = Vec<(String, String)>;
+
+pub fn validate(config: &ExperimentConfig) -> Problems {
+    let mut problems = Problems::new();
+    let mut check = |ok: bool, key: &str, message: String| {
+        if !ok {
+            problems.push((key.to_string(), message));
+        }
+    };
+
+    let name = &config.run.name;
+    check(
+        !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            && !name.starts_with('.'),
+        "run.name",
+        format!("\"{name}\" must be letters, digits, '-', '_' or '.', not starting with '.'"),
+    );
+
+    let data = &config.data;
+    check(
+        (0.0..1.0).contains(&data.valid_fraction),
+        "data.valid_fraction",
+        format!("must be at least 0 and below 1, got {}", data.valid_fraction),
+    );
+    check(
+        (0.0..1.0).contains(&data.test_fraction),
+        "data.test_fraction",
+        format!("must be at least 0 and below 1, got {}", data.test_fraction),
+    );
+    check(
+        data.limit != Some(0),
+        "data.limit",
+        "must be at least 1 (leave it out to use every sample)".into(),
+    );
+    check(
+        data.image_size.iter().all(|&side| side > 0),
+        "data.image_size",
+        format!("sides must be at least 1, got {:?}", data.image_size),
+    );
+    check(
+        data.dataset == DatasetKind::ImageFolder || data.color.channels() == 1,
+        "data.color",
+        format!("{} images are grayscale; remove the key", data.dataset.name()),
+    );
+    check(
+        data.dataset != DatasetKind::ImageFolder || !data.path.as_os_str().is_empty(),
+        "data.path",
+        "is required for dataset = \"image-folder\": the folder with one sub-folder per class"
+            .into(),
+    );
+    let channels = data.color.channels();
+    for (key, values) in [("data.mean", &data.mean), ("data.std", &data.std)] {
+        check(
+            values.is_empty() || values.len() == channels,
+            key,
+            format!("needs one value per channel ({channels}), got {}", values.len()),
+        );
+    }
+    check(
+        data.mean.is_empty() == data.std.is_empty(),
+        "data.std",
+        "data.mean and data.std are given together or not at all".into(),
+    );
+    check(
+        data.std.iter().all(|&s| s > 0.0),
+        "data.std",
+        "values must be above 0".into(),
+    );
+    check(data.prefetch > 0, "data.prefetch", "must be at least 1".into());
+
+    validate_model(&config.model, &mut check);
+    validate_optimizer(&config.optimizer, &mut check);
+    validate_scheduler(&config.scheduler, config.optimizer.lr(), &mut check);
+
+    let train = &config.train;
+    check(train.epochs > 0, "train.epochs", "must be at least 1".into());
+    check(train.batch_size > 0, "train.batch_size", "must be at least 1".into());
+    check(
+        train.eval_batch_size > 0,
+        "train.eval_batch_size",
+        "must be at least 1".into(),
+    );
+    check(
+        train.max_steps != Some(0),
+        "train.max_steps",
+        "must be at least 1 (leave it out to train every epoch)".into(),
+    );
+    check(
+        train.eval_every != Some(0),
+        "train.eval_every",
+        "must be at least 1 (leave it out to validate at epoch ends only)".into(),
+    );
+    check(train.log_every > 0, "train.log_every", "must be at least 1".into());
+    if let Some(norm) = train.grad_clip_norm {
+        check(
+            norm > 0.0 && norm.is_finite(),
+            "train.grad_clip_norm",
+            format!("must be above 0, got {norm}"),
+        );
+    }
+
+    let checkpoint = &config.checkpoint;
+    check(
+        checkpoint.keep_last > 0,
+        "checkpoint.keep_last",
+        "must be at least 1".into(),
+    );
+    check(
+        checkpoint.every_steps != Some(0),
+        "checkpoint.every_steps",
+        "must be at least 1 (leave it out to save at epoch ends only)".into(),
+    );
+    problems
+}
+
+fn validate_model(model: &ModelConfig, check: &mut impl FnMut(bool, &str, String)) {
+    let dropout = |p: f64| (0.0..1.0).contains(&p);
+    match model {
+        ModelConfig::Mlp(mlp) => {
+            check(
+                mlp.hidden.iter().all(|&h| h > 0),
+                "model.hidden",
+                "layer sizes must be at least 1".into(),
+            );
+            check(
+                dropout(mlp.dropout),
+                "model.dropout",
+                format!("must be at least 0 and below 1, got {}", mlp.dropout),
+            );
+        }
+        ModelConfig::Cnn(cnn) => {
+            check(
+                !cnn.channels.is_empty() && cnn.channels.iter().all(|&c| c > 0),
+                "model.channels",
+                "needs at least one convolution, each with at least 1 channel".into(),
+            );
+            check(cnn.kernel_size > 0, "model.kernel_size", "must be at least 1".into());
+            check(cnn.hidden > 0, "model.hidden", "must be at least 1".into());
+            check(
+                dropout(cnn.dropout),
+                "model.dropout",
+                format!("must be at least 0 and below 1, got {}", cnn.dropout),
+            );
+            check(
+                dropout(cnn.fc_dropout),
+                "model.fc_dropout",
+                format!("must be at least 0 and below 1, got {}", cnn.fc_dropout),
+            );
+        }
+        ModelConfig::Resnet(resnet) => {
+            check(
+                resnet.depth >= 8 && (resnet.depth - 2) % 6 == 0,
+                "model.depth",
+                format!("must be 6n + 2 (8, 14, 20, …), got {}", resnet.depth),
+            );
+            check(resnet.width > 0, "model.width", "must be at least 1".into());
+        }
+    }
+}
+
+fn validate_optimizer(optimizer: &OptimizerConfig, check: &mut impl FnMut(bool, &str, String)) {
+    let lr = optimizer.lr();
+    check(
+        lr > 0.0 && lr.is_finite(),
+        "optimizer.lr",
+        format!("must be above 0, got {lr}"),
+    );
+    match optimizer {
+        OptimizerConfig::Sgd(sgd) => {
+            check(
+                (0.0..1.0).contains(&sgd.momentum),
+                "optimizer.momentum",
+                format!("must be at least 0 and below 1, got {}", sgd.momentum),
+            );
+            check(
+                (0.0..=1.0).contains(&sgd.dampening),
+                "optimizer.dampening",
+                format!("must be between 0 and 1, got {}", sgd.dampening),
+            );
+            check(
+                !sgd.nesterov || (sgd.momentum > 0.0 && sgd.dampening == 0.0),
+                "optimizer.nesterov",
+                "needs momentum above 0 and dampening = 0".into(),
+            );
+            check(
+                sgd.weight_decay >= 0.0,
+                "optimizer.weight_decay",
+                "must be at least 0".into(),
+            );
+        }
+        OptimizerConfig::Adam(adam) | OptimizerConfig::Adamw(adam) => {
+            for (key, beta) in [("optimizer.beta1", adam.beta1), ("optimizer.beta2", adam.beta2)] {
+                check(
+                    (0.0..1.0).contains(&beta),
+                    key,
+                    format!("must be at least 0 and below 1, got {beta}"),
+                );
+            }
+            check(
+                adam.epsilon > 0.0,
+                "optimizer.epsilon",
+                "must be above 0".into(),
+            );
+            check(
+                adam.weight_decay >= 0.0,
+                "optimizer.weight_decay",
+                "must be at least 0".into(),
+            );
+        }
+    }
+}
+
+fn validate_scheduler(
+    scheduler: &SchedulerConfig,
+    lr: f64,
+    check: &mut impl FnMut(bool, &str, String),
+) {
+    // burn's linear (warm-up) and cosine schedulers take learning rates up to 1.
+    let bounded = scheduler.warmup_steps() > 0 || matches!(scheduler, SchedulerConfig::Cosine(_));
+    check(
+        !bounded || lr <= 1.0,
+        "optimizer.lr",
+        format!("must be at most 1 with warm-up or a cosine schedule, got {lr}"),
+    );
+    match scheduler {
+        SchedulerConfig::Constant(_) => {}
+        SchedulerConfig::Step(step) => {
+            check(step.step_size > 0, "scheduler.step_size", "must be at least 1".into());
+            check(
+                step.gamma > 0.0 && step.gamma <= 1.0,
+                "scheduler.gamma",
+                format!("must be above 0 and at most 1, got {}", step.gamma),
+            );
+        }
+        SchedulerConfig::Cosine(cosine) => check(
+            cosine.min_lr >= 0.0 && cosine.min_lr <= lr,
+            "scheduler.min_lr",
+            format!("must be between 0 and optimizer.lr ({lr}), got {}", cosine.min_lr),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        assert!(validate(&ExperimentConfig::default()).is_empty());
+    }
+
+    #[test]
+    fn out_of_range_values_are_named() {
+        let mut config = ExperimentConfig::default();
+        config.train.batch_size = 0;
+        config.data.valid_fraction = 1.5;
+        let keys: Vec<String> = validate(&config).into_iter().map(|(key, _)| key).collect();
+        assert_eq!(keys, ["data.valid_fraction", "train.batch_size"]);
+    }
+}

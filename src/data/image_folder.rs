@@ -1,0 +1,190 @@
+//! Image folders: one sub-folder per class of PNG or JPEG files, decoded and resized to
+//! `data.image_size` in grayscale or RGB. A folder with `train/` and `test/` sub-folders
+//! brings its own test split.
+
+use std::path::{Path, PathBuf};
+
+use image::imageops::FilterType;
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+
+use super::{DataError, ImageSet};
+use crate::config::{ColorMode, DataConfig};
+use crate::model::ImageShape;
+
+pub struct ImageFolder {
+    pub train: ImageSet,
+    pub test: Option<ImageSet>,
+    pub classes: Vec<String>,
+}
+
+pub fn load(config: &DataConfig, seed: u64) -> Result<ImageFolder, DataError> {
+    let root = &config.path;
+    if !root.is_dir() {
+        return Err(DataError::Missing {
+            dataset: "image-folder".into(),
+            path: root.clone(),
+            detail: "the folder does not exist".into(),
+            fetch: None,
+        });
+    }
+    let (train_root, test_root) = {
+        let (train, test) = (root.join("train"), root.join("test"));
+        if train.is_dir() && test.is_dir() {
+            (train, Some(test))
+        } else {
+            (root.clone(), None)
+        }
+    };
+    let classes = class_names(&train_root)?;
+    let train = load_set(&train_root, &classes, config, seed)?;
+    let test = match test_root {
+        Some(test_root) => {
+            let test_classes = class_names(&test_root)?;
+            if let Some(unknown) = test_classes.iter().find(|name| !classes.contains(name)) {
+                return Err(DataError::Corrupt {
+                    path: test_root.join(unknown),
+                    detail: format!("class \"{unknown}\" has no training images"),
+                });
+            }
+            Some(load_set(&test_root, &classes, config, seed)?)
+        }
+        None => None,
+    };
+    Ok(ImageFolder {
+        train,
+        test,
+        classes,
+    })
+}
+
+fn class_names(root: &Path) -> Result<Vec<String>, DataError> {
+    let mut classes: Vec<String> = read_dir(root)?
+        .into_iter()
+        .filter(|path| path.is_dir())
+        .filter_map(|path| path.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .collect();
+    classes.sort();
+    if classes.is_empty() {
+        return Err(DataError::Empty {
+            path: root.to_path_buf(),
+            what: "class sub-folders".into(),
+        });
+    }
+    Ok(classes)
+}
+
+fn read_dir(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
+    let io = |source| DataError::Io {
+        path: dir.to_path_buf(),
+        source,
+    };
+    std::fs::read_dir(dir)
+        .map_err(io)?
+        .map(|entry| entry.map(|entry| entry.path()).map_err(io))
+        .collect()
+}
+
+fn is_image(path: &Path) -> bool {
+    path.extension()
+        .and_then(|ext| ext.to_str())
+        .is_some_and(|ext| matches!(ext.to_ascii_lowercase().as_str(), "png" | "jpg" | "jpeg"))
+}
+
+/// Decodes every image under `root/<class>/`, on `data.workers` threads.
+fn load_set(
+    root: &Path,
+    classes: &[String],
+    config: &DataConfig,
+    seed: u64,
+) -> Result<ImageSet, DataError> {
+    let mut files = Vec::new();
+    for (label, class) in classes.iter().enumerate() {
+        let dir = root.join(class);
+        if !dir.is_dir() {
+            continue;
+        }
+        let mut images: Vec<PathBuf> = read_dir(&dir)?.into_iter().filter(|p| is_image(p)).collect();
+        images.sort();
+        files.extend(images.into_iter().map(|path| (path, label as u16)));
+    }
+    if files.is_empty() {
+        return Err(DataError::Empty {
+            path: root.to_path_buf(),
+            what: "PNG or JPEG images".into(),
+        });
+    }
+    if let Some(limit) = config.limit {
+        // Sorted files are grouped by class, so a limit takes a seeded sample across classes.
+        files.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
+        files.truncate(limit);
+        files.sort();
+    }
+
+    let [height, width] = config.image_size;
+    let shape = ImageShape {
+        channels: config.color.channels(),
+        height,
+        width,
+    };
+    let threads = config.workers.max(1);
+    let chunk = files.len().div_ceil(threads);
+    let decoded: Result<Vec<Vec<u8>>, DataError> = std::thread::scope(|scope| {
+        let handles: Vec<_> = files
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || -> Result<Vec<u8>, DataError> {
+                    let mut pixels = Vec::with_capacity(part.len() * shape.len());
+                    for (path, _) in part {
+                        pixels.extend(decode(path, shape, config.color)?);
+                    }
+                    Ok(pixels)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|handle| handle.join().expect("image decoding thread panicked"))
+            .collect()
+    });
+    Ok(ImageSet {
+        shape,
+        pixels: decoded?.concat(),
+        labels: files.iter().map(|(_, label)| *label).collect(),
+    })
+}
+
+/// One image as channel-major bytes of `shape`.
+fn decode(path: &Path, shape: ImageShape, color: ColorMode) -> Result<Vec<u8>, DataError> {
+    let image = image::ImageReader::open(path)
+        .and_then(|reader| reader.with_guessed_format())
+        .map_err(|source| DataError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?
+        .decode()
+        .map_err(|err| DataError::Corrupt {
+            path: path.to_path_buf(),
+            detail: format!("cannot decode the image: {err}"),
+        })?;
+    let (width, height) = (shape.width as u32, shape.height as u32);
+    Ok(match color {
+        ColorMode::Grayscale => {
+            image::imageops::resize(&image.to_luma8(), width, height, FilterType::Triangle)
+                .into_raw()
+        }
+        ColorMode::Rgb => {
+            let rgb = image::imageops::resize(&image.to_rgb8(), width, height, FilterType::Triangle);
+            // Interleaved RGB to channel-major planes.
+            let plane = shape.height * shape.width;
+            let mut planes = vec![0u8; 3 * plane];
+            for (i, pixel) in rgb.pixels().enumerate() {
+                for channel in 0..3 {
+                    planes[channel * plane + i] = pixel[channel];
+                }
+            }
+            planes
+        }
+    })
+}

@@ -1,0 +1,14 @@
+//! stoke: a deep-learning trainer on burn, driven by TOML experiment configs.
+//!
+//! Data flows one way: [`config`] → [`data`] + [`model`] + optimizer → [`train`] loop → run
+//! directory. [`backend`] picks the device once; [`cli`] is the command line over all of it.
+
+pub mod backend;
+pub mod cli;
+pub mod config;
+pub mod data;
+mod error;
+pub mod model;
+pub mod train;
+
+pub use error::Error;

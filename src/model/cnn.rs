@@ -1,0 +1,75 @@
+//! Convolutional network shaped like PyTorch's `examples/mnist` model, so speed and accuracy
+//! compare one to one: conv 3×3 32 → conv 3×3 64 → max-pool 2 → dropout → fc 128 → fc classes.
+
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
+use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
+use burn::prelude::*;
+use burn::tensor::activation::relu;
+
+use super::{ImageShape, ModelError};
+use crate::config::CnnConfig;
+
+#[derive(Module, Debug)]
+pub struct Cnn {
+    convs: Vec<Conv2d>,
+    pool: MaxPool2d,
+    dropout: Dropout,
+    fc: Linear,
+    fc_dropout: Dropout,
+    output: Linear,
+}
+
+impl Cnn {
+    pub fn new(
+        config: &CnnConfig,
+        input: ImageShape,
+        classes: usize,
+        device: &Device,
+    ) -> Result<Self, ModelError> {
+        let shrink = config.channels.len() * (config.kernel_size - 1);
+        let too_small = || ModelError::InputTooSmall {
+            input,
+            model: format!(
+                "cnn with {} unpadded {k}×{k} convolutions and a 2×2 pool",
+                config.channels.len(),
+                k = config.kernel_size
+            ),
+        };
+        let height = input.height.checked_sub(shrink).ok_or_else(too_small)? / 2;
+        let width = input.width.checked_sub(shrink).ok_or_else(too_small)? / 2;
+        if height == 0 || width == 0 {
+            return Err(too_small());
+        }
+
+        let mut in_channels = input.channels;
+        let convs = config
+            .channels
+            .iter()
+            .map(|&out_channels| {
+                let kernel = [config.kernel_size, config.kernel_size];
+                let conv = Conv2dConfig::new([in_channels, out_channels], kernel).init(device);
+                in_channels = out_channels;
+                conv
+            })
+            .collect();
+        Ok(Self {
+            convs,
+            pool: MaxPool2dConfig::new([2, 2]).init(),
+            dropout: DropoutConfig::new(config.dropout).init(),
+            fc: LinearConfig::new(in_channels * height * width, config.hidden).init(device),
+            fc_dropout: DropoutConfig::new(config.fc_dropout).init(),
+            output: LinearConfig::new(config.hidden, classes).init(device),
+        })
+    }
+
+    pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
+        let x = self
+            .convs
+            .iter()
+            .fold(images, |x, conv| relu(conv.forward(x))); // [batch, 64, 24, 24]
+        let x = self.dropout.forward(self.pool.forward(x)); // [batch, 64, 12, 12]
+        let x = relu(self.fc.forward(x.flatten(1, 3))); // [batch, 128]
+        self.output.forward(self.fc_dropout.forward(x)) // [batch, classes]
+    }
+}

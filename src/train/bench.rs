@@ -1,0 +1,126 @@
+//! `stoke bench`: times the real training step (data pipeline, forward, backward, optimizer)
+//! after a warm-up, and reports training samples/s.
+
+use std::time::Instant;
+
+use burn::prelude::*;
+use serde::Serialize;
+
+use super::Experiment;
+use super::optim::{build_optimizer, build_scheduler};
+use super::step::{DeviceBatch, RunningMetrics, Stepper};
+use super::trainer::step_seed;
+use crate::Error;
+use crate::backend::BackendName;
+use crate::data::{BatchStream, HostBatch, StreamPlan, epoch_order};
+
+pub struct BenchOptions {
+    pub steps: usize,
+    pub warmup: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchReport {
+    pub model: String,
+    pub backend: BackendName,
+    pub adapter: Option<String>,
+    pub batch_size: usize,
+    pub warmup_steps: usize,
+    pub steps: usize,
+    pub samples_per_s: f64,
+    pub step_ms: f64,
+    /// From the command's start (backend, data, model set up) to the end of the first step.
+    pub time_to_first_step_s: f64,
+}
+
+/// Runs `warmup + steps` training steps; `started` is when the command began.
+pub fn bench(
+    experiment: Experiment,
+    options: &BenchOptions,
+    started: Instant,
+) -> Result<BenchReport, Error> {
+    let config = &experiment.config;
+    let device = experiment.backend.device.clone().autodiff();
+    device.seed(config.run.seed);
+    let mut model = experiment.new_model(&device)?;
+    let mut optimizer = build_optimizer(&config.optimizer, &config.train);
+    let total = options.warmup + options.steps;
+    let mut scheduler = build_scheduler(&config.scheduler, config.optimizer.lr(), total);
+    let stepper = Stepper::new(&config.train, &device);
+    let mut batches = Batches::new(&experiment);
+    let mut metrics = RunningMetrics::new();
+
+    let mut step = |model: crate::model::Model, metrics: &mut RunningMetrics, index: usize| {
+        device.seed(step_seed(config.run.seed, index));
+        let batch = DeviceBatch::new(batches.next(), experiment.splits.shape, &device);
+        stepper.step(model, &mut optimizer, scheduler.step(), batch, metrics)
+    };
+
+    model = step(model, &mut metrics, 0);
+    metrics.take(); // Reading the loss waits for the device.
+    let time_to_first_step = started.elapsed().as_secs_f64();
+    for index in 1..options.warmup.max(1) {
+        model = step(model, &mut metrics, index);
+    }
+    metrics.take();
+
+    let timed = Instant::now();
+    for index in 0..options.steps {
+        model = step(model, &mut metrics, options.warmup.max(1) + index);
+    }
+    let samples = metrics.samples();
+    metrics.take();
+    let seconds = timed.elapsed().as_secs_f64();
+    Ok(BenchReport {
+        model: config.model.kind().to_string(),
+        backend: experiment.backend.name,
+        adapter: experiment.backend.adapter.clone(),
+        batch_size: config.train.batch_size,
+        warmup_steps: options.warmup,
+        steps: options.steps,
+        samples_per_s: samples as f64 / seconds,
+        step_ms: seconds * 1000.0 / options.steps.max(1) as f64,
+        time_to_first_step_s: time_to_first_step,
+    })
+}
+
+/// Training batches without end: epoch after epoch through the real data pipeline.
+struct Batches<'a> {
+    experiment: &'a Experiment,
+    epoch: usize,
+    stream: BatchStream,
+}
+
+impl<'a> Batches<'a> {
+    fn new(experiment: &'a Experiment) -> Self {
+        Self {
+            experiment,
+            epoch: 0,
+            stream: Self::stream(experiment, 0),
+        }
+    }
+
+    fn stream(experiment: &Experiment, epoch: usize) -> BatchStream {
+        let config = &experiment.config;
+        BatchStream::new(
+            experiment.train_batcher(),
+            StreamPlan {
+                order: epoch_order(&experiment.splits.train, config.run.seed, epoch),
+                batch_size: config.train.batch_size,
+                first: 0,
+                workers: config.data.workers,
+                prefetch: config.data.prefetch,
+            },
+        )
+    }
+
+    fn next(&mut self) -> HostBatch {
+        loop {
+            if let Some(batch) = self.stream.next() {
+                return batch;
+            }
+            self.epoch += 1;
+            self.stream = Self::stream(self.experiment, self.epoch);
+        }
+    }
+}

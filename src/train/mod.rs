@@ -1,0 +1,82 @@
+//! Training and everything that runs a model over data: the loop, checkpoints, metrics,
+//! progress, the run directory, and the `eval` and `bench` commands built on the same step.
+
+mod bench;
+pub mod checkpoint;
+mod eval;
+pub mod metrics;
+mod optim;
+mod progress;
+pub mod run_dir;
+mod step;
+mod trainer;
+
+pub use bench::{BenchOptions, BenchReport, bench};
+pub use checkpoint::CheckpointChoice;
+pub use eval::{EvalReport, evaluate_run};
+pub use metrics::{MetricRecord, SplitName, read_metrics};
+pub use run_dir::{RunDir, Summary};
+pub use step::Measured;
+pub use trainer::{TrainOptions, step_seed, train};
+
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::prelude::{Device, Tensor};
+
+use crate::Error;
+use crate::backend::SelectedBackend;
+use crate::config::ExperimentConfig;
+use crate::data::{Batcher, Split, Splits, load_splits};
+use crate::model::Model;
+
+/// A config with its data loaded and its backend chosen: what every command starts from.
+pub struct Experiment {
+    pub config: ExperimentConfig,
+    pub backend: SelectedBackend,
+    pub splits: Splits,
+}
+
+impl Experiment {
+    pub fn prepare(config: ExperimentConfig, backend: SelectedBackend) -> Result<Self, Error> {
+        let splits = load_splits(&config.data, config.run.seed)?;
+        Ok(Self {
+            config,
+            backend,
+            splits,
+        })
+    }
+
+    /// A freshly initialised model on `device`, tracking gradients if the device does.
+    ///
+    /// The weights are drawn on flex from the run's seed whatever the device, so one seed
+    /// gives the same initial weights on every backend.
+    pub fn new_model(&self, device: &Device) -> Result<Model, Error> {
+        let init_device = Device::flex();
+        init_device.seed(self.config.run.seed);
+        let model = Model::new(
+            &self.config.model,
+            self.splits.shape,
+            self.splits.classes.len(),
+            &init_device,
+        )?;
+        // Parameters initialise lazily, on whatever device they are on at first use.
+        model.visit(&mut InitialiseNow);
+        let model = model.to_device(&device.clone().without_autodiff());
+        Ok(if device.is_autodiff() { model.train() } else { model })
+    }
+
+    pub fn train_batcher(&self) -> Batcher {
+        self.eval_batcher(&self.splits.train)
+    }
+
+    pub fn eval_batcher(&self, split: &Split) -> Batcher {
+        Batcher::new(split.set.clone(), &self.splits.normalization)
+    }
+}
+
+struct InitialiseNow;
+
+impl ModuleVisitor for InitialiseNow {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let _ = param.val();
+    }
+}

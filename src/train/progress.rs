@@ -1,0 +1,140 @@
+//! What a person watching a run sees: a progress bar per epoch on a terminal, one plain line
+//! per log interval otherwise (CI logs, files). Everything goes to stderr.
+
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::config::ProgressMode;
+
+use super::metrics::MetricRecord;
+
+pub struct Progress {
+    mode: Mode,
+    bar: Option<ProgressBar>,
+    epochs: usize,
+    epoch: usize,
+    batches: usize,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Bar,
+    Plain,
+    Quiet,
+}
+
+impl Progress {
+    pub fn new(mode: ProgressMode, epochs: usize) -> Self {
+        let mode = match mode {
+            ProgressMode::Auto if std::io::stderr().is_terminal() => Mode::Bar,
+            ProgressMode::Auto | ProgressMode::Plain => Mode::Plain,
+            ProgressMode::Bar => Mode::Bar,
+            ProgressMode::Quiet => Mode::Quiet,
+        };
+        Self {
+            mode,
+            bar: None,
+            epochs,
+            epoch: 0,
+            batches: 0,
+        }
+    }
+
+    /// A line that is always shown (run directory, backend, results).
+    pub fn say(&self, line: &str) {
+        match &self.bar {
+            Some(bar) => bar.suspend(|| eprintln!("{line}")),
+            None => eprintln!("{line}"),
+        }
+    }
+
+    pub fn start_epoch(&mut self, epoch: usize, batches: usize, done: usize) {
+        self.epoch = epoch;
+        self.batches = batches;
+        if self.mode == Mode::Bar {
+            let bar = ProgressBar::with_draw_target(
+                Some(batches as u64),
+                ProgressDrawTarget::stderr_with_hz(10),
+            );
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{prefix} [{bar:30}] {pos}/{len} {msg} · {elapsed} (ETA {eta})",
+                )
+                .expect("valid template")
+                .progress_chars("=> "),
+            );
+            bar.set_prefix(format!("epoch {epoch}/{}", self.epochs));
+            bar.set_position(done as u64);
+            bar.enable_steady_tick(Duration::from_millis(500));
+            self.bar = Some(bar);
+        }
+    }
+
+    pub fn advance(&self) {
+        if let Some(bar) = &self.bar {
+            bar.inc(1);
+        }
+    }
+
+    pub fn train_interval(&self, record: &MetricRecord, batch_in_epoch: usize, eta_s: f64) {
+        let summary = format!(
+            "loss {:.4} · acc {:.2}% · lr {:.2e} · {:.0} samples/s",
+            record.loss,
+            record.accuracy * 100.0,
+            record.lr,
+            record.samples_per_s
+        );
+        match self.mode {
+            Mode::Bar => {
+                if let Some(bar) = &self.bar {
+                    bar.set_message(summary);
+                }
+            }
+            Mode::Plain => eprintln!(
+                "epoch {}/{} · step {} · batch {batch_in_epoch}/{} · {summary} · eta {}",
+                self.epoch,
+                self.epochs,
+                record.step,
+                self.batches,
+                format_duration(eta_s)
+            ),
+            Mode::Quiet => {}
+        }
+    }
+
+    pub fn evaluation(&self, record: &MetricRecord, note: &str) {
+        if self.mode == Mode::Quiet {
+            return;
+        }
+        self.say(&format!(
+            "epoch {}/{} · step {} · {} loss {:.4} · acc {:.2}%{note}",
+            record.epoch,
+            self.epochs,
+            record.step,
+            record.split,
+            record.loss,
+            record.accuracy * 100.0
+        ));
+    }
+
+    pub fn finish_epoch(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish();
+        }
+    }
+}
+
+pub fn format_duration(seconds: f64) -> String {
+    if !seconds.is_finite() {
+        return "?".into();
+    }
+    let total = seconds.round() as u64;
+    let (hours, minutes, secs) = (total / 3600, total / 60 % 60, total % 60);
+    if hours > 0 {
+        format!("{hours}:{minutes:02}:{secs:02}")
+    } else {
+        format!("{minutes}:{secs:02}")
+    }
+}

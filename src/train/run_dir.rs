@@ -1,0 +1,136 @@
+//! The run directory every training run writes:
+//!
+//! ```text
+//! runs/<name>-<YYYYmmdd-HHMMSS>/
+//!   config.toml      the resolved config (every default filled in)
+//!   metrics.jsonl    one JSON object per log interval and per evaluation
+//!   checkpoints/     step-<N>/ directories, `latest` and `best` pointers
+//!   summary.json     final metrics, best epoch, wall time, backend
+//! ```
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::Error;
+use super::checkpoint::{Checkpoints, write_atomic};
+use super::step::Measured;
+use crate::backend::BackendName;
+use crate::config::{self, ExperimentConfig};
+use crate::data::Normalization;
+use crate::model::ImageShape;
+
+pub const CONFIG_FILE: &str = "config.toml";
+pub const METRICS_FILE: &str = "metrics.jsonl";
+pub const SUMMARY_FILE: &str = "summary.json";
+
+pub struct RunDir {
+    pub path: PathBuf,
+}
+
+impl RunDir {
+    /// Creates a fresh run directory (`explicit`, or a new timestamped one under
+    /// `run.runs_dir`) and writes the resolved config into it.
+    pub fn create(config: &ExperimentConfig, explicit: Option<&Path>) -> Result<Self, Error> {
+        let path = match explicit {
+            Some(path) => {
+                let occupied = fs::read_dir(path).is_ok_and(|mut entries| entries.next().is_some());
+                if occupied {
+                    return Err(Error::RunDirExists(path.to_path_buf()));
+                }
+                fs::create_dir_all(path).map_err(|source| Error::io(path, source))?;
+                path.to_path_buf()
+            }
+            None => Self::claim_new(config)?,
+        };
+        let run = Self { path };
+        fs::create_dir_all(run.checkpoints_dir())
+            .map_err(|source| Error::io(&run.checkpoints_dir(), source))?;
+        write_atomic(&run.path.join(CONFIG_FILE), config::to_toml(config).as_bytes())?;
+        Ok(run)
+    }
+
+    /// `runs_dir/<name>-<timestamp>`, with a numeric suffix if two runs start in one second.
+    fn claim_new(config: &ExperimentConfig) -> Result<PathBuf, Error> {
+        let runs_dir = &config.run.runs_dir;
+        fs::create_dir_all(runs_dir).map_err(|source| Error::io(runs_dir, source))?;
+        let stamp = chrono::Local::now().format("%Y%m%d-%H%M%S");
+        let base = format!("{}-{stamp}", config.run.name);
+        for attempt in 1.. {
+            let name = match attempt {
+                1 => base.clone(),
+                n => format!("{base}-{n}"),
+            };
+            let path = runs_dir.join(name);
+            match fs::create_dir(&path) {
+                Ok(()) => return Ok(path),
+                Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(source) => return Err(Error::io(&path, source)),
+            }
+        }
+        unreachable!("the loop returns")
+    }
+
+    /// An existing run directory, with its resolved config.
+    pub fn open(path: &Path) -> Result<(Self, ExperimentConfig), Error> {
+        let config_path = path.join(CONFIG_FILE);
+        if !config_path.is_file() {
+            return Err(Error::NotARun(path.to_path_buf()));
+        }
+        let config = config::load(&config_path, &[])?;
+        Ok((
+            Self {
+                path: path.to_path_buf(),
+            },
+            config,
+        ))
+    }
+
+    pub fn metrics_path(&self) -> PathBuf {
+        self.path.join(METRICS_FILE)
+    }
+
+    pub fn checkpoints_dir(&self) -> PathBuf {
+        self.path.join("checkpoints")
+    }
+
+    pub fn checkpoints(&self) -> Checkpoints {
+        Checkpoints::new(self.checkpoints_dir())
+    }
+
+    pub fn write_summary(&self, summary: &Summary) -> Result<(), Error> {
+        let json = serde_json::to_vec_pretty(summary).expect("summary serializes");
+        write_atomic(&self.path.join(SUMMARY_FILE), &json)
+    }
+}
+
+/// `summary.json`: how the run ended.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Summary {
+    pub run_dir: PathBuf,
+    pub backend: BackendName,
+    pub adapter: Option<String>,
+    pub model: String,
+    pub parameters: usize,
+    pub classes: Vec<String>,
+    pub input: ImageShape,
+    pub normalization: Normalization,
+    pub steps: usize,
+    pub epochs_completed: usize,
+    /// Why training stopped: "completed" or "max_steps".
+    pub stopped: String,
+    /// Training metrics over the last epoch (or the part of it trained).
+    pub train: Option<Measured>,
+    /// The last validation.
+    pub valid: Option<Measured>,
+    /// The test split, evaluated with the `test_checkpoint`.
+    pub test: Option<Measured>,
+    pub test_checkpoint: Option<String>,
+    pub best: Option<super::checkpoint::BestCheckpoint>,
+    /// Training time of each epoch, evaluation excluded.
+    pub epoch_time_s: Vec<f64>,
+    /// Mean training throughput.
+    pub train_samples_per_s: f64,
+    pub wall_time_s: f64,
+}

@@ -1,0 +1,97 @@
+//! The wgpu backend (on Mesa's lavapipe in CI) against the CPU backends, and `auto`'s choice.
+
+mod common;
+
+use common::{losses, stoke, tiny, train};
+
+/// Whether a wgpu adapter opens here. CI installs lavapipe and sets STOKE_REQUIRE_WGPU=1 so the
+/// wgpu tests cannot be skipped there; elsewhere they are skipped, loudly, without a driver.
+fn wgpu_available() -> bool {
+    let required = std::env::var("STOKE_REQUIRE_WGPU").is_ok_and(|v| v == "1");
+    let bench = stoke()
+        .args(["bench", "configs/mnist-mlp.toml", "--backend", "wgpu", "--steps", "1", "--warmup", "1"])
+        .args(["--set", "data.limit=64", "--set", "train.batch_size=8"])
+        .output()
+        .unwrap();
+    let available = bench.status.success();
+    if !available {
+        let stderr = String::from_utf8_lossy(&bench.stderr);
+        assert!(!required, "wgpu is required here but did not run:\n{stderr}");
+        eprintln!("SKIPPED: no wgpu adapter on this machine (install mesa-vulkan-drivers):\n{stderr}");
+    }
+    available
+}
+
+#[test]
+fn wgpu_trains_and_its_first_losses_match_the_cpu_backends() {
+    if !wgpu_available() {
+        return;
+    }
+    // Same seed, same initial weights (drawn on the CPU), no dropout: the backends differ only
+    // in floating-point rounding.
+    let sets = |backend: &str| {
+        let mut sets = tiny(256, 3);
+        sets.extend(
+            [
+                format!("run.backend={backend}"),
+                "train.log_every=1".into(),
+                "train.batch_size=32".into(),
+                "model.dropout=0.0".into(),
+                "model.hidden=[64]".into(),
+            ],
+        );
+        sets
+    };
+    let mut results = Vec::new();
+    for backend in ["wgpu", "flex", "ndarray"] {
+        let run = tempfile::tempdir().unwrap();
+        let stderr = train("configs/mnist-mlp.toml", &sets(backend), run.path());
+        assert!(stderr.contains(&format!("backend: {backend}")), "{stderr}");
+        results.push((backend, losses(run.path(), "train")));
+    }
+    let (_, wgpu) = &results[0];
+    assert_eq!(wgpu.len(), 3);
+    for (backend, cpu) in &results[1..] {
+        for (step, (g, c)) in wgpu.iter().zip(cpu).enumerate() {
+            assert!(
+                (g - c).abs() < 1e-3 * c.abs().max(1.0),
+                "step {}: wgpu loss {g} vs {backend} {c}",
+                step + 1
+            );
+        }
+    }
+    assert!(wgpu[2] < wgpu[0], "wgpu loss did not decrease: {wgpu:?}");
+}
+
+#[test]
+fn auto_never_picks_a_software_adapter_and_says_why() {
+    let run = tempfile::tempdir().unwrap();
+    let stderr = train(
+        "configs/mnist-mlp.toml",
+        &[tiny(100, 1), vec!["run.backend=auto".into()]].concat(),
+        run.path(),
+    );
+    let line = stderr
+        .lines()
+        .find(|line| line.starts_with("backend: "))
+        .expect("the backend line");
+    if line.starts_with("backend: wgpu") {
+        // A machine with a real GPU: auto takes it, and it is not a CPU adapter.
+        assert!(line.contains("(auto: a GPU adapter opened)") && !line.contains("Cpu"), "{line}");
+        return;
+    }
+    // Without a GPU, auto falls back to run.cpu_backend (flex) and says why.
+    assert!(line.starts_with("backend: flex (auto: "), "{line}");
+    assert!(
+        line.contains("emulates a GPU on the CPU") || line.contains("no GPU adapter found"),
+        "{line}"
+    );
+
+    let run = tempfile::tempdir().unwrap();
+    let stderr = train(
+        "configs/mnist-mlp.toml",
+        &[tiny(100, 1), vec!["run.backend=auto".into(), "run.cpu_backend=ndarray".into()]].concat(),
+        run.path(),
+    );
+    assert!(stderr.contains("backend: ndarray (auto: "), "{stderr}");
+}

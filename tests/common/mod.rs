@@ -1,0 +1,94 @@
+//! Helpers for tests that run the real `stoke` binary on real files.
+#![allow(dead_code)] // Each test binary uses a different subset.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+use serde_json::Value;
+
+/// The repository root: tests run the binary from here so `datasets/` and `configs/` resolve.
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `stoke` with the environment the tests expect: run from the repository root, progress as
+/// plain lines, the Vulkan loader quiet.
+pub fn stoke() -> Command {
+    let mut command = Command::cargo_bin("stoke").expect("the stoke binary is built");
+    command.current_dir(repo());
+    let runtime_dir = std::env::temp_dir().join("stoke-test-xdg");
+    fs::create_dir_all(&runtime_dir).unwrap();
+    command.env("XDG_RUNTIME_DIR", runtime_dir);
+    command
+}
+
+/// Overrides that keep a training run to a few seconds.
+pub fn tiny(limit: usize, steps: usize) -> Vec<String> {
+    vec![
+        format!("data.limit={limit}"),
+        format!("train.max_steps={steps}"),
+        "train.progress=plain".into(),
+        "data.workers=1".into(),
+    ]
+}
+
+/// Runs `stoke train` into `run_dir` and returns its stderr; panics with the output on failure.
+pub fn train(config: &str, sets: &[String], run_dir: &Path) -> String {
+    let mut command = stoke();
+    command.args(["train", config, "--run-dir"]).arg(run_dir);
+    for set in sets {
+        command.args(["--set", set]);
+    }
+    let output = command.output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(output.status.success(), "stoke train failed:\n{stderr}");
+    stderr
+}
+
+pub fn read_json(path: &Path) -> Value {
+    let text = fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap()
+}
+
+/// The metrics.jsonl records of one split.
+pub fn metrics(run_dir: &Path, split: &str) -> Vec<Value> {
+    fs::read_to_string(run_dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).unwrap())
+        .filter(|record| record["split"] == split)
+        .collect()
+}
+
+pub fn losses(run_dir: &Path, split: &str) -> Vec<f64> {
+    metrics(run_dir, split)
+        .iter()
+        .map(|record| record["loss"].as_f64().unwrap())
+        .collect()
+}
+
+/// Writes an IDX set in the MNIST layout (gzipped) with `count` random-ish 28×28 images.
+pub fn write_fake_idx_dataset(dir: &Path, count: usize) {
+    fs::create_dir_all(dir).unwrap();
+    for prefix in ["train", "t10k"] {
+        let mut images = vec![0, 0, 8, 3];
+        for dim in [count as u32, 28, 28] {
+            images.extend(dim.to_be_bytes());
+        }
+        images.extend((0..count * 784).map(|i| (i * 31 % 251) as u8));
+        let mut labels = vec![0, 0, 8, 1];
+        labels.extend((count as u32).to_be_bytes());
+        labels.extend((0..count).map(|i| (i % 10) as u8));
+        for (name, bytes) in [
+            (format!("{prefix}-images-idx3-ubyte.gz"), images),
+            (format!("{prefix}-labels-idx1-ubyte.gz"), labels),
+        ] {
+            let file = fs::File::create(dir.join(name)).unwrap();
+            let mut encoder = flate2::write::GzEncoder::new(file, flate2::Compression::fast());
+            encoder.write_all(&bytes).unwrap();
+            encoder.finish().unwrap();
+        }
+    }
+}
