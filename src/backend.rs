@@ -13,7 +13,7 @@ use crate::config::{BackendChoice, CpuBackend};
 /// How long opening a wgpu adapter may take before `auto` gives up on it.
 const WGPU_PROBE_TIMEOUT: Duration = Duration::from_secs(20);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum BackendName {
     Wgpu,
@@ -50,7 +50,10 @@ pub enum BackendError {
     WgpuUnavailable(String),
 }
 
-pub fn select(choice: BackendChoice, fallback: CpuBackend) -> Result<SelectedBackend, BackendError> {
+pub fn select(
+    choice: BackendChoice,
+    fallback: CpuBackend,
+) -> Result<SelectedBackend, BackendError> {
     match choice {
         BackendChoice::Flex => Ok(cpu(CpuBackend::Flex, "flex, as configured".into())),
         BackendChoice::Ndarray => Ok(cpu(CpuBackend::Ndarray, "ndarray, as configured".into())),
@@ -61,7 +64,10 @@ pub fn select(choice: BackendChoice, fallback: CpuBackend) -> Result<SelectedBac
         }
         BackendChoice::Auto => Ok(match open_wgpu() {
             Ok((device, adapter)) if adapter.device_type != DeviceType::Cpu => {
-                let reason = format!("wgpu on {} (auto: a GPU adapter opened)", adapter.describe());
+                let reason = format!(
+                    "wgpu on {} (auto: a GPU adapter opened)",
+                    adapter.describe()
+                );
                 wgpu(device, adapter, reason)
             }
             Ok((_, adapter)) => cpu(

@@ -127,7 +127,10 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         } => {
             let backend = backend.as_deref().map(parse_backend).transpose()?;
             let report = train::evaluate_run(&run, &checkpoint, split, backend)?;
-            println!("{}", serde_json::to_string_pretty(&report).expect("report serializes"));
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&report).expect("report serializes")
+            );
         }
         Command::Bench {
             config,
@@ -136,7 +139,10 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         } => {
             let experiment = prepare(config.load()?)?;
             let report = train::bench(experiment, &BenchOptions { steps, warmup }, started)?;
-            println!("{}", serde_json::to_string_pretty(&report).expect("report serializes"));
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&report).expect("report serializes")
+            );
         }
     }
     Ok(())

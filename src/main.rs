@@ -3,6 +3,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    quiet_vulkan_loader();
     let cli = stoke::cli::Cli::parse();
     match stoke::cli::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
@@ -10,5 +11,18 @@ fn main() -> ExitCode {
             eprintln!("error: {err}");
             ExitCode::from(err.exit_code())
         }
+    }
+}
+
+/// Mesa's Vulkan drivers print an error per adapter when XDG_RUNTIME_DIR is unset, which
+/// would drown the one line saying which backend was chosen.
+fn quiet_vulkan_loader() {
+    if std::env::var_os("XDG_RUNTIME_DIR").is_some() {
+        return;
+    }
+    let dir = std::env::temp_dir().join("stoke-runtime");
+    if std::fs::create_dir_all(&dir).is_ok() {
+        // SAFETY: no other thread exists yet to read the environment concurrently.
+        unsafe { std::env::set_var("XDG_RUNTIME_DIR", &dir) };
     }
 }

@@ -9,15 +9,29 @@ use common::{losses, stoke, tiny, train};
 fn wgpu_available() -> bool {
     let required = std::env::var("STOKE_REQUIRE_WGPU").is_ok_and(|v| v == "1");
     let bench = stoke()
-        .args(["bench", "configs/mnist-mlp.toml", "--backend", "wgpu", "--steps", "1", "--warmup", "1"])
+        .args([
+            "bench",
+            "configs/mnist-mlp.toml",
+            "--backend",
+            "wgpu",
+            "--steps",
+            "1",
+            "--warmup",
+            "1",
+        ])
         .args(["--set", "data.limit=64", "--set", "train.batch_size=8"])
         .output()
         .unwrap();
     let available = bench.status.success();
     if !available {
         let stderr = String::from_utf8_lossy(&bench.stderr);
-        assert!(!required, "wgpu is required here but did not run:\n{stderr}");
-        eprintln!("SKIPPED: no wgpu adapter on this machine (install mesa-vulkan-drivers):\n{stderr}");
+        assert!(
+            !required,
+            "wgpu is required here but did not run:\n{stderr}"
+        );
+        eprintln!(
+            "SKIPPED: no wgpu adapter on this machine (install mesa-vulkan-drivers):\n{stderr}"
+        );
     }
     available
 }
@@ -31,15 +45,13 @@ fn wgpu_trains_and_its_first_losses_match_the_cpu_backends() {
     // in floating-point rounding.
     let sets = |backend: &str| {
         let mut sets = tiny(256, 3);
-        sets.extend(
-            [
-                format!("run.backend={backend}"),
-                "train.log_every=1".into(),
-                "train.batch_size=32".into(),
-                "model.dropout=0.0".into(),
-                "model.hidden=[64]".into(),
-            ],
-        );
+        sets.extend([
+            format!("run.backend={backend}"),
+            "train.log_every=1".into(),
+            "train.batch_size=32".into(),
+            "model.dropout=0.0".into(),
+            "model.hidden=[64]".into(),
+        ]);
         sets
     };
     let mut results = Vec::new();
@@ -77,7 +89,10 @@ fn auto_never_picks_a_software_adapter_and_says_why() {
         .expect("the backend line");
     if line.starts_with("backend: wgpu") {
         // A machine with a real GPU: auto takes it, and it is not a CPU adapter.
-        assert!(line.contains("(auto: a GPU adapter opened)") && !line.contains("Cpu"), "{line}");
+        assert!(
+            line.contains("(auto: a GPU adapter opened)") && !line.contains("Cpu"),
+            "{line}"
+        );
         return;
     }
     // Without a GPU, auto falls back to run.cpu_backend (flex) and says why.
@@ -90,7 +105,11 @@ fn auto_never_picks_a_software_adapter_and_says_why() {
     let run = tempfile::tempdir().unwrap();
     let stderr = train(
         "configs/mnist-mlp.toml",
-        &[tiny(100, 1), vec!["run.backend=auto".into(), "run.cpu_backend=ndarray".into()]].concat(),
+        &[
+            tiny(100, 1),
+            vec!["run.backend=auto".into(), "run.cpu_backend=ndarray".into()],
+        ]
+        .concat(),
         run.path(),
     );
     assert!(stderr.contains("backend: ndarray (auto: "), "{stderr}");

@@ -21,16 +21,34 @@ fn check_validates_every_shipped_config() {
         let mut command = stoke();
         command.arg("check").arg(&config);
         // Fashion-MNIST is fetched, not shipped: check that config against a stand-in.
-        if fs::read_to_string(&config).unwrap().contains("fashion-mnist") {
-            command.args(["--set", &format!("data.path={}", fake_fashion.path().display())]);
+        if fs::read_to_string(&config)
+            .unwrap()
+            .contains("fashion-mnist")
+        {
+            command.args([
+                "--set",
+                &format!("data.path={}", fake_fashion.path().display()),
+            ]);
         }
         let output = command.output().unwrap();
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(output.status.success(), "{}: {stderr}", config.display());
         let resolved = String::from_utf8_lossy(&output.stdout);
         // The resolved config has every section and parses as TOML again.
-        for section in ["[run]", "[data]", "[model]", "[optimizer]", "[scheduler]", "[train]", "[checkpoint]"] {
-            assert!(resolved.contains(section), "{}: {resolved}", config.display());
+        for section in [
+            "[run]",
+            "[data]",
+            "[model]",
+            "[optimizer]",
+            "[scheduler]",
+            "[train]",
+            "[checkpoint]",
+        ] {
+            assert!(
+                resolved.contains(section),
+                "{}: {resolved}",
+                config.display()
+            );
         }
         toml::from_str::<toml::Table>(&resolved).unwrap();
     }
@@ -42,7 +60,11 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         .flatten()
         .flat_map(|entry| {
             let path = entry.path();
-            if path.is_dir() { walk(&path) } else { vec![path] }
+            if path.is_dir() {
+                walk(&path)
+            } else {
+                vec![path]
+            }
         })
         .collect()
 }
@@ -58,7 +80,9 @@ fn scratch_config(text: &str) -> (tempfile::TempDir, std::path::PathBuf) {
 
 #[test]
 fn misspelt_key_exits_2_naming_key_line_and_closest_key() {
-    let (dir, config) = scratch_config("[train]\nepochs = 1\n\n[optimizer]\nkind = \"adam\"\nlearning_rate = 0.1\n");
+    let (dir, config) = scratch_config(
+        "[train]\nepochs = 1\n\n[optimizer]\nkind = \"adam\"\nlearning_rate = 0.1\n",
+    );
     for command in ["check", "train"] {
         stoke()
             .current_dir(dir.path())
@@ -71,7 +95,10 @@ fn misspelt_key_exits_2_naming_key_line_and_closest_key() {
             .stderr(predicate::str::contains("did you mean `lr`?"))
             .stderr(predicate::str::contains("panicked").not());
     }
-    assert!(!dir.path().join("runs").exists(), "a rejected config wrote a run");
+    assert!(
+        !dir.path().join("runs").exists(),
+        "a rejected config wrote a run"
+    );
 }
 
 #[test]
@@ -97,13 +124,24 @@ fn out_of_range_values_are_rejected_with_the_rule() {
         .arg(&config)
         .assert()
         .code(2)
-        .stderr(predicate::str::contains("`optimizer.lr`: must be above 0, got 0"))
-        .stderr(predicate::str::contains("experiment.toml:5:1: `train.batch_size`: must be at least 1"));
+        .stderr(predicate::str::contains(
+            "`optimizer.lr`: must be above 0, got 0",
+        ))
+        .stderr(predicate::str::contains(
+            "experiment.toml:5:1: `train.batch_size`: must be at least 1",
+        ));
     stoke()
         .current_dir(dir.path())
         .arg("check")
         .arg(&config)
-        .args(["--set", "optimizer.lr=1e-3", "--set", "train.batch_size=8", "--set", "train.epochs=-1"])
+        .args([
+            "--set",
+            "optimizer.lr=1e-3",
+            "--set",
+            "train.batch_size=8",
+            "--set",
+            "train.epochs=-1",
+        ])
         .assert()
         .code(2)
         .stderr(predicate::str::contains("--set train.epochs=-1"))
@@ -128,7 +166,14 @@ fn unknown_override_and_backend_names_are_suggested() {
 #[test]
 fn overrides_show_in_the_resolved_config() {
     stoke()
-        .args(["check", "configs/mnist-cnn.toml", "--set", "train.epochs=1", "--set", "optimizer.lr=5e-4"])
+        .args([
+            "check",
+            "configs/mnist-cnn.toml",
+            "--set",
+            "train.epochs=1",
+            "--set",
+            "optimizer.lr=5e-4",
+        ])
         .assert()
         .success()
         .stdout(predicate::str::contains("epochs = 1"))
@@ -145,10 +190,17 @@ fn missing_dataset_says_how_to_fetch_it() {
         .arg(repo().join("configs/fashion-cnn.toml"))
         .assert()
         .code(2)
-        .stderr(predicate::str::contains("dataset fashion-mnist not found at datasets/fashion-mnist"))
+        .stderr(predicate::str::contains(
+            "dataset fashion-mnist not found at datasets/fashion-mnist",
+        ))
         .stderr(predicate::str::contains("datasets/fetch fashion-mnist"));
     stoke()
-        .args(["check", "configs/mnist-mlp.toml", "--set", "data.path=/nonexistent/mnist"])
+        .args([
+            "check",
+            "configs/mnist-mlp.toml",
+            "--set",
+            "data.path=/nonexistent/mnist",
+        ])
         .assert()
         .code(2)
         .stderr(predicate::str::contains("/nonexistent/mnist"))
@@ -161,7 +213,9 @@ fn missing_config_file_is_named() {
         .args(["check", "configs/no-such-config.toml"])
         .assert()
         .code(2)
-        .stderr(predicate::str::contains("cannot read config file configs/no-such-config.toml"));
+        .stderr(predicate::str::contains(
+            "cannot read config file configs/no-such-config.toml",
+        ));
 }
 
 #[test]

@@ -12,8 +12,16 @@ fn with(mut sets: Vec<String>, extra: &[&str]) -> Vec<String> {
 }
 
 /// Small widths keep the convolutional families fast on ndarray, whose convolution is a loop.
-const SMALL_CNN: &[&str] = &["model.channels=[4, 8]", "model.hidden=16", "train.batch_size=16"];
-const SMALL_RESNET: &[&str] = &["model.width=4", "train.batch_size=16", "scheduler.warmup_steps=2"];
+const SMALL_CNN: &[&str] = &[
+    "model.channels=[4, 8]",
+    "model.hidden=16",
+    "train.batch_size=16",
+];
+const SMALL_RESNET: &[&str] = &[
+    "model.width=4",
+    "train.batch_size=16",
+    "scheduler.warmup_steps=2",
+];
 
 #[test]
 fn every_model_family_trains_on_both_cpu_backends() {
@@ -25,9 +33,15 @@ fn every_model_family_trains_on_both_cpu_backends() {
         ] {
             let run = tempfile::tempdir().unwrap();
             let sets = with(tiny(200, 6), extra);
-            let sets = with(sets, &[&format!("run.backend={backend}"), "train.log_every=2"]);
+            let sets = with(
+                sets,
+                &[&format!("run.backend={backend}"), "train.log_every=2"],
+            );
             let stderr = train(config, &sets, run.path());
-            assert!(stderr.contains(&format!("backend: {backend}, as configured")), "{stderr}");
+            assert!(
+                stderr.contains(&format!("backend: {backend}, as configured")),
+                "{stderr}"
+            );
 
             let summary = read_json(&run.path().join("summary.json"));
             assert_eq!(summary["backend"], backend);
@@ -54,15 +68,22 @@ fn loss_decreases_over_a_few_hundred_steps_on_real_mnist() {
     let run = tempfile::tempdir().unwrap();
     let sets = with(
         tiny(6000, 300),
-        &["run.backend=flex", "train.batch_size=64", "train.log_every=25"],
+        &[
+            "run.backend=flex",
+            "train.batch_size=64",
+            "train.log_every=25",
+        ],
     );
     train("configs/mnist-mlp.toml", &sets, run.path());
     let train_losses = losses(run.path(), "train");
-    assert_eq!(train_losses.len(), 12);
-    assert!(train_losses[0] > 0.5, "{train_losses:?}");
-    assert!(train_losses[11] < 0.35 * train_losses[0], "{train_losses:?}");
+    let (first, last) = (train_losses[0], train_losses[train_losses.len() - 1]);
+    assert!(first > 0.5, "{train_losses:?}");
+    assert!(last < 0.35 * first, "{train_losses:?}");
     let summary = read_json(&run.path().join("summary.json"));
-    assert!(summary["test"]["accuracy"].as_f64().unwrap() > 0.85, "{summary}");
+    assert!(
+        summary["test"]["accuracy"].as_f64().unwrap() > 0.85,
+        "{summary}"
+    );
 }
 
 #[test]
@@ -71,19 +92,37 @@ fn same_seed_gives_identical_metrics_on_each_cpu_backend() {
         // Dropout on: the per-step device seed must make its masks repeat too.
         let sets = with(
             tiny(300, 8),
-            &[&format!("run.backend={backend}"), "train.log_every=1", "train.batch_size=32"],
+            &[
+                &format!("run.backend={backend}"),
+                "train.log_every=1",
+                "train.batch_size=32",
+            ],
         );
         let (first, second) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         train("configs/mnist-mlp.toml", &sets, first.path());
         train("configs/mnist-mlp.toml", &sets, second.path());
-        let (a, b) = (losses(first.path(), "train"), losses(second.path(), "train"));
+        let (a, b) = (
+            losses(first.path(), "train"),
+            losses(second.path(), "train"),
+        );
         assert_eq!(a.len(), 8);
         assert_eq!(a, b, "{backend}: losses differ between identical runs");
-        assert_eq!(losses(first.path(), "valid"), losses(second.path(), "valid"));
+        assert_eq!(
+            losses(first.path(), "valid"),
+            losses(second.path(), "valid")
+        );
 
         let other_seed = tempfile::tempdir().unwrap();
-        train("configs/mnist-mlp.toml", &with(sets, &["run.seed=7"]), other_seed.path());
-        assert_ne!(a, losses(other_seed.path(), "train"), "the seed changes nothing");
+        train(
+            "configs/mnist-mlp.toml",
+            &with(sets, &["run.seed=7"]),
+            other_seed.path(),
+        );
+        assert_ne!(
+            a,
+            losses(other_seed.path(), "train"),
+            "the seed changes nothing"
+        );
     }
 }
 
@@ -99,16 +138,40 @@ fn epochs_validate_checkpoint_and_keep_the_best() {
         "checkpoint.keep_last=1".into(),
     ];
     let stderr = train("configs/mnist-mlp.toml", &sets, run.path());
-    assert!(stderr.contains(&format!("run directory: {}", run.path().display())), "{stderr}");
+    assert!(
+        stderr.contains(&format!("run directory: {}", run.path().display())),
+        "{stderr}"
+    );
     assert!(stderr.contains("epoch 3/3"), "{stderr}");
 
     // 540 training images / 50 = 11 steps per epoch.
     let valid = metrics(run.path(), "valid");
     assert_eq!(valid.len(), 3);
-    assert_eq!(valid.iter().map(|r| r["step"].as_u64().unwrap()).collect::<Vec<_>>(), [11, 22, 33]);
-    assert_eq!(valid.iter().map(|r| r["epoch"].as_u64().unwrap()).collect::<Vec<_>>(), [1, 2, 3]);
+    assert_eq!(
+        valid
+            .iter()
+            .map(|r| r["step"].as_u64().unwrap())
+            .collect::<Vec<_>>(),
+        [11, 22, 33]
+    );
+    assert_eq!(
+        valid
+            .iter()
+            .map(|r| r["epoch"].as_u64().unwrap())
+            .collect::<Vec<_>>(),
+        [1, 2, 3]
+    );
     for record in metrics(run.path(), "train") {
-        for key in ["step", "epoch", "split", "loss", "accuracy", "lr", "samples_per_s", "time_s"] {
+        for key in [
+            "step",
+            "epoch",
+            "split",
+            "loss",
+            "accuracy",
+            "lr",
+            "samples_per_s",
+            "time_s",
+        ] {
             assert!(record.get(key).is_some(), "{key} missing in {record}");
         }
     }
@@ -120,7 +183,10 @@ fn epochs_validate_checkpoint_and_keep_the_best() {
     let best = summary["best"]["name"].as_str().unwrap().to_string();
     assert_eq!(summary["test_checkpoint"], best);
     let checkpoints = run.path().join("checkpoints");
-    assert_eq!(std::fs::read_to_string(checkpoints.join("best")).unwrap(), best);
+    assert_eq!(
+        std::fs::read_to_string(checkpoints.join("best")).unwrap(),
+        best
+    );
     // keep_last = 1: the latest, plus the best when that is older.
     let mut kept: Vec<String> = std::fs::read_dir(&checkpoints)
         .unwrap()
@@ -141,7 +207,11 @@ fn epochs_validate_checkpoint_and_keep_the_best() {
         .args(["--checkpoint", "best"])
         .output()
         .unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(report["checkpoint"], best.as_str());
     assert_eq!(report["split"], "test");
@@ -172,11 +242,22 @@ fn eval_of_a_directory_that_is_not_a_run_is_refused() {
 #[test]
 fn bench_prints_samples_per_second_as_json() {
     let output = stoke()
-        .args(["bench", "configs/mnist-mlp.toml", "--steps", "5", "--warmup", "2"])
+        .args([
+            "bench",
+            "configs/mnist-mlp.toml",
+            "--steps",
+            "5",
+            "--warmup",
+            "2",
+        ])
         .args(["--backend", "flex", "--set", "data.limit=2000"])
         .output()
         .unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(report["backend"], "flex");
     assert_eq!(report["model"], "mlp");
@@ -187,17 +268,30 @@ fn bench_prints_samples_per_second_as_json() {
 
 #[test]
 fn global_gradient_clipping_changes_training_and_per_tensor_is_offered() {
-    let base = with(tiny(300, 4), &["run.backend=flex", "train.log_every=1", "model.dropout=0.0"]);
+    let base = with(
+        tiny(300, 4),
+        &["run.backend=flex", "train.log_every=1", "model.dropout=0.0"],
+    );
     let (plain, global, per_tensor) = (
         tempfile::tempdir().unwrap(),
         tempfile::tempdir().unwrap(),
         tempfile::tempdir().unwrap(),
     );
     train("configs/mnist-mlp.toml", &base, plain.path());
-    train("configs/mnist-mlp.toml", &with(base.clone(), &["train.grad_clip_norm=0.01"]), global.path());
     train(
         "configs/mnist-mlp.toml",
-        &with(base, &["train.grad_clip_norm=0.01", "train.grad_clip_scope=per-tensor"]),
+        &with(base.clone(), &["train.grad_clip_norm=0.01"]),
+        global.path(),
+    );
+    train(
+        "configs/mnist-mlp.toml",
+        &with(
+            base,
+            &[
+                "train.grad_clip_norm=0.01",
+                "train.grad_clip_scope=per-tensor",
+            ],
+        ),
         per_tensor.path(),
     );
     let (a, b, c) = (

@@ -86,11 +86,34 @@ fn render_issues(issues: &[Issue]) -> String {
     lines.join("\n")
 }
 
-/// "did you mean …?" for the closest of `candidates`, when one is close enough to be a typo.
-pub fn did_you_mean<'a>(given: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+/// "did you mean …?": the candidate closest to `given`, when it is close enough to be a typo,
+/// an abbreviation (`learning_rate` → `lr`) or a longer or shorter form (`num_epochs` →
+/// `epochs`).
+pub fn did_you_mean<'a>(
+    given: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
+    let given = given.to_ascii_lowercase();
+    let initials: String = given
+        .split(['_', '-', '.'])
+        .filter_map(|word| word.chars().next())
+        .collect();
     candidates
         .into_iter()
-        .map(|candidate| (strsim::jaro_winkler(given, candidate), candidate))
+        .map(|candidate| {
+            let similarity = strsim::jaro_winkler(&given, candidate);
+            let related = candidate.len() >= 2 && initials == candidate
+                || candidate.len() >= 4
+                    && (given.contains(candidate) || candidate.contains(&given));
+            (
+                if related {
+                    similarity.max(0.9)
+                } else {
+                    similarity
+                },
+                candidate,
+            )
+        })
         .filter(|(score, _)| *score >= 0.8)
         .max_by(|a, b| a.0.total_cmp(&b.0))
         .map(|(_, candidate)| candidate)
@@ -108,7 +131,10 @@ pub fn humanize_serde_message(message: &str) -> String {
         ("expected a boolean", "expected true or false"),
         ("expected a string", "expected a string"),
         ("expected a sequence", "expected an array such as [1, 2]"),
-        ("expected an array of length 2", "expected an array of 2 numbers"),
+        (
+            "expected an array of length 2",
+            "expected an array of 2 numbers",
+        ),
     ];
     let mut message = message.trim().to_string();
     for (from, to) in TYPES {
@@ -124,8 +150,19 @@ mod tests {
     #[test]
     fn suggests_close_keys_only() {
         assert_eq!(did_you_mean("lrr", ["lr", "beta1", "epsilon"]), Some("lr"));
-        assert_eq!(did_you_mean("epohcs", ["epochs", "batch_size"]), Some("epochs"));
+        assert_eq!(
+            did_you_mean("epohcs", ["epochs", "batch_size"]),
+            Some("epochs")
+        );
         assert_eq!(did_you_mean("zzz", ["epochs", "batch_size"]), None);
+        assert_eq!(
+            did_you_mean("learning_rate", ["kind", "lr", "beta1"]),
+            Some("lr")
+        );
+        assert_eq!(
+            did_you_mean("num_epochs", ["epochs", "batch_size"]),
+            Some("epochs")
+        );
     }
 
     #[test]

@@ -28,6 +28,7 @@ pub fn load_str(
 ) -> Result<ExperimentConfig, ConfigError> {
     let source = Source::parse(path, text)?;
     let mut table: toml::Table = toml::from_str(text).map_err(|err| source.syntax_error(&err))?;
+    fill_default_kinds(&mut table);
     let from_file = source.deserialize(&table, &[])?;
 
     // Overrides are typed by the values the file (with defaults) resolved to.
@@ -39,6 +40,7 @@ pub fn load_str(
     for set in &overrides {
         set.apply(&mut table, &typed)?;
     }
+    fill_default_kinds(&mut table);
     let mut config = source.deserialize(&table, &overrides)?;
     fill_derived_defaults(&mut config, path);
     let issues = validate(&config);
@@ -64,6 +66,23 @@ pub fn to_toml(config: &ExperimentConfig) -> String {
     toml::to_string_pretty(config).expect("the schema serializes to TOML")
 }
 
+/// A table selected by `kind` (model, optimizer, scheduler) written without its `kind` takes
+/// the default kind, so `[optimizer]\nlr = 0.1` means the default optimizer with that lr.
+fn fill_default_kinds(table: &mut toml::Table) {
+    let defaults =
+        toml::Table::try_from(ExperimentConfig::default()).expect("the schema serializes to TOML");
+    for (section, default) in &defaults {
+        let (Some(default_kind), Some(toml::Value::Table(written))) =
+            (default.get("kind"), table.get_mut(section))
+        else {
+            continue;
+        };
+        if !written.contains_key("kind") {
+            written.insert("kind".into(), default_kind.clone());
+        }
+    }
+}
+
 fn fill_derived_defaults(config: &mut ExperimentConfig, path: &Path) {
     if config.run.name.is_empty() {
         config.run.name = path
@@ -71,8 +90,7 @@ fn fill_derived_defaults(config: &mut ExperimentConfig, path: &Path) {
             .map(|stem| stem.to_string_lossy().into_owned())
             .unwrap_or_else(|| "run".into());
     }
-    if config.data.path.as_os_str().is_empty() && config.data.dataset != DatasetKind::ImageFolder
-    {
+    if config.data.path.as_os_str().is_empty() && config.data.dataset != DatasetKind::ImageFolder {
         config.data.path = PathBuf::from("datasets").join(config.data.dataset.name());
     }
 }
@@ -290,7 +308,9 @@ impl Override {
                 origin: Origin::Override(raw.to_string()),
                 key: String::new(),
                 message: message.to_string(),
-                hint: Some("write it as --set section.key=value, e.g. --set optimizer.lr=5e-4".into()),
+                hint: Some(
+                    "write it as --set section.key=value, e.g. --set optimizer.lr=5e-4".into(),
+                ),
             })
         };
         let (key, value) = raw
@@ -310,9 +330,7 @@ impl Override {
     /// Sets the value into `table`, typed like the value `typed` holds at the same key.
     fn apply(&self, table: &mut toml::Table, typed: &toml::Value) -> Result<(), ConfigError> {
         let parts: Vec<&str> = self.key.split('.').collect();
-        let expected = parts
-            .iter()
-            .try_fold(typed, |value, part| value.get(part));
+        let expected = parts.iter().try_fold(typed, |value, part| value.get(part));
         let value = typed_value(&self.value, expected);
 
         let (last, parents) = parts.split_last().expect("the key has a part");
@@ -383,7 +401,10 @@ mod tests {
 
     #[test]
     fn unknown_key_names_line_column_and_closest_key() {
-        let issue = single_issue(load_text("[train]\nepochs = 2\n\n[optimizer]\nlrr = 0.1\n", &[]));
+        let issue = single_issue(load_text(
+            "[train]\nepochs = 2\n\n[optimizer]\nlrr = 0.1\n",
+            &[],
+        ));
         assert_eq!(issue.key, "optimizer.lrr");
         assert_eq!(
             issue.origin,
@@ -400,7 +421,11 @@ mod tests {
     fn unknown_key_inside_a_tagged_table() {
         let issue = single_issue(load_text("[model]\nkind = \"cnn\"\nhiden = 3\n", &[]));
         assert_eq!(issue.key, "model.hiden");
-        assert!(issue.message.contains("kind = \"cnn\""), "{}", issue.message);
+        assert!(
+            issue.message.contains("kind = \"cnn\""),
+            "{}",
+            issue.message
+        );
         assert!(issue.hint.unwrap().contains("did you mean `hidden`?"));
     }
 
@@ -414,14 +439,19 @@ mod tests {
     fn overrides_are_typed_by_the_schema() {
         let config = load_text(
             "",
-            &["optimizer.lr=5e-4", "run.name=123", "train.epochs=1", "optimizer.beta1=1"],
+            &[
+                "optimizer.lr=5e-4",
+                "run.name=123",
+                "train.epochs=1",
+                "optimizer.epsilon=1",
+            ],
         )
         .unwrap();
         assert_eq!(config.optimizer.lr(), 5e-4);
         assert_eq!(config.run.name, "123");
         assert_eq!(config.train.epochs, 1);
         match config.optimizer {
-            OptimizerConfig::Adam(adam) => assert_eq!(adam.beta1, 1.0),
+            OptimizerConfig::Adam(adam) => assert_eq!(adam.epsilon, 1.0),
             other => panic!("unexpected {other:?}"),
         }
     }
@@ -437,7 +467,11 @@ mod tests {
     fn wrong_type_says_what_was_expected() {
         let issue = single_issue(load_text("[train]\nbatch_size = \"big\"\n", &[]));
         assert_eq!(issue.key, "train.batch_size");
-        assert!(issue.message.contains("expected a non-negative integer"), "{}", issue.message);
+        assert!(
+            issue.message.contains("expected a non-negative integer"),
+            "{}",
+            issue.message
+        );
     }
 
     #[test]

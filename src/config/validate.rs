@@ -1,9 +1,7 @@
 //! Range and consistency checks the types alone cannot express. Each problem is returned as
 //! (key path, what was expected), so the loader can locate it.
 
-use super::schema::{
-    DatasetKind, ExperimentConfig, ModelConfig, OptimizerConfig, SchedulerConfig,
-};
+use super::schema::{DatasetKind, ExperimentConfig, ModelConfig, OptimizerConfig, SchedulerConfig};
 
 type Problems = Vec<(String, String)>;
 
@@ -30,7 +28,10 @@ pub fn validate(config: &ExperimentConfig) -> Problems {
     check(
         (0.0..1.0).contains(&data.valid_fraction),
         "data.valid_fraction",
-        format!("must be at least 0 and below 1, got {}", data.valid_fraction),
+        format!(
+            "must be at least 0 and below 1, got {}",
+            data.valid_fraction
+        ),
     );
     check(
         (0.0..1.0).contains(&data.test_fraction),
@@ -50,7 +51,10 @@ pub fn validate(config: &ExperimentConfig) -> Problems {
     check(
         data.dataset == DatasetKind::ImageFolder || data.color.channels() == 1,
         "data.color",
-        format!("{} images are grayscale; remove the key", data.dataset.name()),
+        format!(
+            "{} images are grayscale; remove the key",
+            data.dataset.name()
+        ),
     );
     check(
         data.dataset != DatasetKind::ImageFolder || !data.path.as_os_str().is_empty(),
@@ -63,7 +67,10 @@ pub fn validate(config: &ExperimentConfig) -> Problems {
         check(
             values.is_empty() || values.len() == channels,
             key,
-            format!("needs one value per channel ({channels}), got {}", values.len()),
+            format!(
+                "needs one value per channel ({channels}), got {}",
+                values.len()
+            ),
         );
     }
     check(
@@ -76,15 +83,27 @@ pub fn validate(config: &ExperimentConfig) -> Problems {
         "data.std",
         "values must be above 0".into(),
     );
-    check(data.prefetch > 0, "data.prefetch", "must be at least 1".into());
+    check(
+        data.prefetch > 0,
+        "data.prefetch",
+        "must be at least 1".into(),
+    );
 
     validate_model(&config.model, &mut check);
     validate_optimizer(&config.optimizer, &mut check);
     validate_scheduler(&config.scheduler, config.optimizer.lr(), &mut check);
 
     let train = &config.train;
-    check(train.epochs > 0, "train.epochs", "must be at least 1".into());
-    check(train.batch_size > 0, "train.batch_size", "must be at least 1".into());
+    check(
+        train.epochs > 0,
+        "train.epochs",
+        "must be at least 1".into(),
+    );
+    check(
+        train.batch_size > 0,
+        "train.batch_size",
+        "must be at least 1".into(),
+    );
     check(
         train.eval_batch_size > 0,
         "train.eval_batch_size",
@@ -100,7 +119,11 @@ pub fn validate(config: &ExperimentConfig) -> Problems {
         "train.eval_every",
         "must be at least 1 (leave it out to validate at epoch ends only)".into(),
     );
-    check(train.log_every > 0, "train.log_every", "must be at least 1".into());
+    check(
+        train.log_every > 0,
+        "train.log_every",
+        "must be at least 1".into(),
+    );
     if let Some(norm) = train.grad_clip_norm {
         check(
             norm > 0.0 && norm.is_finite(),
@@ -144,7 +167,11 @@ fn validate_model(model: &ModelConfig, check: &mut impl FnMut(bool, &str, String
                 "model.channels",
                 "needs at least one convolution, each with at least 1 channel".into(),
             );
-            check(cnn.kernel_size > 0, "model.kernel_size", "must be at least 1".into());
+            check(
+                cnn.kernel_size > 0,
+                "model.kernel_size",
+                "must be at least 1".into(),
+            );
             check(cnn.hidden > 0, "model.hidden", "must be at least 1".into());
             check(
                 dropout(cnn.dropout),
@@ -199,7 +226,10 @@ fn validate_optimizer(optimizer: &OptimizerConfig, check: &mut impl FnMut(bool, 
             );
         }
         OptimizerConfig::Adam(adam) | OptimizerConfig::Adamw(adam) => {
-            for (key, beta) in [("optimizer.beta1", adam.beta1), ("optimizer.beta2", adam.beta2)] {
+            for (key, beta) in [
+                ("optimizer.beta1", adam.beta1),
+                ("optimizer.beta2", adam.beta2),
+            ] {
                 check(
                     (0.0..1.0).contains(&beta),
                     key,
@@ -235,7 +265,11 @@ fn validate_scheduler(
     match scheduler {
         SchedulerConfig::Constant(_) => {}
         SchedulerConfig::Step(step) => {
-            check(step.step_size > 0, "scheduler.step_size", "must be at least 1".into());
+            check(
+                step.step_size > 0,
+                "scheduler.step_size",
+                "must be at least 1".into(),
+            );
             check(
                 step.gamma > 0.0 && step.gamma <= 1.0,
                 "scheduler.gamma",
@@ -245,7 +279,10 @@ fn validate_scheduler(
         SchedulerConfig::Cosine(cosine) => check(
             cosine.min_lr >= 0.0 && cosine.min_lr <= lr,
             "scheduler.min_lr",
-            format!("must be between 0 and optimizer.lr ({lr}), got {}", cosine.min_lr),
+            format!(
+                "must be between 0 and optimizer.lr ({lr}), got {}",
+                cosine.min_lr
+            ),
         ),
     }
 }
@@ -254,14 +291,20 @@ fn validate_scheduler(
 mod tests {
     use super::*;
 
+    fn named_default() -> ExperimentConfig {
+        let mut config = ExperimentConfig::default();
+        config.run.name = "test".into();
+        config
+    }
+
     #[test]
     fn defaults_are_valid() {
-        assert!(validate(&ExperimentConfig::default()).is_empty());
+        assert!(validate(&named_default()).is_empty());
     }
 
     #[test]
     fn out_of_range_values_are_named() {
-        let mut config = ExperimentConfig::default();
+        let mut config = named_default();
         config.train.batch_size = 0;
         config.data.valid_fraction = 1.5;
         let keys: Vec<String> = validate(&config).into_iter().map(|(key, _)| key).collect();

@@ -82,7 +82,15 @@ pub struct Splits {
 const TEST_SPLIT_SALT: u64 = 0x7e57_5917;
 
 const FASHION_CLASSES: [&str; 10] = [
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
     "Ankle boot",
 ];
 
@@ -94,9 +102,16 @@ pub fn load_splits(config: &DataConfig, seed: u64) -> Result<Splits, DataError> 
             let (train, test) = load_idx_pair(config)?;
             let classes = match config.dataset {
                 DatasetKind::Mnist => (0..10).map(|digit| digit.to_string()).collect(),
-                _ => FASHION_CLASSES.iter().map(|name| name.to_string()).collect(),
+                _ => FASHION_CLASSES
+                    .iter()
+                    .map(|name| name.to_string())
+                    .collect(),
             };
-            (Split::all(Arc::new(train)), Split::all(Arc::new(test)), classes)
+            (
+                Split::all(Arc::new(train)),
+                Split::all(Arc::new(test)),
+                classes,
+            )
         }
         DatasetKind::ImageFolder => {
             let folder = image_folder::load(config, seed)?;
@@ -115,10 +130,18 @@ pub fn load_splits(config: &DataConfig, seed: u64) -> Result<Splits, DataError> 
             }
         }
     };
-    if let Some(&label) = pool.set.labels.iter().find(|&&label| label as usize >= classes.len()) {
+    if let Some(&label) = pool
+        .set
+        .labels
+        .iter()
+        .find(|&&label| label as usize >= classes.len())
+    {
         return Err(DataError::Corrupt {
             path: config.path.clone(),
-            detail: format!("label {label} is out of range for {} classes", classes.len()),
+            detail: format!(
+                "label {label} is out of range for {} classes",
+                classes.len()
+            ),
         });
     }
     let shape = pool.set.shape;
@@ -167,13 +190,13 @@ fn load_idx_pair(config: &DataConfig) -> Result<(ImageSet, ImageSet), DataError>
         let labels_path = find_idx(config, &format!("{prefix}-labels-idx1-ubyte"))?;
         let images = idx::read(&images_path, 3, config.limit)?;
         let labels = idx::read(&labels_path, 1, config.limit)?;
-        if images.len() != labels.len() {
+        if images.dims[0] != labels.dims[0] {
             return Err(DataError::Corrupt {
                 path: labels_path,
                 detail: format!(
                     "holds {} labels for {} images in {}",
-                    labels.len(),
-                    images.len(),
+                    labels.dims[0],
+                    images.dims[0],
                     images_path.display()
                 ),
             });
@@ -259,7 +282,12 @@ mod tests {
     fn split_is_seeded_disjoint_and_complete() {
         let (train, valid) = split_off(Split::all(tiny_set(100)), 0.1, 7);
         assert_eq!((train.len(), valid.len()), (90, 10));
-        let mut all: Vec<u32> = train.indices.iter().chain(valid.indices.iter()).copied().collect();
+        let mut all: Vec<u32> = train
+            .indices
+            .iter()
+            .chain(valid.indices.iter())
+            .copied()
+            .collect();
         all.sort_unstable();
         assert_eq!(all, (0..100).collect::<Vec<u32>>());
         let (_, again) = split_off(Split::all(tiny_set(100)), 0.1, 7);

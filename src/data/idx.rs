@@ -9,20 +9,10 @@ use flate2::read::GzDecoder;
 use super::DataError;
 
 /// Unsigned-byte IDX data: its dimensions and the bytes of its first items.
+#[derive(Debug)]
 pub struct IdxData {
     pub dims: Vec<usize>,
     pub bytes: Vec<u8>,
-}
-
-impl IdxData {
-    /// Items read, the first dimension after `limit`.
-    pub fn len(&self) -> usize {
-        self.dims[0]
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 /// `dir/stem`, or `dir/stem.gz` when only the gzipped file is there.
@@ -128,6 +118,9 @@ mod tests {
         let err = read(&path, 3, None).unwrap_err().to_string();
         assert!(err.contains("short") && err.contains("truncated"), "{err}");
         let err = read(&path, 1, None).unwrap_err().to_string();
-        assert!(err.contains("not an unsigned-byte IDX file of 1 dimensions"), "{err}");
+        assert!(
+            err.contains("not an unsigned-byte IDX file of 1 dimensions"),
+            "{err}"
+        );
     }
 }

@@ -105,7 +105,10 @@ fn load_set(
         if !dir.is_dir() {
             continue;
         }
-        let mut images: Vec<PathBuf> = read_dir(&dir)?.into_iter().filter(|p| is_image(p)).collect();
+        let mut images: Vec<PathBuf> = read_dir(&dir)?
+            .into_iter()
+            .filter(|p| is_image(p))
+            .collect();
         images.sort();
         files.extend(images.into_iter().map(|path| (path, label as u16)));
     }
@@ -175,7 +178,8 @@ fn decode(path: &Path, shape: ImageShape, color: ColorMode) -> Result<Vec<u8>, D
                 .into_raw()
         }
         ColorMode::Rgb => {
-            let rgb = image::imageops::resize(&image.to_rgb8(), width, height, FilterType::Triangle);
+            let rgb =
+                image::imageops::resize(&image.to_rgb8(), width, height, FilterType::Triangle);
             // Interleaved RGB to channel-major planes.
             let plane = shape.height * shape.width;
             let mut planes = vec![0u8; 3 * plane];

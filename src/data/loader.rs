@@ -110,8 +110,9 @@ impl BatchStream {
                 inline: Some((batcher, plan)),
             };
         }
-        let (senders, receivers): (Vec<SyncSender<HostBatch>>, Vec<_>) =
-            (0..plan.workers).map(|_| sync_channel(plan.prefetch)).unzip();
+        let (senders, receivers): (Vec<SyncSender<HostBatch>>, Vec<_>) = (0..plan.workers)
+            .map(|_| sync_channel(plan.prefetch))
+            .unzip();
         let workers = senders
             .into_iter()
             .enumerate()
@@ -222,7 +223,11 @@ mod tests {
         let expected = vec![vec![9, 8, 7], vec![6, 5, 4], vec![3, 2, 1], vec![0]];
         for workers in [0, 1, 2, 3, 5] {
             assert_eq!(labels_of(workers, 0), expected, "{workers} workers");
-            assert_eq!(labels_of(workers, 2), expected[2..], "{workers} workers from batch 2");
+            assert_eq!(
+                labels_of(workers, 2),
+                expected[2..],
+                "{workers} workers from batch 2"
+            );
         }
     }
 

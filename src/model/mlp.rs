@@ -38,7 +38,8 @@ impl Mlp {
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
         let x: Tensor<2> = images.flatten(1, 3); // [batch, channels * height * width]
         let x = self.hidden.iter().fold(x, |x, layer| {
-            self.dropout.forward(activate(self.activation, layer.forward(x)))
+            self.dropout
+                .forward(activate(self.activation, layer.forward(x)))
         });
         self.output.forward(x) // [batch, classes]
     }

@@ -44,7 +44,9 @@ impl fmt::Display for ImageShape {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
-    #[error("images of {input} are too small for a {model}; use larger data.image_size or fewer layers")]
+    #[error(
+        "images of {input} are too small for a {model}; use larger data.image_size or fewer layers"
+    )]
     InputTooSmall { input: ImageShape, model: String },
 }
 

@@ -84,8 +84,8 @@ struct BasicBlock {
 
 impl BasicBlock {
     fn new(inputs: usize, outputs: usize, stride: usize, device: &Device) -> Self {
-        let shortcut =
-            (stride != 1 || inputs != outputs).then(|| ConvNorm::new(inputs, outputs, 1, stride, device));
+        let shortcut = (stride != 1 || inputs != outputs)
+            .then(|| ConvNorm::new(inputs, outputs, 1, stride, device));
         Self {
             first: ConvNorm::new(inputs, outputs, 3, stride, device),
             second: ConvNorm::new(outputs, outputs, 3, 1, device),

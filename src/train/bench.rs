@@ -3,7 +3,6 @@
 
 use std::time::Instant;
 
-use burn::prelude::*;
 use serde::Serialize;
 
 use super::Experiment;

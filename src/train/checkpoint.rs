@@ -15,8 +15,8 @@ use burn::prelude::*;
 use burn::store::ModuleRecord;
 use serde::{Deserialize, Serialize};
 
-use crate::Error;
 use super::step::Measured;
+use crate::Error;
 use crate::model::Model;
 
 pub const FORMAT_VERSION: u32 = 1;
@@ -185,7 +185,11 @@ impl Checkpoints {
             .filter_map(|entry| {
                 let name = entry.file_name().to_string_lossy().into_owned();
                 let step = name.strip_prefix("step-")?.parse().ok()?;
-                entry.path().join(STATE_FILE).is_file().then_some((step, name))
+                entry
+                    .path()
+                    .join(STATE_FILE)
+                    .is_file()
+                    .then_some((step, name))
             })
             .collect();
         steps.sort();
@@ -247,7 +251,8 @@ pub fn load_optimizer(
         .map_err(record_error(optimizer_path))?;
     let scheduler_path = dir.join(SCHEDULER_FILE);
     let bytes = fs::read(&scheduler_path).map_err(|source| Error::io(&scheduler_path, source))?;
-    let record = LrSchedulerRecord::from_bytes(bytes.into()).map_err(record_error(scheduler_path))?;
+    let record = LrSchedulerRecord::from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes))
+        .map_err(record_error(scheduler_path))?;
     Ok((optimizer, scheduler.load_record(record)))
 }
 
@@ -261,7 +266,10 @@ fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), Error> {
 
 /// Replaces `path` with `bytes` atomically: a temporary file, fsync, rename, directory fsync.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
-    let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let temp = path.with_file_name(format!(".tmp-{file_name}"));
     write_synced(&temp, bytes)?;
     fs::rename(&temp, path).map_err(|source| Error::io(path, source))?;

@@ -61,7 +61,11 @@ impl Experiment {
         // Parameters initialise lazily, on whatever device they are on at first use.
         model.visit(&mut InitialiseNow);
         let model = model.to_device(&device.clone().without_autodiff());
-        Ok(if device.is_autodiff() { model.train() } else { model })
+        Ok(if device.is_autodiff() {
+            model.train()
+        } else {
+            model
+        })
     }
 
     pub fn train_batcher(&self) -> Batcher {

@@ -97,7 +97,10 @@ pub fn clip_global_norm<M: Module>(
     let Some(sum) = norm.sum else {
         return grads;
     };
-    let scale = (sum.sqrt() + 1e-6).recip().mul_scalar(max_norm).clamp_max(1.0);
+    let scale = (sum.sqrt() + 1e-6)
+        .recip()
+        .mul_scalar(max_norm)
+        .clamp_max(1.0);
     model.visit(&mut Rescale {
         grads: &mut grads,
         scale,
@@ -176,8 +179,18 @@ mod tests {
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         // Gradients [3, 3] and [4, 4]: joint norm sqrt(50); clipped to 1.
         let grads = clip_global_norm(&model, grads, 1.0);
-        let ga: Vec<f32> = grads.get::<1>(model.0.id).unwrap().into_data().to_vec().unwrap();
-        let gb: Vec<f32> = grads.get::<1>(model.1.id).unwrap().into_data().to_vec().unwrap();
+        let ga: Vec<f32> = grads
+            .get::<1>(model.0.id)
+            .unwrap()
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
+        let gb: Vec<f32> = grads
+            .get::<1>(model.1.id)
+            .unwrap()
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
         let scale = 1.0 / 50f32.sqrt();
         assert!((ga[0] - 3.0 * scale).abs() < 1e-5 && (gb[1] - 4.0 * scale).abs() < 1e-5);
     }

@@ -13,9 +13,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::Error;
 use super::checkpoint::{Checkpoints, write_atomic};
 use super::step::Measured;
+use crate::Error;
 use crate::backend::BackendName;
 use crate::config::{self, ExperimentConfig};
 use crate::data::Normalization;
@@ -47,7 +47,10 @@ impl RunDir {
         let run = Self { path };
         fs::create_dir_all(run.checkpoints_dir())
             .map_err(|source| Error::io(&run.checkpoints_dir(), source))?;
-        write_atomic(&run.path.join(CONFIG_FILE), config::to_toml(config).as_bytes())?;
+        write_atomic(
+            &run.path.join(CONFIG_FILE),
+            config::to_toml(config).as_bytes(),
+        )?;
         Ok(run)
     }
 

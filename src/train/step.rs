@@ -1,7 +1,6 @@
 //! One training step and one evaluation pass of an image classifier, shared by `train`,
 //! `eval` and `bench` so that what is measured is what is trained.
 
-use burn::module::AutodiffModule;
 use burn::nn::loss::CrossEntropyLoss;
 use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
@@ -56,7 +55,12 @@ impl RunningMetrics {
 
     fn add(&mut self, logits: Tensor<2>, loss: Tensor<1>, targets: Tensor<1, Int>, size: usize) {
         let batch_loss = loss.mul_scalar(size as f64);
-        let correct = logits.argmax(1).squeeze_dim::<1>(1).equal(targets).int().sum();
+        let correct = logits
+            .argmax(1)
+            .squeeze_dim::<1>(1)
+            .equal(targets)
+            .int()
+            .sum();
         self.loss_sum = Some(match self.loss_sum.take() {
             Some(sum) => sum + batch_loss,
             None => batch_loss,
@@ -119,7 +123,12 @@ impl Stepper {
     ) -> Model {
         let logits = model.forward(batch.images);
         let loss = self.loss.forward(logits.clone(), batch.targets.clone());
-        metrics.add(logits.detach(), loss.clone().detach(), batch.targets, batch.size);
+        metrics.add(
+            logits.detach(),
+            loss.clone().detach(),
+            batch.targets,
+            batch.size,
+        );
         let mut grads = GradientsParams::from_grads(loss.backward(), &model);
         if let Some(max_norm) = self.clip_global {
             grads = clip_global_norm(&model, grads, max_norm);

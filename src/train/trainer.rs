@@ -9,13 +9,13 @@ use burn::module::Module;
 use burn::optim::ModuleOptimizer;
 use burn::prelude::*;
 
+use super::Experiment;
 use super::checkpoint::{self, BestCheckpoint, CheckpointChoice, Checkpoints, TrainingState};
 use super::metrics::{MetricRecord, MetricsLog, SplitName};
 use super::optim::{build_optimizer, build_scheduler};
 use super::progress::{Progress, format_duration};
 use super::run_dir::{RunDir, Summary};
 use super::step::{DeviceBatch, Measured, RunningMetrics, Stepper, evaluate};
-use super::Experiment;
 use crate::Error;
 use crate::config::{Monitor, MonitorMode};
 use crate::data::{BatchStream, StreamPlan, batch_count, epoch_order};
@@ -35,7 +35,10 @@ pub fn train(experiment: Experiment, options: &TrainOptions) -> Result<Summary, 
 /// The seed of the device RNG (dropout) for one step: a function of the run's seed and the
 /// step, so any step's draws can be reproduced without saving the backend's RNG.
 pub fn step_seed(seed: u64, step: usize) -> u64 {
-    let mut z = seed ^ (step as u64).wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let mut z = seed
+        ^ (step as u64)
+            .wrapping_add(1)
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
@@ -58,7 +61,8 @@ struct Trainer {
     lr: f64,
     epoch_time_s: Vec<f64>,
     last_train: Option<Measured>,
-    last_valid: Option<Measured>,
+    /// The last validation and the step it was taken at.
+    last_valid: Option<(usize, Measured)>,
     /// Training samples and seconds, for the mean throughput.
     trained: (usize, f64),
 }
@@ -138,7 +142,8 @@ impl Trainer {
     /// Trains the rest of the current epoch; false when `train.max_steps` stopped it early.
     fn train_epoch(&mut self) -> Result<bool, Error> {
         let config = &self.experiment.config;
-        let (seed, train_cfg, data_cfg) = (config.run.seed, config.train.clone(), config.data.clone());
+        let (seed, train_cfg, data_cfg) =
+            (config.run.seed, config.train.clone(), config.data.clone());
         let epoch_number = self.state.epoch + 1;
         let splits = &self.experiment.splits;
         let plan = StreamPlan {
@@ -150,8 +155,11 @@ impl Trainer {
         };
         let shape = splits.shape;
         let stream = BatchStream::new(self.experiment.train_batcher(), plan);
-        self.progress
-            .start_epoch(epoch_number, self.steps_per_epoch, self.state.batch_in_epoch);
+        self.progress.start_epoch(
+            epoch_number,
+            self.steps_per_epoch,
+            self.state.batch_in_epoch,
+        );
 
         let epoch_started = Instant::now();
         let mut interval = RunningMetrics::new();
@@ -172,12 +180,12 @@ impl Trainer {
             self.progress.advance();
 
             let step = self.state.global_step;
-            if step % train_cfg.log_every == 0 {
+            if step.is_multiple_of(train_cfg.log_every) {
                 let measured = self.log_train(&mut interval, interval_started)?;
                 epoch_metrics.extend(measured);
                 interval_started = Instant::now();
             }
-            if train_cfg.eval_every.is_some_and(|every| step % every == 0)
+            if train_cfg.eval_every.is_some_and(|every| step.is_multiple_of(every))
                 && self.state.batch_in_epoch < self.steps_per_epoch
             {
                 self.validate()?;
@@ -187,7 +195,7 @@ impl Trainer {
                 .config
                 .checkpoint
                 .every_steps
-                .is_some_and(|every| step % every == 0)
+                .is_some_and(|every| step.is_multiple_of(every))
             {
                 self.save_checkpoint()?;
             }
@@ -213,15 +221,13 @@ impl Trainer {
         self.progress.say(&format!(
             "epoch {epoch_number} trained in {} ({:.0} samples/s)",
             format_duration(epoch_time),
-            self.last_train.map_or(0.0, |m| m.samples as f64 / epoch_time)
+            self.last_train
+                .map_or(0.0, |m| m.samples as f64 / epoch_time)
         ));
-        let validated = self.validate_and_track_best()?;
+        self.validate()?;
         let every = self.experiment.config.checkpoint.every_epochs;
-        if every > 0 && self.state.epoch % every == 0 {
+        if every > 0 && self.state.epoch.is_multiple_of(every) {
             self.save_checkpoint()?;
-            if validated {
-                self.update_best_pointer()?;
-            }
         }
         let reached_max = train_cfg
             .max_steps
@@ -241,9 +247,15 @@ impl Trainer {
         let seconds = since.elapsed().as_secs_f64();
         self.trained.0 += measured.samples;
         self.trained.1 += seconds;
-        let record = self.record(SplitName::Train, measured, measured.samples as f64 / seconds);
+        let record = self.record(
+            SplitName::Train,
+            measured,
+            measured.samples as f64 / seconds,
+        );
         self.log.append(&record)?;
-        let batches_left = self.steps_per_epoch.saturating_sub(self.state.batch_in_epoch);
+        let batches_left = self
+            .steps_per_epoch
+            .saturating_sub(self.state.batch_in_epoch);
         let batch_size = self.experiment.config.train.batch_size as f64;
         let eta = batches_left as f64 * batch_size / record.samples_per_s;
         self.progress
@@ -265,10 +277,10 @@ impl Trainer {
     }
 
     /// Validates the current model (when there is a validation split) and logs the result.
-    fn validate(&mut self) -> Result<Option<Measured>, Error> {
+    fn validate(&mut self) -> Result<(), Error> {
         let splits = &self.experiment.splits;
         if splits.valid.is_empty() {
-            return Ok(None);
+            return Ok(());
         }
         let started = Instant::now();
         let measured = evaluate(
@@ -287,50 +299,57 @@ impl Trainer {
         }
         self.log.append(&record)?;
         self.progress.evaluation(&record, "");
-        self.last_valid = Some(measured);
-        Ok(Some(measured))
+        self.last_valid = Some((self.state.global_step, measured));
+        Ok(())
     }
 
-    /// Epoch-end validation; true when there was a validation split.
-    fn validate_and_track_best(&mut self) -> Result<bool, Error> {
-        let Some(measured) = self.validate()? else {
-            return Ok(false);
+    /// Makes the checkpoint about to be saved the best one if its validation beats the best.
+    fn track_best(&mut self) {
+        let Some((step, measured)) = self.last_valid else {
+            return;
         };
+        if step != self.state.global_step {
+            return;
+        }
         let checkpoint = &self.experiment.config.checkpoint;
         let value = match checkpoint.monitor {
             Monitor::ValidAccuracy => measured.accuracy,
             Monitor::ValidLoss => measured.loss,
         };
-        let improved = self.state.best.as_ref().is_none_or(|best| match checkpoint.mode {
-            MonitorMode::Max => value > best.value,
-            MonitorMode::Min => value < best.value,
-        });
+        let improved = self
+            .state
+            .best
+            .as_ref()
+            .is_none_or(|best| match checkpoint.mode {
+                MonitorMode::Max => value > best.value,
+                MonitorMode::Min => value < best.value,
+            });
         self.state.valid = Some(measured);
         if improved {
             self.state.best = Some(BestCheckpoint {
-                name: Checkpoints::name_for(self.state.global_step),
-                step: self.state.global_step,
+                name: Checkpoints::name_for(step),
+                step,
                 epoch: self.state.epoch,
                 value,
             });
         }
-        Ok(true)
     }
 
-    fn update_best_pointer(&mut self) -> Result<(), Error> {
+    /// Saves a checkpoint of the current step, moves `best` to it if it is the best so far,
+    /// then deletes checkpoints beyond `checkpoint.keep_last`.
+    fn save_checkpoint(&mut self) -> Result<(), Error> {
+        self.track_best();
+        self.checkpoints
+            .save(&self.model, &self.optimizer, &self.scheduler, &self.state)?;
         if let Some(best) = &self.state.best
             && best.step == self.state.global_step
         {
             self.checkpoints.point("best", &best.name)?;
-            self.progress
-                .say(&format!("new best checkpoint: {} ({:.4})", best.name, best.value));
+            self.progress.say(&format!(
+                "new best checkpoint: {} ({:.4})",
+                best.name, best.value
+            ));
         }
-        Ok(())
-    }
-
-    fn save_checkpoint(&mut self) -> Result<(), Error> {
-        self.checkpoints
-            .save(&self.model, &self.optimizer, &self.scheduler, &self.state)?;
         self.checkpoints
             .prune(self.experiment.config.checkpoint.keep_last)
     }
@@ -363,7 +382,11 @@ impl Trainer {
             let name = dir.file_name().map(|n| n.to_string_lossy().into_owned());
             self.progress.evaluation(
                 &record,
-                &format!(" ({} checkpoint {})", choice_name(&choice), name.clone().unwrap_or_default()),
+                &format!(
+                    " ({} checkpoint {})",
+                    choice_name(&choice),
+                    name.clone().unwrap_or_default()
+                ),
             );
             (Some(measured), name)
         };
@@ -380,7 +403,7 @@ impl Trainer {
             epochs_completed: self.state.epoch,
             stopped: stopped.to_string(),
             train: self.last_train,
-            valid: self.last_valid,
+            valid: self.last_valid.map(|(_, measured)| measured),
             test,
             test_checkpoint,
             best: self.state.best.clone(),
@@ -410,7 +433,10 @@ fn combine(parts: &[Measured]) -> Option<Measured> {
     let samples: usize = parts.iter().map(|m| m.samples).sum();
     (samples > 0).then(|| Measured {
         loss: parts.iter().map(|m| m.loss * m.samples as f64).sum::<f64>() / samples as f64,
-        accuracy: parts.iter().map(|m| m.accuracy * m.samples as f64).sum::<f64>()
+        accuracy: parts
+            .iter()
+            .map(|m| m.accuracy * m.samples as f64)
+            .sum::<f64>()
             / samples as f64,
         samples,
     })
