@@ -1,6 +1,6 @@
 //! The `stoke` command line: argument parsing and dispatch to the library.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use clap::{Args, Parser, Subcommand};
@@ -8,7 +8,9 @@ use clap::{Args, Parser, Subcommand};
 use crate::Error;
 use crate::backend;
 use crate::config::{self, BackendChoice, ExperimentConfig};
-use crate::train::{self, BenchOptions, CheckpointChoice, Experiment, SplitName, TrainOptions};
+use crate::train::{
+    self, BenchOptions, CheckpointChoice, Experiment, Outcome, RunDir, SplitName, TrainOptions,
+};
 
 /// stoke: train image classifiers from TOML experiment configs, on wgpu or the CPU.
 #[derive(Debug, Parser)]
@@ -20,12 +22,21 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Train the model a config describes; writes a run directory.
+    /// Train the model a config describes, or continue a run with --resume.
     Train {
+        /// The experiment's TOML config (not with --resume).
+        #[arg(required_unless_present = "resume", conflicts_with = "resume")]
+        config: Option<PathBuf>,
+        /// Continue this run directory from its newest good checkpoint.
+        #[arg(long, value_name = "RUN")]
+        resume: Option<PathBuf>,
+        /// With --resume: the checkpoint to continue from (best, last or step-<N>).
+        #[arg(long, requires = "resume", value_parser = parse_checkpoint)]
+        checkpoint: Option<CheckpointChoice>,
         #[command(flatten)]
-        config: ConfigArgs,
+        overrides: Overrides,
         /// Write the run into this directory instead of a new one under run.runs_dir.
-        #[arg(long, value_name = "DIR")]
+        #[arg(long, value_name = "DIR", conflicts_with = "resume")]
         run_dir: Option<PathBuf>,
     },
     /// Validate a config, check its dataset is present, and print it with defaults filled in.
@@ -63,6 +74,18 @@ enum Command {
 struct ConfigArgs {
     /// The experiment's TOML config.
     config: PathBuf,
+    #[command(flatten)]
+    overrides: Overrides,
+}
+
+impl ConfigArgs {
+    fn load(&self) -> Result<ExperimentConfig, Error> {
+        self.overrides.load(&self.config)
+    }
+}
+
+#[derive(Debug, Args)]
+struct Overrides {
     /// Override a config key, e.g. --set optimizer.lr=5e-4 (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
@@ -71,13 +94,13 @@ struct ConfigArgs {
     backend: Option<String>,
 }
 
-impl ConfigArgs {
-    fn load(&self) -> Result<ExperimentConfig, Error> {
+impl Overrides {
+    fn load(&self, config: &Path) -> Result<ExperimentConfig, Error> {
         let mut overrides = self.set.clone();
         if let Some(backend) = &self.backend {
             overrides.push(format!("run.backend={backend}"));
         }
-        Ok(config::load(&self.config, &overrides)?)
+        Ok(config::load(config, &overrides)?)
     }
 }
 
@@ -107,12 +130,47 @@ fn prepare(config: ExperimentConfig) -> Result<Experiment, Error> {
     Experiment::prepare(config, selected)
 }
 
-pub fn run(cli: Cli) -> Result<(), Error> {
+/// Runs the command; returns the process's exit code.
+pub fn run(cli: Cli) -> Result<u8, Error> {
     let started = Instant::now();
     match cli.command {
-        Command::Train { config, run_dir } => {
-            let experiment = prepare(config.load()?)?;
-            train::train(experiment, &TrainOptions { run_dir })?;
+        Command::Train {
+            config,
+            resume,
+            checkpoint,
+            overrides,
+            run_dir,
+        } => {
+            let outcome = match (config, resume) {
+                (_, Some(run_path)) => {
+                    let (run, saved) = RunDir::open(&run_path)?;
+                    let requested = overrides.load(&run.config_path())?;
+                    let changes = config::unsafe_changes(&saved, &requested);
+                    if !changes.is_empty() {
+                        return Err(Error::IncompatibleResume {
+                            run: run.path,
+                            changes,
+                        });
+                    }
+                    train::resume(prepare(requested)?, run, checkpoint)?
+                }
+                (Some(config), None) => {
+                    let experiment = prepare(overrides.load(&config)?)?;
+                    train::train(experiment, &TrainOptions { run_dir })?
+                }
+                (None, None) => unreachable!("clap requires a config or --resume"),
+            };
+            if let Outcome::Interrupted {
+                checkpoint,
+                run_dir,
+            } = outcome
+            {
+                eprintln!(
+                    "interrupted: saved checkpoint {checkpoint}; continue with: stoke train --resume {}",
+                    run_dir.display()
+                );
+                return Ok(130);
+            }
         }
         Command::Check { config } => {
             let config = config.load()?;
@@ -145,5 +203,5 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             );
         }
     }
-    Ok(())
+    Ok(0)
 }

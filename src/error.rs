@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::backend::BackendError;
-use crate::config::ConfigError;
+use crate::config::{Change, ConfigError};
 use crate::data::DataError;
 use crate::model::ModelError;
 
@@ -34,10 +34,40 @@ pub enum Error {
         what: String,
         available: String,
     },
-    #[error("run directory {} already exists and is not empty; choose another --run-dir", .0.display())]
+    #[error("run directory {} already exists and is not empty; choose another --run-dir, or continue it with --resume", .0.display())]
     RunDirExists(PathBuf),
     #[error("{} is not a run directory (it has no config.toml)", .0.display())]
     NotARun(PathBuf),
+    #[error("cannot write checkpoint {name}: {detail}\n  the last complete checkpoint is {}", last_good.as_deref().unwrap_or("none"))]
+    CheckpointWrite {
+        name: String,
+        detail: String,
+        last_good: Option<String>,
+    },
+    #[error("checkpoint {} is damaged: {detail}", dir.display())]
+    CorruptCheckpoint { dir: PathBuf, detail: String },
+    #[error("cannot resume {} with a different {}:\n{}\n  only the run's length, evaluation, logging and checkpoint cadence and backend may change", run.display(), if changes.len() == 1 { "setting" } else { "settings" }, render_changes(changes))]
+    IncompatibleResume { run: PathBuf, changes: Vec<Change> },
+    #[error("the training loss became {value} by step {step}; the run stopped without saving that state\n  the last good checkpoint is {}; lower optimizer.lr or set train.grad_clip_norm, then: stoke train --resume {}", last_good.as_deref().unwrap_or("none"), run.display())]
+    NonFiniteLoss {
+        step: usize,
+        value: f64,
+        last_good: Option<String>,
+        run: PathBuf,
+    },
+}
+
+fn render_changes(changes: &[Change]) -> String {
+    changes
+        .iter()
+        .map(|change| {
+            format!(
+                "  {}: {} in the run, {} now",
+                change.key, change.saved, change.requested
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 impl Error {
@@ -57,8 +87,14 @@ impl Error {
             | Error::Backend(_)
             | Error::MissingCheckpoint { .. }
             | Error::RunDirExists(_)
-            | Error::NotARun(_) => 2,
-            Error::Io { .. } | Error::Record { .. } | Error::Corrupt { .. } => 1,
+            | Error::NotARun(_)
+            | Error::IncompatibleResume { .. } => 2,
+            Error::Io { .. }
+            | Error::Record { .. }
+            | Error::Corrupt { .. }
+            | Error::CheckpointWrite { .. }
+            | Error::CorruptCheckpoint { .. }
+            | Error::NonFiniteLoss { .. } => 1,
         }
     }
 }

@@ -4,9 +4,10 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     quiet_vulkan_loader();
+    keep_default_device_on_the_cpu();
     let cli = stoke::cli::Cli::parse();
     match stoke::cli::run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err(err) => {
             eprintln!("error: {err}");
             ExitCode::from(err.exit_code())
@@ -24,5 +25,14 @@ fn quiet_vulkan_loader() {
     if std::fs::create_dir_all(&dir).is_ok() {
         // SAFETY: no other thread exists yet to read the environment concurrently.
         unsafe { std::env::set_var("XDG_RUNTIME_DIR", &dir) };
+    }
+}
+
+/// burn restores optimizer state onto `Device::default()` before moving it to each
+/// parameter's device; unpinned, that default is the wgpu GPU, which may not exist.
+fn keep_default_device_on_the_cpu() {
+    if std::env::var_os("BURN_DEVICE").is_none() {
+        // SAFETY: no other thread exists yet to read the environment concurrently.
+        unsafe { std::env::set_var("BURN_DEVICE", "flex") };
     }
 }

@@ -1,11 +1,13 @@
 //! The experiment config: its schema and defaults, loading with `--set` overrides, and
 //! validation with errors that point at the offending key.
 
+mod compat;
 mod error;
 mod load;
 mod schema;
 mod validate;
 
+pub use compat::{Change, definition_hash, unsafe_changes};
 pub use error::{ConfigError, Issue, Origin};
 pub use load::{load, load_str, to_toml};
 pub use schema::*;

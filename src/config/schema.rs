@@ -391,6 +391,30 @@ pub struct TrainConfig {
     pub grad_clip_norm: Option<f64>,
     pub grad_clip_scope: ClipScope,
     pub progress: ProgressMode,
+    /// Stop when the monitored metric stops improving.
+    pub early_stopping: Option<EarlyStoppingConfig>,
+}
+
+/// Stops training after `patience` validations in a row without an improvement of at least
+/// `min_delta` in `monitor`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EarlyStoppingConfig {
+    pub monitor: Monitor,
+    pub mode: MonitorMode,
+    pub patience: usize,
+    pub min_delta: f64,
+}
+
+impl Default for EarlyStoppingConfig {
+    fn default() -> Self {
+        Self {
+            monitor: Monitor::ValidLoss,
+            mode: MonitorMode::Min,
+            patience: 3,
+            min_delta: 0.0,
+        }
+    }
 }
 
 impl Default for TrainConfig {
@@ -405,6 +429,7 @@ impl Default for TrainConfig {
             grad_clip_norm: None,
             grad_clip_scope: ClipScope::Global,
             progress: ProgressMode::Auto,
+            early_stopping: None,
         }
     }
 }
@@ -436,9 +461,12 @@ pub struct CheckpointConfig {
     pub every_epochs: usize,
     /// Also save every N optimizer steps.
     pub every_steps: Option<usize>,
-    /// Keep the newest K checkpoints (the best one is kept besides).
+    /// Keep the newest K checkpoints (the best ones are kept besides).
     pub keep_last: usize,
-    /// Metric that picks the best checkpoint, as `<split>.<metric>`.
+    /// Keep the K best checkpoints by `monitor`; never deleted by `keep_last`.
+    pub keep_best: usize,
+    /// Metric that ranks checkpoints, as `<split>.<metric>`. Only checkpoints validated at
+    /// their step (epoch ends, or `train.eval_every` steps) are ranked.
     pub monitor: Monitor,
     pub mode: MonitorMode,
 }
@@ -449,6 +477,7 @@ impl Default for CheckpointConfig {
             every_epochs: 1,
             every_steps: None,
             keep_last: 2,
+            keep_best: 1,
             monitor: Monitor::ValidAccuracy,
             mode: MonitorMode::Max,
         }
@@ -463,9 +492,28 @@ pub enum Monitor {
     ValidLoss,
 }
 
+impl std::fmt::Display for Monitor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Monitor::ValidAccuracy => "valid.accuracy",
+            Monitor::ValidLoss => "valid.loss",
+        })
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum MonitorMode {
     Min,
     Max,
+}
+
+impl MonitorMode {
+    /// Whether `value` beats `best` by more than `min_delta`.
+    pub fn improves(self, value: f64, best: f64, min_delta: f64) -> bool {
+        match self {
+            MonitorMode::Max => value > best + min_delta,
+            MonitorMode::Min => value < best - min_delta,
+        }
+    }
 }

@@ -132,6 +132,19 @@ pub fn validate(config: &ExperimentConfig) -> Problems {
         );
     }
 
+    if let Some(early) = &train.early_stopping {
+        check(
+            early.patience > 0,
+            "train.early_stopping.patience",
+            "must be at least 1".into(),
+        );
+        check(
+            early.min_delta >= 0.0,
+            "train.early_stopping.min_delta",
+            "must be at least 0".into(),
+        );
+    }
+
     let checkpoint = &config.checkpoint;
     check(
         checkpoint.keep_last > 0,

@@ -9,8 +9,10 @@ mod resnet;
 
 use std::fmt;
 
+use burn::module::{ModuleVisitor, Param};
 use burn::prelude::*;
 use burn::tensor::activation::{gelu, relu, tanh};
+use sha2::{Digest, Sha256};
 
 pub use cnn::Cnn;
 pub use mlp::Mlp;
@@ -80,6 +82,25 @@ impl Model {
             Model::Cnn(model) => model.forward(images),
             Model::Resnet(model) => model.forward(images),
         }
+    }
+}
+
+impl Model {
+    /// SHA-256 of every parameter and running statistic, in module order: equal digests mean
+    /// bitwise-equal weights.
+    pub fn weights_sha256(&self) -> String {
+        let mut hasher = WeightHasher(Sha256::new());
+        // `valid()` first folds pending batch-norm running-statistic updates in.
+        self.valid().visit(&mut hasher);
+        format!("{:x}", hasher.0.finalize())
+    }
+}
+
+struct WeightHasher(Sha256);
+
+impl ModuleVisitor for WeightHasher {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        self.0.update(param.val().into_data().as_bytes());
     }
 }
 

@@ -1,9 +1,13 @@
 //! Checkpoints: `checkpoints/step-<N>/` directories holding the model, optimizer and scheduler
-//! records (burnpack) and the loop's state, plus `latest` and `best` pointer files.
+//! records (burnpack), the loop's state, and a manifest with each file's SHA-256; plus
+//! `latest` and `best` pointer files.
 //!
-//! Every write goes to a temporary name, is fsynced, and is renamed into place, so a run
-//! killed at any moment leaves every earlier checkpoint complete and loadable.
+//! A checkpoint is written into `.tmp-step-<N>/`, every file and the directory are fsynced,
+//! the manifest is written last, and the directory is renamed into place; only then do the
+//! pointers move and older checkpoints go. A process killed at any instant leaves every
+//! earlier checkpoint complete, and a damaged one is recognised by its checksums.
 
+use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -14,8 +18,10 @@ use burn::optim::ModuleOptimizer;
 use burn::prelude::*;
 use burn::store::ModuleRecord;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
-use super::step::Measured;
+use super::fault;
+use super::state::TrainingState;
 use crate::Error;
 use crate::model::Model;
 
@@ -24,30 +30,24 @@ const MODEL_FILE: &str = "model.bpk";
 const OPTIMIZER_FILE: &str = "optimizer.bpk";
 const SCHEDULER_FILE: &str = "scheduler.bpk";
 const STATE_FILE: &str = "state.json";
+const MANIFEST_FILE: &str = "manifest.json";
 
-/// Where the loop stood when a checkpoint was taken.
+/// What a checkpoint is and the digest of every file in it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TrainingState {
+pub struct Manifest {
     pub format_version: u32,
     pub stoke_version: String,
-    /// Optimizer steps taken.
-    pub global_step: usize,
-    /// Epochs completed.
-    pub epoch: usize,
-    /// Batches of the epoch in progress already trained on (0 at an epoch boundary).
-    pub batch_in_epoch: usize,
-    /// Validation metrics at this checkpoint, when it was validated.
-    pub valid: Option<Measured>,
-    pub best: Option<BestCheckpoint>,
+    pub step: usize,
+    pub model: String,
+    /// SHA-256 of the config keys that define the model and the data.
+    pub definition_hash: String,
+    pub files: BTreeMap<String, FileDigest>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct BestCheckpoint {
-    pub name: String,
-    pub step: usize,
-    pub epoch: usize,
-    /// The monitored metric's value.
-    pub value: f64,
+pub struct FileDigest {
+    pub bytes: u64,
+    pub sha256: String,
 }
 
 /// Which checkpoint a command means.
@@ -65,10 +65,43 @@ impl std::str::FromStr for CheckpointChoice {
         Ok(match text {
             "best" => CheckpointChoice::Best,
             "last" | "latest" => CheckpointChoice::Last,
-            name if name.starts_with("step-") => CheckpointChoice::Named(name.to_string()),
+            name if name
+                .strip_prefix("step-")
+                .is_some_and(|n| n.parse::<usize>().is_ok()) =>
+            {
+                CheckpointChoice::Named(name.to_string())
+            }
             other => return Err(format!("\"{other}\": expected best, last or step-<N>")),
         })
     }
+}
+
+impl std::fmt::Display for CheckpointChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CheckpointChoice::Best => f.write_str("best"),
+            CheckpointChoice::Last => f.write_str("last"),
+            CheckpointChoice::Named(name) => f.write_str(name),
+        }
+    }
+}
+
+/// A checkpoint whose files matched their checksums.
+pub struct VerifiedCheckpoint {
+    pub dir: PathBuf,
+    pub name: String,
+    pub manifest: Manifest,
+    pub state: TrainingState,
+}
+
+/// The parts of a checkpoint that live on the device.
+pub struct Snapshot<'a> {
+    pub model: &'a Model,
+    pub optimizer: &'a ModuleOptimizer,
+    pub scheduler: &'a ModuleLrScheduler,
+    pub state: &'a TrainingState,
+    pub model_kind: &'a str,
+    pub definition_hash: &'a str,
 }
 
 pub struct Checkpoints {
@@ -84,59 +117,88 @@ impl Checkpoints {
         format!("step-{step}")
     }
 
-    /// Writes a complete checkpoint and points `latest` at it.
-    pub fn save(
-        &self,
-        model: &Model,
-        optimizer: &ModuleOptimizer,
-        scheduler: &ModuleLrScheduler,
-        state: &TrainingState,
-    ) -> Result<PathBuf, Error> {
-        let name = Self::name_for(state.global_step);
-        let final_dir = self.root.join(&name);
-        let temp_dir = self.root.join(format!(".tmp-{name}"));
-        let io = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| Error::io(&path, source)
-        };
-        if temp_dir.exists() {
-            fs::remove_dir_all(&temp_dir).map_err(io(&temp_dir))?;
-        }
-        fs::create_dir_all(&temp_dir).map_err(io(&temp_dir))?;
+    fn step_of(name: &str) -> Option<usize> {
+        name.strip_prefix("step-")?.parse().ok()
+    }
 
-        let record_error = |path: &Path| {
-            let path = path.to_path_buf();
-            move |err: burn::store::RecordError| Error::Record {
-                path: path.clone(),
-                detail: err.to_string(),
-            }
+    /// Writes a complete checkpoint of `snapshot.state.global_step` and points `latest` at it.
+    /// On failure the temporary directory is removed and earlier checkpoints are untouched.
+    pub fn save(&self, snapshot: &Snapshot) -> Result<PathBuf, Error> {
+        let name = Self::name_for(snapshot.state.global_step);
+        let temp_dir = self.root.join(format!(".tmp-{name}"));
+        let result = self.write_into(&temp_dir, &name, snapshot);
+        if result.is_err() {
+            let _ = fs::remove_dir_all(&temp_dir);
+        }
+        result.map_err(|err| Error::CheckpointWrite {
+            name: name.clone(),
+            detail: err.to_string(),
+            last_good: self.list().last().cloned(),
+        })
+    }
+
+    fn write_into(
+        &self,
+        temp_dir: &Path,
+        name: &str,
+        snapshot: &Snapshot,
+    ) -> Result<PathBuf, Error> {
+        let final_dir = self.root.join(name);
+        if temp_dir.exists() {
+            fs::remove_dir_all(temp_dir).map_err(|e| Error::io(temp_dir, e))?;
+        }
+        fs::create_dir_all(temp_dir).map_err(|e| Error::io(temp_dir, e))?;
+
+        let record_error = |err: burn::store::RecordError| Error::Record {
+            path: final_dir.clone(),
+            detail: err.to_string(),
         };
-        let model_bytes = model
-            .clone()
+        // `valid()` folds pending running-statistic updates (batch norm) into the values the
+        // record reads; without it a checkpoint would hold them one update behind.
+        let model = snapshot
+            .model
+            .valid()
             .into_record()
             .into_bytes()
-            .map_err(record_error(&final_dir))?;
-        let optimizer_bytes = optimizer.into_bytes().map_err(record_error(&final_dir))?;
-        let scheduler_bytes = scheduler
+            .map_err(record_error)?;
+        let optimizer = snapshot.optimizer.into_bytes().map_err(record_error)?;
+        let scheduler = snapshot
+            .scheduler
             .to_record()
             .into_bytes()
-            .map_err(record_error(&final_dir))?;
-        let state_json = serde_json::to_vec_pretty(state).expect("state serializes");
+            .map_err(record_error)?;
+        let state = serde_json::to_vec_pretty(snapshot.state).expect("state serializes");
+
+        let mut files = BTreeMap::new();
         for (file, bytes) in [
-            (MODEL_FILE, &model_bytes[..]),
-            (OPTIMIZER_FILE, &optimizer_bytes[..]),
-            (SCHEDULER_FILE, &scheduler_bytes[..]),
-            (STATE_FILE, &state_json[..]),
+            (MODEL_FILE, &model[..]),
+            (OPTIMIZER_FILE, &optimizer[..]),
+            (SCHEDULER_FILE, &scheduler[..]),
+            (STATE_FILE, &state[..]),
         ] {
+            fault::before_checkpoint_file(snapshot.state.global_step, file)?;
             write_synced(&temp_dir.join(file), bytes)?;
+            files.insert(file.to_string(), digest(bytes));
         }
-        sync_dir(&temp_dir)?;
+        let manifest = Manifest {
+            format_version: FORMAT_VERSION,
+            stoke_version: env!("CARGO_PKG_VERSION").to_string(),
+            step: snapshot.state.global_step,
+            model: snapshot.model_kind.to_string(),
+            definition_hash: snapshot.definition_hash.to_string(),
+            files,
+        };
+        let manifest = serde_json::to_vec_pretty(&manifest).expect("manifest serializes");
+        write_synced(&temp_dir.join(MANIFEST_FILE), &manifest)?;
+        sync_dir(temp_dir)?;
+
         if final_dir.exists() {
-            fs::remove_dir_all(&final_dir).map_err(io(&final_dir))?;
+            // The same step saved again (a rewound run): the new copy replaces the old.
+            fs::remove_dir_all(&final_dir).map_err(|e| Error::io(&final_dir, e))?;
         }
-        fs::rename(&temp_dir, &final_dir).map_err(io(&final_dir))?;
+        fs::rename(temp_dir, &final_dir).map_err(|e| Error::io(&final_dir, e))?;
         sync_dir(&self.root)?;
-        self.point("latest", &name)?;
+        self.point("latest", name)?;
         Ok(final_dir)
     }
 
@@ -145,30 +207,12 @@ impl Checkpoints {
         write_atomic(&self.root.join(pointer), name.as_bytes())
     }
 
-    pub fn resolve(&self, choice: &CheckpointChoice) -> Result<PathBuf, Error> {
-        let name = match choice {
-            CheckpointChoice::Best => self
-                .read_pointer("best")
-                .or_else(|| self.read_pointer("latest")),
-            CheckpointChoice::Last => self.read_pointer("latest"),
-            CheckpointChoice::Named(name) => Some(name.clone()),
-        };
-        let available = self.list().join(", ");
-        let missing = |what: String| Error::MissingCheckpoint {
-            root: self.root.clone(),
-            what,
-            available: if available.is_empty() {
-                "none".into()
-            } else {
-                available.clone()
-            },
-        };
-        let name = name.ok_or_else(|| missing(format!("{choice:?}").to_lowercase()))?;
-        let dir = self.root.join(&name);
-        if !dir.join(STATE_FILE).is_file() {
-            return Err(missing(name));
+    pub fn clear_pointer(&self, pointer: &str) -> Result<(), Error> {
+        let path = self.root.join(pointer);
+        match fs::remove_file(&path) {
+            Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(Error::io(&path, err)),
+            _ => Ok(()),
         }
-        Ok(dir)
     }
 
     fn read_pointer(&self, pointer: &str) -> Option<String> {
@@ -176,7 +220,7 @@ impl Checkpoints {
         Some(name.trim().to_string()).filter(|name| !name.is_empty())
     }
 
-    /// Complete checkpoints, oldest first.
+    /// Checkpoint directories (complete or not), oldest first.
     pub fn list(&self) -> Vec<String> {
         let mut steps: Vec<(usize, String)> = fs::read_dir(&self.root)
             .into_iter()
@@ -184,26 +228,105 @@ impl Checkpoints {
             .flatten()
             .filter_map(|entry| {
                 let name = entry.file_name().to_string_lossy().into_owned();
-                let step = name.strip_prefix("step-")?.parse().ok()?;
-                entry
-                    .path()
-                    .join(STATE_FILE)
-                    .is_file()
-                    .then_some((step, name))
+                Some((Self::step_of(&name)?, name))
             })
+            .filter(|(_, name)| self.root.join(name).is_dir())
             .collect();
         steps.sort();
         steps.into_iter().map(|(_, name)| name).collect()
     }
 
-    /// Deletes all but the newest `keep_last` checkpoints, never the best one.
-    pub fn prune(&self, keep_last: usize) -> Result<(), Error> {
-        let best = self.read_pointer("best");
+    /// The checkpoint `choice` names, verified; `best` falls back to `latest` in a run that
+    /// never validated.
+    pub fn open(&self, choice: &CheckpointChoice) -> Result<VerifiedCheckpoint, Error> {
+        let name = match choice {
+            CheckpointChoice::Best => self
+                .read_pointer("best")
+                .or_else(|| self.read_pointer("latest")),
+            CheckpointChoice::Last => self.read_pointer("latest"),
+            CheckpointChoice::Named(name) => Some(name.clone()),
+        };
+        let name = name.ok_or_else(|| self.missing(&choice.to_string()))?;
+        if !self.root.join(&name).is_dir() {
+            return Err(self.missing(&name));
+        }
+        self.verify(&name)
+    }
+
+    /// The newest checkpoint that verifies, with the damaged ones passed over on the way
+    /// (name, what is wrong), newest first.
+    pub fn newest_good(&self) -> Result<(VerifiedCheckpoint, Vec<(String, String)>), Error> {
+        let mut skipped = Vec::new();
+        for name in self.list().into_iter().rev() {
+            match self.verify(&name) {
+                Ok(checkpoint) => return Ok((checkpoint, skipped)),
+                Err(err) => skipped.push((name, err.to_string())),
+            }
+        }
+        Err(self.missing("any complete checkpoint"))
+    }
+
+    fn missing(&self, what: &str) -> Error {
+        let available = self.list().join(", ");
+        Error::MissingCheckpoint {
+            root: self.root.clone(),
+            what: what.to_string(),
+            available: if available.is_empty() {
+                "none".into()
+            } else {
+                available
+            },
+        }
+    }
+
+    /// Reads a checkpoint's manifest and checks every file against it.
+    pub fn verify(&self, name: &str) -> Result<VerifiedCheckpoint, Error> {
+        let dir = self.root.join(name);
+        let corrupt = |detail: String| Error::CorruptCheckpoint {
+            dir: dir.clone(),
+            detail,
+        };
+        let manifest_bytes = fs::read(dir.join(MANIFEST_FILE)).map_err(|_| {
+            corrupt("its manifest.json is missing: the write did not finish".into())
+        })?;
+        let manifest: Manifest = serde_json::from_slice(&manifest_bytes)
+            .map_err(|err| corrupt(format!("manifest.json is unreadable: {err}")))?;
+        if manifest.format_version > FORMAT_VERSION {
+            return Err(corrupt(format!(
+                "format version {} is newer than this stoke's ({FORMAT_VERSION}); upgrade stoke",
+                manifest.format_version
+            )));
+        }
+        for (file, expected) in &manifest.files {
+            let bytes =
+                fs::read(dir.join(file)).map_err(|err| corrupt(format!("{file}: {err}")))?;
+            let actual = digest(&bytes);
+            if actual != *expected {
+                return Err(corrupt(format!(
+                    "{file} does not match its checksum ({} bytes, expected {})",
+                    actual.bytes, expected.bytes
+                )));
+            }
+        }
+        let state_bytes = fs::read(dir.join(STATE_FILE))
+            .map_err(|err| corrupt(format!("{STATE_FILE}: {err}")))?;
+        let state = serde_json::from_slice(&state_bytes)
+            .map_err(|err| corrupt(format!("{STATE_FILE} is unreadable: {err}")))?;
+        Ok(VerifiedCheckpoint {
+            dir,
+            name: name.to_string(),
+            manifest,
+            state,
+        })
+    }
+
+    /// Deletes all but the newest `keep_last` checkpoints, never one of `keep` (the best).
+    pub fn prune(&self, keep_last: usize, keep: &[String]) -> Result<(), Error> {
         let latest = self.read_pointer("latest");
         let all = self.list();
         let stale = all.len().saturating_sub(keep_last);
         for name in &all[..stale] {
-            if Some(name) == best.as_ref() || Some(name) == latest.as_ref() {
+            if keep.contains(name) || Some(name) == latest.as_ref() {
                 continue;
             }
             let dir = self.root.join(name);
@@ -211,18 +334,35 @@ impl Checkpoints {
         }
         Ok(())
     }
+
+    /// Removes the checkpoints after `step` (a run rewound to an earlier checkpoint abandons
+    /// them) and the leftovers of interrupted writes; returns the names removed.
+    pub fn remove_after(&self, step: usize) -> Result<Vec<String>, Error> {
+        let mut removed = Vec::new();
+        for entry in fs::read_dir(&self.root)
+            .map_err(|e| Error::io(&self.root, e))?
+            .flatten()
+        {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let later = Self::step_of(&name).is_some_and(|s| s > step);
+            if later || name.starts_with(".tmp-") {
+                let path = entry.path();
+                if path.is_dir() {
+                    fs::remove_dir_all(&path).map_err(|e| Error::io(&path, e))?;
+                } else {
+                    fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+                }
+                if later {
+                    removed.push(name);
+                }
+            }
+        }
+        removed.sort_by_key(|name| Self::step_of(name));
+        Ok(removed)
+    }
 }
 
-pub fn read_state(dir: &Path) -> Result<TrainingState, Error> {
-    let path = dir.join(STATE_FILE);
-    let text = fs::read_to_string(&path).map_err(|source| Error::io(&path, source))?;
-    serde_json::from_str(&text).map_err(|err| Error::Corrupt {
-        path,
-        detail: err.to_string(),
-    })
-}
-
-/// Loads the model weights of checkpoint `dir` into `model` (built from the same config).
+/// Loads checkpoint `dir`'s weights into `model` (built from the same config).
 pub fn load_model(dir: &Path, model: Model) -> Result<Model, Error> {
     let path = dir.join(MODEL_FILE);
     let record_error = |err: burn::store::RecordError| Error::Record {
@@ -250,10 +390,17 @@ pub fn load_optimizer(
         .load(&optimizer_path)
         .map_err(record_error(optimizer_path))?;
     let scheduler_path = dir.join(SCHEDULER_FILE);
-    let bytes = fs::read(&scheduler_path).map_err(|source| Error::io(&scheduler_path, source))?;
+    let bytes = fs::read(&scheduler_path).map_err(|e| Error::io(&scheduler_path, e))?;
     let record = LrSchedulerRecord::from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes))
         .map_err(record_error(scheduler_path))?;
     Ok((optimizer, scheduler.load_record(record)))
+}
+
+fn digest(bytes: &[u8]) -> FileDigest {
+    FileDigest {
+        bytes: bytes.len() as u64,
+        sha256: format!("{:x}", Sha256::digest(bytes)),
+    }
 }
 
 /// Writes `bytes` to `path` and fsyncs the file.

@@ -30,7 +30,7 @@ pub fn evaluate_run(
     backend_choice: Option<BackendChoice>,
 ) -> Result<EvalReport, Error> {
     let (run, config) = RunDir::open(run_path)?;
-    let checkpoint_dir = run.checkpoints().resolve(choice)?;
+    let chosen = run.checkpoints().open(choice)?;
     let selected = backend::select(
         backend_choice.unwrap_or(config.run.backend),
         config.run.cpu_backend,
@@ -38,7 +38,7 @@ pub fn evaluate_run(
     eprintln!("backend: {}", selected.reason);
     let experiment = Experiment::prepare(config, selected)?;
     let device = experiment.backend.device.clone();
-    let model = checkpoint::load_model(&checkpoint_dir, experiment.new_model(&device)?)?;
+    let model = checkpoint::load_model(&chosen.dir, experiment.new_model(&device)?)?;
     let data = match split {
         SplitName::Train => &experiment.splits.train,
         SplitName::Valid => &experiment.splits.valid,
@@ -55,10 +55,7 @@ pub fn evaluate_run(
     );
     Ok(EvalReport {
         run_dir: run.path,
-        checkpoint: checkpoint_dir
-            .file_name()
-            .map(|name| name.to_string_lossy().into_owned())
-            .unwrap_or_default(),
+        checkpoint: chosen.name,
         split,
         backend: experiment.backend.name,
         samples_per_s: metrics.samples as f64 / started.elapsed().as_secs_f64(),

@@ -45,6 +45,7 @@ pub struct MetricRecord {
 pub struct MetricsLog {
     path: PathBuf,
     writer: BufWriter<File>,
+    lines: usize,
 }
 
 impl MetricsLog {
@@ -53,7 +54,31 @@ impl MetricsLog {
         Ok(Self {
             path: path.to_path_buf(),
             writer: BufWriter::new(file),
+            lines: 0,
         })
+    }
+
+    /// Reopens a run's log keeping only its first `lines` lines: the records a resumed
+    /// checkpoint had seen. Returns the log and how many lines were dropped.
+    pub fn resume(path: &Path, lines: usize) -> Result<(Self, usize), Error> {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        let kept = all.len().min(lines);
+        let mut content = all[..kept].join("\n");
+        if kept > 0 {
+            content.push('\n');
+        }
+        super::checkpoint::write_atomic(path, content.as_bytes())?;
+        let file = File::options()
+            .append(true)
+            .open(path)
+            .map_err(|source| Error::io(path, source))?;
+        let log = Self {
+            path: path.to_path_buf(),
+            writer: BufWriter::new(file),
+            lines: kept,
+        };
+        Ok((log, all.len() - kept))
     }
 
     /// Appends one record and flushes it, so a killed run keeps every line it logged.
@@ -61,6 +86,21 @@ impl MetricsLog {
         let line = serde_json::to_string(record).expect("metric records serialize");
         writeln!(self.writer, "{line}")
             .and_then(|()| self.writer.flush())
+            .map_err(|source| Error::io(&self.path, source))?;
+        self.lines += 1;
+        Ok(())
+    }
+
+    /// Lines written so far.
+    pub fn lines(&self) -> usize {
+        self.lines
+    }
+
+    /// Makes the lines written so far durable (before a checkpoint that counts them).
+    pub fn sync(&mut self) -> Result<(), Error> {
+        self.writer
+            .flush()
+            .and_then(|()| self.writer.get_ref().sync_data())
             .map_err(|source| Error::io(&self.path, source))
     }
 }

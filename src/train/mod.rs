@@ -4,10 +4,13 @@
 mod bench;
 pub mod checkpoint;
 mod eval;
+mod fault;
+mod interrupt;
 pub mod metrics;
 mod optim;
 mod progress;
 pub mod run_dir;
+pub mod state;
 mod step;
 mod trainer;
 
@@ -17,7 +20,7 @@ pub use eval::{EvalReport, evaluate_run};
 pub use metrics::{MetricRecord, SplitName, read_metrics};
 pub use run_dir::{RunDir, Summary};
 pub use step::Measured;
-pub use trainer::{TrainOptions, step_seed, train};
+pub use trainer::{Outcome, TrainOptions, resume, step_seed, train};
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::prelude::{Device, Tensor};

@@ -90,6 +90,27 @@ impl RunDir {
         ))
     }
 
+    /// Records a resumed run's config (it may extend the run).
+    pub fn rewrite_config(&self, config: &ExperimentConfig) -> Result<(), Error> {
+        write_atomic(
+            &self.path.join(CONFIG_FILE),
+            config::to_toml(config).as_bytes(),
+        )
+    }
+
+    /// A resumed run is not finished until it writes a new summary.
+    pub fn remove_summary(&self) -> Result<(), Error> {
+        let path = self.path.join(SUMMARY_FILE);
+        match fs::remove_file(&path) {
+            Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(Error::io(&path, err)),
+            _ => Ok(()),
+        }
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.path.join(CONFIG_FILE)
+    }
+
     pub fn metrics_path(&self) -> PathBuf {
         self.path.join(METRICS_FILE)
     }
@@ -121,7 +142,7 @@ pub struct Summary {
     pub normalization: Normalization,
     pub steps: usize,
     pub epochs_completed: usize,
-    /// Why training stopped: "completed" or "max_steps".
+    /// Why training stopped: completed, max_steps or early_stopping.
     pub stopped: String,
     /// Training metrics over the last epoch (or the part of it trained).
     pub train: Option<Measured>,
@@ -130,9 +151,13 @@ pub struct Summary {
     /// The test split, evaluated with the `test_checkpoint`.
     pub test: Option<Measured>,
     pub test_checkpoint: Option<String>,
-    pub best: Option<super::checkpoint::BestCheckpoint>,
+    pub best: Option<super::state::BestCheckpoint>,
     /// Training time of each epoch, evaluation excluded.
     pub epoch_time_s: Vec<f64>,
+    /// Time each checkpoint took to write.
+    pub checkpoint_time_s: Vec<f64>,
+    /// SHA-256 of the final weights: equal digests mean bitwise-equal models.
+    pub weights_sha256: String,
     /// Mean training throughput.
     pub train_samples_per_s: f64,
     pub wall_time_s: f64,

@@ -10,6 +10,7 @@ use crate::data::{BatchStream, Batcher, HostBatch, Split, StreamPlan};
 use crate::model::{ImageShape, Model};
 
 use super::optim::clip_global_norm;
+use super::state::IntervalSums;
 
 /// A host batch moved onto `device`.
 pub struct DeviceBatch {
@@ -74,6 +75,34 @@ impl RunningMetrics {
 
     pub fn samples(&self) -> usize {
         self.samples
+    }
+
+    /// The sums so far, read back without resetting them (a device sync).
+    pub fn sums(&self) -> IntervalSums {
+        IntervalSums {
+            loss_sum: self
+                .loss_sum
+                .clone()
+                .map_or(0.0, |sum| sum.into_scalar::<f64>()),
+            correct: self
+                .correct
+                .clone()
+                .map_or(0, |sum| sum.into_scalar::<i64>()),
+            samples: self.samples,
+        }
+    }
+
+    /// Continues from sums read back by [`Self::sums`]; the f32 sums round-trip exactly, so
+    /// the totals match those of a run that never stopped.
+    pub fn from_sums(sums: IntervalSums, device: &Device) -> Self {
+        if sums.samples == 0 {
+            return Self::new();
+        }
+        Self {
+            loss_sum: Some(Tensor::from_floats([sums.loss_sum as f32], device)),
+            correct: Some(Tensor::from_ints([sums.correct], device)),
+            samples: sums.samples,
+        }
     }
 
     /// Reads the sums back (a device sync) and starts over.

@@ -1,5 +1,7 @@
-//! The training loop: epochs over shuffled batches, logging, validation, checkpoints and the
-//! final test evaluation, writing everything into the run directory.
+//! The training loop: epochs over shuffled batches, logging, validation, early stopping,
+//! checkpoints and the final test evaluation, writing everything into the run directory.
+//! A run starts fresh ([`train`]) or continues from a checkpoint ([`resume`]); either way the
+//! same loop runs from the state it is given.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -10,14 +12,16 @@ use burn::optim::ModuleOptimizer;
 use burn::prelude::*;
 
 use super::Experiment;
-use super::checkpoint::{self, BestCheckpoint, CheckpointChoice, Checkpoints, TrainingState};
+use super::checkpoint::{self, CheckpointChoice, Checkpoints, Snapshot};
 use super::metrics::{MetricRecord, MetricsLog, SplitName};
 use super::optim::{build_optimizer, build_scheduler};
 use super::progress::{Progress, format_duration};
 use super::run_dir::{RunDir, Summary};
+use super::state::{BestCheckpoint, TrainingState};
 use super::step::{DeviceBatch, Measured, RunningMetrics, Stepper, evaluate};
+use super::{fault, interrupt};
 use crate::Error;
-use crate::config::{Monitor, MonitorMode};
+use crate::config::{self, Monitor};
 use crate::data::{BatchStream, StreamPlan, batch_count, epoch_order};
 use crate::model::Model;
 
@@ -26,10 +30,128 @@ pub struct TrainOptions {
     pub run_dir: Option<PathBuf>,
 }
 
-/// Trains the experiment from scratch and returns its summary.
-pub fn train(experiment: Experiment, options: &TrainOptions) -> Result<Summary, Error> {
-    let mut trainer = Trainer::new(experiment, options)?;
-    trainer.run()
+/// How a training session ended.
+#[derive(Debug)]
+pub enum Outcome {
+    Finished(Box<Summary>),
+    /// Stopped on Ctrl-C or SIGTERM after saving `checkpoint`.
+    Interrupted {
+        checkpoint: String,
+        run_dir: PathBuf,
+    },
+}
+
+/// Trains the experiment from scratch.
+pub fn train(experiment: Experiment, options: &TrainOptions) -> Result<Outcome, Error> {
+    let device = experiment.backend.device.clone().autodiff();
+    let model = experiment.new_model(&device)?;
+    let config = &experiment.config;
+    let optimizer = build_optimizer(&config.optimizer, &config.train);
+    let scheduler = build_scheduler(
+        &config.scheduler,
+        config.optimizer.lr(),
+        planned_steps(&experiment),
+    );
+    let run = RunDir::create(config, options.run_dir.as_deref())?;
+    let log = MetricsLog::create(&run.metrics_path())?;
+    let progress = Progress::new(config.train.progress, config.train.epochs);
+    progress.say(&format!("run directory: {}", run.path.display()));
+    let parts = Parts {
+        device,
+        model,
+        optimizer,
+        scheduler,
+        state: TrainingState::default(),
+    };
+    Trainer::new(experiment, run, log, progress, parts).run()
+}
+
+/// Continues `run` from a checkpoint: `choice`, or the newest one that verifies. The
+/// experiment's config must differ from the run's only in keys that are safe to change.
+pub fn resume(
+    experiment: Experiment,
+    run: RunDir,
+    choice: Option<CheckpointChoice>,
+) -> Result<Outcome, Error> {
+    let config = &experiment.config;
+    let progress = Progress::new(config.train.progress, config.train.epochs);
+    let checkpoints = run.checkpoints();
+    let checkpoint = match &choice {
+        Some(choice) => checkpoints.open(choice)?,
+        None => {
+            let (checkpoint, skipped) = checkpoints.newest_good()?;
+            for (name, problem) in skipped {
+                progress.say(&format!("warning: skipping checkpoint {name}: {problem}"));
+            }
+            checkpoint
+        }
+    };
+    let expected_hash = config::definition_hash(config);
+    if checkpoint.manifest.definition_hash != expected_hash {
+        return Err(Error::CorruptCheckpoint {
+            dir: checkpoint.dir,
+            detail: "it was written for a different model or dataset than this run's config.toml"
+                .into(),
+        });
+    }
+
+    let device = experiment.backend.device.clone().autodiff();
+    let model = checkpoint::load_model(&checkpoint.dir, experiment.new_model(&device)?)?;
+    let (optimizer, scheduler) = checkpoint::load_optimizer(
+        &checkpoint.dir,
+        build_optimizer(&config.optimizer, &config.train),
+        build_scheduler(
+            &config.scheduler,
+            config.optimizer.lr(),
+            planned_steps(&experiment),
+        ),
+    )?;
+    let state = checkpoint.state;
+
+    let removed = checkpoints.remove_after(state.global_step)?;
+    if !removed.is_empty() {
+        progress.say(&format!(
+            "rewinding: removed the later checkpoints {}",
+            removed.join(", ")
+        ));
+    }
+    checkpoints.point("latest", &checkpoint.name)?;
+    match state.best.first() {
+        Some(best) => checkpoints.point("best", &best.name)?,
+        None => checkpoints.clear_pointer("best")?,
+    }
+    let (log, dropped) = MetricsLog::resume(&run.metrics_path(), state.metrics_lines)?;
+    run.rewrite_config(config)?;
+    run.remove_summary()?;
+    progress.say(&format!(
+        "resuming {} from checkpoint {} (epoch {}, batch {} of {}, step {}){}",
+        run.path.display(),
+        checkpoint.name,
+        state.epoch + 1,
+        state.batch_in_epoch,
+        batch_count(experiment.splits.train.len(), config.train.batch_size),
+        state.global_step,
+        if dropped > 0 {
+            format!("; dropped {dropped} metric records written after it")
+        } else {
+            String::new()
+        }
+    ));
+    let parts = Parts {
+        device,
+        model,
+        optimizer,
+        scheduler,
+        state,
+    };
+    Trainer::new(experiment, run, log, progress, parts).run()
+}
+
+/// Optimizer steps the configured run takes: what the cosine schedule spans.
+fn planned_steps(experiment: &Experiment) -> usize {
+    let train = &experiment.config.train;
+    let per_epoch = batch_count(experiment.splits.train.len(), train.batch_size);
+    (per_epoch * train.epochs).min(train.max_steps.unwrap_or(usize::MAX))
 }
 
 /// The seed of the device RNG (dropout) for one step: a function of the run's seed and the
@@ -44,6 +166,34 @@ pub fn step_seed(seed: u64, step: usize) -> u64 {
     z ^ (z >> 31)
 }
 
+/// What the loop starts from.
+struct Parts {
+    device: Device,
+    model: Model,
+    optimizer: ModuleOptimizer,
+    scheduler: ModuleLrScheduler,
+    state: TrainingState,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    Completed,
+    MaxSteps,
+    EarlyStopping,
+    Interrupted,
+}
+
+impl Stop {
+    fn describe(self) -> &'static str {
+        match self {
+            Stop::Completed => "completed",
+            Stop::MaxSteps => "max_steps",
+            Stop::EarlyStopping => "early_stopping",
+            Stop::Interrupted => "interrupted",
+        }
+    }
+}
+
 struct Trainer {
     experiment: Experiment,
     device: Device,
@@ -55,35 +205,36 @@ struct Trainer {
     checkpoints: Checkpoints,
     log: MetricsLog,
     progress: Progress,
-    started: Instant,
-    steps_per_epoch: usize,
     state: TrainingState,
+    /// Training metrics since the last record, on the device.
+    interval: RunningMetrics,
+    interval_started: Instant,
+    session_started: Instant,
+    /// `state.elapsed_s` when this session started.
+    elapsed_before: f64,
+    steps_per_epoch: usize,
     lr: f64,
-    epoch_time_s: Vec<f64>,
-    last_train: Option<Measured>,
-    /// The last validation and the step it was taken at.
-    last_valid: Option<(usize, Measured)>,
-    /// Training samples and seconds, for the mean throughput.
-    trained: (usize, f64),
+    /// The step the last checkpoint was saved at, in this session.
+    saved_at: Option<usize>,
+    definition_hash: String,
 }
 
 impl Trainer {
-    fn new(experiment: Experiment, options: &TrainOptions) -> Result<Self, Error> {
-        let started = Instant::now();
+    fn new(
+        experiment: Experiment,
+        run: RunDir,
+        log: MetricsLog,
+        progress: Progress,
+        parts: Parts,
+    ) -> Self {
         let config = &experiment.config;
-        let progress = Progress::new(config.train.progress, config.train.epochs);
-        let device = experiment.backend.device.clone().autodiff();
-        device.seed(config.run.seed);
-        let model = experiment.new_model(&device)?;
-        let optimizer = build_optimizer(&config.optimizer, &config.train);
-        let steps_per_epoch = batch_count(experiment.splits.train.len(), config.train.batch_size);
-        let planned_steps = (steps_per_epoch * config.train.epochs)
-            .min(config.train.max_steps.unwrap_or(usize::MAX));
-        let scheduler = build_scheduler(&config.scheduler, config.optimizer.lr(), planned_steps);
-
-        let run = RunDir::create(config, options.run_dir.as_deref())?;
-        let log = MetricsLog::create(&run.metrics_path())?;
-        progress.say(&format!("run directory: {}", run.path.display()));
+        let Parts {
+            device,
+            model,
+            optimizer,
+            scheduler,
+            state,
+        } = parts;
         progress.say(&format!(
             "{} model, {} parameters; {} train / {} valid / {} test images of {}; {} classes",
             config.model.kind(),
@@ -94,9 +245,17 @@ impl Trainer {
             experiment.splits.shape,
             experiment.splits.classes.len()
         ));
-        Ok(Self {
+        Self {
             stepper: Stepper::new(&config.train, &device),
             checkpoints: run.checkpoints(),
+            steps_per_epoch: batch_count(experiment.splits.train.len(), config.train.batch_size),
+            definition_hash: config::definition_hash(config),
+            interval: RunningMetrics::from_sums(state.interval, &device),
+            interval_started: Instant::now(),
+            session_started: Instant::now(),
+            elapsed_before: state.elapsed_s,
+            lr: 0.0,
+            saved_at: None,
             device,
             model,
             optimizer,
@@ -104,149 +263,158 @@ impl Trainer {
             run,
             log,
             progress,
-            started,
-            steps_per_epoch,
-            state: TrainingState {
-                format_version: checkpoint::FORMAT_VERSION,
-                stoke_version: env!("CARGO_PKG_VERSION").to_string(),
-                global_step: 0,
-                epoch: 0,
-                batch_in_epoch: 0,
-                valid: None,
-                best: None,
-            },
-            lr: 0.0,
-            epoch_time_s: Vec::new(),
-            last_train: None,
-            last_valid: None,
-            trained: (0, 0.0),
+            state,
             experiment,
-        })
+        }
     }
 
-    fn run(&mut self) -> Result<Summary, Error> {
+    fn run(mut self) -> Result<Outcome, Error> {
+        interrupt::install();
         let epochs = self.experiment.config.train.epochs;
-        let mut stopped = "completed";
+        let mut stop = Stop::Completed;
         while self.state.epoch < epochs {
-            if !self.train_epoch()? {
-                stopped = "max_steps";
+            if let Some(early) = self.train_epoch()? {
+                stop = early;
                 break;
             }
         }
-        if self.checkpoints.list().last() != Some(&Checkpoints::name_for(self.state.global_step)) {
+        if self.saved_at != Some(self.state.global_step)
+            && self.checkpoints.list().last()
+                != Some(&Checkpoints::name_for(self.state.global_step))
+        {
             self.save_checkpoint()?;
         }
-        self.finish(stopped)
+        if stop == Stop::Interrupted {
+            return Ok(Outcome::Interrupted {
+                checkpoint: Checkpoints::name_for(self.state.global_step),
+                run_dir: self.run.path.clone(),
+            });
+        }
+        self.finish(stop)
+            .map(|summary| Outcome::Finished(Box::new(summary)))
     }
 
-    /// Trains the rest of the current epoch; false when `train.max_steps` stopped it early.
-    fn train_epoch(&mut self) -> Result<bool, Error> {
+    /// Trains the rest of the current epoch; `Some` when something stopped the run.
+    fn train_epoch(&mut self) -> Result<Option<Stop>, Error> {
         let config = &self.experiment.config;
-        let (seed, train_cfg, data_cfg) =
-            (config.run.seed, config.train.clone(), config.data.clone());
-        let epoch_number = self.state.epoch + 1;
+        let (seed, train, data) = (config.run.seed, config.train.clone(), config.data.clone());
+        let every_steps = config.checkpoint.every_steps;
         let splits = &self.experiment.splits;
         let plan = StreamPlan {
             order: epoch_order(&splits.train, seed, self.state.epoch),
-            batch_size: train_cfg.batch_size,
+            batch_size: train.batch_size,
             first: self.state.batch_in_epoch,
-            workers: data_cfg.workers,
-            prefetch: data_cfg.prefetch,
+            workers: data.workers,
+            prefetch: data.prefetch,
         };
         let shape = splits.shape;
         let stream = BatchStream::new(self.experiment.train_batcher(), plan);
         self.progress.start_epoch(
-            epoch_number,
+            self.state.epoch + 1,
             self.steps_per_epoch,
             self.state.batch_in_epoch,
         );
-
         let epoch_started = Instant::now();
-        let mut interval = RunningMetrics::new();
-        let mut interval_started = Instant::now();
-        let mut epoch_metrics: Vec<Measured> = Vec::new();
-        let mut finished_early = false;
+        let mut stop = None;
         for batch in stream {
             self.device.seed(step_seed(seed, self.state.global_step));
             let lr = self.scheduler.step();
             self.lr = lr.base();
             let batch = DeviceBatch::new(batch, shape, &self.device);
             let model = self.model.clone();
-            self.model = self
-                .stepper
-                .step(model, &mut self.optimizer, lr, batch, &mut interval);
+            self.model =
+                self.stepper
+                    .step(model, &mut self.optimizer, lr, batch, &mut self.interval);
             self.state.global_step += 1;
             self.state.batch_in_epoch += 1;
             self.progress.advance();
+            fault::after_step();
 
             let step = self.state.global_step;
-            if step.is_multiple_of(train_cfg.log_every) {
-                let measured = self.log_train(&mut interval, interval_started)?;
-                epoch_metrics.extend(measured);
-                interval_started = Instant::now();
+            let epoch_ends = self.state.batch_in_epoch == self.steps_per_epoch;
+            if step.is_multiple_of(train.log_every) {
+                self.log_train()?;
             }
-            if train_cfg.eval_every.is_some_and(|every| step.is_multiple_of(every))
-                && self.state.batch_in_epoch < self.steps_per_epoch
+            if !epoch_ends
+                && train
+                    .eval_every
+                    .is_some_and(|every| step.is_multiple_of(every))
             {
                 self.validate()?;
+                if self.early_stop_due() {
+                    stop = Some(Stop::EarlyStopping);
+                }
             }
-            if self
-                .experiment
-                .config
-                .checkpoint
-                .every_steps
-                .is_some_and(|every| step.is_multiple_of(every))
-            {
+            if every_steps.is_some_and(|every| step.is_multiple_of(every)) {
                 self.save_checkpoint()?;
             }
-            if train_cfg.max_steps.is_some_and(|max| step >= max) {
-                finished_early = self.state.batch_in_epoch < self.steps_per_epoch;
+            if train.max_steps.is_some_and(|max| step >= max) {
+                stop = stop.or(Some(Stop::MaxSteps));
+            }
+            if interrupt::requested() {
+                stop = Some(Stop::Interrupted);
+            }
+            if stop.is_some() && !epoch_ends {
                 break;
             }
         }
-        if interval.samples() > 0 {
-            epoch_metrics.extend(self.log_train(&mut interval, interval_started)?);
+        // An interrupted run keeps its partial interval in the checkpoint instead, so the
+        // resumed run writes the same records as one never interrupted.
+        if self.interval.samples() > 0 && stop != Some(Stop::Interrupted) {
+            self.log_train()?;
         }
         let epoch_time = epoch_started.elapsed().as_secs_f64();
-        self.epoch_time_s.push(epoch_time);
-        self.last_train = combine(&epoch_metrics);
         self.progress.finish_epoch();
-        if finished_early {
-            self.validate()?;
-            return Ok(false);
+        if self.state.batch_in_epoch < self.steps_per_epoch {
+            // Stopped inside the epoch: validate where it stands unless it is an interruption.
+            let validated_here =
+                self.state.last_valid.map(|(step, _)| step) == Some(self.state.global_step);
+            if stop != Some(Stop::Interrupted) && !validated_here {
+                self.validate()?;
+            }
+            return Ok(stop);
         }
 
         self.state.epoch += 1;
         self.state.batch_in_epoch = 0;
+        self.state.epoch_time_s.push(epoch_time);
+        let epoch_train = combine(&std::mem::take(&mut self.state.epoch_parts));
         self.progress.say(&format!(
-            "epoch {epoch_number} trained in {} ({:.0} samples/s)",
+            "epoch {} trained in {} ({:.0} samples/s)",
+            self.state.epoch,
             format_duration(epoch_time),
-            self.last_train
-                .map_or(0.0, |m| m.samples as f64 / epoch_time)
+            epoch_train.map_or(0.0, |m| m.samples as f64 / epoch_time)
         ));
+        self.state.last_epoch_train = epoch_train;
         self.validate()?;
+        if self.early_stop_due() {
+            stop = stop.or(Some(Stop::EarlyStopping));
+        }
         let every = self.experiment.config.checkpoint.every_epochs;
         if every > 0 && self.state.epoch.is_multiple_of(every) {
             self.save_checkpoint()?;
         }
-        let reached_max = train_cfg
-            .max_steps
-            .is_some_and(|max| self.state.global_step >= max);
-        Ok(!reached_max)
+        Ok(stop)
     }
 
-    /// Reads the interval's metrics back (a device sync), logs and shows them.
-    fn log_train(
-        &mut self,
-        interval: &mut RunningMetrics,
-        since: Instant,
-    ) -> Result<Option<Measured>, Error> {
-        let Some(measured) = interval.take() else {
-            return Ok(None);
+    fn elapsed(&self) -> f64 {
+        self.elapsed_before + self.session_started.elapsed().as_secs_f64()
+    }
+
+    /// Reads the interval's metrics back (a device sync), logs and shows them. A loss that is
+    /// no longer finite stops the run here, before any checkpoint can save that state.
+    fn log_train(&mut self) -> Result<(), Error> {
+        let Some(measured) = self.interval.take() else {
+            return Ok(());
         };
-        let seconds = since.elapsed().as_secs_f64();
-        self.trained.0 += measured.samples;
-        self.trained.1 += seconds;
+        if !measured.loss.is_finite() {
+            return Err(self.non_finite(measured.loss));
+        }
+        let seconds = self.interval_started.elapsed().as_secs_f64();
+        self.interval_started = Instant::now();
+        self.state.trained_samples += measured.samples;
+        self.state.trained_s += seconds;
+        self.state.epoch_parts.push(measured);
         let record = self.record(
             SplitName::Train,
             measured,
@@ -260,7 +428,16 @@ impl Trainer {
         let eta = batches_left as f64 * batch_size / record.samples_per_s;
         self.progress
             .train_interval(&record, self.state.batch_in_epoch, eta);
-        Ok(Some(measured))
+        Ok(())
+    }
+
+    fn non_finite(&self, value: f64) -> Error {
+        Error::NonFiniteLoss {
+            step: self.state.global_step,
+            value,
+            last_good: self.checkpoints.list().last().cloned(),
+            run: self.run.path.clone(),
+        }
     }
 
     fn record(&self, split: SplitName, measured: Measured, samples_per_s: f64) -> MetricRecord {
@@ -272,11 +449,12 @@ impl Trainer {
             accuracy: measured.accuracy,
             lr: self.lr,
             samples_per_s,
-            time_s: self.started.elapsed().as_secs_f64(),
+            time_s: self.elapsed(),
         }
     }
 
-    /// Validates the current model (when there is a validation split) and logs the result.
+    /// Validates the current model (when there is a validation split), logs the result and
+    /// updates the early-stopping count.
     fn validate(&mut self) -> Result<(), Error> {
         let splits = &self.experiment.splits;
         if splits.valid.is_empty() {
@@ -292,56 +470,97 @@ impl Trainer {
             &self.device,
         );
         let rate = measured.samples as f64 / started.elapsed().as_secs_f64();
-        // Records of an epoch-end validation belong to the epoch just finished.
         let mut record = self.record(SplitName::Valid, measured, rate);
         if self.state.batch_in_epoch == 0 {
-            record.epoch = self.state.epoch;
+            record.epoch = self.state.epoch; // An epoch-end validation belongs to that epoch.
         }
         self.log.append(&record)?;
         self.progress.evaluation(&record, "");
-        self.last_valid = Some((self.state.global_step, measured));
+        self.state.last_valid = Some((self.state.global_step, measured));
+        if let Some(early) = &self.experiment.config.train.early_stopping {
+            let value = monitored(early.monitor, &measured);
+            let stopping = &mut self.state.early_stopping;
+            match stopping.best {
+                Some(best) if !early.mode.improves(value, best, early.min_delta) => {
+                    stopping.stale += 1
+                }
+                _ => {
+                    stopping.best = Some(value);
+                    stopping.stale = 0;
+                }
+            }
+        }
         Ok(())
     }
 
-    /// Makes the checkpoint about to be saved the best one if its validation beats the best.
-    fn track_best(&mut self) {
-        let Some((step, measured)) = self.last_valid else {
-            return;
+    fn early_stop_due(&self) -> bool {
+        let Some(early) = &self.experiment.config.train.early_stopping else {
+            return false;
         };
-        if step != self.state.global_step {
-            return;
+        let due = self.state.early_stopping.stale >= early.patience;
+        if due {
+            self.progress.say(&format!(
+                "early stopping: {} has not improved in {} validations",
+                early.monitor, early.patience
+            ));
         }
-        let checkpoint = &self.experiment.config.checkpoint;
-        let value = match checkpoint.monitor {
-            Monitor::ValidAccuracy => measured.accuracy,
-            Monitor::ValidLoss => measured.loss,
-        };
-        let improved = self
-            .state
-            .best
-            .as_ref()
-            .is_none_or(|best| match checkpoint.mode {
-                MonitorMode::Max => value > best.value,
-                MonitorMode::Min => value < best.value,
-            });
-        self.state.valid = Some(measured);
-        if improved {
-            self.state.best = Some(BestCheckpoint {
-                name: Checkpoints::name_for(step),
-                step,
-                epoch: self.state.epoch,
-                value,
-            });
-        }
+        due
     }
 
-    /// Saves a checkpoint of the current step, moves `best` to it if it is the best so far,
-    /// then deletes checkpoints beyond `checkpoint.keep_last`.
+    /// Ranks the checkpoint about to be saved among the best ones, if it was validated.
+    fn rank_checkpoint(&mut self) {
+        let policy = &self.experiment.config.checkpoint;
+        let step = self.state.global_step;
+        let Some((validated_at, measured)) = self.state.last_valid else {
+            return;
+        };
+        if validated_at != step || policy.keep_best == 0 {
+            return;
+        }
+        let candidate = BestCheckpoint {
+            name: Checkpoints::name_for(step),
+            step,
+            epoch: self.state.epoch,
+            value: monitored(policy.monitor, &measured),
+        };
+        let best = &mut self.state.best;
+        best.retain(|b| b.step != step);
+        let position = best
+            .iter()
+            .position(|b| policy.mode.improves(candidate.value, b.value, 0.0))
+            .unwrap_or(best.len());
+        best.insert(position, candidate);
+        best.truncate(policy.keep_best);
+    }
+
+    /// Saves a checkpoint of the current step (refusing a diverged state), moves `best`,
+    /// then deletes checkpoints beyond the keep-last and keep-best policy.
     fn save_checkpoint(&mut self) -> Result<(), Error> {
-        self.track_best();
-        self.checkpoints
-            .save(&self.model, &self.optimizer, &self.scheduler, &self.state)?;
-        if let Some(best) = &self.state.best
+        let started = Instant::now();
+        self.state.interval = self.interval.sums();
+        if !self.state.interval.loss_sum.is_finite() {
+            return Err(self.non_finite(self.state.interval.loss_sum));
+        }
+        if let Some((_, valid)) = self.state.last_valid
+            && !valid.loss.is_finite()
+        {
+            return Err(self.non_finite(valid.loss));
+        }
+        self.rank_checkpoint();
+        self.log.sync()?;
+        self.state.metrics_lines = self.log.lines();
+        self.state.elapsed_s = self.elapsed();
+        let snapshot = Snapshot {
+            model: &self.model,
+            optimizer: &self.optimizer,
+            scheduler: &self.scheduler,
+            state: &self.state,
+            model_kind: self.experiment.config.model.kind(),
+            definition_hash: &self.definition_hash,
+        };
+        self.checkpoints.save(&snapshot)?;
+        self.saved_at = Some(self.state.global_step);
+        if let Some(best) = self.state.best.first()
             && best.step == self.state.global_step
         {
             self.checkpoints.point("best", &best.name)?;
@@ -350,22 +569,27 @@ impl Trainer {
                 best.name, best.value
             ));
         }
+        let keep: Vec<String> = self.state.best.iter().map(|b| b.name.clone()).collect();
         self.checkpoints
-            .prune(self.experiment.config.checkpoint.keep_last)
+            .prune(self.experiment.config.checkpoint.keep_last, &keep)?;
+        self.state
+            .checkpoint_time_s
+            .push(started.elapsed().as_secs_f64());
+        Ok(())
     }
 
-    fn finish(&mut self, stopped: &str) -> Result<Summary, Error> {
+    fn finish(&mut self, stop: Stop) -> Result<Summary, Error> {
         let splits = &self.experiment.splits;
         let (test, test_checkpoint) = if splits.test.is_empty() {
             (None, None)
         } else {
-            let choice = if self.state.best.is_some() {
-                CheckpointChoice::Best
-            } else {
+            let choice = if self.state.best.is_empty() {
                 CheckpointChoice::Last
+            } else {
+                CheckpointChoice::Best
             };
-            let dir = self.checkpoints.resolve(&choice)?;
-            let model = checkpoint::load_model(&dir, self.model.clone())?;
+            let checkpoint = self.checkpoints.open(&choice)?;
+            let model = checkpoint::load_model(&checkpoint.dir, self.model.clone())?;
             let started = Instant::now();
             let measured = evaluate(
                 &model,
@@ -379,17 +603,13 @@ impl Trainer {
             let mut record = self.record(SplitName::Test, measured, rate);
             record.epoch = self.state.epoch.max(1);
             self.log.append(&record)?;
-            let name = dir.file_name().map(|n| n.to_string_lossy().into_owned());
             self.progress.evaluation(
                 &record,
-                &format!(
-                    " ({} checkpoint {})",
-                    choice_name(&choice),
-                    name.clone().unwrap_or_default()
-                ),
+                &format!(" ({choice} checkpoint {})", checkpoint.name),
             );
-            (Some(measured), name)
+            (Some(measured), Some(checkpoint.name))
         };
+        let state = &self.state;
         let summary = Summary {
             run_dir: self.run.path.clone(),
             backend: self.experiment.backend.name,
@@ -399,21 +619,27 @@ impl Trainer {
             classes: splits.classes.clone(),
             input: splits.shape,
             normalization: splits.normalization.clone(),
-            steps: self.state.global_step,
-            epochs_completed: self.state.epoch,
-            stopped: stopped.to_string(),
-            train: self.last_train,
-            valid: self.last_valid.map(|(_, measured)| measured),
+            steps: state.global_step,
+            epochs_completed: state.epoch,
+            stopped: stop.describe().to_string(),
+            train: state
+                .last_epoch_train
+                .or_else(|| combine(&state.epoch_parts)),
+            valid: state.last_valid.map(|(_, measured)| measured),
             test,
             test_checkpoint,
-            best: self.state.best.clone(),
-            epoch_time_s: self.epoch_time_s.clone(),
-            train_samples_per_s: self.trained.0 as f64 / self.trained.1.max(f64::MIN_POSITIVE),
-            wall_time_s: self.started.elapsed().as_secs_f64(),
+            best: state.best.first().cloned(),
+            epoch_time_s: state.epoch_time_s.clone(),
+            checkpoint_time_s: state.checkpoint_time_s.clone(),
+            weights_sha256: self.model.weights_sha256(),
+            train_samples_per_s: state.trained_samples as f64
+                / state.trained_s.max(f64::MIN_POSITIVE),
+            wall_time_s: self.elapsed(),
         };
         self.run.write_summary(&summary)?;
         self.progress.say(&format!(
-            "finished in {}: run directory {}",
+            "finished ({}) in {}: run directory {}",
+            summary.stopped,
             format_duration(summary.wall_time_s),
             self.run.path.display()
         ));
@@ -421,10 +647,10 @@ impl Trainer {
     }
 }
 
-fn choice_name(choice: &CheckpointChoice) -> &'static str {
-    match choice {
-        CheckpointChoice::Best => "best",
-        _ => "last",
+fn monitored(monitor: Monitor, measured: &Measured) -> f64 {
+    match monitor {
+        Monitor::ValidAccuracy => measured.accuracy,
+        Monitor::ValidLoss => measured.loss,
     }
 }
 
