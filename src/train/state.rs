@@ -16,6 +16,8 @@ pub struct TrainingState {
     pub epoch: usize,
     /// Batches of the epoch in progress already trained on (0 at an epoch boundary).
     pub batch_in_epoch: usize,
+    /// The learning rate of the last step.
+    pub lr: f64,
     /// The training metrics summed since the last metric record.
     pub interval: IntervalSums,
     /// The metric records of the epoch in progress, for its mean.

@@ -213,7 +213,6 @@ struct Trainer {
     /// `state.elapsed_s` when this session started.
     elapsed_before: f64,
     steps_per_epoch: usize,
-    lr: f64,
     /// The step the last checkpoint was saved at, in this session.
     saved_at: Option<usize>,
     definition_hash: String,
@@ -254,7 +253,6 @@ impl Trainer {
             interval_started: Instant::now(),
             session_started: Instant::now(),
             elapsed_before: state.elapsed_s,
-            lr: 0.0,
             saved_at: None,
             device,
             model,
@@ -319,7 +317,7 @@ impl Trainer {
         for batch in stream {
             self.device.seed(step_seed(seed, self.state.global_step));
             let lr = self.scheduler.step();
-            self.lr = lr.base();
+            self.state.lr = lr.base();
             let batch = DeviceBatch::new(batch, shape, &self.device);
             let model = self.model.clone();
             self.model =
@@ -447,7 +445,7 @@ impl Trainer {
             split,
             loss: measured.loss,
             accuracy: measured.accuracy,
-            lr: self.lr,
+            lr: self.state.lr,
             samples_per_s,
             time_s: self.elapsed(),
         }
