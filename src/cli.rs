@@ -57,6 +57,30 @@ enum Command {
         #[arg(long)]
         backend: Option<String>,
     },
+    /// Continue a prompt with a trained language model.
+    Generate {
+        /// A run directory whose model is a language model.
+        run: PathBuf,
+        #[arg(long, default_value = "")]
+        prompt: String,
+        /// Tokens to add.
+        #[arg(long, default_value_t = 200)]
+        tokens: usize,
+        /// Softens (above 1) or sharpens (below 1) the distribution; 0 is greedy.
+        #[arg(long, default_value_t = 0.8)]
+        temperature: f64,
+        /// Sample among the K most likely tokens only.
+        #[arg(long, value_name = "K")]
+        top_k: Option<usize>,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// best, last, or step-<N>.
+        #[arg(long, default_value = "best", value_parser = parse_checkpoint)]
+        checkpoint: CheckpointChoice,
+        /// auto, wgpu, flex or ndarray (default: the run's own).
+        #[arg(long)]
+        backend: Option<String>,
+    },
     /// Time training steps on the config's model and batch size; print samples/s as JSON.
     Bench {
         #[command(flatten)]
@@ -124,10 +148,15 @@ fn parse_backend(text: &str) -> Result<BackendChoice, Error> {
     Ok(config.run.backend)
 }
 
-fn prepare(config: ExperimentConfig) -> Result<Experiment, Error> {
+fn select_backend(config: &ExperimentConfig) -> Result<backend::SelectedBackend, Error> {
     let selected = backend::select(config.run.backend, config.run.cpu_backend)?;
     eprintln!("backend: {}", selected.reason);
-    Experiment::prepare(config, selected)
+    Ok(selected)
+}
+
+fn prepare(config: ExperimentConfig) -> Result<Experiment, Error> {
+    let selected = select_backend(&config)?;
+    Experiment::prepare(config, selected, None)
 }
 
 /// Runs the command; returns the process's exit code.
@@ -152,7 +181,8 @@ pub fn run(cli: Cli) -> Result<u8, Error> {
                             changes,
                         });
                     }
-                    train::resume(prepare(requested)?, run, checkpoint)?
+                    let selected = select_backend(&requested)?;
+                    train::resume(requested, selected, run, checkpoint)?
                 }
                 (Some(config), None) => {
                     let experiment = prepare(overrides.load(&config)?)?;
@@ -174,7 +204,7 @@ pub fn run(cli: Cli) -> Result<u8, Error> {
         }
         Command::Check { config } => {
             let config = config.load()?;
-            crate::data::load_splits(&config.data, config.run.seed)?;
+            crate::data::load_splits(&config.data, config.run.seed, None)?;
             print!("{}", config::to_toml(&config));
         }
         Command::Eval {
@@ -189,6 +219,27 @@ pub fn run(cli: Cli) -> Result<u8, Error> {
                 "{}",
                 serde_json::to_string_pretty(&report).expect("report serializes")
             );
+        }
+        Command::Generate {
+            run,
+            prompt,
+            tokens,
+            temperature,
+            top_k,
+            seed,
+            checkpoint,
+            backend,
+        } => {
+            let backend = backend.as_deref().map(parse_backend).transpose()?;
+            let loaded = crate::export::load(&run, &checkpoint, backend)?;
+            let options = crate::export::GenerateOptions {
+                prompt,
+                tokens,
+                temperature,
+                top_k,
+                seed,
+            };
+            println!("{}", crate::export::generate(&loaded, &options)?);
         }
         Command::Bench {
             config,

@@ -38,6 +38,9 @@ pub enum Error {
     RunDirExists(PathBuf),
     #[error("{} is not a run directory (it has no config.toml)", .0.display())]
     NotARun(PathBuf),
+    /// A command asked for something its inputs cannot give.
+    #[error("{0}")]
+    Usage(String),
     #[error("cannot write checkpoint {name}: {detail}\n  the last complete checkpoint is {}", last_good.as_deref().unwrap_or("none"))]
     CheckpointWrite {
         name: String,
@@ -88,6 +91,7 @@ impl Error {
             | Error::MissingCheckpoint { .. }
             | Error::RunDirExists(_)
             | Error::NotARun(_)
+            | Error::Usage(_)
             | Error::IncompatibleResume { .. } => 2,
             Error::Io { .. }
             | Error::Record { .. }

@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod data;
 mod error;
+pub mod export;
 pub mod model;
 pub mod train;
 

@@ -4,19 +4,21 @@ mod common;
 
 use std::fs;
 
-use common::{repo, stoke, write_fake_idx_dataset};
+use common::{repo, stoke, write_fake_idx_dataset, write_labelled_set};
 use predicates::prelude::*;
 
 #[test]
 fn check_validates_every_shipped_config() {
     let fake_fashion = tempfile::tempdir().unwrap();
     write_fake_idx_dataset(fake_fashion.path(), 20);
+    let fake_spam = tempfile::tempdir().unwrap();
+    write_labelled_set(fake_spam.path(), 40);
     let mut configs: Vec<_> = walk(&repo().join("configs"))
         .into_iter()
         .filter(|path| path.extension().is_some_and(|ext| ext == "toml"))
         .collect();
     configs.sort();
-    assert!(configs.len() >= 4, "found {configs:?}");
+    assert!(configs.len() >= 6, "found {configs:?}");
     for config in configs {
         let mut command = stoke();
         command.arg("check").arg(&config);

@@ -68,22 +68,26 @@ pub struct DataConfig {
     pub dataset: DatasetKind,
     /// Where the dataset lives. Empty: `datasets/<dataset>` for the IDX sets.
     pub path: PathBuf,
-    /// Share of the training pool held out for validation (seeded by `run.seed`).
+    /// Share of the training data held out for validation (seeded by `run.seed`; for a text
+    /// corpus, the tail before the test tail).
     pub valid_fraction: f64,
-    /// Share held out as the test split for an image folder without a `test/` sub-folder.
+    /// Share held out as the test split when the dataset has no test files of its own.
     pub test_fraction: f64,
     /// Cap on the samples read from each split file (for smoke tests).
     pub limit: Option<usize>,
-    /// `[height, width]` images are resized to (image folders; IDX sets keep their own size).
-    pub image_size: [usize; 2],
-    pub color: ColorMode,
-    /// Per-channel normalisation; empty: computed from the training split.
-    pub mean: Vec<f32>,
-    pub std: Vec<f32>,
+    /// What a bad record (undecodable, missing field, unknown label) does: stop with its
+    /// location, or be skipped and counted.
+    pub on_error: OnError,
     /// Threads that decode and batch ahead of the training step.
     pub workers: usize,
     /// Batches each worker prepares ahead.
     pub prefetch: usize,
+    /// Image datasets only; filled with defaults for them.
+    pub image: Option<ImageDataConfig>,
+    /// Text datasets only; filled with defaults for them.
+    pub text: Option<TextDataConfig>,
+    /// Text datasets only; filled with defaults for them.
+    pub tokenizer: Option<TokenizerConfig>,
 }
 
 impl Default for DataConfig {
@@ -94,14 +98,21 @@ impl Default for DataConfig {
             valid_fraction: 0.1,
             test_fraction: 0.1,
             limit: None,
-            image_size: [28, 28],
-            color: ColorMode::Grayscale,
-            mean: Vec::new(),
-            std: Vec::new(),
+            on_error: OnError::Fail,
             workers: 2,
             prefetch: 4,
+            image: None,
+            text: None,
+            tokenizer: None,
         }
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnError {
+    Fail,
+    Skip,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -110,6 +121,10 @@ pub enum DatasetKind {
     Mnist,
     FashionMnist,
     ImageFolder,
+    /// Labelled texts in CSV or JSONL files.
+    TextClassification,
+    /// One plain-text corpus for language modelling.
+    TextCorpus,
 }
 
 impl DatasetKind {
@@ -118,8 +133,111 @@ impl DatasetKind {
             DatasetKind::Mnist => "mnist",
             DatasetKind::FashionMnist => "fashion-mnist",
             DatasetKind::ImageFolder => "image-folder",
+            DatasetKind::TextClassification => "text-classification",
+            DatasetKind::TextCorpus => "text-corpus",
         }
     }
+
+    pub fn is_text(self) -> bool {
+        matches!(
+            self,
+            DatasetKind::TextClassification | DatasetKind::TextCorpus
+        )
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ImageDataConfig {
+    /// `[height, width]` images are resized to (image folders; IDX sets keep their own size).
+    pub size: [usize; 2],
+    pub color: ColorMode,
+    /// Per-channel normalisation; empty: computed from the training split.
+    pub mean: Vec<f32>,
+    pub std: Vec<f32>,
+}
+
+impl Default for ImageDataConfig {
+    fn default() -> Self {
+        Self {
+            size: [28, 28],
+            color: ColorMode::Grayscale,
+            mean: Vec::new(),
+            std: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TextDataConfig {
+    /// `auto` goes by the file extension (.csv, .jsonl).
+    pub format: TextFormat,
+    pub text_field: String,
+    pub label_field: String,
+    /// Classification: tokens kept from the start of each text.
+    pub max_length: usize,
+    /// Language modelling: tokens the model sees at once.
+    pub context_length: usize,
+    /// Language modelling: tokens between the starts of consecutive training windows
+    /// (default: `context_length`, windows that do not overlap).
+    pub stride: Option<usize>,
+}
+
+impl Default for TextDataConfig {
+    fn default() -> Self {
+        Self {
+            format: TextFormat::Auto,
+            text_field: "text".into(),
+            label_field: "label".into(),
+            max_length: 256,
+            context_length: 128,
+            stride: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TextFormat {
+    Auto,
+    Csv,
+    Jsonl,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TokenizerConfig {
+    pub kind: TokenizerKind,
+    /// Subword vocabulary size to train (bpe, wordpiece).
+    pub vocab_size: usize,
+    /// A Hugging Face `tokenizer.json` to use as is (kind = "file").
+    pub path: PathBuf,
+    pub lowercase: bool,
+}
+
+impl Default for TokenizerConfig {
+    fn default() -> Self {
+        Self {
+            kind: TokenizerKind::Bpe,
+            vocab_size: 4000,
+            path: PathBuf::new(),
+            lowercase: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TokenizerKind {
+    /// One token per character of the training text.
+    Char,
+    /// Byte-level BPE trained on the training split (Hugging Face tokenizers).
+    Bpe,
+    /// WordPiece trained on the training split (Hugging Face tokenizers).
+    Wordpiece,
+    /// An existing tokenizer.json (`path`).
+    File,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -145,6 +263,8 @@ pub enum ModelConfig {
     Mlp(MlpConfig),
     Cnn(CnnConfig),
     Resnet(ResnetConfig),
+    TextClassifier(TransformerConfig),
+    Lm(LmConfig),
 }
 
 impl Default for ModelConfig {
@@ -159,6 +279,8 @@ impl ModelConfig {
             ModelConfig::Mlp(_) => "mlp",
             ModelConfig::Cnn(_) => "cnn",
             ModelConfig::Resnet(_) => "resnet",
+            ModelConfig::TextClassifier(_) => "text-classifier",
+            ModelConfig::Lm(_) => "lm",
         }
     }
 }
@@ -232,6 +354,66 @@ impl Default for ResnetConfig {
         Self {
             depth: 8,
             width: 16,
+        }
+    }
+}
+
+/// A transformer encoder over token and position embeddings, for text classification.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TransformerConfig {
+    pub d_model: usize,
+    pub n_layers: usize,
+    pub n_heads: usize,
+    /// Width of the feed-forward layers.
+    pub d_ff: usize,
+    pub dropout: f64,
+    /// How token states become one vector: the mean over real tokens, or their maximum.
+    pub pooling: Pooling,
+}
+
+impl Default for TransformerConfig {
+    fn default() -> Self {
+        Self {
+            d_model: 128,
+            n_layers: 2,
+            n_heads: 4,
+            d_ff: 512,
+            dropout: 0.1,
+            pooling: Pooling::Mean,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Pooling {
+    Mean,
+    Max,
+}
+
+/// A decoder-only (causally masked) transformer language model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LmConfig {
+    pub d_model: usize,
+    pub n_layers: usize,
+    pub n_heads: usize,
+    pub d_ff: usize,
+    pub dropout: f64,
+    /// Share the output projection with the token embedding.
+    pub tie_weights: bool,
+}
+
+impl Default for LmConfig {
+    fn default() -> Self {
+        Self {
+            d_model: 128,
+            n_layers: 4,
+            n_heads: 4,
+            d_ff: 512,
+            dropout: 0.1,
+            tie_weights: true,
         }
     }
 }

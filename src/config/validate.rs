@@ -1,7 +1,10 @@
 //! Range and consistency checks the types alone cannot express. Each problem is returned as
 //! (key path, what was expected), so the loader can locate it.
 
-use super::schema::{DatasetKind, ExperimentConfig, ModelConfig, OptimizerConfig, SchedulerConfig};
+use super::schema::{
+    DatasetKind, ExperimentConfig, ImageDataConfig, ModelConfig, OptimizerConfig, SchedulerConfig,
+    TextDataConfig, TokenizerKind,
+};
 
 type Problems = Vec<(String, String)>;
 
@@ -43,45 +46,72 @@ pub fn validate(config: &ExperimentConfig) -> Problems {
         "data.limit",
         "must be at least 1 (leave it out to use every sample)".into(),
     );
-    check(
-        data.image_size.iter().all(|&side| side > 0),
-        "data.image_size",
-        format!("sides must be at least 1, got {:?}", data.image_size),
-    );
-    check(
-        data.dataset == DatasetKind::ImageFolder || data.color.channels() == 1,
-        "data.color",
-        format!(
-            "{} images are grayscale; remove the key",
-            data.dataset.name()
-        ),
-    );
-    check(
-        data.dataset != DatasetKind::ImageFolder || !data.path.as_os_str().is_empty(),
-        "data.path",
-        "is required for dataset = \"image-folder\": the folder with one sub-folder per class"
-            .into(),
-    );
-    let channels = data.color.channels();
-    for (key, values) in [("data.mean", &data.mean), ("data.std", &data.std)] {
+    let image_dataset = !data.dataset.is_text();
+    for (key, given, applies) in [
+        ("data.image", data.image.is_some(), image_dataset),
+        ("data.text", data.text.is_some(), !image_dataset),
+        ("data.tokenizer", data.tokenizer.is_some(), !image_dataset),
+    ] {
         check(
-            values.is_empty() || values.len() == channels,
+            !given || applies,
             key,
             format!(
-                "needs one value per channel ({channels}), got {}",
-                values.len()
+                "does not apply to dataset = \"{}\"; remove the table",
+                data.dataset.name()
             ),
         );
     }
     check(
-        data.mean.is_empty() == data.std.is_empty(),
-        "data.std",
-        "data.mean and data.std are given together or not at all".into(),
+        !matches!(data.dataset, DatasetKind::ImageFolder) && !data.dataset.is_text()
+            || !data.path.as_os_str().is_empty(),
+        "data.path",
+        format!("is required for dataset = \"{}\"", data.dataset.name()),
     );
+    if let Some(image) = data.image.as_ref().filter(|_| image_dataset) {
+        validate_image(image, data.dataset, &mut check);
+    }
+    if let Some(text) = data.text.as_ref().filter(|_| !image_dataset) {
+        validate_text(text, &mut check);
+    }
+    if let Some(tokenizer) = data.tokenizer.as_ref().filter(|_| !image_dataset) {
+        check(
+            tokenizer.kind == TokenizerKind::Char
+                || tokenizer.kind == TokenizerKind::File
+                || tokenizer.vocab_size >= 32,
+            "data.tokenizer.vocab_size",
+            format!("must be at least 32, got {}", tokenizer.vocab_size),
+        );
+        check(
+            tokenizer.kind != TokenizerKind::File || !tokenizer.path.as_os_str().is_empty(),
+            "data.tokenizer.path",
+            "is required with kind = \"file\": a Hugging Face tokenizer.json".into(),
+        );
+    }
+    let needs = match config.model {
+        ModelConfig::Mlp(_) | ModelConfig::Cnn(_) | ModelConfig::Resnet(_) => None,
+        ModelConfig::TextClassifier(_) => Some(DatasetKind::TextClassification),
+        ModelConfig::Lm(_) => Some(DatasetKind::TextCorpus),
+    };
+    let fits = match needs {
+        Some(kind) => data.dataset == kind,
+        None => image_dataset,
+    };
     check(
-        data.std.iter().all(|&s| s > 0.0),
-        "data.std",
-        "values must be above 0".into(),
+        fits,
+        "model.kind",
+        match needs {
+            Some(kind) => format!(
+                "\"{}\" needs data.dataset = \"{}\", not \"{}\"",
+                config.model.kind(),
+                kind.name(),
+                data.dataset.name()
+            ),
+            None => format!(
+                "\"{}\" is an image model; data.dataset = \"{}\" is text",
+                config.model.kind(),
+                data.dataset.name()
+            ),
+        },
     );
     check(
         data.prefetch > 0,
@@ -159,6 +189,70 @@ pub fn validate(config: &ExperimentConfig) -> Problems {
     problems
 }
 
+fn validate_image(
+    image: &ImageDataConfig,
+    dataset: DatasetKind,
+    check: &mut impl FnMut(bool, &str, String),
+) {
+    check(
+        image.size.iter().all(|&side| side > 0),
+        "data.image.size",
+        format!("sides must be at least 1, got {:?}", image.size),
+    );
+    check(
+        dataset == DatasetKind::ImageFolder || image.color.channels() == 1,
+        "data.image.color",
+        format!("{} images are grayscale; remove the key", dataset.name()),
+    );
+    let channels = image.color.channels();
+    for (key, values) in [
+        ("data.image.mean", &image.mean),
+        ("data.image.std", &image.std),
+    ] {
+        check(
+            values.is_empty() || values.len() == channels,
+            key,
+            format!(
+                "needs one value per channel ({channels}), got {}",
+                values.len()
+            ),
+        );
+    }
+    check(
+        image.mean.is_empty() == image.std.is_empty(),
+        "data.image.std",
+        "data.image.mean and data.image.std are given together or not at all".into(),
+    );
+    check(
+        image.std.iter().all(|&s| s > 0.0),
+        "data.image.std",
+        "values must be above 0".into(),
+    );
+}
+
+fn validate_text(text: &TextDataConfig, check: &mut impl FnMut(bool, &str, String)) {
+    check(
+        text.max_length >= 1,
+        "data.text.max_length",
+        "must be at least 1".into(),
+    );
+    check(
+        text.context_length >= 2,
+        "data.text.context_length",
+        "must be at least 2".into(),
+    );
+    check(
+        text.stride != Some(0),
+        "data.text.stride",
+        "must be at least 1 (leave it out for context_length)".into(),
+    );
+    check(
+        !text.text_field.is_empty(),
+        "data.text.text_field",
+        "must name a field".into(),
+    );
+}
+
 fn validate_model(model: &ModelConfig, check: &mut impl FnMut(bool, &str, String)) {
     let dropout = |p: f64| (0.0..1.0).contains(&p);
     match model {
@@ -205,7 +299,39 @@ fn validate_model(model: &ModelConfig, check: &mut impl FnMut(bool, &str, String
             );
             check(resnet.width > 0, "model.width", "must be at least 1".into());
         }
+        ModelConfig::TextClassifier(t) => {
+            validate_transformer(t.d_model, t.n_heads, t.n_layers, t.d_ff, check);
+            check(
+                dropout(t.dropout),
+                "model.dropout",
+                format!("must be at least 0 and below 1, got {}", t.dropout),
+            );
+        }
+        ModelConfig::Lm(lm) => {
+            validate_transformer(lm.d_model, lm.n_heads, lm.n_layers, lm.d_ff, check);
+            check(
+                dropout(lm.dropout),
+                "model.dropout",
+                format!("must be at least 0 and below 1, got {}", lm.dropout),
+            );
+        }
     }
+}
+
+fn validate_transformer(
+    d_model: usize,
+    n_heads: usize,
+    n_layers: usize,
+    d_ff: usize,
+    check: &mut impl FnMut(bool, &str, String),
+) {
+    check(
+        n_heads > 0 && d_model > 0 && d_model.is_multiple_of(n_heads),
+        "model.d_model",
+        format!("must be a positive multiple of model.n_heads ({n_heads}), got {d_model}"),
+    );
+    check(n_layers > 0, "model.n_layers", "must be at least 1".into());
+    check(d_ff > 0, "model.d_ff", "must be at least 1".into());
 }
 
 fn validate_optimizer(optimizer: &OptimizerConfig, check: &mut impl FnMut(bool, &str, String)) {

@@ -13,56 +13,7 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
-use super::{ImageSet, Normalization, Split};
-
-/// A batch in host memory: normalised images (`size × channels × height × width`) and labels.
-pub struct HostBatch {
-    pub images: Vec<f32>,
-    pub labels: Vec<i64>,
-    pub size: usize,
-}
-
-/// Turns samples into normalised `f32` batches through a per-channel lookup table.
-#[derive(Clone)]
-pub struct Batcher {
-    set: Arc<ImageSet>,
-    /// `lut[channel][byte]` is the normalised value of that byte.
-    lut: Arc<Vec<[f32; 256]>>,
-}
-
-impl Batcher {
-    pub fn new(set: Arc<ImageSet>, normalization: &Normalization) -> Self {
-        let lut = normalization
-            .mean
-            .iter()
-            .zip(&normalization.std)
-            .map(|(&mean, &std)| std::array::from_fn(|byte| (byte as f32 / 255.0 - mean) / std))
-            .collect();
-        Self {
-            set,
-            lut: Arc::new(lut),
-        }
-    }
-
-    pub fn batch(&self, indices: &[u32]) -> HostBatch {
-        let plane = self.set.shape.height * self.set.shape.width;
-        let mut images = Vec::with_capacity(indices.len() * self.set.shape.len());
-        for &index in indices {
-            let image = self.set.image(index as usize);
-            for (pixels, lut) in image.chunks_exact(plane).zip(self.lut.iter()) {
-                images.extend(pixels.iter().map(|&p| lut[p as usize]));
-            }
-        }
-        HostBatch {
-            images,
-            labels: indices
-                .iter()
-                .map(|&i| i64::from(self.set.labels[i as usize]))
-                .collect(),
-            size: indices.len(),
-        }
-    }
-}
+use super::{Dataset, HostBatch, Split};
 
 /// The order of the training split in `epoch` (counted from 0): a permutation seeded by the
 /// run's seed and the epoch, so any epoch's order can be rebuilt on resume.
@@ -94,11 +45,11 @@ pub struct BatchStream {
     end: usize,
     receivers: Vec<Receiver<HostBatch>>,
     workers: Vec<JoinHandle<()>>,
-    inline: Option<(Batcher, StreamPlan)>,
+    inline: Option<(Arc<dyn Dataset>, StreamPlan)>,
 }
 
 impl BatchStream {
-    pub fn new(batcher: Batcher, plan: StreamPlan) -> Self {
+    pub fn new(data: Arc<dyn Dataset>, plan: StreamPlan) -> Self {
         let end = batch_count(plan.order.len(), plan.batch_size);
         if plan.workers == 0 {
             return Self {
@@ -107,7 +58,7 @@ impl BatchStream {
                 end,
                 receivers: Vec::new(),
                 workers: Vec::new(),
-                inline: Some((batcher, plan)),
+                inline: Some((data, plan)),
             };
         }
         let (senders, receivers): (Vec<SyncSender<HostBatch>>, Vec<_>) = (0..plan.workers)
@@ -117,7 +68,7 @@ impl BatchStream {
             .into_iter()
             .enumerate()
             .map(|(worker, sender)| {
-                let batcher = batcher.clone();
+                let data = data.clone();
                 let order = plan.order.clone();
                 let (batch_size, first, stride) = (plan.batch_size, plan.first, plan.workers);
                 std::thread::Builder::new()
@@ -126,7 +77,7 @@ impl BatchStream {
                         for batch in (first + worker..end).step_by(stride) {
                             let start = batch * batch_size;
                             let indices = &order[start..(start + batch_size).min(order.len())];
-                            if sender.send(batcher.batch(indices)).is_err() {
+                            if sender.send(data.batch(indices)).is_err() {
                                 return; // The consumer stopped early.
                             }
                         }
@@ -159,10 +110,10 @@ impl Iterator for BatchStream {
         }
         let batch = self.next;
         self.next += 1;
-        if let Some((batcher, plan)) = &self.inline {
+        if let Some((data, plan)) = &self.inline {
             let start = batch * plan.batch_size;
             let stop = (start + plan.batch_size).min(plan.order.len());
-            return Some(batcher.batch(&plan.order[start..stop]));
+            return Some(data.batch(&plan.order[start..stop]));
         }
         let worker = (batch - self.first) % self.receivers.len();
         Some(
@@ -186,26 +137,25 @@ impl Drop for BatchStream {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::ImageShape;
 
-    fn counting_set(n: usize) -> Arc<ImageSet> {
-        Arc::new(ImageSet {
-            shape: ImageShape {
-                channels: 1,
-                height: 1,
-                width: 1,
-            },
-            pixels: (0..n as u8).collect(),
-            labels: (0..n as u16).collect(),
-        })
+    /// Sample `i` is a batch whose label is `i`.
+    struct Counting(usize);
+
+    impl Dataset for Counting {
+        fn len(&self) -> usize {
+            self.0
+        }
+
+        fn batch(&self, indices: &[u32]) -> HostBatch {
+            HostBatch::Images {
+                pixels: vec![0.0; indices.len()],
+                shape: [indices.len(), 1, 1, 1],
+                labels: indices.iter().map(|&i| i64::from(i)).collect(),
+            }
+        }
     }
 
     fn labels_of(workers: usize, first: usize) -> Vec<Vec<i64>> {
-        let set = counting_set(10);
-        let norm = Normalization {
-            mean: vec![0.0],
-            std: vec![1.0],
-        };
         let plan = StreamPlan {
             order: Arc::new((0..10).rev().collect()),
             batch_size: 3,
@@ -213,8 +163,11 @@ mod tests {
             workers,
             prefetch: 1,
         };
-        BatchStream::new(Batcher::new(set, &norm), plan)
-            .map(|batch| batch.labels)
+        BatchStream::new(Arc::new(Counting(10)), plan)
+            .map(|batch| match batch {
+                HostBatch::Images { labels, .. } => labels,
+                other => panic!("unexpected {other:?}"),
+            })
             .collect()
     }
 
@@ -232,22 +185,8 @@ mod tests {
     }
 
     #[test]
-    fn batcher_normalises_through_the_table() {
-        let norm = Normalization {
-            mean: vec![0.5],
-            std: vec![0.5],
-        };
-        let batch = Batcher::new(counting_set(2), &norm).batch(&[1, 0]);
-        assert_eq!(batch.images, [1.0 / 255.0 * 2.0 - 1.0, -1.0]);
-        assert_eq!(batch.labels, [1, 0]);
-    }
-
-    #[test]
     fn epoch_orders_are_seeded_permutations() {
-        let split = Split {
-            set: counting_set(50),
-            indices: Arc::new((0..50).collect()),
-        };
+        let split = Split::all(Arc::new(Counting(50)));
         let first = epoch_order(&split, 1, 0);
         assert_eq!(first, epoch_order(&split, 1, 0));
         assert_ne!(first, epoch_order(&split, 1, 1));

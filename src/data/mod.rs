@@ -1,18 +1,231 @@
-//! Datasets and batching: IDX files and image folders read into memory, split into
-//! train/valid/test, and batched ahead of the training step on worker threads.
+//! Datasets and batching. Image sets (IDX files, image folders) and text sets (labelled CSV or
+//! JSONL, plain-text corpora) are read into memory, split into train/valid/test, and batched
+//! ahead of the training step on worker threads, in an order fixed by the seed.
 //!
-//! To add an image dataset: read it into an [`ImageSet`] and branch to it in
-//! [`load_splits`]; batching, splitting and normalisation come with it.
+//! Every dataset is a [`Dataset`]: it turns sample indices into a [`HostBatch`]. Its
+//! [`DataSpec`] says what a model needs to know about it (input shape, classes, vocabulary)
+//! and travels with runs and checkpoints.
+//!
+//! To add a dataset: read it in `image/` or `text/`, implement [`Dataset`] (or reuse one),
+//! and branch to it in [`load_splits`].
 
-mod dataset;
-mod idx;
-mod image_folder;
+mod image;
 mod loader;
+mod text;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
-pub use dataset::{ImageSet, Normalization, Split, Splits, load_splits};
-pub use loader::{BatchStream, Batcher, HostBatch, StreamPlan, batch_count, epoch_order};
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+pub use image::{ImageSet, Normalization};
+pub use loader::{BatchStream, StreamPlan, batch_count, epoch_order};
+pub use text::Tokenizer;
+
+use crate::config::{DataConfig, DatasetKind};
+use crate::model::ImageShape;
+
+/// Samples that can be batched by index.
+pub trait Dataset: Send + Sync {
+    fn len(&self) -> usize;
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The samples `indices` name, as one batch.
+    fn batch(&self, indices: &[u32]) -> HostBatch;
+}
+
+/// A batch in host memory, before it moves to the device.
+#[derive(Debug, Clone, PartialEq)]
+pub enum HostBatch {
+    /// Normalised images `[batch, channels, height, width]` and their classes.
+    Images {
+        pixels: Vec<f32>,
+        shape: [usize; 4],
+        labels: Vec<i64>,
+    },
+    /// Token ids `[batch, length]`, padded after each sequence's `lengths[i]` real tokens,
+    /// and their classes.
+    Tokens {
+        ids: Vec<i64>,
+        shape: [usize; 2],
+        lengths: Vec<usize>,
+        labels: Vec<i64>,
+    },
+    /// Windows of a corpus `[batch, length]` and the next token at every position.
+    Sequences {
+        inputs: Vec<i64>,
+        targets: Vec<i64>,
+        shape: [usize; 2],
+    },
+}
+
+impl HostBatch {
+    /// Samples in the batch.
+    pub fn size(&self) -> usize {
+        match self {
+            HostBatch::Images { shape, .. } => shape[0],
+            HostBatch::Tokens { shape, .. } | HostBatch::Sequences { shape, .. } => shape[0],
+        }
+    }
+
+    /// Tokens the model reads (0 for images).
+    pub fn tokens(&self) -> usize {
+        match self {
+            HostBatch::Images { .. } => 0,
+            HostBatch::Tokens { lengths, .. } => lengths.iter().sum(),
+            HostBatch::Sequences { shape, .. } => shape[0] * shape[1],
+        }
+    }
+}
+
+/// A subset of a dataset, by index.
+#[derive(Clone)]
+pub struct Split {
+    pub data: Arc<dyn Dataset>,
+    pub indices: Arc<Vec<u32>>,
+}
+
+impl Split {
+    pub fn new(data: Arc<dyn Dataset>, indices: Vec<u32>) -> Self {
+        Self {
+            data,
+            indices: Arc::new(indices),
+        }
+    }
+
+    pub fn all(data: Arc<dyn Dataset>) -> Self {
+        let indices = (0..data.len() as u32).collect();
+        Self::new(data, indices)
+    }
+
+    pub fn len(&self) -> usize {
+        self.indices.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.indices.is_empty()
+    }
+}
+
+/// What a model is built for and an artifact must reproduce: the task, its inputs and its
+/// outputs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "task", rename_all = "kebab-case")]
+pub enum DataSpec {
+    ImageClassification {
+        input: ImageShape,
+        classes: Vec<String>,
+        normalization: Normalization,
+    },
+    TextClassification {
+        classes: Vec<String>,
+        vocab_size: usize,
+        max_length: usize,
+        pad_id: u32,
+    },
+    LanguageModel {
+        vocab_size: usize,
+        context_length: usize,
+        /// Characters per token in the training text, to turn nats per token into bits per
+        /// character.
+        chars_per_token: f64,
+    },
+}
+
+impl DataSpec {
+    /// Classes, for classification tasks.
+    pub fn classes(&self) -> Option<&[String]> {
+        match self {
+            DataSpec::ImageClassification { classes, .. }
+            | DataSpec::TextClassification { classes, .. } => Some(classes),
+            DataSpec::LanguageModel { .. } => None,
+        }
+    }
+
+    /// One line for people: what the data is.
+    pub fn describe(&self) -> String {
+        match self {
+            DataSpec::ImageClassification { input, classes, .. } => {
+                format!("images of {input}, {} classes", classes.len())
+            }
+            DataSpec::TextClassification {
+                classes,
+                vocab_size,
+                max_length,
+                ..
+            } => format!(
+                "texts of up to {max_length} tokens ({vocab_size} in the vocabulary), {} classes",
+                classes.len()
+            ),
+            DataSpec::LanguageModel {
+                vocab_size,
+                context_length,
+                ..
+            } => format!("windows of {context_length} tokens ({vocab_size} in the vocabulary)"),
+        }
+    }
+}
+
+/// Records a lenient load (`data.on_error = "skip"`) passed over.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Skipped {
+    pub count: usize,
+    /// The first few, as `file:line: reason`.
+    pub examples: Vec<String>,
+}
+
+impl Skipped {
+    const EXAMPLES: usize = 10;
+
+    pub fn add(&mut self, location: String) {
+        self.count += 1;
+        if self.examples.len() < Self::EXAMPLES {
+            self.examples.push(location);
+        }
+    }
+}
+
+pub struct Splits {
+    pub train: Split,
+    pub valid: Split,
+    pub test: Split,
+    pub spec: DataSpec,
+    /// The text tokenizer, trained on the training split or given.
+    pub tokenizer: Option<Arc<Tokenizer>>,
+    pub skipped: Skipped,
+}
+
+/// Loads the dataset `config` names and splits it. A text dataset reuses `tokenizer` when
+/// given (a resumed or evaluated run) and trains one on its training split otherwise.
+pub fn load_splits(
+    config: &DataConfig,
+    seed: u64,
+    tokenizer: Option<Tokenizer>,
+) -> Result<Splits, DataError> {
+    match config.dataset {
+        DatasetKind::Mnist | DatasetKind::FashionMnist | DatasetKind::ImageFolder => {
+            image::load(config, seed)
+        }
+        DatasetKind::TextClassification => text::load_classification(config, seed, tokenizer),
+        DatasetKind::TextCorpus => text::load_corpus(config, tokenizer),
+    }
+}
+
+/// Moves a seeded random `fraction` of `indices` out; returns (kept, held out), each sorted.
+pub(crate) fn split_off(mut indices: Vec<u32>, fraction: f64, seed: u64) -> (Vec<u32>, Vec<u32>) {
+    indices.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
+    let held_out = (indices.len() as f64 * fraction).round() as usize;
+    let mut kept = indices.split_off(held_out);
+    indices.sort_unstable();
+    kept.sort_unstable();
+    (kept, indices)
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
@@ -25,6 +238,13 @@ pub enum DataError {
     },
     #[error("{}: {detail}", path.display())]
     Corrupt { path: PathBuf, detail: String },
+    #[error("{}:{line}: {detail}{}", path.display(), if *.skippable { "\n  set data.on_error = \"skip\" to skip and count such records" } else { "" })]
+    Record {
+        path: PathBuf,
+        line: usize,
+        detail: String,
+        skippable: bool,
+    },
     #[error("{}: no {what} found", path.display())]
     Empty { path: PathBuf, what: String },
     #[error("cannot read {}: {source}", path.display())]
@@ -33,11 +253,29 @@ pub enum DataError {
         #[source]
         source: std::io::Error,
     },
+    #[error("tokenizer: {0}")]
+    Tokenizer(String),
 }
 
 fn fetch_hint(fetch: &Option<String>) -> String {
     match fetch {
         Some(command) => format!("\n  fetch it with: {command}"),
         None => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_is_seeded_disjoint_and_complete() {
+        let (train, valid) = split_off((0..100).collect(), 0.1, 7);
+        assert_eq!((train.len(), valid.len()), (90, 10));
+        let mut all: Vec<u32> = train.iter().chain(valid.iter()).copied().collect();
+        all.sort_unstable();
+        assert_eq!(all, (0..100).collect::<Vec<u32>>());
+        assert_eq!(split_off((0..100).collect(), 0.1, 7).1, valid);
+        assert_ne!(split_off((0..100).collect(), 0.1, 8).1, valid);
     }
 }

@@ -6,6 +6,7 @@
 mod cnn;
 mod mlp;
 mod resnet;
+mod transformer;
 
 use std::fmt;
 
@@ -17,8 +18,10 @@ use sha2::{Digest, Sha256};
 pub use cnn::Cnn;
 pub use mlp::Mlp;
 pub use resnet::Resnet;
+pub use transformer::{LanguageModel, TextClassifier};
 
 use crate::config::{Activation, ModelConfig};
+use crate::data::DataSpec;
 
 /// Channels, height and width of the images a model takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -50,6 +53,8 @@ pub enum ModelError {
         "images of {input} are too small for a {model}; use larger data.image_size or fewer layers"
     )]
     InputTooSmall { input: ImageShape, model: String },
+    #[error("a {model} model cannot be trained on {data}")]
+    WrongData { model: String, data: String },
 }
 
 #[derive(Module, Debug)]
@@ -57,30 +62,84 @@ pub enum Model {
     Mlp(Mlp),
     Cnn(Cnn),
     Resnet(Resnet),
+    TextClassifier(TextClassifier),
+    Lm(LanguageModel),
+}
+
+/// A batch as a model takes it.
+// One per step, moved straight into `forward`: the size difference costs nothing.
+#[allow(clippy::large_enum_variant)]
+pub enum Input {
+    /// Normalised images, `[batch, channels, height, width]`.
+    Images(Tensor<4>),
+    /// Token ids `[batch, length]`, with `padding` true after each text's end.
+    Tokens {
+        ids: Tensor<2, Int>,
+        padding: Tensor<2, Bool>,
+    },
+    /// Language-model windows `[batch, length]`; one prediction per position.
+    Sequences(Tensor<2, Int>),
 }
 
 impl Model {
-    pub fn new(
-        config: &ModelConfig,
-        input: ImageShape,
-        classes: usize,
-        device: &Device,
-    ) -> Result<Self, ModelError> {
-        Ok(match config {
-            ModelConfig::Mlp(mlp) => Model::Mlp(Mlp::new(mlp, input, classes, device)),
-            ModelConfig::Cnn(cnn) => Model::Cnn(Cnn::new(cnn, input, classes, device)?),
-            ModelConfig::Resnet(resnet) => {
-                Model::Resnet(Resnet::new(resnet, input, classes, device))
+    pub fn new(config: &ModelConfig, data: &DataSpec, device: &Device) -> Result<Self, ModelError> {
+        let wrong_data = || ModelError::WrongData {
+            model: config.kind().to_string(),
+            data: data.describe(),
+        };
+        Ok(match (config, data) {
+            (ModelConfig::Mlp(mlp), DataSpec::ImageClassification { input, classes, .. }) => {
+                Model::Mlp(Mlp::new(mlp, *input, classes.len(), device))
             }
+            (ModelConfig::Cnn(cnn), DataSpec::ImageClassification { input, classes, .. }) => {
+                Model::Cnn(Cnn::new(cnn, *input, classes.len(), device)?)
+            }
+            (ModelConfig::Resnet(resnet), DataSpec::ImageClassification { input, classes, .. }) => {
+                Model::Resnet(Resnet::new(resnet, *input, classes.len(), device))
+            }
+            (
+                ModelConfig::TextClassifier(transformer),
+                DataSpec::TextClassification {
+                    classes,
+                    vocab_size,
+                    max_length,
+                    ..
+                },
+            ) => Model::TextClassifier(TextClassifier::new(
+                transformer,
+                *vocab_size,
+                *max_length,
+                classes.len(),
+                device,
+            )),
+            (
+                ModelConfig::Lm(lm),
+                DataSpec::LanguageModel {
+                    vocab_size,
+                    context_length,
+                    ..
+                },
+            ) => Model::Lm(LanguageModel::new(lm, *vocab_size, *context_length, device)),
+            _ => return Err(wrong_data()),
         })
     }
 
-    /// Class logits for a batch of normalised images.
-    pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
-        match self {
-            Model::Mlp(model) => model.forward(images),
-            Model::Cnn(model) => model.forward(images),
-            Model::Resnet(model) => model.forward(images),
+    /// Logits `[predictions, classes]`: one row per image or text, or one per position of
+    /// every language-model window.
+    ///
+    /// # Panics
+    /// If `input` is not the kind the model takes; `DeviceBatch` builds it from the same
+    /// `DataSpec` the model was built from.
+    pub fn forward(&self, input: Input) -> Tensor<2> {
+        match (self, input) {
+            (Model::Mlp(model), Input::Images(images)) => model.forward(images),
+            (Model::Cnn(model), Input::Images(images)) => model.forward(images),
+            (Model::Resnet(model), Input::Images(images)) => model.forward(images),
+            (Model::TextClassifier(model), Input::Tokens { ids, padding }) => {
+                model.forward(ids, padding)
+            }
+            (Model::Lm(model), Input::Sequences(ids)) => model.forward(ids),
+            _ => unreachable!("a batch of the wrong kind for the model"),
         }
     }
 }

@@ -6,8 +6,9 @@ use std::time::Instant;
 use serde::Serialize;
 
 use super::Experiment;
+use super::measure::RunningMetrics;
 use super::optim::{build_optimizer, build_scheduler};
-use super::step::{DeviceBatch, RunningMetrics, Stepper};
+use super::step::{DeviceBatch, Stepper};
 use super::trainer::step_seed;
 use crate::Error;
 use crate::backend::BackendName;
@@ -27,6 +28,9 @@ pub struct BenchReport {
     pub warmup_steps: usize,
     pub steps: usize,
     pub samples_per_s: f64,
+    /// Text tasks: tokens read per second.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tokens_per_s: Option<f64>,
     pub step_ms: f64,
     /// From the command's start (backend, data, model set up) to the end of the first step.
     pub time_to_first_step_s: f64,
@@ -47,37 +51,39 @@ pub fn bench(
     let mut scheduler = build_scheduler(&config.scheduler, config.optimizer.lr(), total);
     let stepper = Stepper::new(&config.train, &device);
     let mut batches = Batches::new(&experiment);
-    let mut metrics = RunningMetrics::new();
+    let mut metrics = RunningMetrics::new(experiment.classes());
 
     let mut step = |model: crate::model::Model, metrics: &mut RunningMetrics, index: usize| {
         device.seed(step_seed(config.run.seed, index));
-        let batch = DeviceBatch::new(batches.next(), experiment.splits.shape, &device);
+        let batch = DeviceBatch::new(batches.next(), &device);
         stepper.step(model, &mut optimizer, scheduler.step(), batch, metrics)
     };
 
     model = step(model, &mut metrics, 0);
     metrics.take(); // Reading the loss waits for the device.
     let time_to_first_step = started.elapsed().as_secs_f64();
-    for index in 1..options.warmup.max(1) {
+    for index in 1..options.warmup {
         model = step(model, &mut metrics, index);
     }
     metrics.take();
 
+    let warmup = options.warmup.max(1);
     let timed = Instant::now();
     for index in 0..options.steps {
-        model = step(model, &mut metrics, options.warmup.max(1) + index);
+        model = step(model, &mut metrics, warmup + index);
     }
-    let samples = metrics.samples();
-    metrics.take();
+    let measured = metrics.take();
     let seconds = timed.elapsed().as_secs_f64();
+    let (samples, tokens) = measured.map_or((0, 0), |m| (m.samples, m.tokens));
     Ok(BenchReport {
         model: config.model.kind().to_string(),
         backend: experiment.backend.name,
         adapter: experiment.backend.adapter.clone(),
         batch_size: config.train.batch_size,
-        warmup_steps: options.warmup,
+        warmup_steps: warmup,
         steps: options.steps,
         samples_per_s: samples as f64 / seconds,
+        tokens_per_s: (tokens > 0).then(|| tokens as f64 / seconds),
         step_ms: seconds * 1000.0 / options.steps.max(1) as f64,
         time_to_first_step_s: time_to_first_step,
     })
@@ -102,7 +108,7 @@ impl<'a> Batches<'a> {
     fn stream(experiment: &Experiment, epoch: usize) -> BatchStream {
         let config = &experiment.config;
         BatchStream::new(
-            experiment.train_batcher(),
+            experiment.splits.train.data.clone(),
             StreamPlan {
                 order: epoch_order(&experiment.splits.train, config.run.seed, epoch),
                 batch_size: config.train.batch_size,

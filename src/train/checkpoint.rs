@@ -23,6 +23,7 @@ use sha2::{Digest, Sha256};
 use super::fault;
 use super::state::TrainingState;
 use crate::Error;
+use crate::data::{DataSpec, Tokenizer};
 use crate::model::Model;
 
 pub const FORMAT_VERSION: u32 = 1;
@@ -31,6 +32,8 @@ const OPTIMIZER_FILE: &str = "optimizer.bpk";
 const SCHEDULER_FILE: &str = "scheduler.bpk";
 const STATE_FILE: &str = "state.json";
 const MANIFEST_FILE: &str = "manifest.json";
+const DATA_FILE: &str = "data.json";
+const TOKENIZER_FILE: &str = "tokenizer.json";
 
 /// What a checkpoint is and the digest of every file in it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -94,6 +97,33 @@ pub struct VerifiedCheckpoint {
     pub state: TrainingState,
 }
 
+impl VerifiedCheckpoint {
+    /// The tokenizer a text model was trained with.
+    pub fn tokenizer(&self) -> Result<Option<Tokenizer>, Error> {
+        let path = self.dir.join(TOKENIZER_FILE);
+        if !path.is_file() {
+            return Ok(None);
+        }
+        let json = fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+        Tokenizer::from_json(&json)
+            .map(Some)
+            .map_err(|err| Error::CorruptCheckpoint {
+                dir: self.dir.clone(),
+                detail: err.to_string(),
+            })
+    }
+
+    /// What the model was built for.
+    pub fn spec(&self) -> Result<DataSpec, Error> {
+        let path = self.dir.join(DATA_FILE);
+        let bytes = fs::read(&path).map_err(|e| Error::io(&path, e))?;
+        serde_json::from_slice(&bytes).map_err(|err| Error::CorruptCheckpoint {
+            dir: self.dir.clone(),
+            detail: format!("{DATA_FILE}: {err}"),
+        })
+    }
+}
+
 /// The parts of a checkpoint that live on the device.
 pub struct Snapshot<'a> {
     pub model: &'a Model,
@@ -102,6 +132,9 @@ pub struct Snapshot<'a> {
     pub state: &'a TrainingState,
     pub model_kind: &'a str,
     pub definition_hash: &'a str,
+    /// What the model was built for; with the tokenizer, all inference needs besides weights.
+    pub spec: &'a DataSpec,
+    pub tokenizer: Option<&'a Tokenizer>,
 }
 
 pub struct Checkpoints {
@@ -168,14 +201,21 @@ impl Checkpoints {
             .into_bytes()
             .map_err(record_error)?;
         let state = serde_json::to_vec_pretty(snapshot.state).expect("state serializes");
+        let spec = serde_json::to_vec_pretty(snapshot.spec).expect("the data spec serializes");
+        let tokenizer = snapshot.tokenizer.map(Tokenizer::to_json);
 
         let mut files = BTreeMap::new();
-        for (file, bytes) in [
+        let mut parts = vec![
             (MODEL_FILE, &model[..]),
             (OPTIMIZER_FILE, &optimizer[..]),
             (SCHEDULER_FILE, &scheduler[..]),
             (STATE_FILE, &state[..]),
-        ] {
+            (DATA_FILE, &spec[..]),
+        ];
+        if let Some(tokenizer) = &tokenizer {
+            parts.push((TOKENIZER_FILE, tokenizer.as_bytes()));
+        }
+        for (file, bytes) in parts {
             fault::before_checkpoint_file(snapshot.state.global_step, file)?;
             write_synced(&temp_dir.join(file), bytes)?;
             files.insert(file.to_string(), digest(bytes));

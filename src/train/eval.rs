@@ -6,7 +6,8 @@ use std::time::Instant;
 use serde::Serialize;
 
 use super::checkpoint::{self, CheckpointChoice};
-use super::step::{Measured, evaluate};
+use super::metrics::MetricRecord;
+use super::step::evaluate;
 use super::{Experiment, RunDir, SplitName};
 use crate::Error;
 use crate::backend::{self, BackendName};
@@ -18,8 +19,15 @@ pub struct EvalReport {
     pub checkpoint: String,
     pub split: SplitName,
     pub backend: BackendName,
-    #[serde(flatten)]
-    pub metrics: Measured,
+    pub samples: usize,
+    pub loss: f64,
+    pub accuracy: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub macro_f1: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub perplexity: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bits_per_char: Option<f64>,
     pub samples_per_s: f64,
 }
 
@@ -36,7 +44,7 @@ pub fn evaluate_run(
         config.run.cpu_backend,
     )?;
     eprintln!("backend: {}", selected.reason);
-    let experiment = Experiment::prepare(config, selected)?;
+    let experiment = Experiment::prepare(config, selected, chosen.tokenizer()?)?;
     let device = experiment.backend.device.clone();
     let model = checkpoint::load_model(&chosen.dir, experiment.new_model(&device)?)?;
     let data = match split {
@@ -48,17 +56,26 @@ pub fn evaluate_run(
     let metrics = evaluate(
         &model,
         data,
-        experiment.eval_batcher(data),
+        experiment.classes(),
         experiment.config.train.eval_batch_size,
         experiment.config.data.workers,
         &device,
     );
+    let seconds = started.elapsed().as_secs_f64();
+    let state = &chosen.state;
+    let position = (state.global_step, state.epoch, state.lr, 0.0);
+    let record = MetricRecord::new(split, &metrics, &experiment.splits.spec, seconds, position);
     Ok(EvalReport {
         run_dir: run.path,
         checkpoint: chosen.name,
         split,
         backend: experiment.backend.name,
-        samples_per_s: metrics.samples as f64 / started.elapsed().as_secs_f64(),
-        metrics,
+        samples: metrics.samples,
+        loss: record.loss,
+        accuracy: record.accuracy,
+        macro_f1: record.macro_f1,
+        perplexity: record.perplexity,
+        bits_per_char: record.bits_per_char,
+        samples_per_s: record.samples_per_s,
     })
 }

@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::measure::Measured;
 use crate::Error;
+use crate::data::DataSpec;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -40,6 +42,53 @@ pub struct MetricRecord {
     pub samples_per_s: f64,
     /// Seconds since the run started.
     pub time_s: f64,
+    /// Classification: mean F1 over the classes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub macro_f1: Option<f64>,
+    /// Language modelling: exp(loss).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub perplexity: Option<f64>,
+    /// Language modelling: the loss in bits per character of text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bits_per_char: Option<f64>,
+    /// Text tasks: tokens read per second.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens_per_s: Option<f64>,
+}
+
+impl MetricRecord {
+    /// A record of `measured` at `seconds` of throughput time, with the metrics `spec`'s task
+    /// reports.
+    pub fn new(
+        split: SplitName,
+        measured: &Measured,
+        spec: &DataSpec,
+        seconds: f64,
+        position: (usize, usize, f64, f64),
+    ) -> Self {
+        let (step, epoch, lr, time_s) = position;
+        let language = match spec {
+            DataSpec::LanguageModel {
+                chars_per_token, ..
+            } => Some(*chars_per_token),
+            _ => None,
+        };
+        Self {
+            step,
+            epoch,
+            split,
+            loss: measured.loss,
+            accuracy: measured.accuracy,
+            lr,
+            samples_per_s: measured.samples as f64 / seconds,
+            time_s,
+            macro_f1: measured.macro_f1,
+            perplexity: language.map(|_| measured.loss.exp()),
+            bits_per_char: language
+                .map(|chars_per_token| measured.loss / std::f64::consts::LN_2 / chars_per_token),
+            tokens_per_s: (measured.tokens > 0).then(|| measured.tokens as f64 / seconds),
+        }
+    }
 }
 
 pub struct MetricsLog {

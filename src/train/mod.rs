@@ -6,6 +6,7 @@ pub mod checkpoint;
 mod eval;
 mod fault;
 mod interrupt;
+mod measure;
 pub mod metrics;
 mod optim;
 mod progress;
@@ -17,9 +18,9 @@ mod trainer;
 pub use bench::{BenchOptions, BenchReport, bench};
 pub use checkpoint::CheckpointChoice;
 pub use eval::{EvalReport, evaluate_run};
+pub use measure::Measured;
 pub use metrics::{MetricRecord, SplitName, read_metrics};
 pub use run_dir::{RunDir, Summary};
-pub use step::Measured;
 pub use trainer::{Outcome, TrainOptions, resume, step_seed, train};
 
 use burn::module::{Module, ModuleVisitor, Param};
@@ -28,7 +29,7 @@ use burn::prelude::{Device, Tensor};
 use crate::Error;
 use crate::backend::SelectedBackend;
 use crate::config::ExperimentConfig;
-use crate::data::{Batcher, Split, Splits, load_splits};
+use crate::data::{Splits, Tokenizer, load_splits};
 use crate::model::Model;
 
 /// A config with its data loaded and its backend chosen: what every command starts from.
@@ -39,8 +40,21 @@ pub struct Experiment {
 }
 
 impl Experiment {
-    pub fn prepare(config: ExperimentConfig, backend: SelectedBackend) -> Result<Self, Error> {
-        let splits = load_splits(&config.data, config.run.seed)?;
+    /// Loads the data `config` names; a text dataset uses `tokenizer` when given (a resumed
+    /// or evaluated run) and trains one on its training split otherwise.
+    pub fn prepare(
+        config: ExperimentConfig,
+        backend: SelectedBackend,
+        tokenizer: Option<Tokenizer>,
+    ) -> Result<Self, Error> {
+        let splits = load_splits(&config.data, config.run.seed, tokenizer)?;
+        if splits.skipped.count > 0 {
+            eprintln!(
+                "warning: skipped {} bad records (data.on_error = \"skip\"), e.g. {}",
+                splits.skipped.count,
+                splits.skipped.examples.first().cloned().unwrap_or_default()
+            );
+        }
         Ok(Self {
             config,
             backend,
@@ -55,12 +69,7 @@ impl Experiment {
     pub fn new_model(&self, device: &Device) -> Result<Model, Error> {
         let init_device = Device::flex();
         init_device.seed(self.config.run.seed);
-        let model = Model::new(
-            &self.config.model,
-            self.splits.shape,
-            self.splits.classes.len(),
-            &init_device,
-        )?;
+        let model = Model::new(&self.config.model, &self.splits.spec, &init_device)?;
         // Parameters initialise lazily, on whatever device they are on at first use.
         model.visit(&mut InitialiseNow);
         let model = model.to_device(&device.clone().without_autodiff());
@@ -71,12 +80,9 @@ impl Experiment {
         })
     }
 
-    pub fn train_batcher(&self) -> Batcher {
-        self.eval_batcher(&self.splits.train)
-    }
-
-    pub fn eval_batcher(&self, split: &Split) -> Batcher {
-        Batcher::new(split.set.clone(), &self.splits.normalization)
+    /// Classes of a classification task, for per-class metrics.
+    pub fn classes(&self) -> Option<usize> {
+        self.splits.spec.classes().map(<[String]>::len)
     }
 }
 

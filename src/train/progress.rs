@@ -80,11 +80,13 @@ impl Progress {
 
     pub fn train_interval(&self, record: &MetricRecord, batch_in_epoch: usize, eta_s: f64) {
         let summary = format!(
-            "loss {:.4} · acc {:.2}% · lr {:.2e} · {:.0} samples/s",
-            record.loss,
-            record.accuracy * 100.0,
+            "{} · lr {:.2e} · {:.0} samples/s{}",
+            quality(record),
             record.lr,
-            record.samples_per_s
+            record.samples_per_s,
+            record
+                .tokens_per_s
+                .map_or(String::new(), |rate| format!(" · {rate:.0} tokens/s"))
         );
         match self.mode {
             Mode::Bar => {
@@ -109,13 +111,12 @@ impl Progress {
             return;
         }
         self.say(&format!(
-            "epoch {}/{} · step {} · {} loss {:.4} · acc {:.2}%{note}",
+            "epoch {}/{} · step {} · {} {}{note}",
             record.epoch,
             self.epochs,
             record.step,
             record.split,
-            record.loss,
-            record.accuracy * 100.0
+            quality(record)
         ));
     }
 
@@ -124,6 +125,22 @@ impl Progress {
             bar.finish();
         }
     }
+}
+
+/// Loss and accuracy, with the task's own metrics.
+fn quality(record: &MetricRecord) -> String {
+    let mut text = format!(
+        "loss {:.4} · acc {:.2}%",
+        record.loss,
+        record.accuracy * 100.0
+    );
+    if let Some(f1) = record.macro_f1 {
+        text.push_str(&format!(" · macro-F1 {f1:.4}"));
+    }
+    if let (Some(perplexity), Some(bpc)) = (record.perplexity, record.bits_per_char) {
+        text.push_str(&format!(" · ppl {perplexity:.2} · {bpc:.3} bits/char"));
+    }
+    text
 }
 
 pub fn format_duration(seconds: f64) -> String {

@@ -3,6 +3,7 @@
 //! ```text
 //! runs/<name>-<YYYYmmdd-HHMMSS>/
 //!   config.toml      the resolved config (every default filled in)
+//!   tokenizer.json   text tasks: the tokenizer
 //!   metrics.jsonl    one JSON object per log interval and per evaluation
 //!   checkpoints/     step-<N>/ directories, `latest` and `best` pointers
 //!   summary.json     final metrics, best epoch, wall time, backend
@@ -14,12 +15,11 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::checkpoint::{Checkpoints, write_atomic};
-use super::step::Measured;
+use super::measure::Measured;
 use crate::Error;
 use crate::backend::BackendName;
 use crate::config::{self, ExperimentConfig};
-use crate::data::Normalization;
-use crate::model::ImageShape;
+use crate::data::{DataSpec, Skipped, Tokenizer};
 
 pub const CONFIG_FILE: &str = "config.toml";
 pub const METRICS_FILE: &str = "metrics.jsonl";
@@ -90,6 +90,14 @@ impl RunDir {
         ))
     }
 
+    /// The tokenizer a text model reads with, beside the config (each checkpoint has a copy).
+    pub fn write_tokenizer(&self, tokenizer: &Tokenizer) -> Result<(), Error> {
+        write_atomic(
+            &self.path.join("tokenizer.json"),
+            tokenizer.to_json().as_bytes(),
+        )
+    }
+
     /// Records a resumed run's config (it may extend the run).
     pub fn rewrite_config(&self, config: &ExperimentConfig) -> Result<(), Error> {
         write_atomic(
@@ -137,9 +145,10 @@ pub struct Summary {
     pub adapter: Option<String>,
     pub model: String,
     pub parameters: usize,
-    pub classes: Vec<String>,
-    pub input: ImageShape,
-    pub normalization: Normalization,
+    /// The task and its data: input shape, classes, normalisation or vocabulary.
+    pub data: DataSpec,
+    /// Bad records skipped under `data.on_error = "skip"`.
+    pub skipped_records: Skipped,
     pub steps: usize,
     pub epochs_completed: usize,
     /// Why training stopped: completed, max_steps or early_stopping.

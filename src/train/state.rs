@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::step::Measured;
+use super::measure::Measured;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TrainingState {
@@ -42,11 +42,17 @@ pub struct TrainingState {
 }
 
 /// Sums of the training metrics on the device, read back (losslessly: f32 sums in f64).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct IntervalSums {
     pub loss_sum: f64,
     pub correct: i64,
+    pub predictions: usize,
     pub samples: usize,
+    pub tokens: usize,
+    /// Per-class counts for macro-F1 (classification).
+    pub true_positives: Vec<f64>,
+    pub predicted: Vec<f64>,
+    pub actual: Vec<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -13,14 +13,17 @@ use burn::prelude::*;
 
 use super::Experiment;
 use super::checkpoint::{self, CheckpointChoice, Checkpoints, Snapshot};
+use super::measure::{Measured, RunningMetrics};
 use super::metrics::{MetricRecord, MetricsLog, SplitName};
 use super::optim::{build_optimizer, build_scheduler};
 use super::progress::{Progress, format_duration};
 use super::run_dir::{RunDir, Summary};
 use super::state::{BestCheckpoint, TrainingState};
-use super::step::{DeviceBatch, Measured, RunningMetrics, Stepper, evaluate};
+use super::step::{DeviceBatch, Stepper, evaluate};
 use super::{fault, interrupt};
 use crate::Error;
+use crate::backend::SelectedBackend;
+use crate::config::ExperimentConfig;
 use crate::config::{self, Monitor};
 use crate::data::{BatchStream, StreamPlan, batch_count, epoch_order};
 use crate::model::Model;
@@ -53,6 +56,9 @@ pub fn train(experiment: Experiment, options: &TrainOptions) -> Result<Outcome, 
         planned_steps(&experiment),
     );
     let run = RunDir::create(config, options.run_dir.as_deref())?;
+    if let Some(tokenizer) = &experiment.splits.tokenizer {
+        run.write_tokenizer(tokenizer)?;
+    }
     let log = MetricsLog::create(&run.metrics_path())?;
     let progress = Progress::new(config.train.progress, config.train.epochs);
     progress.say(&format!("run directory: {}", run.path.display()));
@@ -69,11 +75,11 @@ pub fn train(experiment: Experiment, options: &TrainOptions) -> Result<Outcome, 
 /// Continues `run` from a checkpoint: `choice`, or the newest one that verifies. The
 /// experiment's config must differ from the run's only in keys that are safe to change.
 pub fn resume(
-    experiment: Experiment,
+    config: ExperimentConfig,
+    backend: SelectedBackend,
     run: RunDir,
     choice: Option<CheckpointChoice>,
 ) -> Result<Outcome, Error> {
-    let config = &experiment.config;
     let progress = Progress::new(config.train.progress, config.train.epochs);
     let checkpoints = run.checkpoints();
     let checkpoint = match &choice {
@@ -86,7 +92,7 @@ pub fn resume(
             checkpoint
         }
     };
-    let expected_hash = config::definition_hash(config);
+    let expected_hash = config::definition_hash(&config);
     if checkpoint.manifest.definition_hash != expected_hash {
         return Err(Error::CorruptCheckpoint {
             dir: checkpoint.dir,
@@ -94,6 +100,9 @@ pub fn resume(
                 .into(),
         });
     }
+    // The resumed run reads its text exactly as before: with the checkpoint's tokenizer.
+    let experiment = Experiment::prepare(config, backend, checkpoint.tokenizer()?)?;
+    let config = &experiment.config;
 
     let device = experiment.backend.device.clone().autodiff();
     let model = checkpoint::load_model(&checkpoint.dir, experiment.new_model(&device)?)?;
@@ -235,21 +244,20 @@ impl Trainer {
             state,
         } = parts;
         progress.say(&format!(
-            "{} model, {} parameters; {} train / {} valid / {} test images of {}; {} classes",
+            "{} model, {} parameters; {} train / {} valid / {} test samples: {}",
             config.model.kind(),
             model.num_params(),
             experiment.splits.train.len(),
             experiment.splits.valid.len(),
             experiment.splits.test.len(),
-            experiment.splits.shape,
-            experiment.splits.classes.len()
+            experiment.splits.spec.describe(),
         ));
         Self {
             stepper: Stepper::new(&config.train, &device),
             checkpoints: run.checkpoints(),
             steps_per_epoch: batch_count(experiment.splits.train.len(), config.train.batch_size),
             definition_hash: config::definition_hash(config),
-            interval: RunningMetrics::from_sums(state.interval, &device),
+            interval: RunningMetrics::from_sums(&state.interval, experiment.classes(), &device),
             interval_started: Instant::now(),
             session_started: Instant::now(),
             elapsed_before: state.elapsed_s,
@@ -305,8 +313,7 @@ impl Trainer {
             workers: data.workers,
             prefetch: data.prefetch,
         };
-        let shape = splits.shape;
-        let stream = BatchStream::new(self.experiment.train_batcher(), plan);
+        let stream = BatchStream::new(splits.train.data.clone(), plan);
         self.progress.start_epoch(
             self.state.epoch + 1,
             self.steps_per_epoch,
@@ -318,7 +325,7 @@ impl Trainer {
             self.device.seed(step_seed(seed, self.state.global_step));
             let lr = self.scheduler.step();
             self.state.lr = lr.base();
-            let batch = DeviceBatch::new(batch, shape, &self.device);
+            let batch = DeviceBatch::new(batch, &self.device);
             let model = self.model.clone();
             self.model =
                 self.stepper
@@ -413,11 +420,7 @@ impl Trainer {
         self.state.trained_samples += measured.samples;
         self.state.trained_s += seconds;
         self.state.epoch_parts.push(measured);
-        let record = self.record(
-            SplitName::Train,
-            measured,
-            measured.samples as f64 / seconds,
-        );
+        let record = self.record(SplitName::Train, &measured, seconds);
         self.log.append(&record)?;
         let batches_left = self
             .steps_per_epoch
@@ -438,17 +441,35 @@ impl Trainer {
         }
     }
 
-    fn record(&self, split: SplitName, measured: Measured, samples_per_s: f64) -> MetricRecord {
-        MetricRecord {
-            step: self.state.global_step,
-            epoch: self.state.epoch + 1,
+    /// A metric record of the current position; `seconds` is what the measurement took.
+    fn record(&self, split: SplitName, measured: &Measured, seconds: f64) -> MetricRecord {
+        let position = (
+            self.state.global_step,
+            self.state.epoch + 1,
+            self.state.lr,
+            self.elapsed(),
+        );
+        MetricRecord::new(
             split,
-            loss: measured.loss,
-            accuracy: measured.accuracy,
-            lr: self.state.lr,
-            samples_per_s,
-            time_s: self.elapsed(),
-        }
+            measured,
+            &self.experiment.splits.spec,
+            seconds,
+            position,
+        )
+    }
+
+    /// Evaluates `model` on `split`; returns the metrics and the seconds it took.
+    fn evaluate(&self, model: &Model, split: &crate::data::Split) -> (Measured, f64) {
+        let started = Instant::now();
+        let measured = evaluate(
+            model,
+            split,
+            self.experiment.classes(),
+            self.experiment.config.train.eval_batch_size,
+            self.experiment.config.data.workers,
+            &self.device,
+        );
+        (measured, started.elapsed().as_secs_f64())
     }
 
     /// Validates the current model (when there is a validation split), logs the result and
@@ -458,17 +479,8 @@ impl Trainer {
         if splits.valid.is_empty() {
             return Ok(());
         }
-        let started = Instant::now();
-        let measured = evaluate(
-            &self.model,
-            &splits.valid,
-            self.experiment.eval_batcher(&splits.valid),
-            self.experiment.config.train.eval_batch_size,
-            self.experiment.config.data.workers,
-            &self.device,
-        );
-        let rate = measured.samples as f64 / started.elapsed().as_secs_f64();
-        let mut record = self.record(SplitName::Valid, measured, rate);
+        let (measured, seconds) = self.evaluate(&self.model, &splits.valid);
+        let mut record = self.record(SplitName::Valid, &measured, seconds);
         if self.state.batch_in_epoch == 0 {
             record.epoch = self.state.epoch; // An epoch-end validation belongs to that epoch.
         }
@@ -555,6 +567,8 @@ impl Trainer {
             state: &self.state,
             model_kind: self.experiment.config.model.kind(),
             definition_hash: &self.definition_hash,
+            spec: &self.experiment.splits.spec,
+            tokenizer: self.experiment.splits.tokenizer.as_deref(),
         };
         self.checkpoints.save(&snapshot)?;
         self.saved_at = Some(self.state.global_step);
@@ -588,17 +602,8 @@ impl Trainer {
             };
             let checkpoint = self.checkpoints.open(&choice)?;
             let model = checkpoint::load_model(&checkpoint.dir, self.model.clone())?;
-            let started = Instant::now();
-            let measured = evaluate(
-                &model,
-                &splits.test,
-                self.experiment.eval_batcher(&splits.test),
-                self.experiment.config.train.eval_batch_size,
-                self.experiment.config.data.workers,
-                &self.device,
-            );
-            let rate = measured.samples as f64 / started.elapsed().as_secs_f64();
-            let mut record = self.record(SplitName::Test, measured, rate);
+            let (measured, seconds) = self.evaluate(&model, &splits.test);
+            let mut record = self.record(SplitName::Test, &measured, seconds);
             record.epoch = self.state.epoch.max(1);
             self.log.append(&record)?;
             self.progress.evaluation(
@@ -614,9 +619,8 @@ impl Trainer {
             adapter: self.experiment.backend.adapter.clone(),
             model: self.experiment.config.model.kind().to_string(),
             parameters: self.model.num_params(),
-            classes: splits.classes.clone(),
-            input: splits.shape,
-            normalization: splits.normalization.clone(),
+            data: splits.spec.clone(),
+            skipped_records: splits.skipped.clone(),
             steps: state.global_step,
             epochs_completed: state.epoch,
             stopped: stop.describe().to_string(),
@@ -663,5 +667,8 @@ fn combine(parts: &[Measured]) -> Option<Measured> {
             .sum::<f64>()
             / samples as f64,
         samples,
+        tokens: parts.iter().map(|m| m.tokens).sum(),
+        // Per-class counts are not kept across log intervals; macro-F1 is a validation metric.
+        macro_f1: None,
     })
 }

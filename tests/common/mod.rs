@@ -92,3 +92,42 @@ pub fn write_fake_idx_dataset(dir: &Path, count: usize) {
         }
     }
 }
+
+/// A small labelled set whose classes depend on the words: "spam" texts sell things.
+pub fn write_labelled_set(dir: &Path, count: usize) {
+    let spam = [
+        "win", "free", "prize", "cheap", "offer", "click", "money", "now",
+    ];
+    let ham = [
+        "meeting", "notes", "tuesday", "review", "patch", "lunch", "draft", "team",
+    ];
+    let filler = ["the", "a", "for", "and", "with", "your", "our", "this"];
+    let mut lines = String::new();
+    let mut x: u64 = 7;
+    let mut next = |n: usize| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        (x % n as u64) as usize
+    };
+    for i in 0..count {
+        let (label, words) = if i % 2 == 0 {
+            ("spam", &spam)
+        } else {
+            ("ham", &ham)
+        };
+        let text: Vec<&str> = (0..8 + next(8))
+            .map(|j| {
+                if j % 2 == 0 {
+                    words[next(8)]
+                } else {
+                    filler[next(8)]
+                }
+            })
+            .collect();
+        lines.push_str(&serde_json::json!({"text": text.join(" "), "label": label}).to_string());
+        lines.push('\n');
+    }
+    fs::create_dir_all(dir).unwrap();
+    fs::write(dir.join("train.jsonl"), lines).unwrap();
+}

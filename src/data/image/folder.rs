@@ -1,5 +1,5 @@
 //! Image folders: one sub-folder per class of PNG or JPEG files, decoded and resized to
-//! `data.image_size` in grayscale or RGB. A folder with `train/` and `test/` sub-folders
+//! `data.image.size` in grayscale or RGB. A folder with `train/` and `test/` sub-folders
 //! brings its own test split.
 
 use std::path::{Path, PathBuf};
@@ -9,8 +9,9 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
-use super::{DataError, ImageSet};
-use crate::config::{ColorMode, DataConfig};
+use super::ImageSet;
+use crate::config::{ColorMode, DataConfig, ImageDataConfig};
+use crate::data::DataError;
 use crate::model::ImageShape;
 
 pub struct ImageFolder {
@@ -19,7 +20,11 @@ pub struct ImageFolder {
     pub classes: Vec<String>,
 }
 
-pub fn load(config: &DataConfig, seed: u64) -> Result<ImageFolder, DataError> {
+pub fn load(
+    config: &DataConfig,
+    image: &ImageDataConfig,
+    seed: u64,
+) -> Result<ImageFolder, DataError> {
     let root = &config.path;
     if !root.is_dir() {
         return Err(DataError::Missing {
@@ -38,7 +43,7 @@ pub fn load(config: &DataConfig, seed: u64) -> Result<ImageFolder, DataError> {
         }
     };
     let classes = class_names(&train_root)?;
-    let train = load_set(&train_root, &classes, config, seed)?;
+    let train = load_set(&train_root, &classes, config, image, seed)?;
     let test = match test_root {
         Some(test_root) => {
             let test_classes = class_names(&test_root)?;
@@ -48,7 +53,7 @@ pub fn load(config: &DataConfig, seed: u64) -> Result<ImageFolder, DataError> {
                     detail: format!("class \"{unknown}\" has no training images"),
                 });
             }
-            Some(load_set(&test_root, &classes, config, seed)?)
+            Some(load_set(&test_root, &classes, config, image, seed)?)
         }
         None => None,
     };
@@ -97,6 +102,7 @@ fn load_set(
     root: &Path,
     classes: &[String],
     config: &DataConfig,
+    image: &ImageDataConfig,
     seed: u64,
 ) -> Result<ImageSet, DataError> {
     let mut files = Vec::new();
@@ -125,9 +131,9 @@ fn load_set(
         files.sort();
     }
 
-    let [height, width] = config.image_size;
+    let [height, width] = image.size;
     let shape = ImageShape {
-        channels: config.color.channels(),
+        channels: image.color.channels(),
         height,
         width,
     };
@@ -140,7 +146,7 @@ fn load_set(
                 scope.spawn(move || -> Result<Vec<u8>, DataError> {
                     let mut pixels = Vec::with_capacity(part.len() * shape.len());
                     for (path, _) in part {
-                        pixels.extend(decode(path, shape, config.color)?);
+                        pixels.extend(decode(path, shape, image.color)?);
                     }
                     Ok(pixels)
                 })

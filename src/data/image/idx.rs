@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use flate2::read::GzDecoder;
 
-use super::DataError;
+use crate::data::DataError;
 
 /// Unsigned-byte IDX data: its dimensions and the bytes of its first items.
 #[derive(Debug)]

@@ -1,0 +1,308 @@
+//! Labelled image sets held in memory as bytes: MNIST-style IDX files and image folders.
+
+mod folder;
+mod idx;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use super::{DataError, DataSpec, Dataset, HostBatch, Skipped, Split, Splits, split_off};
+use crate::config::{DataConfig, DatasetKind};
+use crate::model::ImageShape;
+
+/// Images as channel-major bytes (`len × channels × height × width`) with their labels.
+pub struct ImageSet {
+    pub shape: ImageShape,
+    pub pixels: Vec<u8>,
+    pub labels: Vec<u16>,
+}
+
+impl ImageSet {
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    pub fn image(&self, index: usize) -> &[u8] {
+        let size = self.shape.len();
+        &self.pixels[index * size..(index + 1) * size]
+    }
+}
+
+/// Per-channel mean and standard deviation of pixel values scaled to [0, 1].
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Normalization {
+    pub mean: Vec<f32>,
+    pub std: Vec<f32>,
+}
+
+impl Normalization {
+    /// `table[channel][byte]`: the normalised value of each byte.
+    pub fn lookup_table(&self) -> Vec<[f32; 256]> {
+        self.mean
+            .iter()
+            .zip(&self.std)
+            .map(|(&mean, &std)| std::array::from_fn(|byte| (byte as f32 / 255.0 - mean) / std))
+            .collect()
+    }
+}
+
+/// An image set batched into normalised `f32` through a per-channel lookup table.
+struct NormalizedImages {
+    set: Arc<ImageSet>,
+    lut: Vec<[f32; 256]>,
+}
+
+impl Dataset for NormalizedImages {
+    fn len(&self) -> usize {
+        self.set.len()
+    }
+
+    fn batch(&self, indices: &[u32]) -> HostBatch {
+        let shape = self.set.shape;
+        let plane = shape.height * shape.width;
+        let mut pixels = Vec::with_capacity(indices.len() * shape.len());
+        for &index in indices {
+            let image = self.set.image(index as usize);
+            for (channel, lut) in image.chunks_exact(plane).zip(&self.lut) {
+                pixels.extend(channel.iter().map(|&p| lut[p as usize]));
+            }
+        }
+        HostBatch::Images {
+            pixels,
+            shape: [indices.len(), shape.channels, shape.height, shape.width],
+            labels: indices
+                .iter()
+                .map(|&i| i64::from(self.set.labels[i as usize]))
+                .collect(),
+        }
+    }
+}
+
+/// Keeps an image folder's test split independent of its validation split.
+const TEST_SPLIT_SALT: u64 = 0x7e57_5917;
+
+const FASHION_CLASSES: [&str; 10] = [
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+];
+
+/// Loads the image dataset `config` names; the validation split is drawn from the training
+/// pool with `seed`.
+pub fn load(config: &DataConfig, seed: u64) -> Result<Splits, DataError> {
+    let image = config.image.clone().unwrap_or_default();
+    // The training pool (with the indices that belong to it), the test set (with its
+    // indices) and the class names.
+    let (pool, pool_indices, test, test_indices, classes) = match config.dataset {
+        DatasetKind::ImageFolder => {
+            let folder = folder::load(config, &image, seed)?;
+            let pool = Arc::new(folder.train);
+            let all: Vec<u32> = (0..pool.len() as u32).collect();
+            match folder.test {
+                Some(test) => {
+                    let test = Arc::new(test);
+                    let test_all = (0..test.len() as u32).collect();
+                    (pool, all, test, test_all, folder.classes)
+                }
+                None => {
+                    let (kept, held) = split_off(all, config.test_fraction, seed ^ TEST_SPLIT_SALT);
+                    (pool.clone(), kept, pool, held, folder.classes)
+                }
+            }
+        }
+        _ => {
+            let (train, test) = load_idx_pair(config)?;
+            let classes = match config.dataset {
+                DatasetKind::FashionMnist => FASHION_CLASSES
+                    .iter()
+                    .map(|name| name.to_string())
+                    .collect(),
+                _ => (0..10).map(|digit| digit.to_string()).collect(),
+            };
+            let (pool, test) = (Arc::new(train), Arc::new(test));
+            let all = (0..pool.len() as u32).collect();
+            let test_all = (0..test.len() as u32).collect();
+            (pool, all, test, test_all, classes)
+        }
+    };
+    for set in [&pool, &test] {
+        if let Some(&label) = set
+            .labels
+            .iter()
+            .find(|&&label| label as usize >= classes.len())
+        {
+            return Err(DataError::Corrupt {
+                path: config.path.clone(),
+                detail: format!(
+                    "label {label} is out of range for {} classes",
+                    classes.len()
+                ),
+            });
+        }
+    }
+    let (train_indices, valid_indices) = split_off(pool_indices, config.valid_fraction, seed);
+    if train_indices.is_empty() {
+        return Err(DataError::Empty {
+            path: config.path.clone(),
+            what: "images for the training split".into(),
+        });
+    }
+    let normalization = if image.mean.is_empty() {
+        measure_normalization(&pool, &train_indices)
+    } else {
+        Normalization {
+            mean: image.mean.clone(),
+            std: image.std.clone(),
+        }
+    };
+    let batched = |set: &Arc<ImageSet>| -> Arc<dyn Dataset> {
+        Arc::new(NormalizedImages {
+            set: set.clone(),
+            lut: normalization.lookup_table(),
+        })
+    };
+    let (pool_data, test_data) = (batched(&pool), batched(&test));
+    Ok(Splits {
+        train: Split::new(pool_data.clone(), train_indices),
+        valid: Split::new(pool_data, valid_indices),
+        test: Split::new(test_data, test_indices),
+        spec: DataSpec::ImageClassification {
+            input: pool.shape,
+            classes,
+            normalization,
+        },
+        tokenizer: None,
+        skipped: Skipped::default(),
+    })
+}
+
+fn load_idx_pair(config: &DataConfig) -> Result<(ImageSet, ImageSet), DataError> {
+    let read_pair = |prefix: &str| -> Result<ImageSet, DataError> {
+        let images_path = find_idx(config, &format!("{prefix}-images-idx3-ubyte"))?;
+        let labels_path = find_idx(config, &format!("{prefix}-labels-idx1-ubyte"))?;
+        let images = idx::read(&images_path, 3, config.limit)?;
+        let labels = idx::read(&labels_path, 1, config.limit)?;
+        if images.dims[0] != labels.dims[0] {
+            return Err(DataError::Corrupt {
+                path: labels_path,
+                detail: format!(
+                    "holds {} labels for {} images in {}",
+                    labels.dims[0],
+                    images.dims[0],
+                    images_path.display()
+                ),
+            });
+        }
+        Ok(ImageSet {
+            shape: ImageShape {
+                channels: 1,
+                height: images.dims[1],
+                width: images.dims[2],
+            },
+            pixels: images.bytes,
+            labels: labels.bytes.into_iter().map(u16::from).collect(),
+        })
+    };
+    Ok((read_pair("train")?, read_pair("t10k")?))
+}
+
+fn find_idx(config: &DataConfig, stem: &str) -> Result<std::path::PathBuf, DataError> {
+    idx::find(&config.path, stem).ok_or_else(|| DataError::Missing {
+        dataset: config.dataset.name().to_string(),
+        path: config.path.clone(),
+        detail: format!("{stem} (or {stem}.gz) is not there"),
+        fetch: fetch_command(config.dataset, &config.path),
+    })
+}
+
+/// The command that downloads a dataset, for datasets `datasets/fetch` knows.
+fn fetch_command(dataset: DatasetKind, path: &Path) -> Option<String> {
+    let default = Path::new("datasets").join(dataset.name());
+    (path == default).then(|| format!("datasets/fetch {}", dataset.name()))
+}
+
+fn measure_normalization(set: &ImageSet, indices: &[u32]) -> Normalization {
+    let shape = set.shape;
+    let plane = shape.height * shape.width;
+    let mut sum = vec![0f64; shape.channels];
+    let mut sum_sq = vec![0f64; shape.channels];
+    for &index in indices {
+        let image = set.image(index as usize);
+        for (channel, pixels) in image.chunks_exact(plane).enumerate() {
+            let (s, sq) = pixels.iter().fold((0u64, 0u64), |(s, sq), &p| {
+                (s + p as u64, sq + (p as u64) * (p as u64))
+            });
+            sum[channel] += s as f64;
+            sum_sq[channel] += sq as f64;
+        }
+    }
+    let count = (indices.len() * plane) as f64 * 255.0;
+    let mean: Vec<f64> = sum.iter().map(|s| s / count).collect();
+    let std = sum_sq
+        .iter()
+        .zip(&mean)
+        .map(|(sq, m)| ((sq / (count * 255.0) - m * m).max(0.0).sqrt().max(1e-6)) as f32)
+        .collect();
+    Normalization {
+        mean: mean.into_iter().map(|m| m as f32).collect(),
+        std,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tiny_set(n: usize) -> ImageSet {
+        ImageSet {
+            shape: ImageShape {
+                channels: 1,
+                height: 1,
+                width: 2,
+            },
+            pixels: (0..n).flat_map(|_| [0u8, 255]).collect(),
+            labels: (0..n).map(|i| (i % 3) as u16).collect(),
+        }
+    }
+
+    #[test]
+    fn normalization_of_half_black_half_white() {
+        let norm = measure_normalization(&tiny_set(4), &[0, 1, 2, 3]);
+        assert!((norm.mean[0] - 0.5).abs() < 1e-6);
+        assert!((norm.std[0] - 0.5).abs() < 1e-6);
+    }
+
+    #[test]
+    fn batches_normalise_through_the_table() {
+        let data = NormalizedImages {
+            set: Arc::new(tiny_set(2)),
+            lut: Normalization {
+                mean: vec![0.5],
+                std: vec![0.5],
+            }
+            .lookup_table(),
+        };
+        let HostBatch::Images {
+            pixels,
+            shape,
+            labels,
+        } = data.batch(&[1, 0])
+        else {
+            panic!("an image batch");
+        };
+        assert_eq!(pixels, [-1.0, 1.0, -1.0, 1.0]);
+        assert_eq!(shape, [2, 1, 1, 2]);
+        assert_eq!(labels, [1, 0]);
+    }
+}

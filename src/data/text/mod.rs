@@ -1,0 +1,450 @@
+//! Text datasets: labelled texts for classification, and a plain-text corpus cut into
+//! windows for language modelling. Texts are tokenised once, at load time.
+
+mod records;
+mod tokenizer;
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub use tokenizer::Tokenizer;
+
+use super::{DataError, DataSpec, Dataset, HostBatch, Skipped, Split, Splits, split_off};
+use crate::config::{DataConfig, OnError};
+
+/// Keeps the test split independent of the validation split.
+const TEST_SPLIT_SALT: u64 = 0x7e57_5917;
+
+/// Tokenised texts with their classes, batched with padding to the longest in the batch.
+struct LabelledTokens {
+    ids: Vec<Vec<u32>>,
+    labels: Vec<u16>,
+    pad_id: u32,
+}
+
+impl Dataset for LabelledTokens {
+    fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    fn batch(&self, indices: &[u32]) -> HostBatch {
+        let lengths: Vec<usize> = indices
+            .iter()
+            .map(|&i| self.ids[i as usize].len())
+            .collect();
+        let width = lengths.iter().copied().max().unwrap_or(1);
+        let mut ids = Vec::with_capacity(indices.len() * width);
+        for &index in indices {
+            let text = &self.ids[index as usize];
+            ids.extend(text.iter().map(|&id| i64::from(id)));
+            ids.extend(std::iter::repeat_n(
+                i64::from(self.pad_id),
+                width - text.len(),
+            ));
+        }
+        HostBatch::Tokens {
+            ids,
+            shape: [indices.len(), width],
+            lengths,
+            labels: indices
+                .iter()
+                .map(|&i| i64::from(self.labels[i as usize]))
+                .collect(),
+        }
+    }
+}
+
+/// Windows of a token stream: sample `i` reads `context` tokens from `starts[i]` and
+/// predicts each next one.
+struct Windows {
+    ids: Arc<Vec<u32>>,
+    starts: Vec<usize>,
+    context: usize,
+}
+
+impl Windows {
+    fn new(ids: Vec<u32>, context: usize, stride: usize, limit: Option<usize>) -> Self {
+        let count = if ids.len() > context {
+            (ids.len() - context - 1) / stride + 1
+        } else {
+            0
+        };
+        let starts = (0..count.min(limit.unwrap_or(usize::MAX)))
+            .map(|i| i * stride)
+            .collect();
+        Self {
+            ids: Arc::new(ids),
+            starts,
+            context,
+        }
+    }
+}
+
+impl Dataset for Windows {
+    fn len(&self) -> usize {
+        self.starts.len()
+    }
+
+    fn batch(&self, indices: &[u32]) -> HostBatch {
+        let mut inputs = Vec::with_capacity(indices.len() * self.context);
+        let mut targets = Vec::with_capacity(indices.len() * self.context);
+        for &index in indices {
+            let start = self.starts[index as usize];
+            let window = &self.ids[start..start + self.context + 1];
+            inputs.extend(window[..self.context].iter().map(|&id| i64::from(id)));
+            targets.extend(window[1..].iter().map(|&id| i64::from(id)));
+        }
+        HostBatch::Sequences {
+            inputs,
+            targets,
+            shape: [indices.len(), self.context],
+        }
+    }
+}
+
+/// The training, validation and test files of a labelled text set: a directory holding
+/// `train.*` (and optionally `valid.*`, `test.*`), or one file to split.
+fn classification_files(path: &Path) -> Result<[Option<PathBuf>; 3], DataError> {
+    if path.is_file() {
+        return Ok([Some(path.to_path_buf()), None, None]);
+    }
+    if !path.is_dir() {
+        return Err(DataError::Missing {
+            dataset: "text-classification".into(),
+            path: path.to_path_buf(),
+            detail: "no such file or directory".into(),
+            fetch: fetch_command(path),
+        });
+    }
+    let find = |stem: &str| {
+        ["jsonl", "csv", "ndjson"]
+            .iter()
+            .map(|ext| path.join(format!("{stem}.{ext}")))
+            .find(|candidate| candidate.is_file())
+    };
+    let train = find("train").ok_or_else(|| DataError::Missing {
+        dataset: "text-classification".into(),
+        path: path.to_path_buf(),
+        detail: "the directory has no train.jsonl or train.csv".into(),
+        fetch: fetch_command(path),
+    })?;
+    Ok([Some(train), find("valid"), find("test")])
+}
+
+fn fetch_command(path: &Path) -> Option<String> {
+    let name = path.file_name()?.to_str()?;
+    let known = ["spam-assassin"].contains(&name) && path.parent() == Some(Path::new("datasets"));
+    known.then(|| format!("datasets/fetch {name}"))
+}
+
+pub fn load_classification(
+    config: &DataConfig,
+    seed: u64,
+    tokenizer: Option<Tokenizer>,
+) -> Result<Splits, DataError> {
+    let text = config.text.clone().unwrap_or_default();
+    let mut skipped = Skipped::default();
+    let [train_file, valid_file, test_file] = classification_files(&config.path)?;
+    let train_file = train_file.expect("a training file");
+    let read = |path: &Path, skipped: &mut Skipped| {
+        records::read(path, &text, config.limit, config.on_error, skipped)
+    };
+    let mut pool = read(&train_file, &mut skipped)?;
+    if pool.is_empty() {
+        return Err(DataError::Empty {
+            path: train_file,
+            what: "records".into(),
+        });
+    }
+    let classes = records::classes(pool.iter().map(|r| r.label.as_str()));
+
+    // Held-out files are read into the pool's tail; their records are split by index.
+    let mut held_out = |file: &Option<PathBuf>, pool: &mut Vec<records::Record>| {
+        file.as_ref()
+            .map(
+                |path| -> Result<(PathBuf, std::ops::Range<usize>), DataError> {
+                    let records = read(path, &mut skipped)?;
+                    let start = pool.len();
+                    pool.extend(records);
+                    Ok((path.clone(), start..pool.len()))
+                },
+            )
+            .transpose()
+    };
+    let training_records = pool.len();
+    let valid_part = held_out(&valid_file, &mut pool)?;
+    let test_part = held_out(&test_file, &mut pool)?;
+
+    // Labels the training file never shows cannot be learnt: each is a bad record.
+    let mut labels = Vec::with_capacity(pool.len());
+    let mut keep = Vec::with_capacity(pool.len());
+    for (index, record) in pool.iter().enumerate() {
+        match classes.iter().position(|c| *c == record.label) {
+            Some(class) => {
+                labels.push(class as u16);
+                keep.push(index as u32);
+            }
+            None => {
+                let file = [&valid_part, &test_part]
+                    .into_iter()
+                    .flatten()
+                    .find(|(_, range)| range.contains(&index))
+                    .map_or(&train_file, |(path, _)| path);
+                let detail = format!(
+                    "label \"{}\" does not occur in the training data",
+                    record.label
+                );
+                match config.on_error {
+                    OnError::Fail => {
+                        return Err(DataError::Record {
+                            path: file.clone(),
+                            line: record.line,
+                            detail,
+                            skippable: true,
+                        });
+                    }
+                    OnError::Skip => {
+                        skipped.add(format!("{}:{}: {detail}", file.display(), record.line))
+                    }
+                }
+                labels.push(0);
+            }
+        }
+    }
+    let in_part = |part: &Option<(PathBuf, std::ops::Range<usize>)>| -> Option<Vec<u32>> {
+        part.as_ref().map(|(_, range)| {
+            keep.iter()
+                .copied()
+                .filter(|&i| range.contains(&(i as usize)))
+                .collect()
+        })
+    };
+    let train_pool: Vec<u32> = keep
+        .iter()
+        .copied()
+        .filter(|&i| (i as usize) < training_records)
+        .collect();
+    let (train_pool, test) = match in_part(&test_part) {
+        Some(test) => (train_pool, test),
+        None => split_off(train_pool, config.test_fraction, seed ^ TEST_SPLIT_SALT),
+    };
+    let (train, valid) = match in_part(&valid_part) {
+        Some(valid) => (train_pool, valid),
+        None => split_off(train_pool, config.valid_fraction, seed),
+    };
+    if train.is_empty() {
+        return Err(DataError::Empty {
+            path: train_file,
+            what: "records for the training split".into(),
+        });
+    }
+
+    let tokenizer_config = config.tokenizer.clone().unwrap_or_default();
+    let tokenizer = match tokenizer {
+        Some(tokenizer) => tokenizer,
+        None => Tokenizer::train(
+            &tokenizer_config,
+            train.iter().map(|&i| pool[i as usize].text.as_str()),
+        )?,
+    };
+    let texts: Vec<&str> = pool.iter().map(|r| r.text.as_str()).collect();
+    let pad_id = tokenizer.pad_id();
+    let ids = tokenizer
+        .encode_all(&texts)
+        .into_iter()
+        .map(|mut ids| {
+            ids.truncate(text.max_length);
+            if ids.is_empty() {
+                ids.push(pad_id); // An empty text still has one position to pool.
+            }
+            ids
+        })
+        .collect();
+    let data: Arc<dyn Dataset> = Arc::new(LabelledTokens {
+        ids,
+        labels,
+        pad_id,
+    });
+    Ok(Splits {
+        train: Split::new(data.clone(), train),
+        valid: Split::new(data.clone(), valid),
+        test: Split::new(data, test),
+        spec: DataSpec::TextClassification {
+            classes,
+            vocab_size: tokenizer.vocab_size(),
+            max_length: text.max_length,
+            pad_id,
+        },
+        tokenizer: Some(Arc::new(tokenizer)),
+        skipped,
+    })
+}
+
+/// Reads a corpus (plain or gzipped), decoding UTF-8; with `on_error = "skip"` invalid bytes
+/// become U+FFFD and are counted, otherwise the first stops the load with its line.
+fn read_corpus(path: &Path, on_error: OnError, skipped: &mut Skipped) -> Result<String, DataError> {
+    let io = |source| DataError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    if !path.is_file() {
+        return Err(DataError::Missing {
+            dataset: "text-corpus".into(),
+            path: path.to_path_buf(),
+            detail: "no such file".into(),
+            fetch: None,
+        });
+    }
+    let mut bytes = Vec::new();
+    let file = std::fs::File::open(path).map_err(io)?;
+    if path.extension().is_some_and(|ext| ext == "gz") {
+        flate2::read::GzDecoder::new(file)
+            .read_to_end(&mut bytes)
+            .map_err(|err| DataError::Corrupt {
+                path: path.to_path_buf(),
+                detail: format!("cannot decompress: {err}"),
+            })?;
+    } else {
+        std::io::BufReader::new(file)
+            .read_to_end(&mut bytes)
+            .map_err(io)?;
+    }
+    match String::from_utf8(bytes) {
+        Ok(text) => Ok(text),
+        Err(err) => {
+            let bytes = err.into_bytes();
+            let mut rest: &[u8] = &bytes;
+            let mut offset = 0;
+            while let Err(invalid) = std::str::from_utf8(rest) {
+                let at = offset + invalid.valid_up_to();
+                let line = bytes[..at].iter().filter(|&&b| b == b'\n').count() + 1;
+                let detail = format!("invalid UTF-8 at byte {at}");
+                match on_error {
+                    OnError::Fail => {
+                        return Err(DataError::Record {
+                            path: path.to_path_buf(),
+                            line,
+                            detail,
+                            skippable: true,
+                        });
+                    }
+                    OnError::Skip => skipped.add(format!("{}:{line}: {detail}", path.display())),
+                }
+                let skip = invalid.valid_up_to()
+                    + invalid
+                        .error_len()
+                        .unwrap_or(rest.len() - invalid.valid_up_to());
+                offset += skip;
+                rest = &rest[skip..];
+            }
+            Ok(String::from_utf8_lossy(&bytes).into_owned())
+        }
+    }
+}
+
+/// A corpus split by position: the test tail last, the validation tail before it, the
+/// rest for training.
+pub fn load_corpus(config: &DataConfig, tokenizer: Option<Tokenizer>) -> Result<Splits, DataError> {
+    let text_config = config.text.clone().unwrap_or_default();
+    let mut skipped = Skipped::default();
+    let corpus = read_corpus(&config.path, config.on_error, &mut skipped)?;
+    let boundaries: Vec<usize> = corpus.char_indices().map(|(at, _)| at).collect();
+    let at_fraction = |fraction: f64| {
+        let index = ((boundaries.len() as f64) * (1.0 - fraction)).round() as usize;
+        boundaries.get(index).copied().unwrap_or(corpus.len())
+    };
+    let test_start = at_fraction(config.test_fraction);
+    let valid_start = at_fraction(config.test_fraction + config.valid_fraction).min(test_start);
+    let (train_text, valid_text, test_text) = (
+        &corpus[..valid_start],
+        &corpus[valid_start..test_start],
+        &corpus[test_start..],
+    );
+
+    let tokenizer = match tokenizer {
+        Some(tokenizer) => tokenizer,
+        None => {
+            let tokenizer_config = config.tokenizer.clone().unwrap_or_default();
+            Tokenizer::train(&tokenizer_config, train_text.split_inclusive('\n'))?
+        }
+    };
+    let encode = |text: &str| -> Vec<u32> {
+        let lines: Vec<&str> = text.split_inclusive('\n').collect();
+        tokenizer.encode_all(&lines).concat()
+    };
+    let context = text_config.context_length;
+    let stride = text_config.stride.unwrap_or(context);
+    let train_ids = encode(train_text);
+    let chars_per_token = train_text.chars().count() as f64 / train_ids.len().max(1) as f64;
+    let windows = |ids: Vec<u32>, stride: usize| -> Arc<dyn Dataset> {
+        Arc::new(Windows::new(ids, context, stride, config.limit))
+    };
+    let train = windows(train_ids, stride);
+    if train.is_empty() {
+        return Err(DataError::Empty {
+            path: config.path.clone(),
+            what: format!("training text for one window of {context} tokens"),
+        });
+    }
+    // Held-out windows do not overlap, so each token is scored once.
+    let valid = windows(encode(valid_text), context);
+    let test = windows(encode(test_text), context);
+    Ok(Splits {
+        train: Split::all(train),
+        valid: Split::all(valid),
+        test: Split::all(test),
+        spec: DataSpec::LanguageModel {
+            vocab_size: tokenizer.vocab_size(),
+            context_length: context,
+            chars_per_token,
+        },
+        tokenizer: Some(Arc::new(tokenizer)),
+        skipped,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_predict_the_next_token() {
+        let windows = Windows::new((0..10).collect(), 3, 2, None);
+        // Starts 0, 2, 4, 6: each needs 4 tokens.
+        assert_eq!(windows.len(), 4);
+        let HostBatch::Sequences {
+            inputs,
+            targets,
+            shape,
+        } = windows.batch(&[1, 3])
+        else {
+            panic!("a sequence batch");
+        };
+        assert_eq!(shape, [2, 3]);
+        assert_eq!(inputs, [2, 3, 4, 6, 7, 8]);
+        assert_eq!(targets, [3, 4, 5, 7, 8, 9]);
+    }
+
+    #[test]
+    fn labelled_tokens_pad_to_the_longest() {
+        let data = LabelledTokens {
+            ids: vec![vec![5, 6, 7], vec![8]],
+            labels: vec![1, 0],
+            pad_id: 0,
+        };
+        let HostBatch::Tokens {
+            ids,
+            shape,
+            lengths,
+            labels,
+        } = data.batch(&[1, 0])
+        else {
+            panic!("a token batch");
+        };
+        assert_eq!(
+            (ids, shape, lengths, labels),
+            (vec![8, 0, 0, 5, 6, 7], [2, 3], vec![1, 3], vec![0, 1])
+        );
+    }
+}

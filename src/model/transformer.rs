@@ -1,0 +1,226 @@
+//! Transformers over tokens, built from burn's encoder layers: a text classifier (padding
+//! masked, pooled, a linear head) and a decoder-only language model (causally masked, with
+//! optionally tied input and output embeddings). Both use pre-norm layers and a final layer
+//! norm, as GPT-2 does.
+
+use burn::nn::attention::generate_autoregressive_mask;
+use burn::nn::transformer::{
+    TransformerEncoder, TransformerEncoderConfig, TransformerEncoderInput,
+};
+use burn::nn::{
+    Dropout, DropoutConfig, Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear,
+    LinearConfig,
+};
+use burn::prelude::*;
+
+use crate::config::{LmConfig, Pooling, TransformerConfig};
+
+/// Token plus learned position embeddings, then dropout.
+#[derive(Module, Debug)]
+struct Embeddings {
+    tokens: Embedding,
+    positions: Embedding,
+    dropout: Dropout,
+}
+
+impl Embeddings {
+    fn new(vocab: usize, positions: usize, d_model: usize, dropout: f64, device: &Device) -> Self {
+        Self {
+            tokens: EmbeddingConfig::new(vocab, d_model).init(device),
+            positions: EmbeddingConfig::new(positions, d_model).init(device),
+            dropout: DropoutConfig::new(dropout).init(),
+        }
+    }
+
+    fn forward(&self, ids: Tensor<2, Int>) -> Tensor<3> {
+        let [batch, length] = ids.dims();
+        let positions = Tensor::arange(0..length as i64, &ids.device())
+            .reshape([1, length])
+            .repeat_dim(0, batch);
+        let x = self.tokens.forward(ids) + self.positions.forward(positions); // [batch, length, d]
+        self.dropout.forward(x)
+    }
+}
+
+fn encoder(
+    d_model: usize,
+    d_ff: usize,
+    n_heads: usize,
+    n_layers: usize,
+    dropout: f64,
+    device: &Device,
+) -> TransformerEncoder {
+    TransformerEncoderConfig::new(d_model, d_ff, n_heads, n_layers)
+        .with_dropout(dropout)
+        .with_norm_first(true)
+        .init(device)
+}
+
+#[derive(Module, Debug)]
+pub struct TextClassifier {
+    embeddings: Embeddings,
+    encoder: TransformerEncoder,
+    norm: LayerNorm,
+    head: Linear,
+    #[module(skip)]
+    pooling: Pooling,
+}
+
+impl TextClassifier {
+    pub fn new(
+        config: &TransformerConfig,
+        vocab: usize,
+        max_length: usize,
+        classes: usize,
+        device: &Device,
+    ) -> Self {
+        Self {
+            embeddings: Embeddings::new(vocab, max_length, config.d_model, config.dropout, device),
+            encoder: encoder(
+                config.d_model,
+                config.d_ff,
+                config.n_heads,
+                config.n_layers,
+                config.dropout,
+                device,
+            ),
+            norm: LayerNormConfig::new(config.d_model).init(device),
+            head: LinearConfig::new(config.d_model, classes).init(device),
+            pooling: config.pooling,
+        }
+    }
+
+    /// `padding` is true at the positions after each text's end.
+    pub fn forward(&self, ids: Tensor<2, Int>, padding: Tensor<2, Bool>) -> Tensor<2> {
+        let [batch, length] = ids.dims();
+        let x = self.embeddings.forward(ids);
+        let x = self
+            .encoder
+            .forward(TransformerEncoderInput::new(x).mask_pad(padding.clone()));
+        let x = self.norm.forward(x); // [batch, length, d]
+        let [_, _, d_model] = x.dims();
+        let padded = padding.reshape([batch, length, 1]);
+        let pooled = match self.pooling {
+            Pooling::Mean => {
+                let real = padded.bool_not().float(); // [batch, length, 1]
+                let sum = (x * real.clone()).sum_dim(1); // [batch, 1, d]
+                sum / real.sum_dim(1)
+            }
+            Pooling::Max => x
+                .mask_fill(padded.expand([batch, length, d_model]), f32::NEG_INFINITY)
+                .max_dim(1),
+        };
+        self.head.forward(pooled.reshape([batch, d_model])) // [batch, classes]
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct LanguageModel {
+    embeddings: Embeddings,
+    encoder: TransformerEncoder,
+    norm: LayerNorm,
+    /// The output projection, unless it is the token embedding (tied weights).
+    output: Option<Linear>,
+}
+
+impl LanguageModel {
+    pub fn new(config: &LmConfig, vocab: usize, context: usize, device: &Device) -> Self {
+        Self {
+            embeddings: Embeddings::new(vocab, context, config.d_model, config.dropout, device),
+            encoder: encoder(
+                config.d_model,
+                config.d_ff,
+                config.n_heads,
+                config.n_layers,
+                config.dropout,
+                device,
+            ),
+            norm: LayerNormConfig::new(config.d_model).init(device),
+            output: (!config.tie_weights).then(|| {
+                LinearConfig::new(config.d_model, vocab)
+                    .with_bias(false)
+                    .init(device)
+            }),
+        }
+    }
+
+    /// Next-token logits at every position, `[batch × length, vocab]`.
+    pub fn forward(&self, ids: Tensor<2, Int>) -> Tensor<2> {
+        let [batch, length] = ids.dims();
+        let device = ids.device();
+        let x = self.embeddings.forward(ids);
+        let causal = generate_autoregressive_mask(batch, length, &device);
+        let x = self
+            .encoder
+            .forward(TransformerEncoderInput::new(x).mask_attn(causal));
+        let x = self.norm.forward(x); // [batch, length, d]
+        let [_, _, d_model] = x.dims();
+        let x = x.reshape([batch * length, d_model]);
+        match &self.output {
+            Some(output) => output.forward(x),
+            None => x.matmul(self.embeddings.tokens.weight.val().transpose()), // [b·l, vocab]
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tiny() -> TransformerConfig {
+        TransformerConfig {
+            d_model: 16,
+            n_layers: 2,
+            n_heads: 2,
+            d_ff: 32,
+            dropout: 0.0,
+            pooling: Pooling::Mean,
+        }
+    }
+
+    #[test]
+    fn padding_changes_nothing_for_the_real_tokens() {
+        let device = Device::flex();
+        device.seed(3);
+        for pooling in [Pooling::Mean, Pooling::Max] {
+            let model =
+                TextClassifier::new(&TransformerConfig { pooling, ..tiny() }, 20, 8, 3, &device);
+            let short = Tensor::<2, Int>::from_ints([[5, 6, 7]], &device);
+            let padded = Tensor::<2, Int>::from_ints([[5, 6, 7, 0, 0, 0]], &device);
+            let no_padding = Tensor::<2, Bool>::from_bool(TensorData::from([[false; 3]]), &device);
+            let padding = Tensor::<2, Bool>::from_bool(
+                TensorData::from([[false, false, false, true, true, true]]),
+                &device,
+            );
+            let a = model.forward(short, no_padding).into_data();
+            let b = model.forward(padded, padding).into_data();
+            a.assert_approx_eq::<f32>(&b, burn::tensor::Tolerance::absolute(1e-5));
+        }
+    }
+
+    #[test]
+    fn the_language_model_is_causal() {
+        let device = Device::flex();
+        device.seed(4);
+        let config = LmConfig {
+            d_model: 16,
+            n_layers: 2,
+            n_heads: 2,
+            d_ff: 32,
+            dropout: 0.0,
+            tie_weights: true,
+        };
+        let model = LanguageModel::new(&config, 12, 6, &device);
+        let a = model.forward(Tensor::<2, Int>::from_ints([[1, 2, 3, 4]], &device));
+        let b = model.forward(Tensor::<2, Int>::from_ints([[1, 2, 3, 9]], &device));
+        assert_eq!(a.dims(), [4, 12]);
+        // Changing the last token changes only the last position's prediction.
+        let first_three = |t: Tensor<2>| t.slice([0..3, 0..12]).into_data();
+        first_three(a.clone()).assert_approx_eq::<f32>(
+            &first_three(b.clone()),
+            burn::tensor::Tolerance::absolute(1e-5),
+        );
+        let last = |t: Tensor<2>| t.slice([3..4, 0..12]).into_data();
+        assert_ne!(last(a), last(b));
+    }
+}
