@@ -367,6 +367,8 @@ pub struct TransformerConfig {
     pub n_heads: usize,
     /// Width of the feed-forward layers.
     pub d_ff: usize,
+    /// Of the feed-forward layers.
+    pub activation: Activation,
     pub dropout: f64,
     /// How token states become one vector: the mean over real tokens, or their maximum.
     pub pooling: Pooling,
@@ -379,6 +381,7 @@ impl Default for TransformerConfig {
             n_layers: 2,
             n_heads: 4,
             d_ff: 512,
+            activation: Activation::Gelu,
             dropout: 0.1,
             pooling: Pooling::Mean,
         }
@@ -400,6 +403,8 @@ pub struct LmConfig {
     pub n_layers: usize,
     pub n_heads: usize,
     pub d_ff: usize,
+    /// Of the feed-forward layers.
+    pub activation: Activation,
     pub dropout: f64,
     /// Share the output projection with the token embedding.
     pub tie_weights: bool,
@@ -412,6 +417,7 @@ impl Default for LmConfig {
             n_layers: 4,
             n_heads: 4,
             d_ff: 512,
+            activation: Activation::Gelu,
             dropout: 0.1,
             tie_weights: true,
         }

@@ -8,12 +8,14 @@ use burn::nn::transformer::{
     TransformerEncoder, TransformerEncoderConfig, TransformerEncoderInput,
 };
 use burn::nn::{
-    Dropout, DropoutConfig, Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear,
-    LinearConfig,
+    Dropout, DropoutConfig, Embedding, EmbeddingConfig, Initializer, LayerNorm, LayerNormConfig,
+    Linear, LinearConfig,
 };
 use burn::prelude::*;
 
-use crate::config::{LmConfig, Pooling, TransformerConfig};
+use burn::nn::activation::ActivationConfig;
+
+use crate::config::{Activation, LmConfig, Pooling, TransformerConfig};
 
 /// Token plus learned position embeddings, then dropout.
 #[derive(Module, Debug)]
@@ -25,9 +27,19 @@ struct Embeddings {
 
 impl Embeddings {
     fn new(vocab: usize, positions: usize, d_model: usize, dropout: f64, device: &Device) -> Self {
+        // GPT-2's N(0, 0.02), not burn's N(0, 1): with tied weights the output logits are
+        // dot products with these rows, and unit-variance rows start the loss near 40 nats.
+        let small = Initializer::Normal {
+            mean: 0.0,
+            std: 0.02,
+        };
         Self {
-            tokens: EmbeddingConfig::new(vocab, d_model).init(device),
-            positions: EmbeddingConfig::new(positions, d_model).init(device),
+            tokens: EmbeddingConfig::new(vocab, d_model)
+                .with_initializer(small.clone())
+                .init(device),
+            positions: EmbeddingConfig::new(positions, d_model)
+                .with_initializer(small)
+                .init(device),
             dropout: DropoutConfig::new(dropout).init(),
         }
     }
@@ -48,10 +60,16 @@ fn encoder(
     n_heads: usize,
     n_layers: usize,
     dropout: f64,
+    activation: Activation,
     device: &Device,
 ) -> TransformerEncoder {
     TransformerEncoderConfig::new(d_model, d_ff, n_heads, n_layers)
         .with_dropout(dropout)
+        .with_activation(match activation {
+            Activation::Relu => ActivationConfig::Relu,
+            Activation::Gelu => ActivationConfig::Gelu,
+            Activation::Tanh => ActivationConfig::Tanh,
+        })
         .with_norm_first(true)
         .init(device)
 }
@@ -82,6 +100,7 @@ impl TextClassifier {
                 config.n_heads,
                 config.n_layers,
                 config.dropout,
+                config.activation,
                 device,
             ),
             norm: LayerNormConfig::new(config.d_model).init(device),
@@ -133,6 +152,7 @@ impl LanguageModel {
                 config.n_heads,
                 config.n_layers,
                 config.dropout,
+                config.activation,
                 device,
             ),
             norm: LayerNormConfig::new(config.d_model).init(device),
@@ -173,6 +193,7 @@ mod tests {
             n_layers: 2,
             n_heads: 2,
             d_ff: 32,
+            activation: Activation::Gelu,
             dropout: 0.0,
             pooling: Pooling::Mean,
         }
@@ -207,6 +228,7 @@ mod tests {
             n_layers: 2,
             n_heads: 2,
             d_ff: 32,
+            activation: Activation::Gelu,
             dropout: 0.0,
             tie_weights: true,
         };
