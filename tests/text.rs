@@ -6,7 +6,7 @@ mod common;
 use std::fs;
 use std::path::Path;
 
-use common::{losses, metrics, read_json, stoke, train, write_labelled_set};
+use common::{losses, metrics, read_json, stdout_of, stoke, train, write_labelled_set};
 use predicates::prelude::*;
 
 fn classifier_sets(data: &Path, backend: &str) -> Vec<String> {
@@ -106,18 +106,12 @@ fn the_language_model_learns_on_ndarray_and_generates() {
     assert!((bpc - loss / std::f64::consts::LN_2).abs() < 1e-9);
 
     let generate = |seed: &str| {
-        let output = stoke()
-            .args(["generate"])
-            .arg(run.path())
-            .args(["--prompt", "Call me", "--tokens", "40", "--seed", seed])
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8(output.stdout).unwrap()
+        stdout_of(
+            stoke()
+                .args(["generate"])
+                .arg(run.path())
+                .args(["--prompt", "Call me", "--tokens", "40", "--seed", seed]),
+        )
     };
     let text = generate("1");
     assert!(text.starts_with("Call me"), "{text}");

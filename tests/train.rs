@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{losses, metrics, read_json, stoke, tiny, train};
+use common::{losses, metrics, read_json, stdout_of, stoke, tiny, train};
 use predicates::prelude::*;
 
 fn with(mut sets: Vec<String>, extra: &[&str]) -> Vec<String> {
@@ -201,18 +201,13 @@ fn epochs_validate_checkpoint_and_keep_the_best() {
     assert_eq!(kept, expected);
 
     // eval reproduces the test accuracy recorded in the summary.
-    let output = stoke()
-        .args(["eval"])
-        .arg(run.path())
-        .args(["--checkpoint", "best"])
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let report: serde_json::Value = serde_json::from_str(&stdout_of(
+        stoke()
+            .args(["eval"])
+            .arg(run.path())
+            .args(["--checkpoint", "best"]),
+    ))
+    .unwrap();
     assert_eq!(report["checkpoint"], best.as_str());
     assert_eq!(report["split"], "test");
     assert_eq!(report["samples"], 600);
@@ -241,24 +236,19 @@ fn eval_of_a_directory_that_is_not_a_run_is_refused() {
 
 #[test]
 fn bench_prints_samples_per_second_as_json() {
-    let output = stoke()
-        .args([
-            "bench",
-            "configs/mnist-mlp.toml",
-            "--steps",
-            "5",
-            "--warmup",
-            "2",
-        ])
-        .args(["--backend", "flex", "--set", "data.limit=2000"])
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let report: serde_json::Value = serde_json::from_str(&stdout_of(
+        stoke()
+            .args([
+                "bench",
+                "configs/mnist-mlp.toml",
+                "--steps",
+                "5",
+                "--warmup",
+                "2",
+            ])
+            .args(["--backend", "flex", "--set", "data.limit=2000"]),
+    ))
+    .unwrap();
     assert_eq!(report["backend"], "flex");
     assert_eq!(report["model"], "mlp");
     assert_eq!(report["steps"], 5);

@@ -254,7 +254,6 @@ fn validate_text(text: &TextDataConfig, check: &mut impl FnMut(bool, &str, Strin
 }
 
 fn validate_model(model: &ModelConfig, check: &mut impl FnMut(bool, &str, String)) {
-    let dropout = |p: f64| (0.0..1.0).contains(&p);
     match model {
         ModelConfig::Mlp(mlp) => {
             check(
@@ -262,11 +261,7 @@ fn validate_model(model: &ModelConfig, check: &mut impl FnMut(bool, &str, String
                 "model.hidden",
                 "layer sizes must be at least 1".into(),
             );
-            check(
-                dropout(mlp.dropout),
-                "model.dropout",
-                format!("must be at least 0 and below 1, got {}", mlp.dropout),
-            );
+            validate_dropout("model.dropout", mlp.dropout, check);
         }
         ModelConfig::Cnn(cnn) => {
             check(
@@ -280,16 +275,8 @@ fn validate_model(model: &ModelConfig, check: &mut impl FnMut(bool, &str, String
                 "must be at least 1".into(),
             );
             check(cnn.hidden > 0, "model.hidden", "must be at least 1".into());
-            check(
-                dropout(cnn.dropout),
-                "model.dropout",
-                format!("must be at least 0 and below 1, got {}", cnn.dropout),
-            );
-            check(
-                dropout(cnn.fc_dropout),
-                "model.fc_dropout",
-                format!("must be at least 0 and below 1, got {}", cnn.fc_dropout),
-            );
+            validate_dropout("model.dropout", cnn.dropout, check);
+            validate_dropout("model.fc_dropout", cnn.fc_dropout, check);
         }
         ModelConfig::Resnet(resnet) => {
             check(
@@ -301,21 +288,21 @@ fn validate_model(model: &ModelConfig, check: &mut impl FnMut(bool, &str, String
         }
         ModelConfig::TextClassifier(t) => {
             validate_transformer(t.d_model, t.n_heads, t.n_layers, t.d_ff, check);
-            check(
-                dropout(t.dropout),
-                "model.dropout",
-                format!("must be at least 0 and below 1, got {}", t.dropout),
-            );
+            validate_dropout("model.dropout", t.dropout, check);
         }
         ModelConfig::Lm(lm) => {
             validate_transformer(lm.d_model, lm.n_heads, lm.n_layers, lm.d_ff, check);
-            check(
-                dropout(lm.dropout),
-                "model.dropout",
-                format!("must be at least 0 and below 1, got {}", lm.dropout),
-            );
+            validate_dropout("model.dropout", lm.dropout, check);
         }
     }
+}
+
+fn validate_dropout(key: &str, probability: f64, check: &mut impl FnMut(bool, &str, String)) {
+    check(
+        (0.0..1.0).contains(&probability),
+        key,
+        format!("must be at least 0 and below 1, got {probability}"),
+    );
 }
 
 fn validate_transformer(

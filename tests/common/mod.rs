@@ -47,6 +47,17 @@ pub fn train(config: &str, sets: &[String], run_dir: &Path) -> String {
     stderr
 }
 
+/// Runs `command`, panics with its stderr if it fails, and returns its stdout.
+pub fn stdout_of(command: &mut Command) -> String {
+    let output = command.output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
 pub fn read_json(path: &Path) -> Value {
     let text = fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).unwrap()

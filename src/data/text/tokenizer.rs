@@ -56,6 +56,25 @@ impl CharTokenizer {
     }
 }
 
+/// A subword tokenizer under construction, generic over its model (BPE or WordPiece).
+type Builder<M> =
+    TokenizerImpl<M, NormalizerWrapper, PreTokenizerWrapper, PostProcessorWrapper, DecoderWrapper>;
+
+/// Trains `tokenizer` on `texts`, then reloads it as the general `tokenizers::Tokenizer` that
+/// encodes and serialises every kind the same way.
+fn train_subword<'a, M, T>(
+    mut tokenizer: Builder<M>,
+    trainer: &mut T,
+    texts: impl Iterator<Item = &'a str> + Send,
+) -> Result<Inner, DataError>
+where
+    M: tokenizers::Model + serde::Serialize + Send + Sync,
+    T: tokenizers::Trainer<Model = M> + Sync,
+{
+    tokenizer.train(trainer, texts).map_err(tokenizer_error)?;
+    Tokenizer::subword_from_json(&tokenizer.to_string(false).map_err(tokenizer_error)?)
+}
+
 fn tokenizer_error(err: impl std::fmt::Display) -> DataError {
     DataError::Tokenizer(err.to_string())
 }
@@ -93,13 +112,7 @@ impl Tokenizer {
                             .collect(),
                     )
                     .build();
-                let mut tokenizer: TokenizerImpl<
-                    BPE,
-                    NormalizerWrapper,
-                    PreTokenizerWrapper,
-                    PostProcessorWrapper,
-                    DecoderWrapper,
-                > = TokenizerBuilder::new()
+                let tokenizer: Builder<BPE> = TokenizerBuilder::new()
                     .with_model(BPE::default())
                     .with_normalizer(config.lowercase.then(|| Lowercase.into()))
                     .with_pre_tokenizer(Some(
@@ -112,10 +125,7 @@ impl Tokenizer {
                     .with_decoder(Some(ByteLevel::default().into()))
                     .build()
                     .map_err(tokenizer_error)?;
-                tokenizer
-                    .train(&mut trainer, texts)
-                    .map_err(tokenizer_error)?;
-                Self::subword_from_json(&tokenizer.to_string(false).map_err(tokenizer_error)?)?
+                train_subword(tokenizer, &mut trainer, texts)?
             }
             TokenizerKind::Wordpiece => {
                 let mut trainer = WordPieceTrainerBuilder::new()
@@ -123,13 +133,7 @@ impl Tokenizer {
                     .show_progress(false)
                     .special_tokens(special())
                     .build();
-                let mut tokenizer: TokenizerImpl<
-                    WordPiece,
-                    NormalizerWrapper,
-                    PreTokenizerWrapper,
-                    PostProcessorWrapper,
-                    DecoderWrapper,
-                > = TokenizerBuilder::new()
+                let tokenizer: Builder<WordPiece> = TokenizerBuilder::new()
                     .with_model(WordPiece::default())
                     .with_normalizer(Some(
                         BertNormalizer::new(true, true, None, config.lowercase).into(),
@@ -139,10 +143,7 @@ impl Tokenizer {
                     .with_decoder(Some(WordPieceDecoder::default().into()))
                     .build()
                     .map_err(tokenizer_error)?;
-                tokenizer
-                    .train(&mut trainer, texts)
-                    .map_err(tokenizer_error)?;
-                Self::subword_from_json(&tokenizer.to_string(false).map_err(tokenizer_error)?)?
+                train_subword(tokenizer, &mut trainer, texts)?
             }
             TokenizerKind::File => {
                 let json =
