@@ -47,6 +47,8 @@ pub enum Error {
         detail: String,
         last_good: Option<String>,
     },
+    #[error("artifact {} is refused: {detail}", dir.display())]
+    Artifact { dir: PathBuf, detail: String },
     #[error("checkpoint {} is damaged: {detail}", dir.display())]
     CorruptCheckpoint { dir: PathBuf, detail: String },
     #[error("cannot resume {} with a different {}:\n{}\n  only the run's length, evaluation, logging and checkpoint cadence and backend may change", run.display(), if changes.len() == 1 { "setting" } else { "settings" }, render_changes(changes))]
@@ -92,6 +94,7 @@ impl Error {
             | Error::RunDirExists(_)
             | Error::NotARun(_)
             | Error::Usage(_)
+            | Error::Artifact { .. }
             | Error::IncompatibleResume { .. } => 2,
             Error::Io { .. }
             | Error::Record { .. }

@@ -9,6 +9,7 @@ pub mod config;
 pub mod data;
 mod error;
 pub mod export;
+pub mod files;
 pub mod model;
 pub mod train;
 

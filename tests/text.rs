@@ -4,50 +4,12 @@
 mod common;
 
 use std::fs;
-use std::path::Path;
 
-use common::{losses, metrics, read_json, stdout_of, stoke, train, write_labelled_set};
+use common::{
+    classifier_sets, lm_sets, losses, metrics, read_json, stdout_of, stoke, train,
+    write_labelled_set,
+};
 use predicates::prelude::*;
-
-fn classifier_sets(data: &Path, backend: &str) -> Vec<String> {
-    [
-        format!("data.path={}", data.display()),
-        format!("run.backend={backend}"),
-        "data.tokenizer.vocab_size=64".into(),
-        "data.text.max_length=24".into(),
-        "model.d_model=32".into(),
-        "model.n_layers=1".into(),
-        "model.d_ff=64".into(),
-        "train.batch_size=16".into(),
-        "train.max_steps=40".into(),
-        "train.log_every=5".into(),
-        "train.progress=plain".into(),
-        "optimizer.lr=3e-3".into(),
-        "scheduler.warmup_steps=5".into(),
-    ]
-    .to_vec()
-}
-
-fn lm_sets(backend: &str) -> Vec<String> {
-    [
-        format!("run.backend={backend}"),
-        "data.limit=300".into(),
-        "data.text.context_length=32".into(),
-        "data.text.stride=32".into(),
-        "model.d_model=32".into(),
-        "model.n_layers=1".into(),
-        "model.n_heads=2".into(),
-        "model.d_ff=64".into(),
-        "train.batch_size=16".into(),
-        "train.max_steps=40".into(),
-        "train.log_every=5".into(),
-        "train.eval_every=20".into(),
-        "train.progress=plain".into(),
-        "optimizer.lr=3e-3".into(),
-        "scheduler.warmup_steps=5".into(),
-    ]
-    .to_vec()
-}
 
 fn decreased(values: &[f64]) -> bool {
     values.len() >= 2 && values[values.len() - 1] < values[0]

@@ -21,9 +21,9 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-pub use image::{ImageSet, Normalization};
+pub use image::{ImageSet, Normalization, normalized, read_image};
 pub use loader::{BatchStream, StreamPlan, batch_count, epoch_order};
-pub use text::Tokenizer;
+pub use text::{Tokenizer, labelled_texts};
 
 use crate::config::{DataConfig, DatasetKind};
 use crate::model::ImageShape;

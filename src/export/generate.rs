@@ -24,7 +24,7 @@ pub fn generate(loaded: &Loaded, options: &GenerateOptions) -> Result<String, Er
     let DataSpec::LanguageModel { context_length, .. } = loaded.spec else {
         return Err(Error::Usage(format!(
             "generate needs a language model; this run trained a {} model",
-            loaded.config.model.kind()
+            loaded.model_config.kind()
         )));
     };
     let tokenizer = loaded

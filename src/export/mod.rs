@@ -1,9 +1,15 @@
-//! Using trained models: loading a checkpoint for inference, and sampling text from a
-//! language model (`stoke generate`).
+//! Using trained models: exporting a checkpoint as a self-contained artifact
+//! (`artifact.rs`), loading a run's checkpoint or an artifact for inference, classifying
+//! images and texts (`predict.rs`) and sampling text from a language model (`generate.rs`).
 
+pub mod artifact;
 mod generate;
+mod predict;
 
+pub use crate::train::CheckpointChoice;
+pub use artifact::{ArtifactManifest, ExportReport, export};
 pub use generate::{GenerateOptions, generate};
+pub use predict::{Prediction, PredictionError, Scored, classify_images, classify_texts};
 
 use std::path::Path;
 
@@ -12,20 +18,36 @@ use burn::prelude::Device;
 
 use crate::Error;
 use crate::backend::{self, SelectedBackend};
-use crate::config::{BackendChoice, ExperimentConfig};
+use crate::config::{BackendChoice, ModelConfig};
 use crate::data::{DataSpec, Tokenizer};
 use crate::model::Model;
 use crate::train::RunDir;
-use crate::train::checkpoint::{self, CheckpointChoice};
+use crate::train::checkpoint;
 
-/// A checkpoint's model ready for inference, with what it needs to read its inputs.
+/// A model ready for inference, with what it needs to read its inputs.
 pub struct Loaded {
-    pub config: ExperimentConfig,
+    pub model_config: ModelConfig,
     pub model: Model,
+    /// What the model reads and outputs (image shape and normalisation, or vocabulary and
+    /// lengths; class names).
     pub spec: DataSpec,
     pub tokenizer: Option<Tokenizer>,
     pub backend: SelectedBackend,
-    pub checkpoint: String,
+    /// Where the weights came from, for people.
+    pub source: String,
+}
+
+/// Loads an exported artifact, or the `choice` checkpoint of a run directory.
+pub fn open(
+    path: &Path,
+    choice: &CheckpointChoice,
+    backend_choice: Option<BackendChoice>,
+) -> Result<Loaded, Error> {
+    if artifact::is_artifact(path) {
+        artifact::open(path, backend_choice)
+    } else {
+        load(path, choice, backend_choice)
+    }
 }
 
 /// Loads `choice` of the run at `run_path` onto the run's backend (or `backend_choice`),
@@ -46,11 +68,11 @@ pub fn load(
     let model = Model::new(&config.model, &spec, &Device::flex())?.to_device(&backend.device);
     let model = checkpoint::load_model(&chosen.dir, model)?;
     Ok(Loaded {
-        config,
+        model_config: config.model,
         model,
         spec,
         tokenizer,
         backend,
-        checkpoint: chosen.name,
+        source: format!("{} {}", run_path.display(), chosen.name),
     })
 }

@@ -8,8 +8,7 @@
 //! earlier checkpoint complete, and a damaged one is recognised by its checksums.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File};
-use std::io::Write;
+use std::fs;
 use std::path::{Path, PathBuf};
 
 use burn::lr_scheduler::LrSchedulerRecord;
@@ -18,16 +17,17 @@ use burn::optim::ModuleOptimizer;
 use burn::prelude::*;
 use burn::store::ModuleRecord;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use super::fault;
 use super::state::TrainingState;
 use crate::Error;
 use crate::data::{DataSpec, Tokenizer};
+use crate::files::FileDigest;
+use crate::files::{digest, sync_dir, verify_digests, write_atomic, write_synced};
 use crate::model::Model;
 
 pub const FORMAT_VERSION: u32 = 1;
-const MODEL_FILE: &str = "model.bpk";
+pub const MODEL_FILE: &str = "model.bpk";
 const OPTIMIZER_FILE: &str = "optimizer.bpk";
 const SCHEDULER_FILE: &str = "scheduler.bpk";
 const STATE_FILE: &str = "state.json";
@@ -45,12 +45,6 @@ pub struct Manifest {
     /// SHA-256 of the config keys that define the model and the data.
     pub definition_hash: String,
     pub files: BTreeMap<String, FileDigest>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct FileDigest {
-    pub bytes: u64,
-    pub sha256: String,
 }
 
 /// Which checkpoint a command means.
@@ -337,17 +331,7 @@ impl Checkpoints {
                 manifest.format_version
             )));
         }
-        for (file, expected) in &manifest.files {
-            let bytes =
-                fs::read(dir.join(file)).map_err(|err| corrupt(format!("{file}: {err}")))?;
-            let actual = digest(&bytes);
-            if actual != *expected {
-                return Err(corrupt(format!(
-                    "{file} does not match its checksum ({} bytes, expected {})",
-                    actual.bytes, expected.bytes
-                )));
-            }
-        }
+        verify_digests(&dir, &manifest.files).map_err(corrupt)?;
         let state_bytes = fs::read(dir.join(STATE_FILE))
             .map_err(|err| corrupt(format!("{STATE_FILE}: {err}")))?;
         let state = serde_json::from_slice(&state_bytes)
@@ -404,7 +388,12 @@ impl Checkpoints {
 
 /// Loads checkpoint `dir`'s weights into `model` (built from the same config).
 pub fn load_model(dir: &Path, model: Model) -> Result<Model, Error> {
-    let path = dir.join(MODEL_FILE);
+    load_model_record(&dir.join(MODEL_FILE), model)
+}
+
+/// Loads the burnpack model record at `path` into `model` (built from the same config).
+pub fn load_model_record(path: &Path, model: Model) -> Result<Model, Error> {
+    let path = path.to_path_buf();
     let record_error = |err: burn::store::RecordError| Error::Record {
         path: path.clone(),
         detail: err.to_string(),
@@ -434,40 +423,4 @@ pub fn load_optimizer(
     let record = LrSchedulerRecord::from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes))
         .map_err(record_error(scheduler_path))?;
     Ok((optimizer, scheduler.load_record(record)))
-}
-
-fn digest(bytes: &[u8]) -> FileDigest {
-    FileDigest {
-        bytes: bytes.len() as u64,
-        sha256: format!("{:x}", Sha256::digest(bytes)),
-    }
-}
-
-/// Writes `bytes` to `path` and fsyncs the file.
-fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), Error> {
-    let mut file = File::create(path).map_err(|source| Error::io(path, source))?;
-    file.write_all(bytes)
-        .and_then(|()| file.sync_all())
-        .map_err(|source| Error::io(path, source))
-}
-
-/// Replaces `path` with `bytes` atomically: a temporary file, fsync, rename, directory fsync.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
-    let file_name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let temp = path.with_file_name(format!(".tmp-{file_name}"));
-    write_synced(&temp, bytes)?;
-    fs::rename(&temp, path).map_err(|source| Error::io(path, source))?;
-    if let Some(parent) = path.parent() {
-        sync_dir(parent)?;
-    }
-    Ok(())
-}
-
-fn sync_dir(dir: &Path) -> Result<(), Error> {
-    File::open(dir)
-        .and_then(|file| file.sync_all())
-        .map_err(|source| Error::io(dir, source))
 }

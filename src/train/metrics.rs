@@ -117,7 +117,7 @@ impl MetricsLog {
         if kept > 0 {
             content.push('\n');
         }
-        super::checkpoint::write_atomic(path, content.as_bytes())?;
+        crate::files::write_atomic(path, content.as_bytes())?;
         let file = File::options()
             .append(true)
             .open(path)

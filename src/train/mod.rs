@@ -21,6 +21,7 @@ pub use eval::{EvalReport, evaluate_run};
 pub use measure::Measured;
 pub use metrics::{MetricRecord, SplitName, read_metrics};
 pub use run_dir::{RunDir, Summary};
+pub use step::DeviceBatch;
 pub use trainer::{Outcome, TrainOptions, resume, step_seed, train};
 
 use burn::module::{Module, ModuleVisitor, Param};

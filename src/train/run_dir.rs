@@ -14,12 +14,13 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::checkpoint::{Checkpoints, write_atomic};
+use super::checkpoint::Checkpoints;
 use super::measure::Measured;
 use crate::Error;
 use crate::backend::BackendName;
 use crate::config::{self, ExperimentConfig};
 use crate::data::{DataSpec, Skipped, Tokenizer};
+use crate::files::write_atomic;
 
 pub const CONFIG_FILE: &str = "config.toml";
 pub const METRICS_FILE: &str = "metrics.jsonl";

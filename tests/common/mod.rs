@@ -142,3 +142,45 @@ pub fn write_labelled_set(dir: &Path, count: usize) {
     fs::create_dir_all(dir).unwrap();
     fs::write(dir.join("train.jsonl"), lines).unwrap();
 }
+
+/// Overrides for a small, fast text classifier on `data` (a labelled JSONL set).
+pub fn classifier_sets(data: &Path, backend: &str) -> Vec<String> {
+    [
+        format!("data.path={}", data.display()),
+        format!("run.backend={backend}"),
+        "data.tokenizer.vocab_size=64".into(),
+        "data.text.max_length=24".into(),
+        "model.d_model=32".into(),
+        "model.n_layers=1".into(),
+        "model.d_ff=64".into(),
+        "train.batch_size=16".into(),
+        "train.max_steps=40".into(),
+        "train.log_every=5".into(),
+        "train.progress=plain".into(),
+        "optimizer.lr=3e-3".into(),
+        "scheduler.warmup_steps=5".into(),
+    ]
+    .to_vec()
+}
+
+/// Overrides for a small, fast language model on the shipped Moby Dick corpus.
+pub fn lm_sets(backend: &str) -> Vec<String> {
+    [
+        format!("run.backend={backend}"),
+        "data.limit=300".into(),
+        "data.text.context_length=32".into(),
+        "data.text.stride=32".into(),
+        "model.d_model=32".into(),
+        "model.n_layers=1".into(),
+        "model.n_heads=2".into(),
+        "model.d_ff=64".into(),
+        "train.batch_size=16".into(),
+        "train.max_steps=40".into(),
+        "train.log_every=5".into(),
+        "train.eval_every=20".into(),
+        "train.progress=plain".into(),
+        "optimizer.lr=3e-3".into(),
+        "scheduler.warmup_steps=5".into(),
+    ]
+    .to_vec()
+}

@@ -165,7 +165,7 @@ fn load_set(
 }
 
 /// One image as channel-major bytes of `shape`.
-fn decode(path: &Path, shape: ImageShape, color: ColorMode) -> Result<Vec<u8>, DataError> {
+pub fn decode(path: &Path, shape: ImageShape, color: ColorMode) -> Result<Vec<u8>, DataError> {
     let image = image::ImageReader::open(path)
         .and_then(|reader| reader.with_guessed_format())
         .map_err(|source| DataError::Io {

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::{DataError, DataSpec, Dataset, HostBatch, Skipped, Split, Splits, split_off};
-use crate::config::{DataConfig, DatasetKind};
+use crate::config::{ColorMode, DataConfig, DatasetKind};
 use crate::model::ImageShape;
 
 /// Images as channel-major bytes (`len × channels × height × width`) with their labels.
@@ -48,6 +48,25 @@ impl Normalization {
             .map(|(&mean, &std)| std::array::from_fn(|byte| (byte as f32 / 255.0 - mean) / std))
             .collect()
     }
+}
+
+/// `set` batched into `f32` normalised as `normalization` says: how training, evaluation and
+/// prediction all see images.
+pub fn normalized(set: Arc<ImageSet>, normalization: &Normalization) -> Arc<dyn Dataset> {
+    Arc::new(NormalizedImages {
+        set,
+        lut: normalization.lookup_table(),
+    })
+}
+
+/// Reads one image file as channel-major bytes of `shape`, resized as image folders are.
+pub fn read_image(path: &Path, shape: ImageShape) -> Result<Vec<u8>, DataError> {
+    let color = if shape.channels == 3 {
+        ColorMode::Rgb
+    } else {
+        ColorMode::Grayscale
+    };
+    folder::decode(path, shape, color)
 }
 
 /// An image set batched into normalised `f32` through a per-channel lookup table.
@@ -166,13 +185,10 @@ pub fn load(config: &DataConfig, seed: u64) -> Result<Splits, DataError> {
             std: image.std.clone(),
         }
     };
-    let batched = |set: &Arc<ImageSet>| -> Arc<dyn Dataset> {
-        Arc::new(NormalizedImages {
-            set: set.clone(),
-            lut: normalization.lookup_table(),
-        })
-    };
-    let (pool_data, test_data) = (batched(&pool), batched(&test));
+    let (pool_data, test_data) = (
+        normalized(pool.clone(), &normalization),
+        normalized(test, &normalization),
+    );
     Ok(Splits {
         train: Split::new(pool_data.clone(), train_indices),
         valid: Split::new(pool_data, valid_indices),

@@ -55,6 +55,35 @@ impl Dataset for LabelledTokens {
     }
 }
 
+/// `texts` tokenised and cut to `max_length` tokens, batched with padding: how a text
+/// classifier sees text in training, evaluation and prediction. `labels` may be empty
+/// (prediction), in which case every text is labelled 0.
+pub fn labelled_texts(
+    tokenizer: &Tokenizer,
+    texts: &[&str],
+    mut labels: Vec<u16>,
+    max_length: usize,
+) -> Arc<dyn Dataset> {
+    let pad_id = tokenizer.pad_id();
+    let ids = tokenizer
+        .encode_all(texts)
+        .into_iter()
+        .map(|mut ids| {
+            ids.truncate(max_length);
+            if ids.is_empty() {
+                ids.push(pad_id); // An empty text still has one position to pool.
+            }
+            ids
+        })
+        .collect();
+    labels.resize(texts.len(), 0);
+    Arc::new(LabelledTokens {
+        ids,
+        labels,
+        pad_id,
+    })
+}
+
 /// Windows of a token stream: sample `i` reads `context` tokens from `starts[i]` and
 /// predicts each next one.
 struct Windows {
@@ -250,22 +279,7 @@ pub fn load_classification(
     };
     let texts: Vec<&str> = pool.iter().map(|r| r.text.as_str()).collect();
     let pad_id = tokenizer.pad_id();
-    let ids = tokenizer
-        .encode_all(&texts)
-        .into_iter()
-        .map(|mut ids| {
-            ids.truncate(text.max_length);
-            if ids.is_empty() {
-                ids.push(pad_id); // An empty text still has one position to pool.
-            }
-            ids
-        })
-        .collect();
-    let data: Arc<dyn Dataset> = Arc::new(LabelledTokens {
-        ids,
-        labels,
-        pad_id,
-    });
+    let data = labelled_texts(&tokenizer, &texts, labels, text.max_length);
     Ok(Splits {
         train: Split::new(data.clone(), train),
         valid: Split::new(data.clone(), valid),

@@ -1,5 +1,7 @@
 //! The `stoke` command line: argument parsing and dispatch to the library.
 
+mod inference;
+
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -80,6 +82,37 @@ enum Command {
         /// auto, wgpu, flex or ndarray (default: the run's own).
         #[arg(long)]
         backend: Option<String>,
+    },
+    /// Write a checkpoint as a self-contained inference artifact (safetensors in PyTorch
+    /// layout, burn record, tokenizer, manifest with checksums).
+    Export {
+        /// A run directory written by `stoke train`.
+        run: PathBuf,
+        /// best, last, or step-<N>.
+        #[arg(long, default_value = "best", value_parser = parse_checkpoint)]
+        checkpoint: CheckpointChoice,
+        /// The artifact directory to write.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Replace an existing artifact at --out.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Classify images or texts, or continue a prompt, with an artifact or a run.
+    Predict {
+        #[command(flatten)]
+        args: inference::PredictArgs,
+        /// auto, wgpu, flex or ndarray (default: auto).
+        #[arg(long)]
+        backend: Option<String>,
+    },
+    /// Describe an artifact: model, inputs, labels, metrics, source and files.
+    Inspect {
+        /// An artifact directory written by `stoke export`.
+        artifact: PathBuf,
+        /// Print the whole manifest as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Time training steps on the config's model and batch size; print samples/s as JSON.
     Bench {
@@ -241,6 +274,17 @@ pub fn run(cli: Cli) -> Result<u8, Error> {
             };
             println!("{}", crate::export::generate(&loaded, &options)?);
         }
+        Command::Export {
+            run,
+            checkpoint,
+            out,
+            force,
+        } => inference::export(&run, &checkpoint, &out, force)?,
+        Command::Predict { args, backend } => {
+            let backend = backend.as_deref().map(parse_backend).transpose()?;
+            return inference::predict(&args, backend);
+        }
+        Command::Inspect { artifact, json } => inference::inspect(&artifact, json)?,
         Command::Bench {
             config,
             steps,

@@ -1,0 +1,343 @@
+//! The exported artifact: a directory that holds everything inference needs and nothing
+//! training does.
+//!
+//! ```text
+//! models/mnist-cnn/
+//!   manifest.json       what the model is, what it reads and outputs, where it came from,
+//!                       and the size and SHA-256 of every other file
+//!   model.safetensors   the weights under burn's module paths, in PyTorch layouts
+//!                       (Linear weights [out, in], norms' gamma/beta as weight/bias)
+//!   model.bpk           the same weights as burn's own record, reloaded exactly by stoke
+//!   tokenizer.json      text models only: the Hugging Face tokenizer they were trained with
+//! ```
+//!
+//! The directory is written beside its destination and renamed into place, so a killed
+//! export leaves no half artifact. Opening one checks the format version, the model kind
+//! and every checksum before it builds the model; nothing in it is ever executed.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use burn::module::Module;
+use burn::prelude::Device;
+use burn::store::{BurnToPyTorchAdapter, ModuleSnapshot, SafetensorsStore};
+use serde::{Deserialize, Serialize};
+
+use super::Loaded;
+use crate::Error;
+use crate::backend::{self, SelectedBackend};
+use crate::config::{BackendChoice, CpuBackend, ModelConfig};
+use crate::data::{DataSpec, Tokenizer};
+use crate::files::{FileDigest, digest, sync_dir, verify_digests, write_synced};
+use crate::model::Model;
+use crate::train::checkpoint::{self, CheckpointChoice};
+use crate::train::{Measured, RunDir, Summary};
+
+/// Names the file format, so that a stray `manifest.json` is not taken for an artifact.
+pub const ARTIFACT_FORMAT: &str = "stoke-artifact";
+/// The newest artifact layout this build reads and the one it writes.
+pub const ARTIFACT_VERSION: u32 = 1;
+/// The model kinds this build can rebuild from a manifest.
+pub const KNOWN_MODEL_KINDS: [&str; 5] = ["mlp", "cnn", "resnet", "text-classifier", "lm"];
+
+const MANIFEST_FILE: &str = "manifest.json";
+const SAFETENSORS_FILE: &str = "model.safetensors";
+const RECORD_FILE: &str = "model.bpk";
+const TOKENIZER_FILE: &str = "tokenizer.json";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ArtifactManifest {
+    /// Always [`ARTIFACT_FORMAT`].
+    pub format: String,
+    pub format_version: u32,
+    pub stoke_version: String,
+    /// The model's kind and hyper-parameters, as in a config's `[model]` table.
+    pub model: ModelConfig,
+    pub parameters: usize,
+    /// What the model reads and outputs: image shape, channels and normalisation, or
+    /// vocabulary and lengths; the class names in output order.
+    pub input: DataSpec,
+    /// The tokenizer file, for text models.
+    pub tokenizer: Option<String>,
+    /// Every tensor of `model.safetensors`: name, dtype and shape, in PyTorch layout.
+    pub tensors: Vec<TensorEntry>,
+    pub metrics: ArtifactMetrics,
+    pub source: Source,
+    /// Size and SHA-256 of every file of the artifact but this manifest.
+    pub files: BTreeMap<String, FileDigest>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TensorEntry {
+    pub name: String,
+    pub dtype: String,
+    pub shape: Vec<usize>,
+}
+
+/// How well the exported checkpoint did.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ArtifactMetrics {
+    /// The validation at the checkpoint's step, if one ran there.
+    pub valid: Option<Measured>,
+    /// The test split, when the run's summary scored this very checkpoint.
+    pub test: Option<Measured>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Source {
+    pub run: PathBuf,
+    pub checkpoint: String,
+    pub step: usize,
+    pub epoch: usize,
+}
+
+/// What `stoke export` wrote.
+#[derive(Debug, Serialize)]
+pub struct ExportReport {
+    pub artifact: PathBuf,
+    pub checkpoint: String,
+    pub files: BTreeMap<String, FileDigest>,
+    pub total_bytes: u64,
+}
+
+/// Exports checkpoint `choice` of the run at `run_path` into the artifact directory `out`.
+/// An existing artifact at `out` is replaced only with `replace`.
+pub fn export(
+    run_path: &Path,
+    choice: &CheckpointChoice,
+    out: &Path,
+    replace: bool,
+) -> Result<ExportReport, Error> {
+    if out.exists() && !replace {
+        return Err(Error::Usage(format!(
+            "{} already exists; choose another --out or pass --force to replace it",
+            out.display()
+        )));
+    }
+    let (run, config) = RunDir::open(run_path)?;
+    let chosen = run.checkpoints().open(choice)?;
+    let spec = chosen.spec()?;
+    let tokenizer = chosen.tokenizer()?;
+    let device = Device::flex();
+    let model = Model::new(&config.model, &spec, &device)?;
+    let model = checkpoint::load_model(&chosen.dir, model)?;
+
+    let mut store = SafetensorsStore::from_bytes(None)
+        .with_to_adapter(BurnToPyTorchAdapter)
+        .skip_enum_variants(true)
+        .metadata("stoke_model", config.model.kind());
+    let safetensors_error = |err: burn::store::SafetensorsStoreError| Error::Record {
+        path: out.join(SAFETENSORS_FILE),
+        detail: err.to_string(),
+    };
+    model.save_into(&mut store).map_err(safetensors_error)?;
+    let safetensors = store.get_bytes().map_err(safetensors_error)?;
+    let record_path = chosen.dir.join(checkpoint::MODEL_FILE);
+    let record = fs::read(&record_path).map_err(|e| Error::io(&record_path, e))?;
+
+    let mut files = vec![
+        (SAFETENSORS_FILE, safetensors.clone()),
+        (RECORD_FILE, record),
+    ];
+    if let Some(tokenizer) = &tokenizer {
+        files.push((TOKENIZER_FILE, tokenizer.to_json().into_bytes()));
+    }
+    let digests: BTreeMap<String, FileDigest> = files
+        .iter()
+        .map(|(name, bytes)| (name.to_string(), digest(bytes)))
+        .collect();
+    let summary = read_summary(&run.path);
+    let test = summary
+        .filter(|s| s.test_checkpoint.as_deref() == Some(chosen.name.as_str()))
+        .and_then(|s| s.test);
+    let valid = chosen
+        .state
+        .last_valid
+        .filter(|(step, _)| *step == chosen.state.global_step)
+        .map(|(_, measured)| measured);
+    let manifest = ArtifactManifest {
+        format: ARTIFACT_FORMAT.into(),
+        format_version: ARTIFACT_VERSION,
+        stoke_version: env!("CARGO_PKG_VERSION").into(),
+        model: config.model.clone(),
+        parameters: model.num_params(),
+        input: spec,
+        tokenizer: tokenizer.as_ref().map(|_| TOKENIZER_FILE.to_string()),
+        tensors: safetensors_index(&safetensors).map_err(|detail| Error::Record {
+            path: out.join(SAFETENSORS_FILE),
+            detail,
+        })?,
+        metrics: ArtifactMetrics { valid, test },
+        source: Source {
+            run: run.path.clone(),
+            checkpoint: chosen.name.clone(),
+            step: chosen.state.global_step,
+            epoch: chosen.state.epoch,
+        },
+        files: digests.clone(),
+    };
+    let manifest = serde_json::to_vec_pretty(&manifest).expect("the manifest serializes");
+    files.push((MANIFEST_FILE, manifest));
+    write_directory(out, &files)?;
+    Ok(ExportReport {
+        artifact: out.to_path_buf(),
+        checkpoint: chosen.name,
+        total_bytes: files.iter().map(|(_, bytes)| bytes.len() as u64).sum(),
+        files: digests,
+    })
+}
+
+fn read_summary(run: &Path) -> Option<Summary> {
+    let bytes = fs::read(run.join("summary.json")).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// The tensor table of a safetensors file: an 8-byte little-endian header length, then a
+/// JSON object of `name: {dtype, shape, data_offsets}` (and `__metadata__`).
+fn safetensors_index(bytes: &[u8]) -> Result<Vec<TensorEntry>, String> {
+    #[derive(Deserialize)]
+    struct Header {
+        dtype: String,
+        shape: Vec<usize>,
+    }
+    let length = bytes
+        .get(..8)
+        .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")) as usize)
+        .ok_or("shorter than its header length")?;
+    let header = bytes.get(8..8 + length).ok_or("shorter than its header")?;
+    let mut table: BTreeMap<String, serde_json::Value> =
+        serde_json::from_slice(header).map_err(|err| format!("unreadable header: {err}"))?;
+    table.remove("__metadata__");
+    table
+        .into_iter()
+        .map(|(name, value)| {
+            let entry: Header =
+                serde_json::from_value(value).map_err(|err| format!("tensor {name}: {err}"))?;
+            Ok(TensorEntry {
+                name,
+                dtype: entry.dtype,
+                shape: entry.shape,
+            })
+        })
+        .collect()
+}
+
+/// Writes `files` into `.tmp-<name>` beside `out`, fsyncs them and the directory, and
+/// renames it to `out` (replacing an older artifact there).
+fn write_directory(out: &Path, files: &[(&str, Vec<u8>)]) -> Result<(), Error> {
+    let name = out
+        .file_name()
+        .ok_or_else(|| Error::Usage(format!("--out {} names no directory", out.display())))?
+        .to_string_lossy();
+    let parent = match out.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    fs::create_dir_all(&parent).map_err(|e| Error::io(&parent, e))?;
+    let temp = parent.join(format!(".tmp-{name}"));
+    if temp.exists() {
+        fs::remove_dir_all(&temp).map_err(|e| Error::io(&temp, e))?;
+    }
+    fs::create_dir(&temp).map_err(|e| Error::io(&temp, e))?;
+    let written = files
+        .iter()
+        .try_for_each(|(file, bytes)| write_synced(&temp.join(file), bytes))
+        .and_then(|()| sync_dir(&temp));
+    if let Err(err) = written {
+        let _ = fs::remove_dir_all(&temp);
+        return Err(err);
+    }
+    if out.exists() {
+        fs::remove_dir_all(out).map_err(|e| Error::io(out, e))?;
+    }
+    fs::rename(&temp, out).map_err(|e| Error::io(out, e))?;
+    sync_dir(&parent)
+}
+
+/// True when `dir` looks like an artifact rather than a run directory.
+pub fn is_artifact(dir: &Path) -> bool {
+    dir.join(MANIFEST_FILE).is_file()
+}
+
+/// Reads and checks an artifact's manifest: its format, version, model kind and every
+/// file's checksum.
+pub fn read_manifest(dir: &Path) -> Result<ArtifactManifest, Error> {
+    let path = dir.join(MANIFEST_FILE);
+    let refuse = |detail: String| Error::Artifact {
+        dir: dir.to_path_buf(),
+        detail,
+    };
+    let bytes = fs::read(&path).map_err(|err| {
+        refuse(format!(
+            "{MANIFEST_FILE}: {err} (is it a directory written by `stoke export`?)"
+        ))
+    })?;
+    let value: serde_json::Value = serde_json::from_slice(&bytes)
+        .map_err(|err| refuse(format!("{MANIFEST_FILE} is not valid JSON: {err}")))?;
+    if value["format"] != ARTIFACT_FORMAT {
+        return Err(refuse(format!(
+            "{MANIFEST_FILE} does not describe a stoke artifact (its \"format\" is {}, expected \"{ARTIFACT_FORMAT}\")",
+            value["format"]
+        )));
+    }
+    match value["format_version"].as_u64() {
+        Some(version) if version <= u64::from(ARTIFACT_VERSION) => {}
+        Some(version) => {
+            return Err(refuse(format!(
+                "it has format version {version}, newer than this stoke {} reads (up to {ARTIFACT_VERSION}); upgrade stoke",
+                env!("CARGO_PKG_VERSION")
+            )));
+        }
+        None => return Err(refuse(format!("{MANIFEST_FILE} has no format_version"))),
+    }
+    let kind = value["model"]["kind"].as_str().unwrap_or_default();
+    if !KNOWN_MODEL_KINDS.contains(&kind) {
+        return Err(refuse(format!(
+            "its model kind \"{kind}\" is unknown to this stoke {} (it knows {})",
+            env!("CARGO_PKG_VERSION"),
+            KNOWN_MODEL_KINDS.join(", ")
+        )));
+    }
+    let manifest: ArtifactManifest =
+        serde_json::from_value(value).map_err(|err| refuse(format!("{MANIFEST_FILE}: {err}")))?;
+    for required in [SAFETENSORS_FILE, RECORD_FILE] {
+        if !manifest.files.contains_key(required) {
+            return Err(refuse(format!("{MANIFEST_FILE} does not list {required}")));
+        }
+    }
+    verify_digests(dir, &manifest.files)
+        .map_err(|detail| refuse(format!("{detail}; the artifact was altered or damaged")))?;
+    Ok(manifest)
+}
+
+/// Opens the artifact at `dir` on `backend_choice` (default: auto, falling back to flex).
+pub fn open(dir: &Path, backend_choice: Option<BackendChoice>) -> Result<Loaded, Error> {
+    let manifest = read_manifest(dir)?;
+    let tokenizer = match &manifest.tokenizer {
+        Some(file) => {
+            let path = dir.join(file);
+            let json = fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+            Some(Tokenizer::from_json(&json).map_err(|err| Error::Artifact {
+                dir: dir.to_path_buf(),
+                detail: format!("{file}: {err}"),
+            })?)
+        }
+        None => None,
+    };
+    let backend: SelectedBackend = backend::select(
+        backend_choice.unwrap_or(BackendChoice::Auto),
+        CpuBackend::Flex,
+    )?;
+    let model = Model::new(&manifest.model, &manifest.input, &Device::flex())?;
+    let model =
+        checkpoint::load_model_record(&dir.join(RECORD_FILE), model)?.to_device(&backend.device);
+    Ok(Loaded {
+        model_config: manifest.model,
+        model,
+        spec: manifest.input,
+        tokenizer,
+        backend,
+        source: dir.display().to_string(),
+    })
+}

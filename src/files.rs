@@ -1,0 +1,72 @@
+//! Durable files: atomic replacement, fsynced writes and SHA-256 digests, shared by
+//! checkpoints, run directories and exported artifacts so that a kill at any instant leaves
+//! either the old file or the new one, and damage is recognised.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::Error;
+
+/// A file's size and SHA-256, as manifests record them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FileDigest {
+    pub bytes: u64,
+    pub sha256: String,
+}
+
+pub fn digest(bytes: &[u8]) -> FileDigest {
+    FileDigest {
+        bytes: bytes.len() as u64,
+        sha256: format!("{:x}", Sha256::digest(bytes)),
+    }
+}
+
+/// Checks every file of `dir` that `files` lists against its digest; the error says which
+/// file and how it differs.
+pub fn verify_digests(dir: &Path, files: &BTreeMap<String, FileDigest>) -> Result<(), String> {
+    for (file, expected) in files {
+        let bytes = fs::read(dir.join(file)).map_err(|err| format!("{file}: {err}"))?;
+        let actual = digest(&bytes);
+        if actual != *expected {
+            return Err(format!(
+                "{file} does not match its checksum ({} bytes, sha256 {}; expected {} bytes, sha256 {})",
+                actual.bytes, actual.sha256, expected.bytes, expected.sha256
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Writes `bytes` to `path` and fsyncs the file.
+pub fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    let mut file = File::create(path).map_err(|source| Error::io(path, source))?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(|source| Error::io(path, source))
+}
+
+/// Replaces `path` with `bytes` atomically: a temporary file, fsync, rename, directory fsync.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let temp = path.with_file_name(format!(".tmp-{file_name}"));
+    write_synced(&temp, bytes)?;
+    fs::rename(&temp, path).map_err(|source| Error::io(path, source))?;
+    if let Some(parent) = path.parent() {
+        sync_dir(parent)?;
+    }
+    Ok(())
+}
+
+pub fn sync_dir(dir: &Path) -> Result<(), Error> {
+    File::open(dir)
+        .and_then(|file| file.sync_all())
+        .map_err(|source| Error::io(dir, source))
+}
