@@ -3,14 +3,16 @@
 
 Reads the artifact's model.safetensors (PyTorch layouts) and manifest.json, recomputes the
 logits of the first N images of an MNIST-format IDX file with numpy (and with PyTorch when it
-is installed), runs `stoke predict --logits` on the same images written as PNG files, and
-checks that every logit agrees within the tolerance.
+is installed), runs the artifact's model.onnx with onnxruntime when both are there, runs
+`stoke predict --logits` on the same images written as PNG files, and checks that every
+logit agrees within the tolerance.
 
     python3 scripts/check_safetensors.py models/mnist-mlp datasets/mnist/t10k-images-idx3-ubyte.gz \
         --count 16 --stoke target/release/stoke
 
 Needs numpy and safetensors (pip install numpy safetensors). Exit code 0: all logits agree.
-Supports the mlp and cnn model kinds.
+numpy and PyTorch cover the mlp and cnn kinds; onnxruntime any image classifier with a
+model.onnx.
 """
 
 import argparse
@@ -108,7 +110,7 @@ def numpy_logits(model, w, x):
         h = max_pool_2x2(h).reshape(h.shape[0], -1)
         h = np.maximum(linear(h, w, "fc"), 0)
         return linear(h, w, "output")
-    sys.exit(f"model kind {kind!r}: this check covers mlp and cnn")
+    return None
 
 
 def torch_logits(model, w, x):
@@ -132,6 +134,20 @@ def torch_logits(model, w, x):
             h = F.max_pool2d(h, 2).flatten(1)
             h = F.relu(F.linear(h, t["fc.weight"], t["fc.bias"]))
         return F.linear(h, t["output.weight"], t["output.bias"]).numpy()
+
+
+def onnx_logits(artifact, x):
+    """The artifact's model.onnx run by onnxruntime, or a reason it was not."""
+    path = os.path.join(artifact, "model.onnx")
+    if not os.path.exists(path):
+        return "no model.onnx in the artifact (stoke export --format onnx writes one)"
+    try:
+        import onnxruntime
+    except ImportError:
+        return "onnxruntime is not installed"
+    session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return session.run(None, {name: x})[0]
 
 
 def stoke_logits(stoke, artifact, pngs):
@@ -169,12 +185,22 @@ def main():
         from_stoke = stoke_logits(args.stoke, args.artifact, pngs)
 
     failed = False
-    references = [("numpy", numpy_logits(model, weights, x))]
-    from_torch = torch_logits(model, weights, x)
-    if from_torch is None:
-        print("pytorch: not installed; checked with numpy only")
+    references = []
+    from_numpy = numpy_logits(model, weights, x)
+    if from_numpy is None:
+        print(f"numpy, pytorch: the {model['kind']} forward pass is not written here (mlp, cnn)")
     else:
+        references.append(("numpy", from_numpy))
+    from_torch = torch_logits(model, weights, x) if from_numpy is not None else None
+    if from_torch is not None:
         references.append(("pytorch", from_torch))
+    elif from_numpy is not None:
+        print("pytorch: not installed; checked with numpy only")
+    from_onnx = onnx_logits(args.artifact, x)
+    if isinstance(from_onnx, str):
+        print(f"onnx: {from_onnx}")
+    else:
+        references.append(("onnxruntime", from_onnx))
     for name, logits in references:
         delta = float(np.max(np.abs(logits - from_stoke)))
         agree = int(np.sum(logits.argmax(1) == from_stoke.argmax(1)))
@@ -185,6 +211,8 @@ def main():
             f"(tolerance {args.tolerance:g}), same top class {agree}/{len(images)}: "
             f"{'ok' if ok else 'MISMATCH'}"
         )
+    if not references:
+        sys.exit("nothing to compare with")
     sys.exit(1 if failed else 0)
 
 

@@ -181,6 +181,17 @@ fn every_model_family_exports_and_predicts_as_its_checkpoint() {
     let artifact = out.path().join("spam");
     export(run.path(), &artifact);
     assert!(artifact.join("tokenizer.json").is_file());
+    stoke()
+        .arg("export")
+        .arg(run.path())
+        .arg("--out")
+        .arg(out.path().join("spam-onnx"))
+        .args(["--format", "onnx"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "ONNX export covers image classifiers",
+        ));
     let texts = ["win a free prize now", "meeting notes for the team"];
     let from_args = predict(&artifact, &["--text", texts[0], "--text", texts[1]]);
     let from_run = predict(run.path(), &["--text", texts[0], "--text", texts[1]]);
@@ -374,38 +385,64 @@ fn a_bad_input_gets_its_own_error_line_and_the_others_are_answered() {
     }
 }
 
-/// The safetensors weights recomputed with numpy (scripts/check_safetensors.py) give
-/// `stoke predict`'s logits to 1e-4. CI sets STOKE_REQUIRE_PYTHON so the check cannot be
-/// skipped there; elsewhere it is skipped, saying so, without numpy and safetensors.
+/// The safetensors weights recomputed with numpy (scripts/check_safetensors.py) and the ONNX
+/// graph run by onnxruntime give `stoke predict`'s logits to 1e-4, for the MLP and a CNN.
+/// CI sets STOKE_REQUIRE_PYTHON so the check cannot be skipped there; elsewhere it is
+/// skipped, saying so, without numpy, safetensors and onnxruntime.
 #[test]
-fn numpy_reads_the_exported_safetensors_and_recomputes_the_logits() {
+fn numpy_and_onnxruntime_reproduce_the_exported_models_logits() {
     let has_python = StdCommand::new("python3")
-        .args(["-c", "import numpy, safetensors"])
+        .args(["-c", "import numpy, safetensors, onnxruntime"])
         .status()
         .is_ok_and(|s| s.success());
     if !has_python {
         assert!(
             std::env::var_os("STOKE_REQUIRE_PYTHON").is_none(),
-            "STOKE_REQUIRE_PYTHON is set but python3 cannot import numpy and safetensors"
+            "STOKE_REQUIRE_PYTHON is set but python3 cannot import numpy, safetensors and onnxruntime"
         );
-        eprintln!("skipped: python3 with numpy and safetensors is not installed");
+        eprintln!("skipped: python3 with numpy, safetensors and onnxruntime is not installed");
         return;
     }
-    let (_dir, artifact) = mlp_artifact();
-    let output = StdCommand::new("python3")
-        .current_dir(common::repo())
-        .arg("scripts/check_safetensors.py")
-        .arg(&artifact)
-        .args(["datasets/mnist/t10k-images-idx3-ubyte.gz", "--count", "32"])
-        .arg("--stoke")
-        .arg(assert_cmd::cargo::cargo_bin("stoke"))
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(stdout.contains("numpy: mlp on 32 images"), "{stdout}");
+    let small_cnn = ["model.channels=[4, 8]", "model.hidden=16"];
+    for (kind, config, extra) in [
+        ("mlp", "configs/mnist-mlp.toml", &[][..]),
+        ("cnn", "configs/mnist-cnn.toml", &small_cnn[..]),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let run = dir.path().join("run");
+        let mut sets = tiny(200, 3);
+        sets.extend(extra.iter().map(|s| s.to_string()));
+        train(config, &sets, &run);
+        let artifact = dir.path().join(kind);
+        stdout_of(
+            stoke()
+                .arg("export")
+                .arg(&run)
+                .arg("--out")
+                .arg(&artifact)
+                .args(["--format", "onnx"]),
+        );
+        assert!(artifact.join("model.onnx").is_file());
+        let output = StdCommand::new("python3")
+            .current_dir(common::repo())
+            .arg("scripts/check_safetensors.py")
+            .arg(&artifact)
+            .args(["datasets/mnist/t10k-images-idx3-ubyte.gz", "--count", "32"])
+            .arg("--stoke")
+            .arg(assert_cmd::cargo::cargo_bin("stoke"))
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "{stdout}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        for checker in ["numpy", "onnxruntime"] {
+            assert!(
+                stdout.contains(&format!("{checker}: {kind} on 32 images")),
+                "{stdout}"
+            );
+        }
+    }
 }

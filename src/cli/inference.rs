@@ -62,19 +62,35 @@ pub struct PredictArgs {
     pub checkpoint: CheckpointChoice,
 }
 
+/// What `stoke export --format` writes besides the manifest and the burn record.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ExportFormat {
+    /// model.safetensors (PyTorch layout).
+    Safetensors,
+    /// model.safetensors and model.onnx (image classifiers).
+    Onnx,
+}
+
 /// `stoke export`: writes the artifact and prints what it holds.
 pub fn export(
     run: &Path,
-    checkpoint: &CheckpointChoice,
-    out: &Path,
+    checkpoint: CheckpointChoice,
+    out: PathBuf,
     force: bool,
+    format: ExportFormat,
 ) -> Result<(), Error> {
-    let report = export::export(run, checkpoint, out, force)?;
+    let options = export::ExportOptions {
+        checkpoint,
+        out,
+        replace: force,
+        onnx: matches!(format, ExportFormat::Onnx),
+    };
+    let report = export::export(run, &options)?;
     eprintln!(
         "exported {} of {} to {} ({:.1} MB)",
         report.checkpoint,
         run.display(),
-        out.display(),
+        options.out.display(),
         report.total_bytes as f64 / 1e6
     );
     println!(

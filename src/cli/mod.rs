@@ -97,6 +97,9 @@ enum Command {
         /// Replace an existing artifact at --out.
         #[arg(long)]
         force: bool,
+        /// onnx also writes model.onnx (image classifiers; burn-onnx's experimental exporter).
+        #[arg(long, value_enum, default_value = "safetensors")]
+        format: inference::ExportFormat,
     },
     /// Classify images or texts, or continue a prompt, with an artifact or a run.
     Predict {
@@ -279,7 +282,8 @@ pub fn run(cli: Cli) -> Result<u8, Error> {
             checkpoint,
             out,
             force,
-        } => inference::export(&run, &checkpoint, &out, force)?,
+            format,
+        } => inference::export(&run, checkpoint, out, force, format)?,
         Command::Predict { args, backend } => {
             let backend = backend.as_deref().map(parse_backend).transpose()?;
             return inference::predict(&args, backend);

@@ -9,6 +9,7 @@
 //!                       (Linear weights [out, in], norms' gamma/beta as weight/bias)
 //!   model.bpk           the same weights as burn's own record, reloaded exactly by stoke
 //!   tokenizer.json      text models only: the Hugging Face tokenizer they were trained with
+//!   model.onnx          with `--format onnx` (image classifiers): the inference graph
 //! ```
 //!
 //! The directory is written beside its destination and renamed into place, so a killed
@@ -45,6 +46,18 @@ const MANIFEST_FILE: &str = "manifest.json";
 const SAFETENSORS_FILE: &str = "model.safetensors";
 const RECORD_FILE: &str = "model.bpk";
 const TOKENIZER_FILE: &str = "tokenizer.json";
+const ONNX_FILE: &str = "model.onnx";
+
+/// What `stoke export` is asked for.
+pub struct ExportOptions {
+    pub checkpoint: CheckpointChoice,
+    /// The artifact directory to write.
+    pub out: PathBuf,
+    /// Replace an existing artifact at `out`.
+    pub replace: bool,
+    /// Also write the model as ONNX.
+    pub onnx: bool,
+}
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ArtifactManifest {
@@ -101,22 +114,17 @@ pub struct ExportReport {
     pub total_bytes: u64,
 }
 
-/// Exports checkpoint `choice` of the run at `run_path` into the artifact directory `out`.
-/// An existing artifact at `out` is replaced only with `replace`.
-pub fn export(
-    run_path: &Path,
-    choice: &CheckpointChoice,
-    out: &Path,
-    replace: bool,
-) -> Result<ExportReport, Error> {
-    if out.exists() && !replace {
+/// Exports a checkpoint of the run at `run_path` as an artifact directory.
+pub fn export(run_path: &Path, options: &ExportOptions) -> Result<ExportReport, Error> {
+    let out = options.out.as_path();
+    if out.exists() && !options.replace {
         return Err(Error::Usage(format!(
             "{} already exists; choose another --out or pass --force to replace it",
             out.display()
         )));
     }
     let (run, config) = RunDir::open(run_path)?;
-    let chosen = run.checkpoints().open(choice)?;
+    let chosen = run.checkpoints().open(&options.checkpoint)?;
     let spec = chosen.spec()?;
     let tokenizer = chosen.tokenizer()?;
     let device = Device::flex();
@@ -142,6 +150,12 @@ pub fn export(
     ];
     if let Some(tokenizer) = &tokenizer {
         files.push((TOKENIZER_FILE, tokenizer.to_json().into_bytes()));
+    }
+    if options.onnx {
+        files.push((
+            ONNX_FILE,
+            super::onnx::to_onnx(&model, &spec).map_err(Error::Usage)?,
+        ));
     }
     let digests: BTreeMap<String, FileDigest> = files
         .iter()

@@ -4,10 +4,11 @@
 
 pub mod artifact;
 mod generate;
+mod onnx;
 mod predict;
 
 pub use crate::train::CheckpointChoice;
-pub use artifact::{ArtifactManifest, ExportReport, export};
+pub use artifact::{ArtifactManifest, ExportOptions, ExportReport, export};
 pub use generate::{GenerateOptions, generate};
 pub use predict::{Prediction, PredictionError, Scored, classify_images, classify_texts};
 

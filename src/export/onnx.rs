@@ -1,0 +1,46 @@
+//! ONNX export of image classifiers through burn-onnx's experimental `OnnxExporter`: the
+//! inference forward pass is traced on a capture device for batches of 1 and 2 and lowered
+//! to an ONNX (opset 18) graph with the weights embedded and a dynamic batch axis. The input
+//! is the normalised image batch `[batch, channels, height, width]`; the output the logits.
+
+use burn::prelude::*;
+use burn_onnx::export::{AxisSpec, InputSpec, OnnxExporter};
+
+use crate::data::DataSpec;
+use crate::model::{Input, Model};
+
+/// The ONNX bytes of `model` (on a CPU device, not autodiff), or why it cannot be exported.
+pub fn to_onnx(model: &Model, spec: &DataSpec) -> Result<Vec<u8>, String> {
+    let DataSpec::ImageClassification { input, .. } = spec else {
+        return Err(format!(
+            "ONNX export covers image classifiers; this model reads {}",
+            spec.describe()
+        ));
+    };
+    let device = Device::flex();
+    let batch = |size: usize| {
+        Tensor::<4>::zeros([size, input.channels, input.height, input.width], &device)
+    };
+    let axes = [InputSpec::new([
+        AxisSpec::dynamic("batch"),
+        AxisSpec::Static,
+        AxisSpec::Static,
+        AxisSpec::Static,
+    ])];
+    OnnxExporter::new()
+        .export_dynamic(model, batch(1), batch(2), &axes, |model: &Model, images| {
+            model.forward(Input::Images(images))
+        })
+        .map(|onnx| onnx.into_bytes())
+        .map_err(|err| format!("burn-onnx cannot export this {}: {err}", model_kind(model)))
+}
+
+fn model_kind(model: &Model) -> &'static str {
+    match model {
+        Model::Mlp(_) => "mlp",
+        Model::Cnn(_) => "cnn",
+        Model::Resnet(_) => "resnet",
+        Model::TextClassifier(_) => "text-classifier",
+        Model::Lm(_) => "lm",
+    }
+}
