@@ -81,11 +81,11 @@ class Transformer(nn.Module):
 
 
 class TextClassifier(Transformer):
-    """configs/spam-transformer.toml: mean pooling over real tokens, linear head."""
+    """configs/spam-transformer.toml: one 64-wide layer, mean pooling over real tokens."""
 
     def __init__(self, vocab, length, classes):
-        super().__init__(vocab, length, 128, 2, 4, 256, 0.1, causal=False)
-        self.head = nn.Linear(128, classes)
+        super().__init__(vocab, length, 64, 1, 2, 128, 0.1, causal=False)
+        self.head = nn.Linear(64, classes)
 
     def forward(self, ids, padding):
         x = self.encode(ids, padding)
@@ -118,7 +118,7 @@ def workload(name):
         opt = torch.optim.Adam(model.parameters(), lr=1e-3)
         return model, opt, make, batch, 0
     if name == "text-classifier":
-        vocab, length, batch = 8000, 256, 32
+        vocab, length, batch = 8000, 1024, 32
         model = TextClassifier(vocab, length, 2)
 
         def make():
@@ -126,7 +126,7 @@ def workload(name):
             padding = torch.zeros(batch, length, dtype=torch.bool)  # full-length texts
             return (ids, padding), torch.randint(0, 2, (batch,), generator=g)
 
-        opt = torch.optim.AdamW(model.parameters(), lr=5e-4, weight_decay=0.01)
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
         return model, opt, make, batch, batch * length
     if name == "lm":
         vocab, length, batch = 85, 128, 8
