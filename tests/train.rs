@@ -254,6 +254,23 @@ fn bench_prints_samples_per_second_as_json() {
     assert_eq!(report["steps"], 5);
     assert!(report["samples_per_s"].as_f64().unwrap() > 0.0);
     assert!(report["time_to_first_step_s"].as_f64().unwrap() > 0.0);
+    assert_eq!(report["measured"], "training steps");
+
+    let data_path: serde_json::Value = serde_json::from_str(&stdout_of(stoke().args([
+        "bench",
+        "configs/mnist-mlp.toml",
+        "--data-only",
+        "--steps",
+        "50",
+        "--backend",
+        "flex",
+        "--set",
+        "data.limit=2000",
+    ])))
+    .unwrap();
+    assert_eq!(data_path["measured"], "data path");
+    assert_eq!(data_path["steps"], 50);
+    assert!(data_path["samples_per_s"].as_f64().unwrap() > 0.0);
 }
 
 #[test]

@@ -127,6 +127,10 @@ enum Command {
         /// Untimed steps first (kernel compilation, allocator warm-up).
         #[arg(long, default_value_t = 5)]
         warmup: usize,
+        /// Time the data path alone (read, decode, batch, move to the device): batches it
+        /// delivers per second, to set against the training steps' samples/s.
+        #[arg(long)]
+        data_only: bool,
     },
 }
 
@@ -293,9 +297,15 @@ pub fn run(cli: Cli) -> Result<u8, Error> {
             config,
             steps,
             warmup,
+            data_only,
         } => {
             let experiment = prepare(config.load()?)?;
-            let report = train::bench(experiment, &BenchOptions { steps, warmup }, started)?;
+            let options = BenchOptions {
+                steps,
+                warmup,
+                data_only,
+            };
+            let report = train::bench(experiment, &options, started)?;
             println!(
                 "{}",
                 serde_json::to_string_pretty(&report).expect("report serializes")

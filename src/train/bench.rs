@@ -17,10 +17,14 @@ use crate::data::{BatchStream, HostBatch, StreamPlan, epoch_order};
 pub struct BenchOptions {
     pub steps: usize,
     pub warmup: usize,
+    /// Time the data path alone (read, decode, batch, move to the device), no model.
+    pub data_only: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct BenchReport {
+    /// "training steps", or "data path" for `--data-only`.
+    pub measured: &'static str,
     pub model: String,
     pub backend: BackendName,
     pub adapter: Option<String>,
@@ -42,6 +46,9 @@ pub fn bench(
     options: &BenchOptions,
     started: Instant,
 ) -> Result<BenchReport, Error> {
+    if options.data_only {
+        return bench_data_path(&experiment, options, started);
+    }
     let config = &experiment.config;
     let device = experiment.backend.device.clone().autodiff();
     device.seed(config.run.seed);
@@ -76,11 +83,51 @@ pub fn bench(
     let seconds = timed.elapsed().as_secs_f64();
     let (samples, tokens) = measured.map_or((0, 0), |m| (m.samples, m.tokens));
     Ok(BenchReport {
+        measured: "training steps",
         model: config.model.kind().to_string(),
         backend: experiment.backend.name,
         adapter: experiment.backend.adapter.clone(),
         batch_size: config.train.batch_size,
         warmup_steps: warmup,
+        steps: options.steps,
+        samples_per_s: samples as f64 / seconds,
+        tokens_per_s: (tokens > 0).then(|| tokens as f64 / seconds),
+        step_ms: seconds * 1000.0 / options.steps.max(1) as f64,
+        time_to_first_step_s: time_to_first_step,
+    })
+}
+
+/// Batches per second the data path delivers to the device, to compare with what the
+/// model consumes: the pipeline must never starve it.
+fn bench_data_path(
+    experiment: &Experiment,
+    options: &BenchOptions,
+    started: Instant,
+) -> Result<BenchReport, Error> {
+    let device = &experiment.backend.device;
+    let mut batches = Batches::new(experiment);
+    drop(DeviceBatch::new(batches.next(), device));
+    let time_to_first_step = started.elapsed().as_secs_f64();
+    for _ in 1..options.warmup {
+        drop(DeviceBatch::new(batches.next(), device));
+    }
+    let timed = Instant::now();
+    let (mut samples, mut tokens) = (0, 0);
+    for _ in 0..options.steps {
+        let batch = batches.next();
+        samples += batch.size();
+        tokens += batch.tokens();
+        drop(DeviceBatch::new(batch, device));
+    }
+    let seconds = timed.elapsed().as_secs_f64();
+    let config = &experiment.config;
+    Ok(BenchReport {
+        measured: "data path",
+        model: config.model.kind().to_string(),
+        backend: experiment.backend.name,
+        adapter: experiment.backend.adapter.clone(),
+        batch_size: config.train.batch_size,
+        warmup_steps: options.warmup,
         steps: options.steps,
         samples_per_s: samples as f64 / seconds,
         tokens_per_s: (tokens > 0).then(|| tokens as f64 / seconds),
