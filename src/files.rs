@@ -65,6 +65,21 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     Ok(())
 }
 
+/// Moves the fully written directory `temp` to `target`, replacing what was there: `temp`
+/// is fsynced, renamed, and the parent's entry fsynced, so a kill leaves the old directory
+/// or the new one, never a mix.
+pub fn replace_dir(temp: &Path, target: &Path) -> Result<(), Error> {
+    sync_dir(temp)?;
+    if target.exists() {
+        fs::remove_dir_all(target).map_err(|source| Error::io(target, source))?;
+    }
+    fs::rename(temp, target).map_err(|source| Error::io(target, source))?;
+    match target.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => sync_dir(parent),
+        _ => sync_dir(Path::new(".")),
+    }
+}
+
 pub fn sync_dir(dir: &Path) -> Result<(), Error> {
     File::open(dir)
         .and_then(|file| file.sync_all())

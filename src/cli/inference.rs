@@ -116,7 +116,7 @@ pub fn predict(args: &PredictArgs, backend: Option<BackendChoice>) -> Result<u8,
         return Ok(0);
     }
     let top_k = args.top_k.unwrap_or(3);
-    let answers: Vec<Result<Prediction, PredictionError>> = match loaded.spec {
+    let mut answers: Vec<Result<Prediction, PredictionError>> = match loaded.spec {
         DataSpec::ImageClassification { .. } => {
             if args.images.is_empty() {
                 return Err(Error::Usage("give image files to classify".into()));
@@ -153,7 +153,13 @@ pub fn predict(args: &PredictArgs, backend: Option<BackendChoice>) -> Result<u8,
             )));
         }
     };
-    print_answers(&answers, args.format, args.logits);
+    if !args.logits {
+        answers
+            .iter_mut()
+            .flatten()
+            .for_each(|prediction| prediction.logits.clear());
+    }
+    print_answers(&answers, args.format);
     Ok(if answers.iter().any(Result::is_err) {
         2
     } else {
@@ -195,51 +201,50 @@ fn read_texts(args: &PredictArgs) -> Result<Vec<Result<String, PredictionError>>
     Ok(texts)
 }
 
-fn print_answers(answers: &[Result<Prediction, PredictionError>], format: Format, logits: bool) {
+fn print_answers(answers: &[Result<Prediction, PredictionError>], format: Format) {
     match format {
         Format::Json => {
             for answer in answers {
                 let line = match answer {
-                    Ok(prediction) if logits => serde_json::to_string(prediction),
-                    Ok(prediction) => serde_json::to_string(&Prediction {
-                        logits: Vec::new(),
-                        ..prediction.clone()
-                    }),
+                    Ok(prediction) => serde_json::to_string(prediction),
                     Err(error) => serde_json::to_string(error),
                 };
                 println!("{}", line.expect("answers serialize"));
             }
         }
         Format::Table => {
-            let shown = |input: &str| {
-                let input = input.replace(['\n', '\t'], " ");
-                match input.char_indices().nth(48) {
-                    Some((cut, _)) => format!("{}…", &input[..cut]),
-                    None => input,
-                }
-            };
-            let width = answers
+            // Each input as one line of at most 48 characters, then its answer.
+            let rows: Vec<(String, String)> = answers
                 .iter()
-                .map(|a| match a {
-                    Ok(p) => shown(&p.input).chars().count(),
-                    Err(e) => shown(&e.input).chars().count(),
+                .map(|answer| {
+                    let (input, outcome) = match answer {
+                        Ok(p) => {
+                            let top: Vec<String> = p
+                                .top
+                                .iter()
+                                .map(|s| format!("{} {:.4}", s.label, s.probability))
+                                .collect();
+                            (&p.input, top.join(", "))
+                        }
+                        Err(e) => (&e.input, format!("error: {}", e.error)),
+                    };
+                    let input = input.replace(['\n', '\t'], " ");
+                    let input = match input.char_indices().nth(48) {
+                        Some((cut, _)) => format!("{}…", &input[..cut]),
+                        None => input,
+                    };
+                    (input, outcome)
                 })
+                .collect();
+            let width = rows
+                .iter()
+                .map(|(input, _)| input.chars().count())
                 .max()
-                .unwrap_or(5)
+                .unwrap_or(0)
                 .max(5);
             println!("{:width$}  prediction", "input");
-            for answer in answers {
-                match answer {
-                    Ok(p) => {
-                        let top: Vec<String> = p
-                            .top
-                            .iter()
-                            .map(|s| format!("{} {:.4}", s.label, s.probability))
-                            .collect();
-                        println!("{:width$}  {}", shown(&p.input), top.join(", "));
-                    }
-                    Err(e) => println!("{:width$}  error: {}", shown(&e.input), e.error),
-                }
+            for (input, outcome) in rows {
+                println!("{input:width$}  {outcome}");
             }
         }
     }

@@ -274,6 +274,9 @@ impl Default for ModelConfig {
 }
 
 impl ModelConfig {
+    /// Every kind `kind()` returns: what this build can build (and read from artifacts).
+    pub const KINDS: [&'static str; 5] = ["mlp", "cnn", "resnet", "text-classifier", "lm"];
+
     pub fn kind(&self) -> &'static str {
         match self {
             ModelConfig::Mlp(_) => "mlp",

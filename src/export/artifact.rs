@@ -30,7 +30,7 @@ use crate::Error;
 use crate::backend::{self, SelectedBackend};
 use crate::config::{BackendChoice, CpuBackend, ModelConfig};
 use crate::data::{DataSpec, Tokenizer};
-use crate::files::{FileDigest, digest, sync_dir, verify_digests, write_synced};
+use crate::files::{FileDigest, digest, replace_dir, verify_digests, write_synced};
 use crate::model::Model;
 use crate::train::checkpoint::{self, CheckpointChoice};
 use crate::train::{Measured, RunDir, Summary};
@@ -39,8 +39,6 @@ use crate::train::{Measured, RunDir, Summary};
 pub const ARTIFACT_FORMAT: &str = "stoke-artifact";
 /// The newest artifact layout this build reads and the one it writes.
 pub const ARTIFACT_VERSION: u32 = 1;
-/// The model kinds this build can rebuild from a manifest.
-pub const KNOWN_MODEL_KINDS: [&str; 5] = ["mlp", "cnn", "resnet", "text-classifier", "lm"];
 
 const MANIFEST_FILE: &str = "manifest.json";
 const SAFETENSORS_FILE: &str = "model.safetensors";
@@ -144,17 +142,18 @@ pub fn export(run_path: &Path, options: &ExportOptions) -> Result<ExportReport, 
     let record_path = chosen.dir.join(checkpoint::MODEL_FILE);
     let record = fs::read(&record_path).map_err(|e| Error::io(&record_path, e))?;
 
-    let mut files = vec![
-        (SAFETENSORS_FILE, safetensors.clone()),
-        (RECORD_FILE, record),
-    ];
+    let tensors = safetensors_index(&safetensors).map_err(|detail| Error::Record {
+        path: out.join(SAFETENSORS_FILE),
+        detail,
+    })?;
+    let mut files = vec![(SAFETENSORS_FILE, safetensors), (RECORD_FILE, record)];
     if let Some(tokenizer) = &tokenizer {
         files.push((TOKENIZER_FILE, tokenizer.to_json().into_bytes()));
     }
     if options.onnx {
         files.push((
             ONNX_FILE,
-            super::onnx::to_onnx(&model, &spec).map_err(Error::Usage)?,
+            super::onnx::to_onnx(&model, config.model.kind(), &spec).map_err(Error::Usage)?,
         ));
     }
     let digests: BTreeMap<String, FileDigest> = files
@@ -178,10 +177,7 @@ pub fn export(run_path: &Path, options: &ExportOptions) -> Result<ExportReport, 
         parameters: model.num_params(),
         input: spec,
         tokenizer: tokenizer.as_ref().map(|_| TOKENIZER_FILE.to_string()),
-        tensors: safetensors_index(&safetensors).map_err(|detail| Error::Record {
-            path: out.join(SAFETENSORS_FILE),
-            detail,
-        })?,
+        tensors,
         metrics: ArtifactMetrics { valid, test },
         source: Source {
             run: run.path.clone(),
@@ -257,16 +253,11 @@ fn write_directory(out: &Path, files: &[(&str, Vec<u8>)]) -> Result<(), Error> {
     let written = files
         .iter()
         .try_for_each(|(file, bytes)| write_synced(&temp.join(file), bytes))
-        .and_then(|()| sync_dir(&temp));
-    if let Err(err) = written {
+        .and_then(|()| replace_dir(&temp, out));
+    if written.is_err() {
         let _ = fs::remove_dir_all(&temp);
-        return Err(err);
     }
-    if out.exists() {
-        fs::remove_dir_all(out).map_err(|e| Error::io(out, e))?;
-    }
-    fs::rename(&temp, out).map_err(|e| Error::io(out, e))?;
-    sync_dir(&parent)
+    written
 }
 
 /// True when `dir` looks like an artifact rather than a run directory.
@@ -306,11 +297,11 @@ pub fn read_manifest(dir: &Path) -> Result<ArtifactManifest, Error> {
         None => return Err(refuse(format!("{MANIFEST_FILE} has no format_version"))),
     }
     let kind = value["model"]["kind"].as_str().unwrap_or_default();
-    if !KNOWN_MODEL_KINDS.contains(&kind) {
+    if !ModelConfig::KINDS.contains(&kind) {
         return Err(refuse(format!(
             "its model kind \"{kind}\" is unknown to this stoke {} (it knows {})",
             env!("CARGO_PKG_VERSION"),
-            KNOWN_MODEL_KINDS.join(", ")
+            ModelConfig::KINDS.join(", ")
         )));
     }
     let manifest: ArtifactManifest =

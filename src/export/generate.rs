@@ -39,7 +39,7 @@ pub fn generate(loaded: &Loaded, options: &GenerateOptions) -> Result<String, Er
     }
     let prompt_len = ids.len();
     let device = loaded.backend.device.clone();
-    let model = loaded.model.valid();
+    let model = &loaded.model;
     let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
     for _ in 0..options.tokens {
         let window = &ids[ids.len().saturating_sub(context_length)..];

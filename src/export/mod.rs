@@ -28,6 +28,8 @@ use crate::train::checkpoint;
 /// A model ready for inference, with what it needs to read its inputs.
 pub struct Loaded {
     pub model_config: ModelConfig,
+    /// On a device without autodiff: dropout is off and batch norm uses its running
+    /// statistics, as in evaluation.
     pub model: Model,
     /// What the model reads and outputs (image shape and normalisation, or vocabulary and
     /// lengths; class names).

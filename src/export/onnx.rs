@@ -9,8 +9,9 @@ use burn_onnx::export::{AxisSpec, InputSpec, OnnxExporter};
 use crate::data::DataSpec;
 use crate::model::{Input, Model};
 
-/// The ONNX bytes of `model` (on a CPU device, not autodiff), or why it cannot be exported.
-pub fn to_onnx(model: &Model, spec: &DataSpec) -> Result<Vec<u8>, String> {
+/// The ONNX bytes of `model` (a `kind` model on a CPU device, not autodiff), or why it
+/// cannot be exported.
+pub fn to_onnx(model: &Model, kind: &str, spec: &DataSpec) -> Result<Vec<u8>, String> {
     let DataSpec::ImageClassification { input, .. } = spec else {
         return Err(format!(
             "ONNX export covers image classifiers; this model reads {}",
@@ -32,15 +33,5 @@ pub fn to_onnx(model: &Model, spec: &DataSpec) -> Result<Vec<u8>, String> {
             model.forward(Input::Images(images))
         })
         .map(|onnx| onnx.into_bytes())
-        .map_err(|err| format!("burn-onnx cannot export this {}: {err}", model_kind(model)))
-}
-
-fn model_kind(model: &Model) -> &'static str {
-    match model {
-        Model::Mlp(_) => "mlp",
-        Model::Cnn(_) => "cnn",
-        Model::Resnet(_) => "resnet",
-        Model::TextClassifier(_) => "text-classifier",
-        Model::Lm(_) => "lm",
-    }
+        .map_err(|err| format!("burn-onnx cannot export this {kind}: {err}"))
 }

@@ -8,7 +8,6 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use burn::module::Module;
 use serde::Serialize;
 
 use super::Loaded;
@@ -143,7 +142,7 @@ fn score(loaded: &Loaded, data: &Arc<dyn Dataset>, top_k: usize) -> Result<Vec<P
     let classes = loaded.spec.classes().unwrap_or_default();
     let indices: Vec<u32> = (0..data.len() as u32).collect();
     let batch = DeviceBatch::new(data.batch(&indices), &loaded.backend.device);
-    let logits = loaded.model.valid().forward(batch.input); // [batch, classes]
+    let logits = loaded.model.forward(batch.input); // [batch, classes]
     let [rows, width] = logits.dims();
     let values: Vec<f32> = logits.into_data().iter::<f32>().collect();
     Ok((0..rows)

@@ -82,19 +82,46 @@ pub fn bench(
     let measured = metrics.take();
     let seconds = timed.elapsed().as_secs_f64();
     let (samples, tokens) = measured.map_or((0, 0), |m| (m.samples, m.tokens));
-    Ok(BenchReport {
-        measured: "training steps",
+    let timing = Timing {
+        warmup_steps: warmup,
+        samples,
+        tokens,
+        seconds,
+        time_to_first_step,
+    };
+    Ok(report(&experiment, options, "training steps", timing))
+}
+
+/// What a timed loop counted.
+struct Timing {
+    warmup_steps: usize,
+    samples: usize,
+    tokens: usize,
+    seconds: f64,
+    time_to_first_step: f64,
+}
+
+fn report(
+    experiment: &Experiment,
+    options: &BenchOptions,
+    measured: &'static str,
+    timing: Timing,
+) -> BenchReport {
+    let config = &experiment.config;
+    let seconds = timing.seconds;
+    BenchReport {
+        measured,
         model: config.model.kind().to_string(),
         backend: experiment.backend.name,
         adapter: experiment.backend.adapter.clone(),
         batch_size: config.train.batch_size,
-        warmup_steps: warmup,
+        warmup_steps: timing.warmup_steps,
         steps: options.steps,
-        samples_per_s: samples as f64 / seconds,
-        tokens_per_s: (tokens > 0).then(|| tokens as f64 / seconds),
+        samples_per_s: timing.samples as f64 / seconds,
+        tokens_per_s: (timing.tokens > 0).then(|| timing.tokens as f64 / seconds),
         step_ms: seconds * 1000.0 / options.steps.max(1) as f64,
-        time_to_first_step_s: time_to_first_step,
-    })
+        time_to_first_step_s: timing.time_to_first_step,
+    }
 }
 
 /// Batches per second the data path delivers to the device, to compare with what the
@@ -119,21 +146,14 @@ fn bench_data_path(
         tokens += batch.tokens();
         drop(DeviceBatch::new(batch, device));
     }
-    let seconds = timed.elapsed().as_secs_f64();
-    let config = &experiment.config;
-    Ok(BenchReport {
-        measured: "data path",
-        model: config.model.kind().to_string(),
-        backend: experiment.backend.name,
-        adapter: experiment.backend.adapter.clone(),
-        batch_size: config.train.batch_size,
+    let timing = Timing {
         warmup_steps: options.warmup,
-        steps: options.steps,
-        samples_per_s: samples as f64 / seconds,
-        tokens_per_s: (tokens > 0).then(|| tokens as f64 / seconds),
-        step_ms: seconds * 1000.0 / options.steps.max(1) as f64,
-        time_to_first_step_s: time_to_first_step,
-    })
+        samples,
+        tokens,
+        seconds: timed.elapsed().as_secs_f64(),
+        time_to_first_step,
+    };
+    Ok(report(experiment, options, "data path", timing))
 }
 
 /// Training batches without end: epoch after epoch through the real data pipeline.

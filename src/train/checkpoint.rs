@@ -23,7 +23,7 @@ use super::state::TrainingState;
 use crate::Error;
 use crate::data::{DataSpec, Tokenizer};
 use crate::files::FileDigest;
-use crate::files::{digest, sync_dir, verify_digests, write_atomic, write_synced};
+use crate::files::{digest, replace_dir, verify_digests, write_atomic, write_synced};
 use crate::model::Model;
 
 pub const FORMAT_VERSION: u32 = 1;
@@ -224,14 +224,8 @@ impl Checkpoints {
         };
         let manifest = serde_json::to_vec_pretty(&manifest).expect("manifest serializes");
         write_synced(&temp_dir.join(MANIFEST_FILE), &manifest)?;
-        sync_dir(temp_dir)?;
-
-        if final_dir.exists() {
-            // The same step saved again (a rewound run): the new copy replaces the old.
-            fs::remove_dir_all(&final_dir).map_err(|e| Error::io(&final_dir, e))?;
-        }
-        fs::rename(temp_dir, &final_dir).map_err(|e| Error::io(&final_dir, e))?;
-        sync_dir(&self.root)?;
+        // The same step saved again (a rewound run): the new copy replaces the old.
+        replace_dir(temp_dir, &final_dir)?;
         self.point("latest", name)?;
         Ok(final_dir)
     }
