@@ -14,6 +14,10 @@ use burn::prelude::*;
 use burn::tensor::Distribution;
 use burn::tensor::activation::relu;
 
+/// The same allocator as the stoke binary, so the comparison measures the loop alone.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const BATCH: usize = 128;
 
 #[derive(Module, Debug)]

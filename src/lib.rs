@@ -11,6 +11,7 @@ mod error;
 pub mod export;
 pub mod files;
 pub mod model;
+pub mod plot;
 pub mod train;
 
 pub use error::Error;

@@ -13,6 +13,21 @@ fn check_validates_every_shipped_config() {
     write_fake_idx_dataset(fake_fashion.path(), 20);
     let fake_spam = tempfile::tempdir().unwrap();
     write_labelled_set(fake_spam.path(), 40);
+    let fake_synth = tempfile::tempdir().unwrap();
+    let synth_dir = fake_synth.path().join("shards");
+    stoke()
+        .args([
+            "data",
+            "synth",
+            "--records",
+            "100",
+            "--test-records",
+            "20",
+            "--out",
+        ])
+        .arg(&synth_dir)
+        .assert()
+        .success();
     let mut configs: Vec<_> = walk(&repo().join("configs"))
         .into_iter()
         .filter(|path| path.extension().is_some_and(|ext| ext == "toml"))
@@ -22,12 +37,14 @@ fn check_validates_every_shipped_config() {
     for config in configs {
         let mut command = stoke();
         command.arg("check").arg(&config);
-        // Fashion-MNIST and SpamAssassin are fetched, not shipped: check those configs
+        // Fashion-MNIST, SpamAssassin and the synthetic shards are fetched or generated,
+        // not shipped: check those configs
         // against stand-ins so a clean clone validates every config.
         let text = fs::read_to_string(&config).unwrap();
         for (fetched, stand_in) in [
             ("fashion-mnist", fake_fashion.path()),
             ("datasets/spam-assassin", fake_spam.path()),
+            ("datasets/mnist-synth", synth_dir.as_path()),
         ] {
             if text.contains(fetched) {
                 command.args(["--set", &format!("data.path={}", stand_in.display())]);

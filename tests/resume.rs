@@ -95,8 +95,36 @@ fn delays(seed: u64, count: usize) -> Vec<Duration> {
 
 #[test]
 fn runs_killed_at_random_moments_finish_exactly_like_an_uninterrupted_run() {
+    killed_runs_finish_like_an_uninterrupted_one(&sets(), 0x5eed);
+}
+
+/// The same, streaming from shards: the shard order and shuffle buffer are rebuilt exactly.
+#[test]
+fn streamed_runs_killed_at_random_moments_finish_exactly_like_an_uninterrupted_run() {
+    let data = tempfile::tempdir().unwrap();
+    let shards = data.path().join("shards");
+    stoke()
+        .args(["data", "synth", "--records", "400", "--test-records", "100"])
+        .args(["--shard-size", "40KiB", "--out"])
+        .arg(&shards)
+        .assert()
+        .success();
+    let mut sets = sets();
+    sets.retain(|set| !set.starts_with("data.limit"));
+    sets.extend([
+        "data.dataset=image-shards".to_string(),
+        format!("data.path={}", shards.display()),
+        "data.shuffle_buffer=64".into(),
+        "data.memory_budget=64MiB".into(),
+    ]);
+    killed_runs_finish_like_an_uninterrupted_one(&sets, 0x57ea);
+}
+
+/// Trains the MNIST MLP with `sets` once uninterrupted and once killed (SIGKILL) at
+/// pseudo-random moments from `seed` and resumed each time; the two must agree exactly.
+fn killed_runs_finish_like_an_uninterrupted_one(sets: &[String], seed: u64) {
     let reference = tempfile::tempdir().unwrap();
-    train("configs/mnist-mlp.toml", &sets(), reference.path());
+    train("configs/mnist-mlp.toml", sets, reference.path());
     let expected_summary = read_json(&reference.path().join("summary.json"));
 
     let killed = tempfile::tempdir().unwrap();
@@ -105,12 +133,12 @@ fn runs_killed_at_random_moments_finish_exactly_like_an_uninterrupted_run() {
     let slow = "slow-steps:40";
     let mut kills = 0;
     let mut finished = false;
-    for (attempt, delay) in delays(0x5eed, 40).into_iter().enumerate() {
+    for (attempt, delay) in delays(seed, 40).into_iter().enumerate() {
         let child = if attempt == 0 {
             spawn(
                 &["train", "configs/mnist-mlp.toml", "--run-dir"],
                 &run,
-                &sets(),
+                sets,
                 slow,
             )
         } else {

@@ -1,5 +1,6 @@
 //! The `stoke` command line: argument parsing and dispatch to the library.
 
+mod data;
 mod inference;
 
 use std::path::{Path, PathBuf};
@@ -116,6 +117,11 @@ enum Command {
         /// Print the whole manifest as JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Write, convert and examine datasets: synth, pack, inspect.
+    Data {
+        #[command(subcommand)]
+        command: data::DataCommand,
     },
     /// Time training steps on the config's model and batch size; print samples/s as JSON.
     Bench {
@@ -293,6 +299,7 @@ pub fn run(cli: Cli) -> Result<u8, Error> {
             return inference::predict(&args, backend);
         }
         Command::Inspect { artifact, json } => inference::inspect(&artifact, json)?,
+        Command::Data { command } => data::run(command)?,
         Command::Bench {
             config,
             steps,

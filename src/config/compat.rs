@@ -16,6 +16,7 @@ const SAFE_TO_CHANGE: &[&str] = &[
     "run.runs_dir",
     "data.workers",
     "data.prefetch",
+    "data.memory_budget",
     "train.epochs",
     "train.max_steps",
     "train.eval_every",

@@ -8,7 +8,7 @@ use serde_path_to_error::Segment;
 use toml::de::{DeTable, DeValue};
 
 use super::error::{ConfigError, Issue, Origin, did_you_mean, humanize_serde_message};
-use super::schema::{DatasetKind, ExperimentConfig};
+use super::schema::ExperimentConfig;
 use super::validate::validate;
 
 /// Loads `path`, applies `overrides` (each `KEY=VALUE`), fills derived defaults and validates.
@@ -90,7 +90,7 @@ fn fill_derived_defaults(config: &mut ExperimentConfig, path: &Path) {
             .map(|stem| stem.to_string_lossy().into_owned())
             .unwrap_or_else(|| "run".into());
     }
-    if config.data.path.as_os_str().is_empty() && config.data.dataset != DatasetKind::ImageFolder {
+    if config.data.path.as_os_str().is_empty() && !config.data.dataset.needs_path() {
         config.data.path = PathBuf::from("datasets").join(config.data.dataset.name());
     }
 }

@@ -1,12 +1,14 @@
 //! The experiment config: its schema and defaults, loading with `--set` overrides, and
 //! validation with errors that point at the offending key.
 
+mod bytes;
 mod compat;
 mod error;
 mod load;
 mod schema;
 mod validate;
 
+pub use bytes::{format_bytes, parse_bytes};
 pub use compat::{Change, definition_hash, unsafe_changes};
 pub use error::{ConfigError, Issue, Origin};
 pub use load::{load, load_str, to_toml};

@@ -82,6 +82,12 @@ pub struct DataConfig {
     pub workers: usize,
     /// Batches each worker prepares ahead.
     pub prefetch: usize,
+    /// The most memory the data path may hold ("512MiB", "2GB", bytes): checked when the
+    /// data is opened, so that a dataset too large for it fails before training starts.
+    pub memory_budget: Option<String>,
+    /// Sharded datasets only: records in the shuffle buffer that follows the per-epoch shard
+    /// order (default 16384). Larger shuffles better and reads less sequentially.
+    pub shuffle_buffer: Option<usize>,
     /// Image datasets only; filled with defaults for them.
     pub image: Option<ImageDataConfig>,
     /// Text datasets only; filled with defaults for them.
@@ -101,6 +107,8 @@ impl Default for DataConfig {
             on_error: OnError::Fail,
             workers: 2,
             prefetch: 4,
+            memory_budget: None,
+            shuffle_buffer: None,
             image: None,
             text: None,
             tokenizer: None,
@@ -125,6 +133,10 @@ pub enum DatasetKind {
     TextClassification,
     /// One plain-text corpus for language modelling.
     TextCorpus,
+    /// IDX image shards (`stoke data pack`, `stoke data synth`) streamed from disk.
+    ImageShards,
+    /// Parquet files of encoded images and labels (as Hugging Face datasets write them).
+    ImageParquet,
 }
 
 impl DatasetKind {
@@ -135,7 +147,19 @@ impl DatasetKind {
             DatasetKind::ImageFolder => "image-folder",
             DatasetKind::TextClassification => "text-classification",
             DatasetKind::TextCorpus => "text-corpus",
+            DatasetKind::ImageShards => "image-shards",
+            DatasetKind::ImageParquet => "image-parquet",
         }
+    }
+
+    /// Read from disk as batches are made instead of held in memory.
+    pub fn is_streamed(self) -> bool {
+        matches!(self, DatasetKind::ImageShards)
+    }
+
+    /// Kinds whose files are not found under `datasets/<name>` by default.
+    pub fn needs_path(self) -> bool {
+        !matches!(self, DatasetKind::Mnist | DatasetKind::FashionMnist)
     }
 
     pub fn is_text(self) -> bool {
@@ -203,6 +227,7 @@ pub enum TextFormat {
     Auto,
     Csv,
     Jsonl,
+    Parquet,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

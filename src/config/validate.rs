@@ -62,8 +62,7 @@ pub fn validate(config: &ExperimentConfig) -> Problems {
         );
     }
     check(
-        !matches!(data.dataset, DatasetKind::ImageFolder) && !data.dataset.is_text()
-            || !data.path.as_os_str().is_empty(),
+        !data.dataset.needs_path() || !data.path.as_os_str().is_empty(),
         "data.path",
         format!("is required for dataset = \"{}\"", data.dataset.name()),
     );
@@ -87,6 +86,24 @@ pub fn validate(config: &ExperimentConfig) -> Problems {
             "is required with kind = \"file\": a Hugging Face tokenizer.json".into(),
         );
     }
+    if let Some(budget) = &data.memory_budget {
+        if let Err(detail) = super::parse_bytes(budget) {
+            check(false, "data.memory_budget", detail);
+        }
+    }
+    check(
+        data.shuffle_buffer.is_none() || data.dataset.is_streamed(),
+        "data.shuffle_buffer",
+        format!(
+            "applies to sharded datasets only, not dataset = \"{}\" (which is shuffled whole in memory)",
+            data.dataset.name()
+        ),
+    );
+    check(
+        data.shuffle_buffer != Some(0),
+        "data.shuffle_buffer",
+        "must be at least 1 record".into(),
+    );
     let needs = match config.model {
         ModelConfig::Mlp(_) | ModelConfig::Cnn(_) | ModelConfig::Resnet(_) => None,
         ModelConfig::TextClassifier(_) => Some(DatasetKind::TextClassification),
@@ -200,7 +217,10 @@ fn validate_image(
         format!("sides must be at least 1, got {:?}", image.size),
     );
     check(
-        dataset == DatasetKind::ImageFolder || image.color.channels() == 1,
+        matches!(
+            dataset,
+            DatasetKind::ImageFolder | DatasetKind::ImageParquet
+        ) || image.color.channels() == 1,
         "data.image.color",
         format!("{} images are grayscale; remove the key", dataset.name()),
     );

@@ -9,19 +9,79 @@ use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread::JoinHandle;
 
-use rand::SeedableRng;
 use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::{Dataset, HostBatch, Split};
 
-/// The order of the training split in `epoch` (counted from 0): a permutation seeded by the
-/// run's seed and the epoch, so any epoch's order can be rebuilt on resume.
+/// The order of the training split in `epoch` (counted from 0), seeded by the run's seed and
+/// the epoch, so any epoch's order (and with it a streamed split's shuffle buffer at any
+/// position) can be rebuilt on resume.
 pub fn epoch_order(split: &Split, seed: u64, epoch: usize) -> Arc<Vec<u32>> {
-    let mut order = split.indices.as_ref().clone();
     let epoch_seed = seed ^ (epoch as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    order.shuffle(&mut ChaCha8Rng::seed_from_u64(epoch_seed));
-    Arc::new(order)
+    let mut rng = ChaCha8Rng::seed_from_u64(epoch_seed);
+    match &split.ordering {
+        Ordering::Permutation => {
+            let mut order = split.indices.as_ref().clone();
+            order.shuffle(&mut rng);
+            Arc::new(order)
+        }
+        Ordering::ShardBuffer {
+            shard_starts,
+            buffer,
+        } => Arc::new(shuffle_through_buffer(
+            &split.indices,
+            shard_starts,
+            *buffer,
+            &mut rng,
+        )),
+    }
+}
+
+/// How a split's samples are shuffled each epoch.
+#[derive(Debug, Clone)]
+pub enum Ordering {
+    /// A uniform random permutation: for data held in memory.
+    Permutation,
+    /// What a streaming reader does to data on disk: the shards in a random order, their
+    /// records read in sequence through a shuffle buffer of `buffer` records, each output
+    /// drawn at random from the buffer. Reads stay nearly sequential (within the shard being
+    /// read and the buffer's recent past), so the page cache and read-ahead work.
+    /// `shard_starts[s]` is the first sample index of shard `s`; the last entry is the total.
+    ShardBuffer {
+        shard_starts: Arc<Vec<u32>>,
+        buffer: usize,
+    },
+}
+
+/// The order a shuffle buffer emits `indices` (sorted) in, simulated over indices alone so
+/// that it costs 4 bytes a sample and no I/O, and can be rebuilt exactly for a resumed run.
+fn shuffle_through_buffer(
+    indices: &[u32],
+    shard_starts: &[u32],
+    buffer: usize,
+    rng: &mut ChaCha8Rng,
+) -> Vec<u32> {
+    let mut shards: Vec<usize> = (0..shard_starts.len().saturating_sub(1)).collect();
+    shards.shuffle(rng);
+    let mut order = Vec::with_capacity(indices.len());
+    let mut pool = Vec::with_capacity(buffer.min(indices.len()));
+    for shard in shards {
+        let first = indices.partition_point(|&i| i < shard_starts[shard]);
+        let end = indices.partition_point(|&i| i < shard_starts[shard + 1]);
+        for &index in &indices[first..end] {
+            if pool.len() < buffer {
+                pool.push(index);
+            } else {
+                let slot = rng.random_range(0..buffer);
+                order.push(std::mem::replace(&mut pool[slot], index));
+            }
+        }
+    }
+    pool.shuffle(rng);
+    order.extend(pool);
+    order
 }
 
 /// Number of batches (the last may be partial) for `samples` at `batch_size`.
@@ -153,6 +213,14 @@ mod tests {
                 labels: indices.iter().map(|&i| i64::from(i)).collect(),
             }
         }
+
+        fn resident_bytes(&self) -> usize {
+            0
+        }
+
+        fn sample_bytes(&self) -> usize {
+            12
+        }
     }
 
     fn labels_of(workers: usize, first: usize) -> Vec<Vec<i64>> {
@@ -193,5 +261,41 @@ mod tests {
         let mut sorted = first.as_ref().clone();
         sorted.sort_unstable();
         assert_eq!(sorted, split.indices.as_ref().clone());
+    }
+
+    fn sharded(indices: Vec<u32>, buffer: usize) -> Split {
+        let mut split = Split::new(Arc::new(Counting(100)), indices);
+        split.ordering = Ordering::ShardBuffer {
+            shard_starts: Arc::new(vec![0, 30, 60, 100]),
+            buffer,
+        };
+        split
+    }
+
+    #[test]
+    fn shard_buffer_orders_are_seeded_permutations_of_the_split() {
+        let indices: Vec<u32> = (0..100).filter(|i| i % 7 != 0).collect();
+        let split = sharded(indices.clone(), 8);
+        let order = epoch_order(&split, 3, 0);
+        assert_eq!(order, epoch_order(&split, 3, 0));
+        assert_ne!(order, epoch_order(&split, 3, 1));
+        let mut sorted = order.as_ref().clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, indices);
+    }
+
+    #[test]
+    fn a_one_record_buffer_reads_whole_shards_in_sequence() {
+        let order = epoch_order(&sharded((0..100).collect(), 1), 5, 0);
+        let shard_of = |i: u32| [30, 60, 100].iter().position(|&end| i < end).unwrap();
+        // Each shard's records come out together and in file order.
+        let runs: Vec<usize> = order.iter().map(|&i| shard_of(i)).collect();
+        let changes = runs.windows(2).filter(|w| w[0] != w[1]).count();
+        assert_eq!(changes, 2, "{order:?}");
+        assert!(
+            order
+                .windows(2)
+                .all(|w| shard_of(w[0]) != shard_of(w[1]) || w[1] == w[0] + 1)
+        );
     }
 }

@@ -10,7 +10,10 @@
 //! and branch to it in [`load_splits`].
 
 mod image;
+pub mod inspect;
 mod loader;
+mod parquet;
+pub mod shards;
 mod text;
 
 use std::path::PathBuf;
@@ -22,7 +25,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 pub use image::{ImageSet, Normalization, normalized, read_image};
-pub use loader::{BatchStream, StreamPlan, batch_count, epoch_order};
+pub use loader::{BatchStream, Ordering, StreamPlan, batch_count, epoch_order};
 pub use text::{Tokenizer, labelled_texts};
 
 use crate::config::{DataConfig, DatasetKind};
@@ -38,6 +41,12 @@ pub trait Dataset: Send + Sync {
 
     /// The samples `indices` name, as one batch.
     fn batch(&self, indices: &[u32]) -> HostBatch;
+
+    /// Host memory the dataset holds, for `data.memory_budget`.
+    fn resident_bytes(&self) -> usize;
+
+    /// Host memory one sample takes in a [`HostBatch`] (at most).
+    fn sample_bytes(&self) -> usize;
 }
 
 /// A batch in host memory, before it moves to the device.
@@ -84,11 +93,12 @@ impl HostBatch {
     }
 }
 
-/// A subset of a dataset, by index.
+/// A subset of a dataset, by index (sorted), and how it is shuffled for training.
 #[derive(Clone)]
 pub struct Split {
     pub data: Arc<dyn Dataset>,
     pub indices: Arc<Vec<u32>>,
+    pub ordering: Ordering,
 }
 
 impl Split {
@@ -96,6 +106,7 @@ impl Split {
         Self {
             data,
             indices: Arc::new(indices),
+            ordering: Ordering::Permutation,
         }
     }
 
@@ -181,7 +192,7 @@ pub struct Skipped {
 }
 
 impl Skipped {
-    const EXAMPLES: usize = 10;
+    const EXAMPLES: usize = 50;
 
     pub fn add(&mut self, location: String) {
         self.count += 1;
@@ -201,6 +212,73 @@ pub struct Splits {
     pub skipped: Skipped,
 }
 
+impl Splits {
+    /// Host memory the data path holds while training at `batch_size` with evaluation at
+    /// `eval_batch_size`: the datasets, the split indices and epoch order, and the batches
+    /// the workers prepare ahead.
+    pub fn memory(
+        &self,
+        batch_size: usize,
+        eval_batch_size: usize,
+        data: &DataConfig,
+    ) -> MemoryUse {
+        let splits = [&self.train, &self.valid, &self.test];
+        let mut seen: Vec<*const ()> = Vec::new();
+        let mut datasets = 0;
+        for split in splits {
+            let identity = Arc::as_ptr(&split.data) as *const ();
+            if !seen.contains(&identity) {
+                seen.push(identity);
+                datasets += split.data.resident_bytes();
+            }
+        }
+        let buffer = match &self.train.ordering {
+            Ordering::Permutation => 0,
+            Ordering::ShardBuffer { buffer, .. } => *buffer,
+        };
+        let indices = splits.iter().map(|s| s.len()).sum::<usize>() + self.train.len() + buffer;
+        let queued = data.workers.max(1) * data.prefetch + 1;
+        let batches = queued * self.train.data.sample_bytes() * batch_size
+            + queued * self.valid.data.sample_bytes() * eval_batch_size;
+        MemoryUse {
+            datasets: datasets as u64,
+            indices: indices as u64 * 4,
+            batches: batches as u64,
+        }
+    }
+}
+
+/// Where the data path's host memory goes.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct MemoryUse {
+    /// What the datasets hold: all samples for in-memory data, labels for streamed data.
+    pub datasets: u64,
+    /// Split indices and the epoch order.
+    pub indices: u64,
+    /// Batches prepared ahead for training and evaluation.
+    pub batches: u64,
+}
+
+impl MemoryUse {
+    pub fn total(&self) -> u64 {
+        self.datasets + self.indices + self.batches
+    }
+}
+
+impl std::fmt::Display for MemoryUse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use crate::config::format_bytes;
+        write!(
+            f,
+            "about {} (datasets {}, indices and order {}, batches in flight {})",
+            format_bytes(self.total()),
+            format_bytes(self.datasets),
+            format_bytes(self.indices),
+            format_bytes(self.batches)
+        )
+    }
+}
+
 /// Loads the dataset `config` names and splits it. A text dataset reuses `tokenizer` when
 /// given (a resumed or evaluated run) and trains one on its training split otherwise.
 pub fn load_splits(
@@ -209,13 +287,31 @@ pub fn load_splits(
     tokenizer: Option<Tokenizer>,
 ) -> Result<Splits, DataError> {
     match config.dataset {
-        DatasetKind::Mnist | DatasetKind::FashionMnist | DatasetKind::ImageFolder => {
-            image::load(config, seed)
-        }
+        DatasetKind::Mnist
+        | DatasetKind::FashionMnist
+        | DatasetKind::ImageFolder
+        | DatasetKind::ImageParquet => image::load(config, seed),
+        DatasetKind::ImageShards => shards::load(config, seed),
         DatasetKind::TextClassification => text::load_classification(config, seed, tokenizer),
         DatasetKind::TextCorpus => text::load_corpus(config, tokenizer),
     }
 }
+
+/// The classes of `labels`, in numeric order when all are integers, else alphabetical.
+pub(crate) fn classes_of<'a>(labels: impl Iterator<Item = &'a str>) -> Vec<String> {
+    let mut classes: Vec<String> = labels
+        .map(str::to_string)
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    if classes.iter().all(|c| c.parse::<i64>().is_ok()) {
+        classes.sort_by_key(|c| c.parse::<i64>().unwrap_or_default());
+    }
+    classes
+}
+
+/// Keeps a test split drawn from the training pool independent of the validation split.
+pub(crate) const TEST_SPLIT_SALT: u64 = 0x7e57_5917;
 
 /// Moves a seeded random `fraction` of `indices` out; returns (kept, held out), each sorted.
 pub(crate) fn split_off(mut indices: Vec<u32>, fraction: f64, seed: u64) -> (Vec<u32>, Vec<u32>) {
@@ -252,6 +348,12 @@ pub enum DataError {
         path: PathBuf,
         #[source]
         source: std::io::Error,
+    },
+    #[error("data.memory_budget = {budget} is too small: the data path needs {needed}\n  {advice}")]
+    OverBudget {
+        budget: String,
+        needed: MemoryUse,
+        advice: String,
     },
     #[error("tokenizer: {0}")]
     Tokenizer(String),

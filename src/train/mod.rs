@@ -30,7 +30,7 @@ use burn::prelude::{Device, Tensor};
 use crate::Error;
 use crate::backend::SelectedBackend;
 use crate::config::ExperimentConfig;
-use crate::data::{Splits, Tokenizer, load_splits};
+use crate::data::{DataError, Splits, Tokenizer, load_splits};
 use crate::model::Model;
 
 /// A config with its data loaded and its backend chosen: what every command starts from.
@@ -56,6 +56,7 @@ impl Experiment {
                 splits.skipped.examples.first().cloned().unwrap_or_default()
             );
         }
+        check_memory_budget(&config, &splits)?;
         Ok(Self {
             config,
             backend,
@@ -85,6 +86,36 @@ impl Experiment {
     pub fn classes(&self) -> Option<usize> {
         self.splits.spec.classes().map(<[String]>::len)
     }
+}
+
+/// Refuses data that would not fit `data.memory_budget`, and says how much of it is used.
+fn check_memory_budget(config: &ExperimentConfig, splits: &Splits) -> Result<(), DataError> {
+    let Some(budget_text) = &config.data.memory_budget else {
+        return Ok(());
+    };
+    let budget = crate::config::parse_bytes(budget_text).expect("checked by config validation");
+    let needed = splits.memory(
+        config.train.batch_size,
+        config.train.eval_batch_size,
+        &config.data,
+    );
+    if needed.total() > budget {
+        let advice = if needed.datasets > needed.batches + needed.indices {
+            "stream the dataset from shards instead of memory: stoke data pack <config> --out <dir>, then dataset = \"image-shards\""
+        } else {
+            "lower data.workers, data.prefetch or the batch sizes, or raise the budget"
+        };
+        return Err(DataError::OverBudget {
+            budget: budget_text.clone(),
+            needed,
+            advice: advice.into(),
+        });
+    }
+    eprintln!(
+        "data: {needed} of the {} budget",
+        crate::config::format_bytes(budget)
+    );
+    Ok(())
 }
 
 struct InitialiseNow;

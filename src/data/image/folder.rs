@@ -9,22 +9,16 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
-use super::ImageSet;
+use super::{ImageSet, ImageSets};
 use crate::config::{ColorMode, DataConfig, ImageDataConfig};
 use crate::data::DataError;
 use crate::model::ImageShape;
-
-pub struct ImageFolder {
-    pub train: ImageSet,
-    pub test: Option<ImageSet>,
-    pub classes: Vec<String>,
-}
 
 pub fn load(
     config: &DataConfig,
     image: &ImageDataConfig,
     seed: u64,
-) -> Result<ImageFolder, DataError> {
+) -> Result<ImageSets, DataError> {
     let root = &config.path;
     if !root.is_dir() {
         return Err(DataError::Missing {
@@ -57,10 +51,11 @@ pub fn load(
         }
         None => None,
     };
-    Ok(ImageFolder {
+    Ok(ImageSets {
         train,
         test,
         classes,
+        skipped: Default::default(),
     })
 }
 
@@ -177,8 +172,23 @@ pub fn decode(path: &Path, shape: ImageShape, color: ColorMode) -> Result<Vec<u8
             path: path.to_path_buf(),
             detail: format!("cannot decode the image: {err}"),
         })?;
+    Ok(resize(&image, shape, color))
+}
+
+/// Decodes an encoded image (PNG, JPEG, ...) held in memory as [`decode`] does a file.
+pub fn decode_bytes(bytes: &[u8], shape: ImageShape, color: ColorMode) -> Result<Vec<u8>, String> {
+    let image = image::ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|err| err.to_string())?
+        .decode()
+        .map_err(|err| format!("cannot decode the image: {err}"))?;
+    Ok(resize(&image, shape, color))
+}
+
+/// `image` resized to `shape` as channel-major bytes.
+fn resize(image: &image::DynamicImage, shape: ImageShape, color: ColorMode) -> Vec<u8> {
     let (width, height) = (shape.width as u32, shape.height as u32);
-    Ok(match color {
+    match color {
         ColorMode::Grayscale => {
             image::imageops::resize(&image.to_luma8(), width, height, FilterType::Triangle)
                 .into_raw()
@@ -196,5 +206,5 @@ pub fn decode(path: &Path, shape: ImageShape, color: ColorMode) -> Result<Vec<u8
             }
             planes
         }
-    })
+    }
 }

@@ -74,6 +74,55 @@ pub fn read(path: &Path, rank: usize, limit: Option<usize>) -> Result<IdxData, D
     Ok(IdxData { dims, bytes })
 }
 
+/// The header of an unsigned-byte IDX file with `dims`.
+pub fn header(dims: &[usize]) -> Vec<u8> {
+    let mut bytes = vec![0, 0, 0x08, dims.len() as u8];
+    for &dim in dims {
+        bytes.extend((dim as u32).to_be_bytes());
+    }
+    bytes
+}
+
+/// The dimensions in the header of the unsigned-byte IDX file `file` (at `path`), which
+/// must hold exactly the data they promise.
+pub fn read_header(file: &File, path: &Path) -> Result<Vec<usize>, DataError> {
+    use std::os::unix::fs::FileExt;
+    let corrupt = |detail: String| DataError::Corrupt {
+        path: path.to_path_buf(),
+        detail,
+    };
+    let mut magic = [0u8; 4];
+    file.read_exact_at(&mut magic, 0)
+        .map_err(|err| corrupt(format!("cannot read the IDX header: {err}")))?;
+    if magic[..3] != [0, 0, 0x08] || !(1..=4).contains(&magic[3]) {
+        return Err(corrupt(format!(
+            "not an uncompressed unsigned-byte IDX file (magic bytes {magic:02x?})"
+        )));
+    }
+    let mut sizes = vec![0u8; 4 * magic[3] as usize];
+    file.read_exact_at(&mut sizes, 4)
+        .map_err(|err| corrupt(format!("cannot read the IDX header: {err}")))?;
+    let dims: Vec<usize> = sizes
+        .chunks_exact(4)
+        .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
+        .collect();
+    let expected = (4 + sizes.len() + dims.iter().product::<usize>()) as u64;
+    let actual = file
+        .metadata()
+        .map_err(|source| DataError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?
+        .len();
+    if actual != expected {
+        return Err(corrupt(format!(
+            "the header promises {expected} bytes for {} items, the file holds {actual}",
+            dims[0]
+        )));
+    }
+    Ok(dims)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,13 +1,16 @@
 //! Labelled image sets held in memory as bytes: MNIST-style IDX files and image folders.
 
 mod folder;
-mod idx;
+pub(crate) mod idx;
+mod parquet;
 
 use std::path::Path;
 use std::sync::Arc;
 
-use super::{DataError, DataSpec, Dataset, HostBatch, Skipped, Split, Splits, split_off};
-use crate::config::{ColorMode, DataConfig, DatasetKind};
+use super::{
+    DataError, DataSpec, Dataset, HostBatch, Skipped, Split, Splits, TEST_SPLIT_SALT, split_off,
+};
+use crate::config::{ColorMode, DataConfig, DatasetKind, ImageDataConfig};
 use crate::model::ImageShape;
 
 /// Images as channel-major bytes (`len × channels × height × width`) with their labels.
@@ -69,6 +72,18 @@ pub fn read_image(path: &Path, shape: ImageShape) -> Result<Vec<u8>, DataError> 
     folder::decode(path, shape, color)
 }
 
+/// Appends channel-major `image` to `pixels`, each channel's bytes through its table.
+pub(crate) fn push_normalized(
+    pixels: &mut Vec<f32>,
+    image: &[u8],
+    plane: usize,
+    lut: &[[f32; 256]],
+) {
+    for (channel, lut) in image.chunks_exact(plane).zip(lut) {
+        pixels.extend(channel.iter().map(|&p| lut[p as usize]));
+    }
+}
+
 /// An image set batched into normalised `f32` through a per-channel lookup table.
 struct NormalizedImages {
     set: Arc<ImageSet>,
@@ -85,10 +100,12 @@ impl Dataset for NormalizedImages {
         let plane = shape.height * shape.width;
         let mut pixels = Vec::with_capacity(indices.len() * shape.len());
         for &index in indices {
-            let image = self.set.image(index as usize);
-            for (channel, lut) in image.chunks_exact(plane).zip(&self.lut) {
-                pixels.extend(channel.iter().map(|&p| lut[p as usize]));
-            }
+            push_normalized(
+                &mut pixels,
+                self.set.image(index as usize),
+                plane,
+                &self.lut,
+            );
         }
         HostBatch::Images {
             pixels,
@@ -99,10 +116,15 @@ impl Dataset for NormalizedImages {
                 .collect(),
         }
     }
-}
 
-/// Keeps an image folder's test split independent of its validation split.
-const TEST_SPLIT_SALT: u64 = 0x7e57_5917;
+    fn resident_bytes(&self) -> usize {
+        self.set.pixels.len() + self.set.labels.len() * 2 + self.lut.len() * 1024
+    }
+
+    fn sample_bytes(&self) -> usize {
+        self.set.shape.len() * 4 + 8
+    }
+}
 
 const FASHION_CLASSES: [&str; 10] = [
     "T-shirt/top",
@@ -117,29 +139,25 @@ const FASHION_CLASSES: [&str; 10] = [
     "Ankle boot",
 ];
 
-/// Loads the image dataset `config` names; the validation split is drawn from the training
-/// pool with `seed`.
-pub fn load(config: &DataConfig, seed: u64) -> Result<Splits, DataError> {
-    let image = config.image.clone().unwrap_or_default();
-    // The training pool (with the indices that belong to it), the test set (with its
-    // indices) and the class names.
-    let (pool, pool_indices, test, test_indices, classes) = match config.dataset {
-        DatasetKind::ImageFolder => {
-            let folder = folder::load(config, &image, seed)?;
-            let pool = Arc::new(folder.train);
-            let all: Vec<u32> = (0..pool.len() as u32).collect();
-            match folder.test {
-                Some(test) => {
-                    let test = Arc::new(test);
-                    let test_all = (0..test.len() as u32).collect();
-                    (pool, all, test, test_all, folder.classes)
-                }
-                None => {
-                    let (kept, held) = split_off(all, config.test_fraction, seed ^ TEST_SPLIT_SALT);
-                    (pool.clone(), kept, pool, held, folder.classes)
-                }
-            }
-        }
+/// A labelled image set as read: the training pool, the test set if the dataset has its own,
+/// and the class names.
+pub(crate) struct ImageSets {
+    pub train: ImageSet,
+    pub test: Option<ImageSet>,
+    pub classes: Vec<String>,
+    /// Records passed over under `data.on_error = "skip"`.
+    pub skipped: Skipped,
+}
+
+/// Reads the in-memory image dataset `config` names.
+pub(crate) fn read_sets(
+    config: &DataConfig,
+    image: &ImageDataConfig,
+    seed: u64,
+) -> Result<ImageSets, DataError> {
+    match config.dataset {
+        DatasetKind::ImageFolder => folder::load(config, image, seed),
+        DatasetKind::ImageParquet => parquet::load(config, image),
         _ => {
             let (train, test) = load_idx_pair(config)?;
             let classes = match config.dataset {
@@ -149,10 +167,33 @@ pub fn load(config: &DataConfig, seed: u64) -> Result<Splits, DataError> {
                     .collect(),
                 _ => (0..10).map(|digit| digit.to_string()).collect(),
             };
-            let (pool, test) = (Arc::new(train), Arc::new(test));
-            let all = (0..pool.len() as u32).collect();
+            Ok(ImageSets {
+                train,
+                test: Some(test),
+                classes,
+                skipped: Skipped::default(),
+            })
+        }
+    }
+}
+
+/// Loads the image dataset `config` names; the validation split is drawn from the training
+/// pool with `seed`.
+pub fn load(config: &DataConfig, seed: u64) -> Result<Splits, DataError> {
+    let image = config.image.clone().unwrap_or_default();
+    let sets = read_sets(config, &image, seed)?;
+    let classes = sets.classes;
+    // The training pool and the test set, each with the indices that belong to it.
+    let pool = Arc::new(sets.train);
+    let all: Vec<u32> = (0..pool.len() as u32).collect();
+    let (test, pool_indices, test_indices) = match sets.test {
+        Some(test) => {
             let test_all = (0..test.len() as u32).collect();
-            (pool, all, test, test_all, classes)
+            (Arc::new(test), all, test_all)
+        }
+        None => {
+            let (kept, held) = split_off(all, config.test_fraction, seed ^ TEST_SPLIT_SALT);
+            (pool.clone(), kept, held)
         }
     };
     for set in [&pool, &test] {
@@ -199,7 +240,7 @@ pub fn load(config: &DataConfig, seed: u64) -> Result<Splits, DataError> {
             normalization,
         },
         tokenizer: None,
-        skipped: Skipped::default(),
+        skipped: sets.skipped,
     })
 }
 
@@ -248,7 +289,7 @@ fn fetch_command(dataset: DatasetKind, path: &Path) -> Option<String> {
     (path == default).then(|| format!("datasets/fetch {}", dataset.name()))
 }
 
-fn measure_normalization(set: &ImageSet, indices: &[u32]) -> Normalization {
+pub(crate) fn measure_normalization(set: &ImageSet, indices: &[u32]) -> Normalization {
     let shape = set.shape;
     let plane = shape.height * shape.width;
     let mut sum = vec![0f64; shape.channels];

@@ -1,7 +1,7 @@
 //! Text datasets: labelled texts for classification, and a plain-text corpus cut into
 //! windows for language modelling. Texts are tokenised once, at load time.
 
-mod records;
+pub(crate) mod records;
 mod tokenizer;
 
 use std::io::Read;
@@ -10,11 +10,10 @@ use std::sync::Arc;
 
 pub use tokenizer::Tokenizer;
 
-use super::{DataError, DataSpec, Dataset, HostBatch, Skipped, Split, Splits, split_off};
+use super::{
+    DataError, DataSpec, Dataset, HostBatch, Skipped, Split, Splits, TEST_SPLIT_SALT, split_off,
+};
 use crate::config::{DataConfig, OnError};
-
-/// Keeps the test split independent of the validation split.
-const TEST_SPLIT_SALT: u64 = 0x7e57_5917;
 
 /// Tokenised texts with their classes, batched with padding to the longest in the batch.
 struct LabelledTokens {
@@ -52,6 +51,17 @@ impl Dataset for LabelledTokens {
                 .map(|&i| i64::from(self.labels[i as usize]))
                 .collect(),
         }
+    }
+
+    fn resident_bytes(&self) -> usize {
+        let ids: usize = self.ids.iter().map(|ids| ids.capacity() * 4 + 24).sum();
+        ids + self.labels.len() * 2
+    }
+
+    fn sample_bytes(&self) -> usize {
+        // Ids, length and label of the longest text.
+        let longest = self.ids.iter().map(Vec::len).max().unwrap_or(0);
+        longest * 8 + 16
     }
 }
 
@@ -130,11 +140,19 @@ impl Dataset for Windows {
             shape: [indices.len(), self.context],
         }
     }
+
+    fn resident_bytes(&self) -> usize {
+        self.ids.len() * 4 + self.starts.len() * 8
+    }
+
+    fn sample_bytes(&self) -> usize {
+        self.context * 16
+    }
 }
 
 /// The training, validation and test files of a labelled text set: a directory holding
 /// `train.*` (and optionally `valid.*`, `test.*`), or one file to split.
-fn classification_files(path: &Path) -> Result<[Option<PathBuf>; 3], DataError> {
+pub(crate) fn classification_files(path: &Path) -> Result<[Option<PathBuf>; 3], DataError> {
     if path.is_file() {
         return Ok([Some(path.to_path_buf()), None, None]);
     }
@@ -147,7 +165,7 @@ fn classification_files(path: &Path) -> Result<[Option<PathBuf>; 3], DataError> 
         });
     }
     let find = |stem: &str| {
-        ["jsonl", "csv", "ndjson"]
+        ["jsonl", "csv", "ndjson", "parquet"]
             .iter()
             .map(|ext| path.join(format!("{stem}.{ext}")))
             .find(|candidate| candidate.is_file())
@@ -155,7 +173,7 @@ fn classification_files(path: &Path) -> Result<[Option<PathBuf>; 3], DataError> 
     let train = find("train").ok_or_else(|| DataError::Missing {
         dataset: "text-classification".into(),
         path: path.to_path_buf(),
-        detail: "the directory has no train.jsonl or train.csv".into(),
+        detail: "the directory has no train.jsonl, train.csv or train.parquet".into(),
         fetch: fetch_command(path),
     })?;
     Ok([Some(train), find("valid"), find("test")])
@@ -186,7 +204,7 @@ pub fn load_classification(
             what: "records".into(),
         });
     }
-    let classes = records::classes(pool.iter().map(|r| r.label.as_str()));
+    let classes = super::classes_of(pool.iter().map(|r| r.label.as_str()));
 
     // Held-out files are read into the pool's tail; their records are split by index.
     let mut held_out = |file: &Option<PathBuf>, pool: &mut Vec<records::Record>| {

@@ -1,4 +1,4 @@
-//! Labelled texts from CSV (with a header row) or JSONL files. A bad record (invalid UTF-8,
+//! Labelled texts from CSV (with a header row), JSONL or Parquet files. A bad record (invalid UTF-8,
 //! invalid JSON, a missing or mistyped field) stops the load with its file and line, or is
 //! skipped and counted with `data.on_error = "skip"`.
 
@@ -27,11 +27,13 @@ pub fn read(
         TextFormat::Auto => match path.extension().and_then(|e| e.to_str()) {
             Some("csv") => TextFormat::Csv,
             Some("jsonl" | "ndjson" | "json") => TextFormat::Jsonl,
+            Some("parquet") => TextFormat::Parquet,
             _ => {
                 return Err(DataError::Corrupt {
                     path: path.to_path_buf(),
-                    detail: "cannot tell CSV from JSONL by the extension; set data.text.format"
-                        .into(),
+                    detail:
+                        "cannot tell CSV, JSONL or Parquet by the extension; set data.text.format"
+                            .into(),
                 });
             }
         },
@@ -136,6 +138,24 @@ pub fn read(
                 }
             }
         }
+        TextFormat::Parquet => {
+            let rows = crate::data::parquet::read::<String>(
+                path,
+                &[config.text_field.as_str()],
+                &config.label_field,
+                Some(limit),
+            )?;
+            for row in rows {
+                match row.value {
+                    Ok((text, label)) => records.push(Record {
+                        text,
+                        label: label.trim().to_string(),
+                        line: row.row,
+                    }),
+                    Err(detail) => bad(row.row, detail)?,
+                }
+            }
+        }
         TextFormat::Auto => unreachable!("resolved above"),
     }
     Ok(records)
@@ -168,19 +188,6 @@ fn parse_json_record(raw: &[u8], config: &TextDataConfig) -> Result<(String, Str
         }
     };
     Ok((text, label))
-}
-
-/// The classes of `labels`, in numeric order when all are integers, else alphabetical.
-pub fn classes<'a>(labels: impl Iterator<Item = &'a str>) -> Vec<String> {
-    let mut classes: Vec<String> = labels
-        .map(str::to_string)
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    if classes.iter().all(|c| c.parse::<i64>().is_ok()) {
-        classes.sort_by_key(|c| c.parse::<i64>().unwrap_or_default());
-    }
-    classes
 }
 
 #[cfg(test)]
@@ -275,7 +282,13 @@ mod tests {
 
     #[test]
     fn integer_classes_sort_numerically() {
-        assert_eq!(classes(["10", "2", "1"].into_iter()), ["1", "2", "10"]);
-        assert_eq!(classes(["spam", "ham"].into_iter()), ["ham", "spam"]);
+        assert_eq!(
+            crate::data::classes_of(["10", "2", "1"].into_iter()),
+            ["1", "2", "10"]
+        );
+        assert_eq!(
+            crate::data::classes_of(["spam", "ham"].into_iter()),
+            ["ham", "spam"]
+        );
     }
 }

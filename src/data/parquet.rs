@@ -1,0 +1,171 @@
+//! Parquet files, as Spark, Delta Lake and Hugging Face datasets write them: a payload column
+//! (text, or encoded image bytes, bare or in Hugging Face's `{bytes, path}` struct) and a
+//! label column (integer or string), read through arrow.
+
+use std::fs::File;
+use std::path::Path;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{
+    Int8Type, Int16Type, Int32Type, Int64Type, UInt8Type, UInt16Type, UInt32Type, UInt64Type,
+};
+use arrow_array::{Array, RecordBatch};
+use arrow_schema::DataType;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+use super::DataError;
+
+/// One row's payload and label, or why it has none.
+pub struct Row<T> {
+    /// 1-based row number in the file, for messages.
+    pub row: usize,
+    pub value: Result<(T, String), String>,
+}
+
+/// What a payload column holds.
+pub trait Payload: Sized {
+    const WHAT: &'static str;
+    fn column(array: &dyn Array) -> Option<Vec<Option<Self>>>;
+}
+
+impl Payload for String {
+    const WHAT: &'static str = "a string column";
+
+    fn column(array: &dyn Array) -> Option<Vec<Option<Self>>> {
+        strings(array)
+    }
+}
+
+impl Payload for Vec<u8> {
+    const WHAT: &'static str = "a binary column or a struct with a binary \"bytes\" field";
+
+    fn column(array: &dyn Array) -> Option<Vec<Option<Self>>> {
+        bytes(array)
+    }
+}
+
+/// Reads up to `limit` rows of the first of `payload_columns` the file has and of
+/// `label_column`.
+pub fn read<T: Payload>(
+    path: &Path,
+    payload_columns: &[&str],
+    label_column: &str,
+    limit: Option<usize>,
+) -> Result<Vec<Row<T>>, DataError> {
+    let corrupt = |detail: String| DataError::Corrupt {
+        path: path.to_path_buf(),
+        detail,
+    };
+    let file = File::open(path).map_err(|source| DataError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(|err| corrupt(format!("not a readable Parquet file: {err}")))?;
+    let schema = builder.schema().clone();
+    let columns: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+    let payload = payload_columns
+        .iter()
+        .find(|name| columns.contains(name))
+        .ok_or_else(|| {
+            corrupt(format!(
+                "no column {} (columns: {})",
+                payload_columns
+                    .iter()
+                    .map(|c| format!("\"{c}\""))
+                    .collect::<Vec<_>>()
+                    .join(" or "),
+                columns.join(", ")
+            ))
+        })?
+        .to_string();
+    if !columns.contains(&label_column) {
+        return Err(corrupt(format!(
+            "no column \"{label_column}\" (columns: {})",
+            columns.join(", ")
+        )));
+    }
+    let reader = builder
+        .with_batch_size(4096)
+        .build()
+        .map_err(|err| corrupt(err.to_string()))?;
+    let limit = limit.unwrap_or(usize::MAX);
+    let mut rows = Vec::new();
+    for batch in reader {
+        let batch: RecordBatch = batch.map_err(|err| corrupt(err.to_string()))?;
+        let column = |name: &str| batch.column_by_name(name).expect("checked above").clone();
+        let (values, labels) = (column(&payload), column(label_column));
+        let values = T::column(values.as_ref()).ok_or_else(|| {
+            corrupt(format!(
+                "column \"{payload}\" is {}; expected {}",
+                values.data_type(),
+                T::WHAT
+            ))
+        })?;
+        let labels = strings(labels.as_ref()).ok_or_else(|| {
+            corrupt(format!(
+                "column \"{label_column}\" is {}; expected integers or strings",
+                labels.data_type()
+            ))
+        })?;
+        for (value, label) in values.into_iter().zip(labels) {
+            if rows.len() >= limit {
+                return Ok(rows);
+            }
+            let row = rows.len() + 1;
+            let value = match (value, label) {
+                (Some(value), Some(label)) => Ok((value, label)),
+                (None, _) => Err(format!("\"{payload}\" is null")),
+                (_, None) => Err(format!("\"{label_column}\" is null")),
+            };
+            rows.push(Row { row, value });
+        }
+    }
+    Ok(rows)
+}
+
+fn strings(array: &dyn Array) -> Option<Vec<Option<String>>> {
+    fn collect<'a>(values: impl Iterator<Item = Option<&'a str>>) -> Vec<Option<String>> {
+        values.map(|v| v.map(str::to_string)).collect()
+    }
+    fn numbers<T: ToString>(values: impl Iterator<Item = Option<T>>) -> Vec<Option<String>> {
+        values.map(|v| v.map(|v| v.to_string())).collect()
+    }
+    Some(match array.data_type() {
+        DataType::Utf8 => collect(array.as_string::<i32>().iter()),
+        DataType::LargeUtf8 => collect(array.as_string::<i64>().iter()),
+        DataType::Utf8View => collect(array.as_string_view().iter()),
+        DataType::Int8 => numbers(array.as_primitive::<Int8Type>().iter()),
+        DataType::Int16 => numbers(array.as_primitive::<Int16Type>().iter()),
+        DataType::Int32 => numbers(array.as_primitive::<Int32Type>().iter()),
+        DataType::Int64 => numbers(array.as_primitive::<Int64Type>().iter()),
+        DataType::UInt8 => numbers(array.as_primitive::<UInt8Type>().iter()),
+        DataType::UInt16 => numbers(array.as_primitive::<UInt16Type>().iter()),
+        DataType::UInt32 => numbers(array.as_primitive::<UInt32Type>().iter()),
+        DataType::UInt64 => numbers(array.as_primitive::<UInt64Type>().iter()),
+        _ => return None,
+    })
+}
+
+fn bytes(array: &dyn Array) -> Option<Vec<Option<Vec<u8>>>> {
+    fn collect<'a>(values: impl Iterator<Item = Option<&'a [u8]>>) -> Vec<Option<Vec<u8>>> {
+        values.map(|v| v.map(<[u8]>::to_vec)).collect()
+    }
+    Some(match array.data_type() {
+        DataType::Binary => collect(array.as_binary::<i32>().iter()),
+        DataType::LargeBinary => collect(array.as_binary::<i64>().iter()),
+        DataType::BinaryView => collect(array.as_binary_view().iter()),
+        DataType::Struct(_) => {
+            let structs = array.as_struct();
+            let mut inner = bytes(structs.column_by_name("bytes")?.as_ref())?;
+            // A null struct has no image even if its field's slot holds bytes.
+            for (row, value) in inner.iter_mut().enumerate() {
+                if structs.is_null(row) {
+                    *value = None;
+                }
+            }
+            inner
+        }
+        _ => return None,
+    })
+}

@@ -1,0 +1,253 @@
+//! Writing image shards: `stoke data pack` (an image dataset as shards of a given size) and
+//! the writer `stoke data synth` shares. A dataset is written into `<out>.partial` and
+//! renamed to `<out>` when complete, so a killed pack never leaves a half dataset that reads
+//! as a whole one.
+
+use std::fs::{self, File};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::{MANIFEST, Manifest, ShardEntry, shard_files, shard_name};
+use crate::Error;
+use crate::config::{DataConfig, DatasetKind};
+use crate::data::Normalization;
+use crate::data::image::{idx, read_sets};
+use crate::files;
+use crate::model::ImageShape;
+
+/// What `stoke data pack` wrote.
+#[derive(Debug, Serialize)]
+pub struct PackReport {
+    pub out: PathBuf,
+    pub classes: usize,
+    pub image: ImageShape,
+    /// Split → (records, shards).
+    pub splits: Vec<(String, u64, usize)>,
+    pub bytes: u64,
+}
+
+/// Writes the image dataset `config` names as shards of about `shard_bytes` each.
+pub fn pack(
+    config: &DataConfig,
+    seed: u64,
+    out: &Path,
+    shard_bytes: u64,
+) -> Result<PackReport, Error> {
+    if config.dataset.is_text() || config.dataset == DatasetKind::ImageShards {
+        return Err(Error::Usage(format!(
+            "stoke data pack reads image datasets held in memory (mnist, fashion-mnist, image-folder, image-parquet); dataset = \"{}\" is not one",
+            config.dataset.name()
+        )));
+    }
+    let image = config.image.clone().unwrap_or_default();
+    let sets = read_sets(config, &image, seed)?;
+    if sets.classes.len() > 256 {
+        return Err(Error::Usage(format!(
+            "image shards store labels as bytes: at most 256 classes, {} has {}",
+            config.path.display(),
+            sets.classes.len()
+        )));
+    }
+    let shape = sets.train.shape;
+    let shard_records = (shard_bytes / (shape.len() as u64 + 1)).max(1) as usize;
+    let mut manifest = Manifest::new(sets.classes.clone(), shape);
+    let partial = prepare_dir(out)?;
+    let mut report = PackReport {
+        out: out.to_path_buf(),
+        classes: sets.classes.len(),
+        image: shape,
+        splits: Vec::new(),
+        bytes: 0,
+    };
+    for (split, set) in [("train", Some(&sets.train)), ("test", sets.test.as_ref())] {
+        let Some(set) = set else { continue };
+        let mut entries = Vec::new();
+        let mut stats = Stats::new(shape.channels);
+        for (shard, first) in (0..set.len()).step_by(shard_records).enumerate() {
+            let count = shard_records.min(set.len() - first);
+            let mut writer =
+                ShardWriter::create(&partial, &shard_name(split, shard), shape, count)?;
+            for index in first..first + count {
+                writer.push(set.image(index), set.labels[index] as u8)?;
+            }
+            let shard_stats = writer.finish()?;
+            stats.merge(&shard_stats);
+            entries.push(ShardEntry {
+                name: shard_name(split, shard),
+                records: count as u64,
+            });
+        }
+        if split == "train" {
+            manifest.normalization = Some(stats.normalization());
+        }
+        report.bytes += stats.records * (shape.len() as u64 + 1);
+        report
+            .splits
+            .push((split.into(), stats.records, entries.len()));
+        manifest.splits.insert(split.into(), entries);
+    }
+    finish(&partial, out, &manifest)?;
+    Ok(report)
+}
+
+/// Creates `<out>.partial` (empty) to write into, refusing an `out` that holds anything.
+pub(super) fn prepare_dir(out: &Path) -> Result<PathBuf, Error> {
+    if out.exists() && fs::read_dir(out).map_or(true, |mut entries| entries.next().is_some()) {
+        return Err(Error::Usage(format!(
+            "{} already exists and is not empty; choose another --out or remove it",
+            out.display()
+        )));
+    }
+    let mut partial = out.as_os_str().to_owned();
+    partial.push(".partial");
+    let partial = PathBuf::from(partial);
+    if partial.exists() {
+        fs::remove_dir_all(&partial).map_err(|source| Error::io(&partial, source))?;
+    }
+    fs::create_dir_all(&partial).map_err(|source| Error::io(&partial, source))?;
+    Ok(partial)
+}
+
+/// Writes the manifest into `partial` and moves it to `out`.
+pub(super) fn finish(partial: &Path, out: &Path, manifest: &Manifest) -> Result<(), Error> {
+    let json = serde_json::to_vec_pretty(manifest).expect("a manifest serialises");
+    files::write_synced(&partial.join(MANIFEST), &json)?;
+    files::replace_dir(partial, out)
+}
+
+/// Per-channel pixel sums, to give a dataset's normalisation without a second pass.
+pub(super) struct Stats {
+    pub records: u64,
+    sum: Vec<f64>,
+    sum_sq: Vec<f64>,
+    values_per_channel: f64,
+}
+
+impl Stats {
+    pub fn new(channels: usize) -> Self {
+        Self {
+            records: 0,
+            sum: vec![0.0; channels],
+            sum_sq: vec![0.0; channels],
+            values_per_channel: 0.0,
+        }
+    }
+
+    fn add(&mut self, image: &[u8]) {
+        let plane = image.len() / self.sum.len();
+        for (channel, pixels) in image.chunks_exact(plane).enumerate() {
+            let (s, sq) = pixels.iter().fold((0u64, 0u64), |(s, sq), &p| {
+                (s + u64::from(p), sq + u64::from(p) * u64::from(p))
+            });
+            self.sum[channel] += s as f64;
+            self.sum_sq[channel] += sq as f64;
+        }
+        self.records += 1;
+        self.values_per_channel += plane as f64;
+    }
+
+    pub fn merge(&mut self, other: &Stats) {
+        for channel in 0..self.sum.len() {
+            self.sum[channel] += other.sum[channel];
+            self.sum_sq[channel] += other.sum_sq[channel];
+        }
+        self.records += other.records;
+        self.values_per_channel += other.values_per_channel;
+    }
+
+    pub fn normalization(&self) -> Normalization {
+        let count = self.values_per_channel.max(1.0);
+        let mean: Vec<f64> = self.sum.iter().map(|s| s / count / 255.0).collect();
+        let std = self
+            .sum_sq
+            .iter()
+            .zip(&mean)
+            .map(|(sq, m)| {
+                (sq / count / (255.0 * 255.0) - m * m)
+                    .max(0.0)
+                    .sqrt()
+                    .max(1e-6) as f32
+            })
+            .collect();
+        Normalization {
+            mean: mean.into_iter().map(|m| m as f32).collect(),
+            std,
+        }
+    }
+}
+
+/// One shard being written: its two IDX files under temporary names until `finish`.
+pub(super) struct ShardWriter {
+    images: BufWriter<File>,
+    labels: BufWriter<File>,
+    paths: [(PathBuf, PathBuf); 2],
+    expected: usize,
+    stats: Stats,
+}
+
+impl ShardWriter {
+    pub fn create(dir: &Path, name: &str, shape: ImageShape, count: usize) -> Result<Self, Error> {
+        let (images_path, labels_path) = shard_files(dir, name);
+        let temp = |path: &Path| {
+            path.with_file_name(format!(
+                ".tmp-{}",
+                path.file_name().expect("a file name").to_string_lossy()
+            ))
+        };
+        let open = |path: &Path| -> Result<BufWriter<File>, Error> {
+            File::create(path)
+                .map(|file| BufWriter::with_capacity(1 << 20, file))
+                .map_err(|source| Error::io(path, source))
+        };
+        let (images_temp, labels_temp) = (temp(&images_path), temp(&labels_path));
+        let mut images = open(&images_temp)?;
+        let mut labels = open(&labels_temp)?;
+        let dims = if shape.channels == 1 {
+            vec![count, shape.height, shape.width]
+        } else {
+            vec![count, shape.channels, shape.height, shape.width]
+        };
+        images
+            .write_all(&idx::header(&dims))
+            .map_err(|source| Error::io(&images_temp, source))?;
+        labels
+            .write_all(&idx::header(&[count]))
+            .map_err(|source| Error::io(&labels_temp, source))?;
+        Ok(Self {
+            images,
+            labels,
+            paths: [(images_temp, images_path), (labels_temp, labels_path)],
+            expected: count,
+            stats: Stats::new(shape.channels),
+        })
+    }
+
+    pub fn push(&mut self, image: &[u8], label: u8) -> Result<(), Error> {
+        self.images
+            .write_all(image)
+            .map_err(|source| Error::io(&self.paths[0].0, source))?;
+        self.labels
+            .write_all(&[label])
+            .map_err(|source| Error::io(&self.paths[1].0, source))?;
+        self.stats.add(image);
+        Ok(())
+    }
+
+    /// Flushes, fsyncs and renames both files into place.
+    pub fn finish(self) -> Result<Stats, Error> {
+        assert_eq!(
+            self.stats.records as usize, self.expected,
+            "a shard gets the records its header promises"
+        );
+        for (writer, (temp, path)) in [self.images, self.labels].into_iter().zip(&self.paths) {
+            let file = writer
+                .into_inner()
+                .map_err(|err| Error::io(temp, err.into_error()))?;
+            file.sync_all().map_err(|source| Error::io(temp, source))?;
+            fs::rename(temp, path).map_err(|source| Error::io(path, source))?;
+        }
+        Ok(self.stats)
+    }
+}
