@@ -364,3 +364,47 @@ fn inspect_finds_planted_problems() {
     assert_eq!(json["splits"]["train"]["records"], 100);
     assert_eq!(json["leaks"]["count"], 0);
 }
+
+#[test]
+fn labelled_texts_pack_into_jsonl_shards_that_train_streamed() {
+    let data = tempfile::tempdir().unwrap();
+    let texts = data.path().join("texts");
+    common::write_labelled_set(&texts, 300);
+    let out = data.path().join("shards");
+    stoke()
+        .args(["data", "pack", "configs/spam-transformer.toml", "--set"])
+        .arg(format!("data.path={}", texts.display()))
+        .arg("--out")
+        .arg(&out)
+        .args(["--shard-size", "4KiB"])
+        .assert()
+        .success()
+        .stderr(
+            predicate::str::contains("train: 300 records in")
+                .and(predicate::str::contains("text-shards")),
+        );
+    assert!(out.join("train-00002.jsonl").is_file());
+    let mut sets = common::classifier_sets(&out, "flex");
+    sets.extend([
+        "data.dataset=text-shards".to_string(),
+        "data.shuffle_buffer=32".into(),
+        "data.memory_budget=32MiB".into(),
+    ]);
+    let run = tempfile::tempdir().unwrap();
+    train("configs/spam-transformer.toml", &sets, run.path());
+    let summary = read_json(&run.path().join("summary.json"));
+    assert!(
+        summary["test"]["accuracy"].as_f64().unwrap() > 0.6,
+        "{summary}"
+    );
+    // The shards inspect like the files they came from.
+    let report = data.path().join("report.json");
+    stoke()
+        .args(["data", "inspect"])
+        .arg(&out)
+        .arg("--report")
+        .arg(&report)
+        .assert()
+        .success();
+    assert_eq!(read_json(&report)["splits"]["train"]["records"], 300);
+}

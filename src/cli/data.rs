@@ -37,7 +37,8 @@ pub enum DataCommand {
         #[arg(long, default_value_t = 0.1)]
         noise: f32,
     },
-    /// Write the image dataset a config names as image shards (dataset = "image-shards").
+    /// Write the labelled dataset a config names as shards: images as IDX shards
+    /// (dataset = "image-shards"), texts as JSONL shards (dataset = "text-shards").
     Pack {
         #[command(flatten)]
         config: ConfigArgs,
@@ -128,11 +129,14 @@ pub fn run(command: DataCommand) -> Result<(), Error> {
             for (split, records, shards) in &report.splits {
                 eprintln!("{split}: {records} records in {shards} shards");
             }
+            let (what, kind) = match report.image {
+                Some(shape) => (format!("images of {shape}"), "image-shards"),
+                None => ("texts".to_string(), "text-shards"),
+            };
             eprintln!(
-                "wrote {} ({}, images of {}, {} classes); train on it with dataset = \"image-shards\", path = \"{}\"",
+                "wrote {} ({}, {what}, {} classes); train on it with dataset = \"{kind}\", path = \"{}\"",
                 out.display(),
                 format_bytes(report.bytes),
-                report.image,
                 report.classes,
                 out.display()
             );
@@ -195,8 +199,13 @@ fn guess_kind(path: &Path) -> Option<String> {
             "jsonl" | "csv" | "ndjson" => "text-classification",
             _ => return None,
         }
-    } else if has(shards::MANIFEST) || has("train-00000-images-idx3-ubyte") {
+    } else if has("train-00000-images-idx3-ubyte") {
         "image-shards"
+    } else if has("train-00000.jsonl") {
+        "text-shards"
+    } else if has(shards::MANIFEST) {
+        let manifest = shards::Manifest::read(path).ok()??;
+        manifest.records.dataset()
     } else if has("train-images-idx3-ubyte") || has("train-images-idx3-ubyte.gz") {
         "mnist"
     } else if ["train.jsonl", "train.csv", "train.ndjson"]

@@ -137,6 +137,8 @@ pub enum DatasetKind {
     ImageShards,
     /// Parquet files of encoded images and labels (as Hugging Face datasets write them).
     ImageParquet,
+    /// JSONL shards of labelled texts (`stoke data pack`) streamed from disk.
+    TextShards,
 }
 
 impl DatasetKind {
@@ -149,12 +151,13 @@ impl DatasetKind {
             DatasetKind::TextCorpus => "text-corpus",
             DatasetKind::ImageShards => "image-shards",
             DatasetKind::ImageParquet => "image-parquet",
+            DatasetKind::TextShards => "text-shards",
         }
     }
 
     /// Read from disk as batches are made instead of held in memory.
     pub fn is_streamed(self) -> bool {
-        matches!(self, DatasetKind::ImageShards)
+        matches!(self, DatasetKind::ImageShards | DatasetKind::TextShards)
     }
 
     /// Kinds whose files are not found under `datasets/<name>` by default.
@@ -165,7 +168,7 @@ impl DatasetKind {
     pub fn is_text(self) -> bool {
         matches!(
             self,
-            DatasetKind::TextClassification | DatasetKind::TextCorpus
+            DatasetKind::TextClassification | DatasetKind::TextCorpus | DatasetKind::TextShards
         )
     }
 }

@@ -86,10 +86,8 @@ pub fn validate(config: &ExperimentConfig) -> Problems {
             "is required with kind = \"file\": a Hugging Face tokenizer.json".into(),
         );
     }
-    if let Some(budget) = &data.memory_budget {
-        if let Err(detail) = super::parse_bytes(budget) {
-            check(false, "data.memory_budget", detail);
-        }
+    if let Some(Err(detail)) = data.memory_budget.as_deref().map(super::parse_bytes) {
+        check(false, "data.memory_budget", detail);
     }
     check(
         data.shuffle_buffer.is_none() || data.dataset.is_streamed(),
@@ -110,6 +108,10 @@ pub fn validate(config: &ExperimentConfig) -> Problems {
         ModelConfig::Lm(_) => Some(DatasetKind::TextCorpus),
     };
     let fits = match needs {
+        Some(DatasetKind::TextClassification) => matches!(
+            data.dataset,
+            DatasetKind::TextClassification | DatasetKind::TextShards
+        ),
         Some(kind) => data.dataset == kind,
         None => image_dataset,
     };

@@ -5,12 +5,12 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
 use super::image::{ImageSet, read_sets};
-use super::shards::ShardedImages;
+use super::shards::{Manifest, RecordKind, SPLITS, ShardedImages, split_shards};
 use super::text::{classification_files, records};
 use super::{DataError, Dataset, Skipped};
 use crate::config::{DataConfig, DatasetKind, OnError};
@@ -129,12 +129,10 @@ pub fn inspect(config: &DataConfig) -> Result<DataReport, DataError> {
         ..config.clone()
     };
     let classes = match config.dataset {
-        DatasetKind::TextClassification => {
+        DatasetKind::TextClassification | DatasetKind::TextShards => {
             let text = config.text.clone().unwrap_or_default();
-            let files = classification_files(&config.path)?;
             let mut skipped = Skipped::default();
-            for (split, file) in ["train", "valid", "test"].into_iter().zip(files) {
-                let Some(file) = file else { continue };
+            for (split, file) in text_files(config)? {
                 for record in
                     records::read(&file, &text, config.limit, OnError::Skip, &mut skipped)?
                 {
@@ -208,6 +206,28 @@ pub fn inspect(config: &DataConfig) -> Result<DataReport, DataError> {
         lengths,
         image_shapes,
     ))
+}
+
+/// The files of a labelled text set or of text shards, each with its split.
+fn text_files(config: &DataConfig) -> Result<Vec<(&'static str, PathBuf)>, DataError> {
+    if config.dataset == DatasetKind::TextShards {
+        let manifest = Manifest::read_kind(&config.path, RecordKind::Texts)?;
+        let names = split_shards(&config.path, manifest.as_ref(), ".jsonl")?;
+        return Ok(SPLITS
+            .into_iter()
+            .zip(names)
+            .flat_map(|(split, names)| {
+                names
+                    .into_iter()
+                    .map(move |name| (split, config.path.join(format!("{name}.jsonl"))))
+            })
+            .collect());
+    }
+    Ok(SPLITS
+        .into_iter()
+        .zip(classification_files(&config.path)?)
+        .filter_map(|(split, file)| Some((split, file?)))
+        .collect())
 }
 
 fn see_images(

@@ -292,6 +292,7 @@ pub fn load_splits(
         | DatasetKind::ImageFolder
         | DatasetKind::ImageParquet => image::load(config, seed),
         DatasetKind::ImageShards => shards::load(config, seed),
+        DatasetKind::TextShards => shards::load_texts(config, seed, tokenizer),
         DatasetKind::TextClassification => text::load_classification(config, seed, tokenizer),
         DatasetKind::TextCorpus => text::load_corpus(config, tokenizer),
     }

@@ -6,7 +6,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::{Manifest, SPLITS, shard_files};
+use super::{Manifest, RecordKind, SPLITS, shard_files, split_shards};
 use crate::config::{DataConfig, DatasetKind};
 use crate::data::image::{ImageSet, idx, measure_normalization, push_normalized};
 use crate::data::{
@@ -189,43 +189,6 @@ impl Dataset for ShardedImages {
     }
 }
 
-/// The shard names of each split: the manifest's, or for a directory without one, the
-/// `<split>-*-images-idx3-ubyte` files it holds, in name order.
-fn split_shards(dir: &Path, manifest: Option<&Manifest>) -> Result<Vec<Vec<String>>, DataError> {
-    if let Some(manifest) = manifest {
-        return Ok(SPLITS
-            .iter()
-            .map(|split| {
-                manifest.splits.get(*split).map_or_else(Vec::new, |shards| {
-                    shards.iter().map(|shard| shard.name.clone()).collect()
-                })
-            })
-            .collect());
-    }
-    let entries = std::fs::read_dir(dir).map_err(|source| DataError::Io {
-        path: dir.to_path_buf(),
-        source,
-    })?;
-    let mut names: Vec<String> = entries
-        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
-        .filter_map(|file| file.strip_suffix("-images-idx3-ubyte").map(str::to_string))
-        .collect();
-    names.sort();
-    Ok(SPLITS
-        .iter()
-        .map(|split| {
-            names
-                .iter()
-                .filter(|name| {
-                    name.strip_prefix(split)
-                        .is_some_and(|rest| rest.starts_with('-'))
-                })
-                .cloned()
-                .collect()
-        })
-        .collect())
-}
-
 /// A shard directory's splits, opened and checked against each other and the classes.
 pub struct OpenedShards {
     pub manifest: Option<Manifest>,
@@ -248,8 +211,8 @@ impl ShardedImages {
                 fetch: None,
             });
         }
-        let manifest = Manifest::read(dir)?;
-        let names = split_shards(dir, manifest.as_ref())?;
+        let manifest = Manifest::read_kind(dir, RecordKind::Images)?;
+        let names = split_shards(dir, manifest.as_ref(), "-images-idx3-ubyte")?;
         if names[0].is_empty() {
             return Err(DataError::Empty {
                 path: dir.clone(),

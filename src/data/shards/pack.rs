@@ -9,11 +9,12 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::{MANIFEST, Manifest, ShardEntry, shard_files, shard_name};
+use super::{MANIFEST, Manifest, RecordKind, SPLITS, ShardEntry, shard_files, shard_name};
 use crate::Error;
 use crate::config::{DataConfig, DatasetKind};
-use crate::data::Normalization;
 use crate::data::image::{idx, read_sets};
+use crate::data::text::{classification_files, records};
+use crate::data::{Normalization, Skipped, classes_of};
 use crate::files;
 use crate::model::ImageShape;
 
@@ -22,24 +23,33 @@ use crate::model::ImageShape;
 pub struct PackReport {
     pub out: PathBuf,
     pub classes: usize,
-    pub image: ImageShape,
+    /// Image shards: the images' shape.
+    pub image: Option<ImageShape>,
     /// Split → (records, shards).
     pub splits: Vec<(String, u64, usize)>,
     pub bytes: u64,
 }
 
-/// Writes the image dataset `config` names as shards of about `shard_bytes` each.
+/// Writes the dataset `config` names as shards of about `shard_bytes` each: images as IDX
+/// shards, labelled texts as JSONL shards.
 pub fn pack(
     config: &DataConfig,
     seed: u64,
     out: &Path,
     shard_bytes: u64,
 ) -> Result<PackReport, Error> {
-    if config.dataset.is_text() || config.dataset == DatasetKind::ImageShards {
-        return Err(Error::Usage(format!(
-            "stoke data pack reads image datasets held in memory (mnist, fashion-mnist, image-folder, image-parquet); dataset = \"{}\" is not one",
-            config.dataset.name()
-        )));
+    match config.dataset {
+        DatasetKind::TextClassification => return pack_texts(config, out, shard_bytes),
+        DatasetKind::Mnist
+        | DatasetKind::FashionMnist
+        | DatasetKind::ImageFolder
+        | DatasetKind::ImageParquet => {}
+        other => {
+            return Err(Error::Usage(format!(
+                "stoke data pack reads labelled datasets (mnist, fashion-mnist, image-folder, image-parquet, text-classification); dataset = \"{}\" is not one",
+                other.name()
+            )));
+        }
     }
     let image = config.image.clone().unwrap_or_default();
     let sets = read_sets(config, &image, seed)?;
@@ -52,12 +62,12 @@ pub fn pack(
     }
     let shape = sets.train.shape;
     let shard_records = (shard_bytes / (shape.len() as u64 + 1)).max(1) as usize;
-    let mut manifest = Manifest::new(sets.classes.clone(), shape);
+    let mut manifest = Manifest::new(RecordKind::Images, sets.classes.clone(), Some(shape));
     let partial = prepare_dir(out)?;
     let mut report = PackReport {
         out: out.to_path_buf(),
         classes: sets.classes.len(),
-        image: shape,
+        image: Some(shape),
         splits: Vec::new(),
         bytes: 0,
     };
@@ -87,6 +97,86 @@ pub fn pack(
             .splits
             .push((split.into(), stats.records, entries.len()));
         manifest.splits.insert(split.into(), entries);
+    }
+    finish(&partial, out, &manifest)?;
+    Ok(report)
+}
+
+/// Writes the labelled texts `config` names as JSONL shards with the config's field names, so
+/// that the same `[data.text]` reads them; bad records fail or are skipped as configured.
+fn pack_texts(config: &DataConfig, out: &Path, shard_bytes: u64) -> Result<PackReport, Error> {
+    let fields = config.text.clone().unwrap_or_default();
+    let files = classification_files(&config.path)?;
+    let mut skipped = Skipped::default();
+    let mut splits = Vec::new();
+    for (split, file) in SPLITS.into_iter().zip(files) {
+        if let Some(file) = file {
+            let records =
+                records::read(&file, &fields, config.limit, config.on_error, &mut skipped)?;
+            splits.push((split, records));
+        }
+    }
+    let classes = classes_of(splits[0].1.iter().map(|r| r.label.as_str()));
+    let mut manifest = Manifest::new(RecordKind::Texts, classes.clone(), None);
+    let partial = prepare_dir(out)?;
+    let mut report = PackReport {
+        out: out.to_path_buf(),
+        classes: classes.len(),
+        image: None,
+        splits: Vec::new(),
+        bytes: 0,
+    };
+    for (split, records) in &splits {
+        let mut entries: Vec<ShardEntry> = Vec::new();
+        let mut shard: Option<(BufWriter<File>, PathBuf, PathBuf, u64)> = None;
+        let close = |shard: Option<(BufWriter<File>, PathBuf, PathBuf, u64)>| -> Result<(), Error> {
+            if let Some((writer, temp, path, _)) = shard {
+                let file = writer
+                    .into_inner()
+                    .map_err(|err| Error::io(&temp, err.into_error()))?;
+                file.sync_all().map_err(|source| Error::io(&temp, source))?;
+                fs::rename(&temp, &path).map_err(|source| Error::io(&path, source))?;
+            }
+            Ok(())
+        };
+        for record in records {
+            let mut line = serde_json::Map::new();
+            line.insert(fields.text_field.clone(), record.text.clone().into());
+            line.insert(fields.label_field.clone(), record.label.clone().into());
+            let mut bytes = serde_json::to_vec(&line).expect("a record serialises");
+            bytes.push(b'\n');
+            if shard
+                .as_ref()
+                .is_none_or(|(_, _, _, written)| *written >= shard_bytes)
+            {
+                close(shard.take())?;
+                let name = shard_name(split, entries.len());
+                let path = partial.join(format!("{name}.jsonl"));
+                let temp = partial.join(format!(".tmp-{name}.jsonl"));
+                let file = File::create(&temp).map_err(|source| Error::io(&temp, source))?;
+                shard = Some((BufWriter::new(file), temp, path, 0));
+                entries.push(ShardEntry { name, records: 0 });
+            }
+            let (writer, temp, _, written) = shard.as_mut().expect("a shard is open");
+            writer
+                .write_all(&bytes)
+                .map_err(|source| Error::io(temp, source))?;
+            *written += bytes.len() as u64;
+            entries.last_mut().expect("a shard entry").records += 1;
+            report.bytes += bytes.len() as u64;
+        }
+        close(shard)?;
+        report
+            .splits
+            .push((split.to_string(), records.len() as u64, entries.len()));
+        manifest.splits.insert(split.to_string(), entries);
+    }
+    if skipped.count > 0 {
+        eprintln!(
+            "warning: skipped {} bad records (data.on_error = \"skip\"), e.g. {}",
+            skipped.count,
+            skipped.examples.first().cloned().unwrap_or_default()
+        );
     }
     finish(&partial, out, &manifest)?;
     Ok(report)

@@ -11,7 +11,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::pack::{ShardWriter, Stats, finish};
-use super::{Manifest, ShardEntry, shard_name};
+use super::{Manifest, RecordKind, ShardEntry, shard_name};
 use crate::Error;
 use crate::data::DataError;
 use crate::data::image::{ImageSet, idx};
@@ -34,7 +34,8 @@ pub fn synth(options: &SynthOptions) -> Result<Manifest, Error> {
     let train_source = read_mnist(&options.source, "train")?;
     let test_source = read_mnist(&options.source, "t10k")?;
     let shape = train_source.shape;
-    let mut manifest = Manifest::new((0..10).map(|d| d.to_string()).collect(), shape);
+    let classes = (0..10).map(|d| d.to_string()).collect();
+    let mut manifest = Manifest::new(RecordKind::Images, classes, Some(shape));
     let out = super::pack::prepare_dir(&options.out)?;
     let mut train_stats = Stats::new(shape.channels);
     for (split, source, records) in [

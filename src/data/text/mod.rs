@@ -28,29 +28,15 @@ impl Dataset for LabelledTokens {
     }
 
     fn batch(&self, indices: &[u32]) -> HostBatch {
-        let lengths: Vec<usize> = indices
+        let texts: Vec<&[u32]> = indices
             .iter()
-            .map(|&i| self.ids[i as usize].len())
+            .map(|&i| self.ids[i as usize].as_slice())
             .collect();
-        let width = lengths.iter().copied().max().unwrap_or(1);
-        let mut ids = Vec::with_capacity(indices.len() * width);
-        for &index in indices {
-            let text = &self.ids[index as usize];
-            ids.extend(text.iter().map(|&id| i64::from(id)));
-            ids.extend(std::iter::repeat_n(
-                i64::from(self.pad_id),
-                width - text.len(),
-            ));
-        }
-        HostBatch::Tokens {
-            ids,
-            shape: [indices.len(), width],
-            lengths,
-            labels: indices
-                .iter()
-                .map(|&i| i64::from(self.labels[i as usize]))
-                .collect(),
-        }
+        let labels = indices
+            .iter()
+            .map(|&i| i64::from(self.labels[i as usize]))
+            .collect();
+        padded_tokens(&texts, labels, self.pad_id)
     }
 
     fn resident_bytes(&self) -> usize {
@@ -63,6 +49,33 @@ impl Dataset for LabelledTokens {
         let longest = self.ids.iter().map(Vec::len).max().unwrap_or(0);
         longest * 8 + 16
     }
+}
+
+/// Token ids of `texts`, padded after each to the longest, with their `labels`.
+pub(crate) fn padded_tokens(texts: &[&[u32]], labels: Vec<i64>, pad_id: u32) -> HostBatch {
+    let lengths: Vec<usize> = texts.iter().map(|text| text.len()).collect();
+    let width = lengths.iter().copied().max().unwrap_or(1);
+    let mut ids = Vec::with_capacity(texts.len() * width);
+    for text in texts {
+        ids.extend(text.iter().map(|&id| i64::from(id)));
+        ids.extend(std::iter::repeat_n(i64::from(pad_id), width - text.len()));
+    }
+    HostBatch::Tokens {
+        ids,
+        shape: [texts.len(), width],
+        lengths,
+        labels,
+    }
+}
+
+/// A text's token ids as a classifier reads them: cut to `max_length`, never empty.
+pub(crate) fn classifier_ids(tokenizer: &Tokenizer, text: &str, max_length: usize) -> Vec<u32> {
+    let mut ids = tokenizer.encode(text);
+    ids.truncate(max_length);
+    if ids.is_empty() {
+        ids.push(tokenizer.pad_id()); // An empty text still has one position to pool.
+    }
+    ids
 }
 
 /// `texts` tokenised and cut to `max_length` tokens, batched with padding: how a text

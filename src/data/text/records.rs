@@ -161,7 +161,10 @@ pub fn read(
     Ok(records)
 }
 
-fn parse_json_record(raw: &[u8], config: &TextDataConfig) -> Result<(String, String), String> {
+pub(crate) fn parse_json_record(
+    raw: &[u8],
+    config: &TextDataConfig,
+) -> Result<(String, String), String> {
     let text = std::str::from_utf8(raw)
         .map_err(|err| format!("invalid UTF-8 (at byte {})", err.valid_up_to()))?;
     let value: serde_json::Value =
