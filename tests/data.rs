@@ -13,7 +13,7 @@ use parquet::arrow::ArrowWriter;
 use predicates::prelude::*;
 
 /// `stoke data synth` of `records` training and `test` test records into `dir`, in shards
-/// of about 40 KiB (51 records).
+/// of about 40 KiB (52 records).
 fn synth(dir: &Path, records: usize, test: usize, seed: u64) {
     stoke()
         .args(["data", "synth", "--out"])
@@ -61,7 +61,7 @@ fn synthetic_shards_are_seeded_and_train_streamed_within_the_budget() {
     let bytes = |dir: &Path| fs::read(dir.join(shard)).unwrap();
     assert_eq!(bytes(&a), bytes(&b), "the same seed writes the same shards");
     assert_ne!(bytes(&a), bytes(&c), "another seed writes other shards");
-    assert_eq!(bytes(&a).len(), 16 + 50 * 784);
+    assert_eq!(bytes(&a).len(), 16 + 52 * 784);
 
     let run = tempfile::tempdir().unwrap();
     let stderr = train("configs/mnist-mlp.toml", &streamed(&a), run.path());
