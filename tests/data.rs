@@ -408,3 +408,35 @@ fn labelled_texts_pack_into_jsonl_shards_that_train_streamed() {
         .success();
     assert_eq!(read_json(&report)["splits"]["train"]["records"], 300);
 }
+
+#[test]
+fn an_image_folder_split_across_directories_reads_as_one() {
+    let data = tempfile::tempdir().unwrap();
+    for (part, classes) in [("part-0", ["a", "b"]), ("part-1", ["a", "c"])] {
+        for (c, class) in classes.iter().enumerate() {
+            let dir = data.path().join(part).join(class);
+            fs::create_dir_all(&dir).unwrap();
+            for i in 0..10u8 {
+                image::GrayImage::from_pixel(8, 8, image::Luma([i * 20 + c as u8]))
+                    .save(dir.join(format!("{i}.png")))
+                    .unwrap();
+            }
+        }
+    }
+    let pattern = format!("data.path={}", data.path().join("part-*").display());
+    let sets: Vec<String> = [
+        "data.dataset=image-folder",
+        &pattern,
+        "data.image.size=[8, 8]",
+        "model.hidden=[8]",
+        "train.batch_size=8",
+        "train.max_steps=4",
+        "train.progress=plain",
+    ]
+    .map(String::from)
+    .to_vec();
+    let run = tempfile::tempdir().unwrap();
+    let stderr = train("configs/mnist-mlp.toml", &sets, run.path());
+    assert!(stderr.contains("32 train / 4 valid / 4 test"), "{stderr}");
+    assert!(stderr.contains("3 classes"), "{stderr}");
+}

@@ -1,6 +1,7 @@
 //! Image folders: one sub-folder per class of PNG or JPEG files, decoded and resized to
 //! `data.image.size` in grayscale or RGB. A folder with `train/` and `test/` sub-folders
-//! brings its own test split.
+//! brings its own test split. A pattern such as `data/part-*` reads a dataset split across
+//! many such folders as one.
 
 use std::path::{Path, PathBuf};
 
@@ -19,37 +20,32 @@ pub fn load(
     image: &ImageDataConfig,
     seed: u64,
 ) -> Result<ImageSets, DataError> {
-    let root = &config.path;
-    if !root.is_dir() {
-        return Err(DataError::Missing {
-            dataset: "image-folder".into(),
-            path: root.clone(),
-            detail: "the folder does not exist".into(),
-            fetch: None,
-        });
-    }
-    let (train_root, test_root) = {
+    let mut train_roots = Vec::new();
+    let mut test_roots = Vec::new();
+    for root in roots(&config.path)? {
         let (train, test) = (root.join("train"), root.join("test"));
         if train.is_dir() && test.is_dir() {
-            (train, Some(test))
+            train_roots.push(train);
+            test_roots.push(test);
         } else {
-            (root.clone(), None)
+            train_roots.push(root);
         }
-    };
-    let classes = class_names(&train_root)?;
-    let train = load_set(&train_root, &classes, config, image, seed)?;
-    let test = match test_root {
-        Some(test_root) => {
-            let test_classes = class_names(&test_root)?;
+    }
+    let classes = class_names(&train_roots)?;
+    let train = load_set(&train_roots, &classes, config, image, seed)?;
+    let test = if test_roots.is_empty() {
+        None
+    } else {
+        for test_root in &test_roots {
+            let test_classes = class_names(std::slice::from_ref(test_root))?;
             if let Some(unknown) = test_classes.iter().find(|name| !classes.contains(name)) {
                 return Err(DataError::Corrupt {
                     path: test_root.join(unknown),
                     detail: format!("class \"{unknown}\" has no training images"),
                 });
             }
-            Some(load_set(&test_root, &classes, config, image, seed)?)
         }
-        None => None,
+        Some(load_set(&test_roots, &classes, config, image, seed)?)
     };
     Ok(ImageSets {
         train,
@@ -59,20 +55,49 @@ pub fn load(
     })
 }
 
-fn class_names(root: &Path) -> Result<Vec<String>, DataError> {
-    let mut classes: Vec<String> = read_dir(root)?
-        .into_iter()
-        .filter(|path| path.is_dir())
-        .filter_map(|path| path.file_name().map(|n| n.to_string_lossy().into_owned()))
-        .collect();
-    classes.sort();
+/// The folders `path` names: itself, or for a pattern such as `data/part-*`, every folder
+/// it matches (a dataset split across many directories), in name order.
+fn roots(path: &Path) -> Result<Vec<PathBuf>, DataError> {
+    let missing = |detail: String| DataError::Missing {
+        dataset: "image-folder".into(),
+        path: path.to_path_buf(),
+        detail,
+        fetch: None,
+    };
+    let text = path.to_string_lossy();
+    if !text.contains(['*', '?', '[']) {
+        if !path.is_dir() {
+            return Err(missing("the folder does not exist".into()));
+        }
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let matches =
+        glob::glob(&text).map_err(|err| missing(format!("not a valid pattern: {err}")))?;
+    let mut roots: Vec<PathBuf> = matches.flatten().filter(|p| p.is_dir()).collect();
+    roots.sort();
+    if roots.is_empty() {
+        return Err(missing("the pattern matches no folder".into()));
+    }
+    Ok(roots)
+}
+
+/// The class sub-folder names found under any of `roots`, sorted.
+fn class_names(roots: &[PathBuf]) -> Result<Vec<String>, DataError> {
+    let mut classes = std::collections::BTreeSet::new();
+    for root in roots {
+        for path in read_dir(root)? {
+            if let Some(name) = path.file_name().filter(|_| path.is_dir()) {
+                classes.insert(name.to_string_lossy().into_owned());
+            }
+        }
+    }
     if classes.is_empty() {
         return Err(DataError::Empty {
-            path: root.to_path_buf(),
+            path: roots[0].clone(),
             what: "class sub-folders".into(),
         });
     }
-    Ok(classes)
+    Ok(classes.into_iter().collect())
 }
 
 fn read_dir(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
@@ -92,30 +117,32 @@ fn is_image(path: &Path) -> bool {
         .is_some_and(|ext| matches!(ext.to_ascii_lowercase().as_str(), "png" | "jpg" | "jpeg"))
 }
 
-/// Decodes every image under `root/<class>/`, on `data.workers` threads.
+/// Decodes every image under `<root>/<class>/` of each of `roots`, on `data.workers` threads.
 fn load_set(
-    root: &Path,
+    roots: &[PathBuf],
     classes: &[String],
     config: &DataConfig,
     image: &ImageDataConfig,
     seed: u64,
 ) -> Result<ImageSet, DataError> {
     let mut files = Vec::new();
-    for (label, class) in classes.iter().enumerate() {
-        let dir = root.join(class);
-        if !dir.is_dir() {
-            continue;
+    for root in roots {
+        for (label, class) in classes.iter().enumerate() {
+            let dir = root.join(class);
+            if !dir.is_dir() {
+                continue;
+            }
+            let mut images: Vec<PathBuf> = read_dir(&dir)?
+                .into_iter()
+                .filter(|p| is_image(p))
+                .collect();
+            images.sort();
+            files.extend(images.into_iter().map(|path| (path, label as u16)));
         }
-        let mut images: Vec<PathBuf> = read_dir(&dir)?
-            .into_iter()
-            .filter(|p| is_image(p))
-            .collect();
-        images.sort();
-        files.extend(images.into_iter().map(|path| (path, label as u16)));
     }
     if files.is_empty() {
         return Err(DataError::Empty {
-            path: root.to_path_buf(),
+            path: roots[0].clone(),
             what: "PNG or JPEG images".into(),
         });
     }
