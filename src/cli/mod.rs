@@ -2,6 +2,7 @@
 
 mod data;
 mod inference;
+mod runs;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -117,6 +118,11 @@ enum Command {
         /// Print the whole manifest as JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// List, show and compare run directories.
+    Runs {
+        #[command(subcommand)]
+        command: runs::RunsCommand,
     },
     /// Write, convert and examine datasets: synth, pack, inspect.
     Data {
@@ -300,6 +306,7 @@ pub fn run(cli: Cli) -> Result<u8, Error> {
         }
         Command::Inspect { artifact, json } => inference::inspect(&artifact, json)?,
         Command::Data { command } => data::run(command)?,
+        Command::Runs { command } => runs::run(command)?,
         Command::Bench {
             config,
             steps,

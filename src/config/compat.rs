@@ -73,7 +73,7 @@ pub fn definition_hash(config: &ExperimentConfig) -> String {
 }
 
 /// Every leaf of the config as `dotted.key → TOML value`.
-fn flatten(config: &ExperimentConfig) -> BTreeMap<String, String> {
+pub fn flatten(config: &ExperimentConfig) -> BTreeMap<String, String> {
     fn walk(prefix: &str, value: &toml::Value, out: &mut BTreeMap<String, String>) {
         match value {
             toml::Value::Table(table) => {

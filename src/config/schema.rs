@@ -598,7 +598,11 @@ pub struct CosineSchedule {
 #[serde(deny_unknown_fields, default)]
 pub struct TrainConfig {
     pub epochs: usize,
+    /// Samples per forward/backward pass.
     pub batch_size: usize,
+    /// Passes whose gradients are summed before each optimizer step: a step sees
+    /// `batch_size × grad_accum_steps` samples with the memory of `batch_size`.
+    pub grad_accum_steps: usize,
     pub eval_batch_size: usize,
     /// Stop after this many optimizer steps, even mid-epoch.
     pub max_steps: Option<usize>,
@@ -636,11 +640,19 @@ impl Default for EarlyStoppingConfig {
     }
 }
 
+impl TrainConfig {
+    /// Samples each optimizer step learns from.
+    pub fn samples_per_step(&self) -> usize {
+        self.batch_size * self.grad_accum_steps
+    }
+}
+
 impl Default for TrainConfig {
     fn default() -> Self {
         Self {
             epochs: 10,
             batch_size: 64,
+            grad_accum_steps: 1,
             eval_batch_size: 1000,
             max_steps: None,
             eval_every: None,

@@ -154,6 +154,11 @@ pub fn validate(config: &ExperimentConfig) -> Problems {
         "must be at least 1".into(),
     );
     check(
+        train.grad_accum_steps > 0,
+        "train.grad_accum_steps",
+        "must be at least 1 (1: no accumulation)".into(),
+    );
+    check(
         train.eval_batch_size > 0,
         "train.eval_batch_size",
         "must be at least 1".into(),

@@ -83,6 +83,64 @@ impl HostBatch {
         }
     }
 
+    /// The batch cut into batches of at most `size` samples, in order.
+    pub fn split(self, size: usize) -> Vec<HostBatch> {
+        let samples = self.size();
+        if samples <= size {
+            return vec![self];
+        }
+        let ranges: Vec<std::ops::Range<usize>> = (0..samples)
+            .step_by(size)
+            .map(|start| start..(start + size).min(samples))
+            .collect();
+        match self {
+            HostBatch::Images {
+                pixels,
+                shape,
+                labels,
+            } => {
+                let per = shape[1] * shape[2] * shape[3];
+                ranges
+                    .into_iter()
+                    .map(|r| HostBatch::Images {
+                        pixels: pixels[r.start * per..r.end * per].to_vec(),
+                        shape: [r.len(), shape[1], shape[2], shape[3]],
+                        labels: labels[r].to_vec(),
+                    })
+                    .collect()
+            }
+            HostBatch::Tokens {
+                ids,
+                shape,
+                lengths,
+                labels,
+            } => ranges
+                .into_iter()
+                .map(|r| HostBatch::Tokens {
+                    ids: ids[r.start * shape[1]..r.end * shape[1]].to_vec(),
+                    shape: [r.len(), shape[1]],
+                    lengths: lengths[r.clone()].to_vec(),
+                    labels: labels[r].to_vec(),
+                })
+                .collect(),
+            HostBatch::Sequences {
+                inputs,
+                targets,
+                shape,
+            } => ranges
+                .into_iter()
+                .map(|r| {
+                    let rows = r.start * shape[1]..r.end * shape[1];
+                    HostBatch::Sequences {
+                        inputs: inputs[rows.clone()].to_vec(),
+                        targets: targets[rows].to_vec(),
+                        shape: [r.len(), shape[1]],
+                    }
+                })
+                .collect(),
+        }
+    }
+
     /// Tokens the model reads (0 for images).
     pub fn tokens(&self) -> usize {
         match self {

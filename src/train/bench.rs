@@ -62,7 +62,7 @@ pub fn bench(
 
     let mut step = |model: crate::model::Model, metrics: &mut RunningMetrics, index: usize| {
         device.seed(step_seed(config.run.seed, index));
-        let batch = DeviceBatch::new(batches.next(), &device);
+        let batch = DeviceBatch::passes(batches.next(), config.train.batch_size, &device);
         stepper.step(model, &mut optimizer, scheduler.step(), batch, metrics)
     };
 
@@ -178,7 +178,7 @@ impl<'a> Batches<'a> {
             experiment.splits.train.data.clone(),
             StreamPlan {
                 order: epoch_order(&experiment.splits.train, config.run.seed, epoch),
-                batch_size: config.train.batch_size,
+                batch_size: config.train.samples_per_step(),
                 first: 0,
                 workers: config.data.workers,
                 prefetch: config.data.prefetch,

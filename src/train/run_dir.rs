@@ -6,6 +6,9 @@
 //!   tokenizer.json   text tasks: the tokenizer
 //!   metrics.jsonl    one JSON object per log interval and per evaluation
 //!   checkpoints/     step-<N>/ directories, `latest` and `best` pointers
+//!   metrics.csv      the same records as CSV
+//!   plots/           loss, accuracy or perplexity, learning rate, throughput (SVG, PNG)
+//!   status.json      running, finished, interrupted or failed (and the process)
 //!   summary.json     final metrics, best epoch, wall time, backend
 //! ```
 
@@ -25,7 +28,68 @@ use crate::files::write_atomic;
 pub const CONFIG_FILE: &str = "config.toml";
 pub const METRICS_FILE: &str = "metrics.jsonl";
 pub const SUMMARY_FILE: &str = "summary.json";
+pub const STATUS_FILE: &str = "status.json";
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunState {
+    Running,
+    Finished,
+    Interrupted,
+    Failed,
+    /// Written as running by a process that no longer exists: killed, or the machine stopped.
+    Killed,
+}
+
+impl std::fmt::Display for RunState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let text = serde_json::to_value(self).expect("a state serialises");
+        f.write_str(text.as_str().unwrap_or_default())
+    }
+}
+
+/// `status.json`: what the process training the run is doing, or how it ended.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunStatus {
+    pub state: RunState,
+    pub pid: u32,
+    pub updated: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl RunStatus {
+    pub fn running() -> Self {
+        Self::ended(RunState::Running, None)
+    }
+
+    pub fn ended(state: RunState, error: Option<String>) -> Self {
+        Self {
+            state,
+            pid: std::process::id(),
+            updated: chrono::Local::now().to_rfc3339(),
+            error,
+        }
+    }
+
+    pub fn write(&self, run: &RunDir) -> Result<(), Error> {
+        let json = serde_json::to_vec_pretty(self).expect("a status serialises");
+        write_atomic(&run.path.join(STATUS_FILE), &json)
+    }
+
+    /// The status of the run in `dir`; a run whose process is gone reads as killed.
+    pub fn read(dir: &Path) -> Option<Self> {
+        let text = fs::read_to_string(dir.join(STATUS_FILE)).ok()?;
+        let mut status: Self = serde_json::from_str(&text).ok()?;
+        let alive = Path::new("/proc").join(status.pid.to_string()).exists();
+        if status.state == RunState::Running && !alive {
+            status.state = RunState::Killed;
+        }
+        Some(status)
+    }
+}
+
+#[derive(Clone)]
 pub struct RunDir {
     pub path: PathBuf,
 }

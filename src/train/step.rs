@@ -4,7 +4,7 @@
 //! trained.
 
 use burn::nn::loss::CrossEntropyLoss;
-use burn::optim::{GradientsParams, ModuleOptimizer};
+use burn::optim::{GradientsAccumulator, GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
 
 use super::measure::{Measured, RunningMetrics};
@@ -68,6 +68,17 @@ impl DeviceBatch {
     }
 }
 
+impl DeviceBatch {
+    /// The passes of one optimizer step: `batch` cut into `batch_size` pieces on `device`.
+    pub fn passes(batch: HostBatch, batch_size: usize, device: &Device) -> Vec<DeviceBatch> {
+        batch
+            .split(batch_size)
+            .into_iter()
+            .map(|part| DeviceBatch::new(part, device))
+            .collect()
+    }
+}
+
 fn ints<const D: usize>(values: Vec<i64>, shape: [usize; D], device: &Device) -> Tensor<D, Int> {
     Tensor::from_data(TensorData::new(values, shape), device)
 }
@@ -90,24 +101,35 @@ impl Stepper {
         }
     }
 
+    /// One optimizer step on `batches`: with more than one (gradient accumulation), each
+    /// pass's loss is weighted by its share of the step's predictions and the gradients are
+    /// summed, which gives the gradient of the mean loss over all of them.
     pub fn step(
         &self,
         model: Model,
         optimizer: &mut ModuleOptimizer,
         lr: impl Into<burn::lr_scheduler::module_lr_scheduler::ModuleLearningRate>,
-        batch: DeviceBatch,
+        batches: Vec<DeviceBatch>,
         metrics: &mut RunningMetrics,
     ) -> Model {
-        let logits = model.forward(batch.input);
-        let loss = self.loss.forward(logits.clone(), batch.targets.clone());
-        metrics.add(
-            logits.detach(),
-            loss.clone().detach(),
-            batch.targets,
-            batch.samples,
-            batch.tokens,
-        );
-        let mut grads = GradientsParams::from_grads(loss.backward(), &model);
+        let predictions: usize = batches.iter().map(|b| b.targets.dims()[0]).sum();
+        let single = batches.len() == 1;
+        let mut accumulator = GradientsAccumulator::new();
+        for batch in batches {
+            let share = batch.targets.dims()[0] as f64 / predictions as f64;
+            let logits = model.forward(batch.input);
+            let loss = self.loss.forward(logits.clone(), batch.targets.clone());
+            metrics.add(
+                logits.detach(),
+                loss.clone().detach(),
+                batch.targets,
+                batch.samples,
+                batch.tokens,
+            );
+            let loss = if single { loss } else { loss.mul_scalar(share) };
+            accumulator.accumulate(&model, GradientsParams::from_grads(loss.backward(), &model));
+        }
+        let mut grads = accumulator.grads();
         if let Some(max_norm) = self.clip_global {
             grads = clip_global_norm(&model, grads, max_norm);
         }

@@ -17,7 +17,7 @@ use super::measure::{Measured, RunningMetrics};
 use super::metrics::{MetricRecord, MetricsLog, SplitName};
 use super::optim::{build_optimizer, build_scheduler};
 use super::progress::{Progress, format_duration};
-use super::run_dir::{RunDir, Summary};
+use super::run_dir::{RunDir, RunState, RunStatus, Summary};
 use super::state::{BestCheckpoint, TrainingState};
 use super::step::{DeviceBatch, Stepper, evaluate};
 use super::{fault, interrupt};
@@ -138,7 +138,10 @@ pub fn resume(
         checkpoint.name,
         state.epoch + 1,
         state.batch_in_epoch,
-        batch_count(experiment.splits.train.len(), config.train.batch_size),
+        batch_count(
+            experiment.splits.train.len(),
+            config.train.samples_per_step()
+        ),
         state.global_step,
         if dropped > 0 {
             format!("; dropped {dropped} metric records written after it")
@@ -159,7 +162,7 @@ pub fn resume(
 /// Optimizer steps the configured run takes: what the cosine schedule spans.
 fn planned_steps(experiment: &Experiment) -> usize {
     let train = &experiment.config.train;
-    let per_epoch = batch_count(experiment.splits.train.len(), train.batch_size);
+    let per_epoch = batch_count(experiment.splits.train.len(), train.samples_per_step());
     (per_epoch * train.epochs).min(train.max_steps.unwrap_or(usize::MAX))
 }
 
@@ -255,7 +258,10 @@ impl Trainer {
         Self {
             stepper: Stepper::new(&config.train, &device),
             checkpoints: run.checkpoints(),
-            steps_per_epoch: batch_count(experiment.splits.train.len(), config.train.batch_size),
+            steps_per_epoch: batch_count(
+                experiment.splits.train.len(),
+                config.train.samples_per_step(),
+            ),
             definition_hash: config::definition_hash(config),
             interval: RunningMetrics::from_sums(&state.interval, experiment.classes(), &device),
             interval_started: Instant::now(),
@@ -274,7 +280,22 @@ impl Trainer {
         }
     }
 
-    fn run(mut self) -> Result<Outcome, Error> {
+    /// Runs the loop, keeping the run's `status.json` current for `stoke runs`.
+    fn run(self) -> Result<Outcome, Error> {
+        let run = self.run.clone();
+        RunStatus::running().write(&run)?;
+        let outcome = self.run_loop();
+        let status = match &outcome {
+            Ok(Outcome::Finished(_)) => RunStatus::ended(RunState::Finished, None),
+            Ok(Outcome::Interrupted { .. }) => RunStatus::ended(RunState::Interrupted, None),
+            Err(err) => RunStatus::ended(RunState::Failed, Some(err.to_string())),
+        };
+        // The outcome matters more than the status line: report it even if this write fails.
+        let _ = status.write(&run);
+        outcome
+    }
+
+    fn run_loop(mut self) -> Result<Outcome, Error> {
         interrupt::install();
         let epochs = self.experiment.config.train.epochs;
         let mut stop = Stop::Completed;
@@ -308,7 +329,7 @@ impl Trainer {
         let splits = &self.experiment.splits;
         let plan = StreamPlan {
             order: epoch_order(&splits.train, seed, self.state.epoch),
-            batch_size: train.batch_size,
+            batch_size: train.samples_per_step(),
             first: self.state.batch_in_epoch,
             workers: data.workers,
             prefetch: data.prefetch,
@@ -325,7 +346,7 @@ impl Trainer {
             self.device.seed(step_seed(seed, self.state.global_step));
             let lr = self.scheduler.step();
             self.state.lr = lr.base();
-            let batch = DeviceBatch::new(batch, &self.device);
+            let batch = DeviceBatch::passes(batch, train.batch_size, &self.device);
             let model = self.model.clone();
             self.model =
                 self.stepper
@@ -425,7 +446,7 @@ impl Trainer {
         let batches_left = self
             .steps_per_epoch
             .saturating_sub(self.state.batch_in_epoch);
-        let batch_size = self.experiment.config.train.batch_size as f64;
+        let batch_size = self.experiment.config.train.samples_per_step() as f64;
         let eta = batches_left as f64 * batch_size / record.samples_per_s;
         self.progress
             .train_interval(&record, self.state.batch_in_epoch, eta);
@@ -486,6 +507,7 @@ impl Trainer {
         }
         self.log.append(&record)?;
         self.progress.evaluation(&record, "");
+        self.write_reports();
         self.state.last_valid = Some((self.state.global_step, measured));
         if let Some(early) = &self.experiment.config.train.early_stopping {
             let value = monitored(early.monitor, &measured);
@@ -590,6 +612,16 @@ impl Trainer {
         Ok(())
     }
 
+    /// Rewrites metrics.csv and the plots. They are derived from metrics.jsonl, so failing to
+    /// write them warns rather than stopping the run.
+    fn write_reports(&self) {
+        if let Err(err) = super::reports::write(&self.run.path) {
+            self.progress.say(&format!(
+                "warning: cannot update the plots and metrics.csv: {err}"
+            ));
+        }
+    }
+
     fn finish(&mut self, stop: Stop) -> Result<Summary, Error> {
         let splits = &self.experiment.splits;
         let (test, test_checkpoint) = if splits.test.is_empty() {
@@ -612,6 +644,7 @@ impl Trainer {
             );
             (Some(measured), Some(checkpoint.name))
         };
+        self.write_reports();
         let state = &self.state;
         let summary = Summary {
             run_dir: self.run.path.clone(),

@@ -1,0 +1,176 @@
+//! `stoke runs`: the runs under a directory, one run in detail, and several side by side
+//! (the config keys they differ in, their metrics, and their curves overlaid).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::metrics::{MetricRecord, SplitName, read_metrics};
+use super::run_dir::{RunDir, RunState, RunStatus, SUMMARY_FILE, Summary};
+use crate::Error;
+use crate::config::{self, ExperimentConfig};
+use crate::plot::{Lines, write_lines};
+
+/// What `stoke runs` knows about one run.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunInfo {
+    pub path: PathBuf,
+    pub name: String,
+    pub model: String,
+    pub status: String,
+    pub steps: usize,
+    pub wall_time_s: f64,
+    /// The best validation value of the run's quality metric, and that metric's name.
+    pub best: Option<(String, f64)>,
+    /// The test split's accuracy (classification) or perplexity (language models).
+    pub test: Option<(String, f64)>,
+    #[serde(skip)]
+    pub config: ExperimentConfig,
+    #[serde(skip)]
+    pub records: Vec<MetricRecord>,
+    #[serde(skip)]
+    pub summary: Option<Summary>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Reads the run in `path`.
+pub fn open(path: &Path) -> Result<RunInfo, Error> {
+    let (run, config) = RunDir::open(path)?;
+    let records = read_metrics(&run.metrics_path()).unwrap_or_default();
+    let summary: Option<Summary> = std::fs::read_to_string(path.join(SUMMARY_FILE))
+        .ok()
+        .and_then(|text| serde_json::from_str(&text).ok());
+    let status = RunStatus::read(path);
+    let state = match (&status, &summary) {
+        (Some(status), _) => status.state.to_string(),
+        // Runs from before status.json: a summary means the run finished.
+        (None, Some(_)) => RunState::Finished.to_string(),
+        (None, None) => "unknown".into(),
+    };
+    let language = records.iter().any(|r| r.perplexity.is_some());
+    let quality = |split: SplitName, pick: fn(f64, f64) -> f64| {
+        records
+            .iter()
+            .filter(|r| r.split == split)
+            .map(|r| {
+                if language {
+                    r.perplexity.unwrap_or(f64::NAN)
+                } else {
+                    r.accuracy
+                }
+            })
+            .reduce(pick)
+    };
+    let (metric, pick): (&str, fn(f64, f64) -> f64) = if language {
+        ("perplexity", f64::min)
+    } else {
+        ("accuracy", f64::max)
+    };
+    Ok(RunInfo {
+        path: path.to_path_buf(),
+        name: path
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
+        model: config.model.kind().to_string(),
+        status: state,
+        steps: records.last().map_or(0, |r| r.step),
+        wall_time_s: summary.as_ref().map_or_else(
+            || records.last().map_or(0.0, |r| r.time_s),
+            |s| s.wall_time_s,
+        ),
+        best: quality(SplitName::Valid, pick).map(|v| (metric.to_string(), v)),
+        test: quality(SplitName::Test, pick).map(|v| (metric.to_string(), v)),
+        error: status.and_then(|s| s.error),
+        config,
+        records,
+        summary,
+    })
+}
+
+/// Every run under `runs_dir` (directories with a config.toml), oldest first.
+pub fn list(runs_dir: &Path) -> Result<Vec<RunInfo>, Error> {
+    let entries = std::fs::read_dir(runs_dir).map_err(|source| Error::io(runs_dir, source))?;
+    let mut dirs: Vec<PathBuf> = entries
+        .flatten()
+        .map(|entry| entry.path())
+        .filter(|path| path.join(super::run_dir::CONFIG_FILE).is_file())
+        .collect();
+    dirs.sort_by_key(|dir| {
+        std::fs::metadata(dir.join(super::run_dir::CONFIG_FILE))
+            .and_then(|m| m.modified())
+            .ok()
+    });
+    dirs.iter().map(|dir| open(dir)).collect()
+}
+
+/// Config keys whose values differ between `runs`: key → one value per run.
+pub fn config_differences(runs: &[RunInfo]) -> BTreeMap<String, Vec<String>> {
+    let flat: Vec<BTreeMap<String, String>> =
+        runs.iter().map(|r| config::flatten(&r.config)).collect();
+    let keys: std::collections::BTreeSet<&String> = flat.iter().flat_map(|f| f.keys()).collect();
+    keys.into_iter()
+        .filter(|key| key.as_str() != "run.name")
+        .filter_map(|key| {
+            let values: Vec<String> = flat
+                .iter()
+                .map(|f| f.get(key).cloned().unwrap_or_else(|| "(not set)".into()))
+                .collect();
+            values
+                .iter()
+                .any(|v| *v != values[0])
+                .then(|| (key.clone(), values))
+        })
+        .collect()
+}
+
+/// Writes the validation curves of `runs` overlaid, one chart per metric, into `out`;
+/// returns the files written.
+pub fn write_overlays(runs: &[RunInfo], out: &Path) -> Result<Vec<PathBuf>, Error> {
+    std::fs::create_dir_all(out).map_err(|source| Error::io(out, source))?;
+    let language = runs
+        .iter()
+        .any(|r| r.records.iter().any(|x| x.perplexity.is_some()));
+    let curve = |run: &RunInfo, value: &dyn Fn(&MetricRecord) -> Option<f64>| {
+        let points: Vec<(f64, f64)> = run
+            .records
+            .iter()
+            .filter(|r| r.split == SplitName::Valid)
+            .filter_map(|r| Some((r.step as f64, value(r)?)))
+            .collect();
+        (run.name.clone(), points)
+    };
+    let chart = |title: &str, y_label: &str, value: &dyn Fn(&MetricRecord) -> Option<f64>| Lines {
+        title: title.into(),
+        x_label: "step".into(),
+        y_label: y_label.into(),
+        series: runs.iter().map(|run| curve(run, value)).collect(),
+    };
+    let charts = [
+        (
+            "compare-loss",
+            chart("Validation loss", "cross-entropy loss (nats)", &|r| {
+                Some(r.loss)
+            }),
+        ),
+        if language {
+            (
+                "compare-perplexity",
+                chart("Validation perplexity", "perplexity", &|r| r.perplexity),
+            )
+        } else {
+            (
+                "compare-accuracy",
+                chart("Validation accuracy", "accuracy (%)", &|r| {
+                    Some(r.accuracy * 100.0)
+                }),
+            )
+        },
+    ];
+    let mut written = Vec::new();
+    for (name, chart) in charts {
+        written.extend(write_lines(&out.join(name), &chart)?);
+    }
+    Ok(written)
+}

@@ -1,0 +1,175 @@
+//! Runs people can see and compare: plots and metrics.csv in the run directory, `stoke
+//! runs list|show|compare`, and gradient accumulation.
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+
+use common::{metrics, read_json, stdout_of, stoke, train};
+
+fn short(runs_dir: &Path, name: &str, lr: &str) -> Vec<String> {
+    [
+        format!("run.runs_dir={}", runs_dir.display()),
+        format!("run.name={name}"),
+        format!("optimizer.lr={lr}"),
+        "run.backend=flex".into(),
+        "data.limit=2000".into(),
+        "train.epochs=3".into(),
+        "train.batch_size=64".into(),
+        "train.log_every=5".into(),
+        "train.progress=plain".into(),
+    ]
+    .to_vec()
+}
+
+/// Pixels of `png` that are neither white nor grey: the drawn curves.
+fn coloured_pixels(png: &Path) -> usize {
+    let image = image::open(png).unwrap().to_rgb8();
+    assert_eq!(image.dimensions(), (900, 500), "{}", png.display());
+    image
+        .pixels()
+        .filter(|p| {
+            let [r, g, b] = p.0;
+            r.max(g).max(b) - r.min(g).min(b) > 60
+        })
+        .count()
+}
+
+#[test]
+fn finished_runs_have_plots_and_csv_and_are_listed_and_compared() {
+    let runs = tempfile::tempdir().unwrap();
+    for (name, lr) in [("slow", "1e-4"), ("fast", "3e-3")] {
+        let mut command = stoke();
+        command.args(["train", "configs/mnist-mlp.toml"]);
+        for set in short(runs.path(), name, lr) {
+            command.args(["--set", &set]);
+        }
+        command.assert().success();
+    }
+    let run_dirs: Vec<_> = {
+        let mut dirs: Vec<_> = fs::read_dir(runs.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        dirs.sort();
+        dirs
+    };
+    assert_eq!(run_dirs.len(), 2);
+    let fast = run_dirs
+        .iter()
+        .find(|d| d.to_string_lossy().contains("fast"))
+        .unwrap();
+
+    // Plots: every chart as SVG and PNG, titled, with curves drawn.
+    for chart in ["loss", "accuracy", "lr", "throughput"] {
+        let svg = fs::read_to_string(fast.join(format!("plots/{chart}.svg"))).unwrap();
+        assert!(svg.contains("step"), "{chart}.svg has its x axis label");
+        assert!(
+            coloured_pixels(&fast.join(format!("plots/{chart}.png"))) > 300,
+            "{chart}.png"
+        );
+    }
+    let svg = fs::read_to_string(fast.join("plots/loss.svg")).unwrap();
+    assert!(svg.contains("Loss") && svg.contains("valid") && svg.contains("train"));
+    // metrics.csv holds the records of metrics.jsonl.
+    let csv = fs::read_to_string(fast.join("metrics.csv")).unwrap();
+    let jsonl = fs::read_to_string(fast.join("metrics.jsonl")).unwrap();
+    assert_eq!(csv.lines().count(), jsonl.lines().count() + 1);
+    assert!(csv.starts_with("step,epoch,split,loss,accuracy,lr,"));
+    assert_eq!(read_json(&fast.join("status.json"))["state"], "finished");
+
+    let list = stdout_of(
+        stoke()
+            .args(["runs", "list", "--runs-dir"])
+            .arg(runs.path()),
+    );
+    assert_eq!(list.matches("finished").count(), 2, "{list}");
+    let best = metrics(fast, "valid")
+        .iter()
+        .map(|r| r["accuracy"].as_f64().unwrap())
+        .fold(0.0, f64::max);
+    assert!(
+        list.contains(&format!("{:.2} % acc", best * 100.0)),
+        "{list}"
+    );
+
+    let out = runs.path().join("compare");
+    let compare = stdout_of(
+        stoke()
+            .args(["runs", "compare"])
+            .args(&run_dirs)
+            .arg("--out")
+            .arg(&out),
+    );
+    assert!(compare.contains("optimizer.lr"), "{compare}");
+    assert!(
+        compare.contains("0.0001") && compare.contains("0.003"),
+        "{compare}"
+    );
+    assert!(!compare.contains("run.name"), "{compare}");
+    let overlay = fs::read_to_string(out.join("compare-loss.svg")).unwrap();
+    for dir in &run_dirs {
+        let name = dir.file_name().unwrap().to_string_lossy();
+        assert!(
+            overlay.contains(name.as_ref()),
+            "the overlay has a curve for {name}"
+        );
+    }
+    assert!(coloured_pixels(&out.join("compare-accuracy.png")) > 300);
+
+    // A run whose process died while running is listed as killed.
+    let status = fast.join("status.json");
+    fs::write(
+        &status,
+        r#"{"state": "running", "pid": 4000000, "updated": "now"}"#,
+    )
+    .unwrap();
+    let list = stdout_of(
+        stoke()
+            .args(["runs", "list", "--runs-dir"])
+            .arg(runs.path()),
+    );
+    assert!(list.contains("killed"), "{list}");
+    let show = stdout_of(stoke().args(["runs", "show"]).arg(fast));
+    assert!(show.contains("status    killed"), "{show}");
+}
+
+#[test]
+fn gradient_accumulation_matches_the_larger_batch() {
+    let run = |batch: usize, accum: usize| {
+        let dir = tempfile::tempdir().unwrap();
+        let sets: Vec<String> = [
+            "run.backend=flex".to_string(),
+            "data.limit=1000".into(),
+            "model.dropout=0".into(),
+            "model.hidden=[32]".into(),
+            format!("train.batch_size={batch}"),
+            format!("train.grad_accum_steps={accum}"),
+            "train.max_steps=12".into(),
+            "train.log_every=3".into(),
+            "train.progress=plain".into(),
+        ]
+        .to_vec();
+        train("configs/mnist-mlp.toml", &sets, dir.path());
+        let losses: Vec<f64> = metrics(dir.path(), "train")
+            .iter()
+            .chain(metrics(dir.path(), "valid").iter())
+            .map(|r| r["loss"].as_f64().unwrap())
+            .collect();
+        (dir, losses)
+    };
+    let (_whole, whole) = run(96, 1);
+    let (_accumulated, accumulated) = run(24, 4);
+    assert_eq!(whole.len(), accumulated.len());
+    assert!(whole.len() >= 5);
+    for (a, b) in whole.iter().zip(&accumulated) {
+        assert!(
+            (a - b).abs() < 1e-4 * a.abs().max(1.0),
+            "{whole:?}\nvs\n{accumulated:?}"
+        );
+    }
+    // Accumulating does change the result when the step batch differs.
+    let (_small, small) = run(24, 1);
+    assert!(small.iter().zip(&whole).any(|(a, b)| (a - b).abs() > 1e-3));
+}
