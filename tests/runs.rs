@@ -173,3 +173,51 @@ fn gradient_accumulation_matches_the_larger_batch() {
     let (_small, small) = run(24, 1);
     assert!(small.iter().zip(&whole).any(|(a, b)| (a - b).abs() > 1e-3));
 }
+
+#[test]
+fn lr_find_suggests_a_rate_near_the_shipped_one_and_overfit_batches_fit() {
+    let out = tempfile::tempdir().unwrap();
+    let report = stdout_of(
+        stoke()
+            .args([
+                "lr-find",
+                "configs/mnist-mlp.toml",
+                "--backend",
+                "flex",
+                "--out",
+            ])
+            .arg(out.path()),
+    );
+    let report: serde_json::Value = serde_json::from_str(&report).unwrap();
+    let (suggested, shipped) = (
+        report["suggested_lr"].as_f64().unwrap(),
+        report["config_lr"].as_f64().unwrap(),
+    );
+    assert!(
+        suggested > shipped / 10.0 && suggested < shipped * 10.0,
+        "suggested {suggested}, shipped {shipped}"
+    );
+    assert!(report["points"].as_array().unwrap().len() > 50);
+    assert!(coloured_pixels(&out.path().join("lr-find.png")) > 300);
+
+    // Two batches of 32 are fitted completely.
+    let run = tempfile::tempdir().unwrap();
+    let sets: Vec<String> = [
+        "run.backend=flex",
+        "data.limit=2000",
+        "train.overfit_batches=2",
+        "train.batch_size=32",
+        "train.epochs=60",
+        "model.dropout=0",
+        "optimizer.lr=3e-3",
+        "scheduler.kind=constant",
+        "train.progress=plain",
+    ]
+    .map(String::from)
+    .to_vec();
+    let stderr = train("configs/mnist-mlp.toml", &sets, run.path());
+    assert!(stderr.contains("on the same 64 samples"), "{stderr}");
+    let summary = read_json(&run.path().join("summary.json"));
+    assert_eq!(summary["valid"]["accuracy"], 1.0, "{summary}");
+    assert_eq!(summary["steps"], 120);
+}

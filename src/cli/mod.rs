@@ -119,6 +119,22 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Learning-rate range test: train briefly with an exponentially growing learning rate,
+    /// plot the loss against it, and suggest a learning rate.
+    LrFind {
+        #[command(flatten)]
+        config: ConfigArgs,
+        #[arg(long, default_value_t = 1e-7)]
+        start_lr: f64,
+        #[arg(long, default_value_t = 1.0)]
+        end_lr: f64,
+        /// Steps of the sweep (it stops early once the loss diverges).
+        #[arg(long, default_value_t = 200)]
+        steps: usize,
+        /// Where to write lr-find.svg and lr-find.png.
+        #[arg(long, default_value = ".", value_name = "DIR")]
+        out: PathBuf,
+    },
     /// List, show and compare run directories.
     Runs {
         #[command(subcommand)]
@@ -307,6 +323,37 @@ pub fn run(cli: Cli) -> Result<u8, Error> {
         Command::Inspect { artifact, json } => inference::inspect(&artifact, json)?,
         Command::Data { command } => data::run(command)?,
         Command::Runs { command } => runs::run(command)?,
+        Command::LrFind {
+            config,
+            start_lr,
+            end_lr,
+            steps,
+            out,
+        } => {
+            if !(start_lr > 0.0 && end_lr > start_lr && steps >= 2) {
+                return Err(Error::Usage(
+                    "lr-find needs 0 < --start-lr < --end-lr and --steps of at least 2".into(),
+                ));
+            }
+            let experiment = prepare(config.load()?)?;
+            let options = train::LrFindOptions {
+                start_lr,
+                end_lr,
+                steps,
+            };
+            let report = train::lr_find(experiment, &options, &out)?;
+            for plot in &report.plots {
+                eprintln!("wrote {}", plot.display());
+            }
+            eprintln!(
+                "lowest loss at lr {:.2e}; suggested lr {:.2e} (the config has {:.2e})",
+                report.lowest_loss_lr, report.suggested_lr, report.config_lr
+            );
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&report).expect("report serializes")
+            );
+        }
         Command::Bench {
             config,
             steps,

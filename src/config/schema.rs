@@ -603,6 +603,9 @@ pub struct TrainConfig {
     /// Passes whose gradients are summed before each optimizer step: a step sees
     /// `batch_size × grad_accum_steps` samples with the memory of `batch_size`.
     pub grad_accum_steps: usize,
+    /// Train (and validate) on only this many batches of the training split, to check that
+    /// the model can fit them.
+    pub overfit_batches: Option<usize>,
     pub eval_batch_size: usize,
     /// Stop after this many optimizer steps, even mid-epoch.
     pub max_steps: Option<usize>,
@@ -653,6 +656,7 @@ impl Default for TrainConfig {
             epochs: 10,
             batch_size: 64,
             grad_accum_steps: 1,
+            overfit_batches: None,
             eval_batch_size: 1000,
             max_steps: None,
             eval_every: None,

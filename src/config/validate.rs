@@ -154,6 +154,11 @@ pub fn validate(config: &ExperimentConfig) -> Problems {
         "must be at least 1".into(),
     );
     check(
+        train.overfit_batches != Some(0),
+        "train.overfit_batches",
+        "must be at least 1 (leave it out to train on the whole split)".into(),
+    );
+    check(
         train.grad_accum_steps > 0,
         "train.grad_accum_steps",
         "must be at least 1 (1: no accumulation)".into(),

@@ -157,14 +157,14 @@ fn bench_data_path(
 }
 
 /// Training batches without end: epoch after epoch through the real data pipeline.
-struct Batches<'a> {
+pub(super) struct Batches<'a> {
     experiment: &'a Experiment,
     epoch: usize,
     stream: BatchStream,
 }
 
 impl<'a> Batches<'a> {
-    fn new(experiment: &'a Experiment) -> Self {
+    pub(super) fn new(experiment: &'a Experiment) -> Self {
         Self {
             experiment,
             epoch: 0,
@@ -186,7 +186,7 @@ impl<'a> Batches<'a> {
         )
     }
 
-    fn next(&mut self) -> HostBatch {
+    pub(super) fn next(&mut self) -> HostBatch {
         loop {
             if let Some(batch) = self.stream.next() {
                 return batch;

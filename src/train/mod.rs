@@ -6,6 +6,7 @@ pub mod checkpoint;
 mod eval;
 mod fault;
 mod interrupt;
+mod lr_find;
 mod measure;
 pub mod metrics;
 mod optim;
@@ -20,6 +21,7 @@ mod trainer;
 pub use bench::{BenchOptions, BenchReport, bench};
 pub use checkpoint::CheckpointChoice;
 pub use eval::{EvalReport, evaluate_run};
+pub use lr_find::{LrFindOptions, LrFindReport, lr_find};
 pub use measure::Measured;
 pub use metrics::{MetricRecord, SplitName, read_metrics};
 pub use progress::format_duration;
@@ -51,7 +53,10 @@ impl Experiment {
         backend: SelectedBackend,
         tokenizer: Option<Tokenizer>,
     ) -> Result<Self, Error> {
-        let splits = load_splits(&config.data, config.run.seed, tokenizer)?;
+        let mut splits = load_splits(&config.data, config.run.seed, tokenizer)?;
+        if let Some(batches) = config.train.overfit_batches {
+            overfit(&mut splits, batches * config.train.samples_per_step());
+        }
         if splits.skipped.count > 0 {
             eprintln!(
                 "warning: skipped {} bad records (data.on_error = \"skip\"), e.g. {}",
@@ -89,6 +94,19 @@ impl Experiment {
     pub fn classes(&self) -> Option<usize> {
         self.splits.spec.classes().map(<[String]>::len)
     }
+}
+
+/// Narrows training to the first `samples` of the training split and validates on the same
+/// samples: `train.overfit_batches`, the check that a model can fit a few batches.
+fn overfit(splits: &mut Splits, samples: usize) {
+    let train = &splits.train;
+    let kept = train.indices[..samples.min(train.len())].to_vec();
+    eprintln!(
+        "train.overfit_batches: training and validating on the same {} samples",
+        kept.len()
+    );
+    splits.train = crate::data::Split::new(train.data.clone(), kept);
+    splits.valid = splits.train.clone();
 }
 
 /// Refuses data that would not fit `data.memory_budget`, and says how much of it is used.
