@@ -221,3 +221,49 @@ fn lr_find_suggests_a_rate_near_the_shipped_one_and_overfit_batches_fit() {
     assert_eq!(summary["valid"]["accuracy"], 1.0, "{summary}");
     assert_eq!(summary["steps"], 120);
 }
+
+#[test]
+fn top_k_accuracy_is_reported_and_bounded_by_the_classes() {
+    let run = tempfile::tempdir().unwrap();
+    let sets: Vec<String> = [
+        "run.backend=flex",
+        "data.limit=600",
+        "train.top_k=3",
+        "train.max_steps=12",
+        "train.log_every=4",
+        "train.progress=plain",
+    ]
+    .map(String::from)
+    .to_vec();
+    let stderr = train("configs/mnist-mlp.toml", &sets, run.path());
+    assert!(stderr.contains("top-k"), "{stderr}");
+    for split in ["train", "valid", "test"] {
+        for record in metrics(run.path(), split) {
+            let (top1, top3) = (
+                record["accuracy"].as_f64().unwrap(),
+                record["top_k_accuracy"].as_f64().unwrap(),
+            );
+            assert!(top3 >= top1 && top3 <= 1.0, "{record}");
+        }
+    }
+    let csv = fs::read_to_string(run.path().join("metrics.csv")).unwrap();
+    assert!(csv.lines().next().unwrap().ends_with("top_k_accuracy"));
+    stoke()
+        .args(["check", "configs/mnist-mlp.toml", "--set", "train.top_k=1"])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("train.top_k"));
+    let dir = tempfile::tempdir().unwrap();
+    stoke()
+        .args([
+            "train",
+            "configs/mnist-mlp.toml",
+            "--set",
+            "train.top_k=10",
+            "--run-dir",
+        ])
+        .arg(dir.path().join("run"))
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("below the 10 classes"));
+}

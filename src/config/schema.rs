@@ -603,6 +603,9 @@ pub struct TrainConfig {
     /// Passes whose gradients are summed before each optimizer step: a step sees
     /// `batch_size × grad_accum_steps` samples with the memory of `batch_size`.
     pub grad_accum_steps: usize,
+    /// Also report top-k accuracy: the share of predictions whose target is among the k
+    /// highest scores.
+    pub top_k: Option<usize>,
     /// Train (and validate) on only this many batches of the training split, to check that
     /// the model can fit them.
     pub overfit_batches: Option<usize>,
@@ -657,6 +660,7 @@ impl Default for TrainConfig {
             batch_size: 64,
             grad_accum_steps: 1,
             overfit_batches: None,
+            top_k: None,
             eval_batch_size: 1000,
             max_steps: None,
             eval_every: None,

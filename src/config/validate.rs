@@ -154,6 +154,11 @@ pub fn validate(config: &ExperimentConfig) -> Problems {
         "must be at least 1".into(),
     );
     check(
+        train.top_k.is_none_or(|k| k >= 2),
+        "train.top_k",
+        "must be at least 2 (top-1 accuracy is the accuracy)".into(),
+    );
+    check(
         train.overfit_batches != Some(0),
         "train.overfit_batches",
         "must be at least 1 (leave it out to train on the whole split)".into(),

@@ -58,7 +58,7 @@ pub fn bench(
     let mut scheduler = build_scheduler(&config.scheduler, config.optimizer.lr(), total);
     let stepper = Stepper::new(&config.train, &device);
     let mut batches = Batches::new(&experiment);
-    let mut metrics = RunningMetrics::new(experiment.classes());
+    let mut metrics = RunningMetrics::new(experiment.metric_spec());
 
     let mut step = |model: crate::model::Model, metrics: &mut RunningMetrics, index: usize| {
         device.seed(step_seed(config.run.seed, index));

@@ -56,7 +56,7 @@ pub fn evaluate_run(
     let metrics = evaluate(
         &model,
         data,
-        experiment.classes(),
+        experiment.metric_spec(),
         experiment.config.train.eval_batch_size,
         experiment.config.data.workers,
         &device,

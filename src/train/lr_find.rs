@@ -49,7 +49,7 @@ pub fn lr_find(
     let mut optimizer = build_optimizer(&config.optimizer, &config.train);
     let stepper = Stepper::new(&config.train, &device);
     let mut batches = Batches::new(&experiment);
-    let mut metrics = RunningMetrics::new(experiment.classes());
+    let mut metrics = RunningMetrics::new(experiment.metric_spec());
     let growth = (options.end_lr / options.start_lr).powf(1.0 / (options.steps.max(2) - 1) as f64);
     let (mut points, mut average, mut lowest) = (Vec::new(), 0.0, f64::INFINITY);
     for step in 0..options.steps {

@@ -20,6 +20,17 @@ pub struct Measured {
     /// Mean F1 over the classes that occur (classification).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub macro_f1: Option<f64>,
+    /// Share of predictions whose target is among the `train.top_k` highest logits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_k_accuracy: Option<f64>,
+}
+
+/// What a task's metrics count: per-class counts for `classes` (classification; `None` for
+/// next-token prediction) and top-k accuracy for `top_k`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetricSpec {
+    pub classes: Option<usize>,
+    pub top_k: Option<usize>,
 }
 
 /// Per-class counts for macro-F1: true positives, predictions and occurrences.
@@ -32,22 +43,23 @@ struct ClassCounts {
 pub struct RunningMetrics {
     loss_sum: Option<Tensor<1>>,
     correct: Option<Tensor<1, Int>>,
+    top_k_correct: Option<Tensor<1, Int>>,
     /// Counted only for classification (`classes` given).
     counts: Option<ClassCounts>,
-    classes: Option<usize>,
+    spec: MetricSpec,
     predictions: usize,
     samples: usize,
     tokens: usize,
 }
 
 impl RunningMetrics {
-    /// Metrics for `classes` classes, with macro-F1; `None` for next-token prediction.
-    pub fn new(classes: Option<usize>) -> Self {
+    pub fn new(spec: MetricSpec) -> Self {
         Self {
             loss_sum: None,
             correct: None,
+            top_k_correct: None,
             counts: None,
-            classes,
+            spec,
             predictions: 0,
             samples: 0,
             tokens: 0,
@@ -64,6 +76,17 @@ impl RunningMetrics {
         tokens: usize,
     ) {
         let [rows, _] = logits.dims();
+        if let Some(k) = self.spec.top_k {
+            let (_, top) = logits.clone().topk_with_indices(k, 1);
+            let hits = top
+                .equal(targets.clone().reshape([rows, 1]).repeat_dim(1, k))
+                .int()
+                .sum();
+            self.top_k_correct = Some(match self.top_k_correct.take() {
+                Some(sum) => sum + hits,
+                None => hits,
+            });
+        }
         let predicted = logits.argmax(1).reshape([rows]);
         let correct = predicted.clone().equal(targets.clone()).int().sum();
         let loss = loss.mul_scalar(rows as f64);
@@ -75,7 +98,7 @@ impl RunningMetrics {
             Some(sum) => sum + correct,
             None => correct,
         });
-        if let Some(classes) = self.classes {
+        if let Some(classes) = self.spec.classes {
             let device = targets.device();
             let ids = Tensor::<1, Int>::arange(0..classes as i64, &device).reshape([1, classes]);
             let one_hot = |labels: Tensor<1, Int>| {
@@ -117,6 +140,10 @@ impl RunningMetrics {
                 .clone()
                 .map_or(0.0, |s| s.into_scalar::<f64>()),
             correct: self.correct.clone().map_or(0, |s| s.into_scalar::<i64>()),
+            top_k_correct: self
+                .top_k_correct
+                .clone()
+                .map_or(0, |s| s.into_scalar::<i64>()),
             predictions: self.predictions,
             samples: self.samples,
             tokens: self.tokens,
@@ -140,8 +167,8 @@ impl RunningMetrics {
 
     /// Continues from sums read back by [`Self::sums`]. f32 sums round-trip exactly through
     /// f64, so the totals match those of a run that never stopped.
-    pub fn from_sums(sums: &IntervalSums, classes: Option<usize>, device: &Device) -> Self {
-        let mut metrics = Self::new(classes);
+    pub fn from_sums(sums: &IntervalSums, spec: MetricSpec, device: &Device) -> Self {
+        let mut metrics = Self::new(spec);
         if sums.samples == 0 {
             return metrics;
         }
@@ -151,7 +178,10 @@ impl RunningMetrics {
         };
         metrics.loss_sum = Some(Tensor::from_floats([sums.loss_sum as f32], device));
         metrics.correct = Some(Tensor::from_ints([sums.correct], device));
-        if classes.is_some() && !sums.actual.is_empty() {
+        if spec.top_k.is_some() {
+            metrics.top_k_correct = Some(Tensor::from_ints([sums.top_k_correct], device));
+        }
+        if spec.classes.is_some() && !sums.actual.is_empty() {
             metrics.counts = Some(ClassCounts {
                 true_positives: floats(&sums.true_positives),
                 predicted: floats(&sums.predicted),
@@ -170,7 +200,7 @@ impl RunningMetrics {
             return None;
         }
         let sums = self.sums();
-        *self = Self::new(self.classes);
+        *self = Self::new(self.spec);
         Some(Measured {
             loss: sums.loss_sum / sums.predictions as f64,
             accuracy: sums.correct as f64 / sums.predictions as f64,
@@ -178,6 +208,10 @@ impl RunningMetrics {
             tokens: sums.tokens,
             macro_f1: (!sums.actual.is_empty())
                 .then(|| macro_f1(&sums.true_positives, &sums.predicted, &sums.actual)),
+            top_k_accuracy: self
+                .spec
+                .top_k
+                .map(|_| sums.top_k_correct as f64 / sums.predictions as f64),
         })
     }
 }
@@ -213,14 +247,23 @@ mod tests {
     #[test]
     fn sums_round_trip_and_measure() {
         let device = Device::flex();
-        let mut metrics = RunningMetrics::new(Some(2));
+        let spec = MetricSpec {
+            classes: Some(2),
+            top_k: Some(2),
+        };
+        let mut metrics = RunningMetrics::new(spec);
         let logits = Tensor::<2>::from_floats([[2.0, 0.0], [0.0, 1.0], [3.0, 0.0]], &device);
         let targets = Tensor::<1, Int>::from_ints([0, 0, 0], &device);
         metrics.add(logits, Tensor::from_floats([0.5], &device), targets, 3, 0);
-        let mut restored = RunningMetrics::from_sums(&metrics.sums(), Some(2), &device);
+        let mut restored = RunningMetrics::from_sums(&metrics.sums(), spec, &device);
         let measured = restored.take().unwrap();
         assert_eq!(measured, metrics.take().unwrap());
         assert_eq!(measured.accuracy, 2.0 / 3.0);
+        assert_eq!(
+            measured.top_k_accuracy,
+            Some(1.0),
+            "every target is in the top 2 of 2"
+        );
         assert!((measured.loss - 0.5).abs() < 1e-7);
         // Class 0: tp 2, predicted 2, actual 3 → 0.8; class 1: tp 0, predicted 1 → 0.
         assert!((measured.macro_f1.unwrap() - 0.4).abs() < 1e-7);

@@ -54,6 +54,9 @@ pub struct MetricRecord {
     /// Text tasks: tokens read per second.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tokens_per_s: Option<f64>,
+    /// With `train.top_k`: the share of predictions with the target among the top k.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_k_accuracy: Option<f64>,
 }
 
 impl MetricRecord {
@@ -87,6 +90,7 @@ impl MetricRecord {
             bits_per_char: language
                 .map(|chars_per_token| measured.loss / std::f64::consts::LN_2 / chars_per_token),
             tokens_per_s: (measured.tokens > 0).then(|| measured.tokens as f64 / seconds),
+            top_k_accuracy: measured.top_k_accuracy,
         }
     }
 }

@@ -22,7 +22,7 @@ pub use bench::{BenchOptions, BenchReport, bench};
 pub use checkpoint::CheckpointChoice;
 pub use eval::{EvalReport, evaluate_run};
 pub use lr_find::{LrFindOptions, LrFindReport, lr_find};
-pub use measure::Measured;
+pub use measure::{Measured, MetricSpec};
 pub use metrics::{MetricRecord, SplitName, read_metrics};
 pub use progress::format_duration;
 pub use run_dir::{RunDir, Summary};
@@ -65,6 +65,15 @@ impl Experiment {
             );
         }
         check_memory_budget(&config, &splits)?;
+        let outputs = match &splits.spec {
+            crate::data::DataSpec::LanguageModel { vocab_size, .. } => *vocab_size,
+            spec => spec.classes().map_or(0, <[String]>::len),
+        };
+        if let Some(k) = config.train.top_k.filter(|&k| k >= outputs) {
+            return Err(Error::Usage(format!(
+                "train.top_k = {k} must be below the {outputs} classes the model chooses from"
+            )));
+        }
         Ok(Self {
             config,
             backend,
@@ -90,9 +99,13 @@ impl Experiment {
         })
     }
 
-    /// Classes of a classification task, for per-class metrics.
-    pub fn classes(&self) -> Option<usize> {
-        self.splits.spec.classes().map(<[String]>::len)
+    /// What the metrics count: classes of a classification task (for per-class metrics)
+    /// and `train.top_k`.
+    pub fn metric_spec(&self) -> MetricSpec {
+        MetricSpec {
+            classes: self.splits.spec.classes().map(<[String]>::len),
+            top_k: self.config.train.top_k,
+        }
     }
 }
 

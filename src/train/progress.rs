@@ -134,6 +134,9 @@ fn quality(record: &MetricRecord) -> String {
         record.loss,
         record.accuracy * 100.0
     );
+    if let Some(top_k) = record.top_k_accuracy {
+        text.push_str(&format!(" · top-k {:.2}%", top_k * 100.0));
+    }
     if let Some(f1) = record.macro_f1 {
         text.push_str(&format!(" · macro-F1 {f1:.4}"));
     }

@@ -28,6 +28,7 @@ struct Row<'a> {
     perplexity: Option<f64>,
     bits_per_char: Option<f64>,
     tokens_per_s: Option<f64>,
+    top_k_accuracy: Option<f64>,
 }
 
 /// Rewrites `metrics.csv` and the plots of the run in `run_dir` from its metrics log.
@@ -60,6 +61,7 @@ fn write_csv(path: &Path, records: &[MetricRecord]) -> Result<(), Error> {
                 perplexity: record.perplexity,
                 bits_per_char: record.bits_per_char,
                 tokens_per_s: record.tokens_per_s,
+                top_k_accuracy: record.top_k_accuracy,
             })
             .expect("metric rows serialise");
     }

@@ -46,6 +46,8 @@ pub struct TrainingState {
 pub struct IntervalSums {
     pub loss_sum: f64,
     pub correct: i64,
+    #[serde(default)]
+    pub top_k_correct: i64,
     pub predictions: usize,
     pub samples: usize,
     pub tokens: usize,

@@ -7,7 +7,7 @@ use burn::nn::loss::CrossEntropyLoss;
 use burn::optim::{GradientsAccumulator, GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
 
-use super::measure::{Measured, RunningMetrics};
+use super::measure::{Measured, MetricSpec, RunningMetrics};
 use super::optim::clip_global_norm;
 use crate::config::{ClipScope, TrainConfig};
 use crate::data::{BatchStream, HostBatch, Split, StreamPlan};
@@ -137,12 +137,12 @@ impl Stepper {
     }
 }
 
-/// Loss, accuracy (and macro-F1 for `classes`) of `model` on a whole split, without
+/// Loss, accuracy (and macro-F1 and top-k accuracy, as `spec` says) of `model` on a whole split, without
 /// gradients or dropout.
 pub fn evaluate(
     model: &Model,
     split: &Split,
-    classes: Option<usize>,
+    spec: MetricSpec,
     batch_size: usize,
     workers: usize,
     device: &Device,
@@ -157,7 +157,7 @@ pub fn evaluate(
         workers,
         prefetch: 2,
     };
-    let mut metrics = RunningMetrics::new(classes);
+    let mut metrics = RunningMetrics::new(spec);
     for batch in BatchStream::new(split.data.clone(), plan) {
         let batch = DeviceBatch::new(batch, &device);
         let logits = model.forward(batch.input);
@@ -176,5 +176,6 @@ pub fn evaluate(
         samples: 0,
         tokens: 0,
         macro_f1: None,
+        top_k_accuracy: None,
     })
 }

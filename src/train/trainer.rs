@@ -263,7 +263,7 @@ impl Trainer {
                 config.train.samples_per_step(),
             ),
             definition_hash: config::definition_hash(config),
-            interval: RunningMetrics::from_sums(&state.interval, experiment.classes(), &device),
+            interval: RunningMetrics::from_sums(&state.interval, experiment.metric_spec(), &device),
             interval_started: Instant::now(),
             session_started: Instant::now(),
             elapsed_before: state.elapsed_s,
@@ -485,7 +485,7 @@ impl Trainer {
         let measured = evaluate(
             model,
             split,
-            self.experiment.classes(),
+            self.experiment.metric_spec(),
             self.experiment.config.train.eval_batch_size,
             self.experiment.config.data.workers,
             &self.device,
@@ -703,5 +703,10 @@ fn combine(parts: &[Measured]) -> Option<Measured> {
         tokens: parts.iter().map(|m| m.tokens).sum(),
         // Per-class counts are not kept across log intervals; macro-F1 is a validation metric.
         macro_f1: None,
+        top_k_accuracy: parts
+            .iter()
+            .map(|m| m.top_k_accuracy.map(|a| a * m.samples as f64))
+            .sum::<Option<f64>>()
+            .map(|sum| sum / samples as f64),
     })
 }
