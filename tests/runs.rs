@@ -267,3 +267,74 @@ fn top_k_accuracy_is_reported_and_bounded_by_the_classes() {
         .code(2)
         .stderr(predicates::str::contains("below the 10 classes"));
 }
+
+/// The event file holds every metric record as `<split>/<metric>` scalars; TensorBoard's own
+/// reader (python `tensorboard`, required where CI sets STOKE_REQUIRE_PYTHON) reads it back.
+#[test]
+fn tensorboard_event_files_hold_the_metrics() {
+    let run = tempfile::tempdir().unwrap();
+    let mut sets = common::tiny(600, 12);
+    sets.extend([
+        "log.tensorboard=true".to_string(),
+        "train.log_every=4".into(),
+    ]);
+    train("configs/mnist-mlp.toml", &sets, run.path());
+    let dir = run.path().join("tensorboard");
+    let file = fs::read_dir(&dir).unwrap().next().unwrap().unwrap().path();
+    assert!(
+        file.file_name()
+            .unwrap()
+            .to_string_lossy()
+            .contains("tfevents")
+    );
+    let events = stoke::train::tensorboard::read(&fs::read(&file).unwrap()).expect("valid framing");
+    let scalars: Vec<(String, i64, f32)> = events
+        .iter()
+        .filter_map(|e| match &e.what {
+            Some(stoke::train::tensorboard::What::Summary(s)) => Some((e.step, s)),
+            _ => None,
+        })
+        .flat_map(|(step, s)| {
+            s.value
+                .iter()
+                .map(move |v| (v.tag.clone(), step, v.simple_value))
+        })
+        .collect();
+    let valid = metrics(run.path(), "valid");
+    assert!(!valid.is_empty());
+    for record in &valid {
+        let step = record["step"].as_i64().unwrap();
+        let loss = record["loss"].as_f64().unwrap() as f32;
+        assert!(
+            scalars.contains(&("valid/loss".into(), step, loss)),
+            "{scalars:?}"
+        );
+    }
+
+    let script = format!(
+        "from tensorboard.backend.event_processing.event_accumulator import EventAccumulator\n\
+         a = EventAccumulator({:?}); a.Reload()\n\
+         print(*[f'{{e.step}} {{e.value}}' for e in a.Scalars('valid/loss')])",
+        dir.display().to_string()
+    );
+    let output = std::process::Command::new("python3")
+        .args(["-c", &script])
+        .output();
+    match output {
+        Ok(output) if output.status.success() => {
+            let text = String::from_utf8_lossy(&output.stdout);
+            let last = valid.last().unwrap();
+            assert!(
+                text.contains(&format!("{} ", last["step"])),
+                "tensorboard read {text}"
+            );
+        }
+        _ => {
+            assert!(
+                std::env::var_os("STOKE_REQUIRE_PYTHON").is_none(),
+                "STOKE_REQUIRE_PYTHON is set but python3 cannot read the file with tensorboard"
+            );
+            eprintln!("skipped the TensorBoard reader check: python3 has no tensorboard");
+        }
+    }
+}

@@ -25,6 +25,7 @@ const SAFE_TO_CHANGE: &[&str] = &[
     "train.progress",
     "train.early_stopping",
     "checkpoint.",
+    "log.",
     "scheduler.min_lr",
 ];
 

@@ -18,6 +18,15 @@ pub struct ExperimentConfig {
     pub scheduler: SchedulerConfig,
     pub train: TrainConfig,
     pub checkpoint: CheckpointConfig,
+    pub log: LogConfig,
+}
+
+/// Logs beside `metrics.jsonl` (which is always written, with `metrics.csv` and the plots).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// Also write TensorBoard event files into `<run>/tensorboard/`.
+    pub tensorboard: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -16,6 +16,7 @@ pub mod run_dir;
 pub mod runs;
 pub mod state;
 mod step;
+pub mod tensorboard;
 mod trainer;
 
 pub use bench::{BenchOptions, BenchReport, bench};

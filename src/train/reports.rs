@@ -1,6 +1,6 @@
 //! Files derived from `metrics.jsonl` for people and for other tools, rewritten after every
-//! evaluation: `metrics.csv` and `plots/` (loss, accuracy or perplexity, learning rate and
-//! throughput against steps, as SVG and PNG).
+//! evaluation: `metrics.csv`, `plots/` (loss, accuracy or perplexity, learning rate and
+//! throughput against steps, as SVG and PNG) and, if asked for, TensorBoard event files.
 
 use std::path::Path;
 
@@ -31,10 +31,18 @@ struct Row<'a> {
     top_k_accuracy: Option<f64>,
 }
 
-/// Rewrites `metrics.csv` and the plots of the run in `run_dir` from its metrics log.
-pub fn write(run_dir: &Path) -> Result<(), Error> {
+/// Rewrites `metrics.csv`, the plots and, with `tensorboard`, the TensorBoard event file of
+/// the run in `run_dir` from its metrics log.
+pub fn write(run_dir: &Path, tensorboard: bool) -> Result<(), Error> {
     let records = read_metrics(&run_dir.join(super::run_dir::METRICS_FILE))?;
     write_csv(&run_dir.join(CSV_FILE), &records)?;
+    if tensorboard {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        let started = now - records.last().map_or(0.0, |r| r.time_s);
+        super::tensorboard::write(run_dir, &records, started)?;
+    }
     let plots = run_dir.join(PLOTS_DIR);
     std::fs::create_dir_all(&plots).map_err(|source| Error::io(&plots, source))?;
     for (name, chart) in charts(&records) {

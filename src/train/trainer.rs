@@ -615,7 +615,8 @@ impl Trainer {
     /// Rewrites metrics.csv and the plots. They are derived from metrics.jsonl, so failing to
     /// write them warns rather than stopping the run.
     fn write_reports(&self) {
-        if let Err(err) = super::reports::write(&self.run.path) {
+        let tensorboard = self.experiment.config.log.tensorboard;
+        if let Err(err) = super::reports::write(&self.run.path, tensorboard) {
             self.progress.say(&format!(
                 "warning: cannot update the plots and metrics.csv: {err}"
             ));
