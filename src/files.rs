@@ -80,6 +80,47 @@ pub fn replace_dir(temp: &Path, target: &Path) -> Result<(), Error> {
     }
 }
 
+/// A file written under a temporary name beside `path` and moved into place by
+/// [`PendingFile::commit`] once complete, for files too large to build in memory first.
+pub struct PendingFile {
+    writer: std::io::BufWriter<File>,
+    temp: std::path::PathBuf,
+    path: std::path::PathBuf,
+}
+
+impl PendingFile {
+    pub fn create(path: &Path) -> Result<Self, Error> {
+        let file_name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let temp = path.with_file_name(format!(".tmp-{file_name}"));
+        let file = File::create(&temp).map_err(|source| Error::io(&temp, source))?;
+        Ok(Self {
+            writer: std::io::BufWriter::with_capacity(1 << 20, file),
+            temp,
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub fn write(&mut self, bytes: &[u8]) -> Result<(), Error> {
+        self.writer
+            .write_all(bytes)
+            .map_err(|source| Error::io(&self.temp, source))
+    }
+
+    /// Flushes and fsyncs the file and renames it to its path.
+    pub fn commit(self) -> Result<(), Error> {
+        let file = self
+            .writer
+            .into_inner()
+            .map_err(|err| Error::io(&self.temp, err.into_error()))?;
+        file.sync_all()
+            .map_err(|source| Error::io(&self.temp, source))?;
+        fs::rename(&self.temp, &self.path).map_err(|source| Error::io(&self.path, source))
+    }
+}
+
 pub fn sync_dir(dir: &Path) -> Result<(), Error> {
     File::open(dir)
         .and_then(|file| file.sync_all())

@@ -28,7 +28,7 @@ pub use image::{ImageSet, Normalization, normalized, read_image};
 pub use loader::{BatchStream, Ordering, StreamPlan, batch_count, epoch_order};
 pub use text::{Tokenizer, labelled_texts};
 
-use crate::config::{DataConfig, DatasetKind};
+use crate::config::{DataConfig, DatasetKind, OnError};
 use crate::model::ImageShape;
 
 /// Samples that can be batched by index.
@@ -251,6 +251,29 @@ pub struct Skipped {
 
 impl Skipped {
     const EXAMPLES: usize = 50;
+
+    /// A bad record at `path:line`: the error that stops the load (`data.on_error = "fail"`),
+    /// or counted and passed over (`"skip"`).
+    pub fn bad_record(
+        &mut self,
+        on_error: OnError,
+        path: &std::path::Path,
+        line: usize,
+        detail: String,
+    ) -> Result<(), DataError> {
+        match on_error {
+            OnError::Fail => Err(DataError::Record {
+                path: path.to_path_buf(),
+                line,
+                detail,
+                skippable: true,
+            }),
+            OnError::Skip => {
+                self.add(format!("{}:{line}: {detail}", path.display()));
+                Ok(())
+            }
+        }
+    }
 
     pub fn add(&mut self, location: String) {
         self.count += 1;

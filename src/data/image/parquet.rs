@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use super::folder::decode_bytes;
 use super::{ImageSet, ImageSets};
-use crate::config::{DataConfig, ImageDataConfig, OnError};
+use crate::config::{DataConfig, ImageDataConfig};
 use crate::data::{DataError, Skipped, classes_of, parquet};
 use crate::model::ImageShape;
 
@@ -40,7 +40,7 @@ pub fn load(config: &DataConfig, image: &ImageDataConfig) -> Result<ImageSets, D
                 }
                 None => {
                     let detail = format!("label \"{label}\" does not occur in the training data");
-                    bad(config.on_error, &mut skipped, path, row + 1, detail)?
+                    skipped.bad_record(config.on_error, path, row + 1, detail)?
                 }
             }
         }
@@ -99,29 +99,8 @@ fn read(
         });
         match decoded {
             Ok(image) => images.push(image),
-            Err(detail) => bad(config.on_error, skipped, path, row.row, detail)?,
+            Err(detail) => skipped.bad_record(config.on_error, path, row.row, detail)?,
         }
     }
     Ok(images)
-}
-
-fn bad(
-    on_error: OnError,
-    skipped: &mut Skipped,
-    path: &Path,
-    row: usize,
-    detail: String,
-) -> Result<(), DataError> {
-    match on_error {
-        OnError::Fail => Err(DataError::Record {
-            path: path.to_path_buf(),
-            line: row,
-            detail,
-            skippable: true,
-        }),
-        OnError::Skip => {
-            skipped.add(format!("{}: row {row}: {detail}", path.display()));
-            Ok(())
-        }
-    }
 }

@@ -6,18 +6,14 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::{Manifest, RecordKind, SPLITS, shard_files, split_shards};
+use super::{Manifest, RecordKind, SPLITS, hold_out, shard_files, split_shards, streamed_splits};
 use crate::config::{DataConfig, DatasetKind};
 use crate::data::image::{ImageSet, idx, measure_normalization, push_normalized};
-use crate::data::{
-    DataError, DataSpec, Dataset, HostBatch, Normalization, Ordering, Skipped, Split, Splits,
-    TEST_SPLIT_SALT, split_off,
-};
+use crate::data::{DataError, DataSpec, Dataset, HostBatch, Normalization, Skipped, Splits};
 use crate::model::ImageShape;
 
 /// Records of the training split read to measure normalisation when the manifest has none.
 const NORMALIZATION_SAMPLE: usize = 20_000;
-pub const DEFAULT_SHUFFLE_BUFFER: usize = 16_384;
 
 /// One split's shards: the open image files and every label.
 pub struct ShardedImages {
@@ -325,37 +321,21 @@ pub fn load(config: &DataConfig, seed: u64) -> Result<Splits, DataError> {
             _ => test = Some(set),
         }
     }
-    let all: Vec<u32> = (0..train.len() as u32).collect();
-    let (pool, test_indices) = match &test {
-        Some(test) => (all, (0..test.len() as u32).collect()),
-        None => split_off(all, config.test_fraction, seed ^ TEST_SPLIT_SALT),
-    };
-    let (train_indices, valid_indices) = match &valid {
-        Some(valid) => (pool, (0..valid.len() as u32).collect()),
-        None => split_off(pool, config.valid_fraction, seed),
-    };
-    let normalization = normalization(config, manifest.as_ref(), &train, &train_indices);
+    let all = (0..train.len() as u32).collect();
+    let indices = hold_out(all, valid.is_some(), test.is_some(), config, seed);
+    let normalization = normalization(config, manifest.as_ref(), &train, &indices[0]);
     let lut = normalization.lookup_table();
     let shape = train.shape;
-    let shard_starts = Arc::new(train.starts.clone());
-    for set in [Some(&mut train), valid.as_mut(), test.as_mut()]
-        .into_iter()
-        .flatten()
-    {
-        set.lut = lut.clone();
-    }
-    let train: Arc<dyn Dataset> = Arc::new(train);
-    let split_of = |own: Option<ShardedImages>, indices: Vec<u32>| match own {
-        Some(own) => Split::new(Arc::new(own), indices),
-        None => Split::new(train.clone(), indices),
-    };
-    let valid = split_of(valid, valid_indices);
-    let test = split_of(test, test_indices);
-    let mut train = Split::new(train.clone(), train_indices);
-    train.ordering = Ordering::ShardBuffer {
-        shard_starts,
-        buffer: config.shuffle_buffer.unwrap_or(DEFAULT_SHUFFLE_BUFFER),
-    };
+    let shard_starts = train.starts.clone();
+    let own = [valid, test].map(|set| {
+        set.map(|mut set| {
+            set.lut = lut.clone();
+            let records = (0..set.len() as u32).collect();
+            (Arc::new(set) as Arc<dyn Dataset>, records)
+        })
+    });
+    train.lut = lut;
+    let [train, valid, test] = streamed_splits(Arc::new(train), shard_starts, indices, own, config);
     Ok(Splits {
         train,
         valid,

@@ -18,6 +18,7 @@ mod texts;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -26,10 +27,13 @@ pub use pack::{PackReport, pack};
 pub use synth::{SynthOptions, synth};
 pub use texts::{ShardedTexts, load_texts};
 
-use super::{DataError, Normalization};
+use super::{DataError, Dataset, Normalization, Ordering, Split, TEST_SPLIT_SALT, split_off};
+use crate::config::DataConfig;
 use crate::model::ImageShape;
 
 pub const MANIFEST: &str = "shards.json";
+/// Records in the shuffle buffer unless `data.shuffle_buffer` says otherwise.
+pub const DEFAULT_SHUFFLE_BUFFER: usize = 16_384;
 const FORMAT: &str = "stoke-shards";
 const VERSION: u32 = 1;
 
@@ -126,11 +130,11 @@ impl Manifest {
             return Err(DataError::Corrupt {
                 path: dir.join(MANIFEST),
                 detail: format!(
-                    "holds {found:?} shards; read them with dataset = \"{}\", not \"{}\"",
+                    "describes {} shards; read them with dataset = \"{}\", not \"{}\"",
+                    found.dataset(),
                     found.dataset(),
                     expected.dataset()
-                )
-                .to_lowercase(),
+                ),
             });
         }
         Ok(manifest)
@@ -182,6 +186,56 @@ pub fn split_shards(
                 .collect()
         })
         .collect())
+}
+
+/// Splits `records` of the training shards into those kept for training and those held out
+/// for validation and test (seeded as for data in memory), for each split the directory has
+/// no shards of its own for; a split with its own shards gets an empty list here.
+pub(super) fn hold_out(
+    records: Vec<u32>,
+    own_valid: bool,
+    own_test: bool,
+    config: &DataConfig,
+    seed: u64,
+) -> [Vec<u32>; 3] {
+    let (pool, test) = if own_test {
+        (records, Vec::new())
+    } else {
+        split_off(records, config.test_fraction, seed ^ TEST_SPLIT_SALT)
+    };
+    let (train, valid) = if own_valid {
+        (pool, Vec::new())
+    } else {
+        split_off(pool, config.valid_fraction, seed)
+    };
+    [train, valid, test]
+}
+
+/// A validation or test split read from shards of its own: the dataset and the records to use.
+pub(super) type OwnShards = Option<(Arc<dyn Dataset>, Vec<u32>)>;
+
+/// A streamed dataset's train, valid and test splits. Training reads `train` in shard order
+/// through the shuffle buffer; validation and test read their own shards (the dataset and the
+/// records to use) where given, else the training records [`hold_out`] set aside.
+pub(super) fn streamed_splits(
+    train: Arc<dyn Dataset>,
+    shard_starts: Vec<u32>,
+    [train_indices, valid_indices, test_indices]: [Vec<u32>; 3],
+    [own_valid, own_test]: [OwnShards; 2],
+    config: &DataConfig,
+) -> [Split; 3] {
+    let held_out = |own: OwnShards, indices| match own {
+        Some((data, records)) => Split::new(data, records),
+        None => Split::new(train.clone(), indices),
+    };
+    let valid = held_out(own_valid, valid_indices);
+    let test = held_out(own_test, test_indices);
+    let mut training = Split::new(train.clone(), train_indices);
+    training.ordering = Ordering::ShardBuffer {
+        shard_starts: Arc::new(shard_starts),
+        buffer: config.shuffle_buffer.unwrap_or(DEFAULT_SHUFFLE_BUFFER),
+    };
+    [training, valid, test]
 }
 
 /// The image and label files of shard `name` in `dir`.

@@ -3,8 +3,7 @@
 //! renamed to `<out>` when complete, so a killed pack never leaves a half dataset that reads
 //! as a whole one.
 
-use std::fs::{self, File};
-use std::io::{BufWriter, Write};
+use std::fs;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -15,7 +14,7 @@ use crate::config::{DataConfig, DatasetKind};
 use crate::data::image::{idx, read_sets};
 use crate::data::text::{classification_files, records};
 use crate::data::{Normalization, Skipped, classes_of};
-use crate::files;
+use crate::files::{self, PendingFile};
 use crate::model::ImageShape;
 
 /// What `stoke data pack` wrote.
@@ -128,17 +127,8 @@ fn pack_texts(config: &DataConfig, out: &Path, shard_bytes: u64) -> Result<PackR
     };
     for (split, records) in &splits {
         let mut entries: Vec<ShardEntry> = Vec::new();
-        let mut shard: Option<(BufWriter<File>, PathBuf, PathBuf, u64)> = None;
-        let close = |shard: Option<(BufWriter<File>, PathBuf, PathBuf, u64)>| -> Result<(), Error> {
-            if let Some((writer, temp, path, _)) = shard {
-                let file = writer
-                    .into_inner()
-                    .map_err(|err| Error::io(&temp, err.into_error()))?;
-                file.sync_all().map_err(|source| Error::io(&temp, source))?;
-                fs::rename(&temp, &path).map_err(|source| Error::io(&path, source))?;
-            }
-            Ok(())
-        };
+        // The shard being written and the bytes it holds.
+        let mut shard: Option<(PendingFile, u64)> = None;
         for record in records {
             let mut line = serde_json::Map::new();
             line.insert(fields.text_field.clone(), record.text.clone().into());
@@ -147,25 +137,27 @@ fn pack_texts(config: &DataConfig, out: &Path, shard_bytes: u64) -> Result<PackR
             bytes.push(b'\n');
             if shard
                 .as_ref()
-                .is_none_or(|(_, _, _, written)| *written >= shard_bytes)
+                .is_none_or(|(_, written)| *written >= shard_bytes)
             {
-                close(shard.take())?;
+                if let Some((full, _)) = shard.take() {
+                    full.commit()?;
+                }
                 let name = shard_name(split, entries.len());
-                let path = partial.join(format!("{name}.jsonl"));
-                let temp = partial.join(format!(".tmp-{name}.jsonl"));
-                let file = File::create(&temp).map_err(|source| Error::io(&temp, source))?;
-                shard = Some((BufWriter::new(file), temp, path, 0));
+                shard = Some((
+                    PendingFile::create(&partial.join(format!("{name}.jsonl")))?,
+                    0,
+                ));
                 entries.push(ShardEntry { name, records: 0 });
             }
-            let (writer, temp, _, written) = shard.as_mut().expect("a shard is open");
-            writer
-                .write_all(&bytes)
-                .map_err(|source| Error::io(temp, source))?;
+            let (file, written) = shard.as_mut().expect("a shard is open");
+            file.write(&bytes)?;
             *written += bytes.len() as u64;
             entries.last_mut().expect("a shard entry").records += 1;
             report.bytes += bytes.len() as u64;
         }
-        close(shard)?;
+        if let Some((last, _)) = shard {
+            last.commit()?;
+        }
         report
             .splits
             .push((split.to_string(), records.len() as u64, entries.len()));
@@ -270,9 +262,8 @@ impl Stats {
 
 /// One shard being written: its two IDX files under temporary names until `finish`.
 pub(super) struct ShardWriter {
-    images: BufWriter<File>,
-    labels: BufWriter<File>,
-    paths: [(PathBuf, PathBuf); 2],
+    images: PendingFile,
+    labels: PendingFile,
     expected: usize,
     stats: Stats,
 }
@@ -280,47 +271,26 @@ pub(super) struct ShardWriter {
 impl ShardWriter {
     pub fn create(dir: &Path, name: &str, shape: ImageShape, count: usize) -> Result<Self, Error> {
         let (images_path, labels_path) = shard_files(dir, name);
-        let temp = |path: &Path| {
-            path.with_file_name(format!(
-                ".tmp-{}",
-                path.file_name().expect("a file name").to_string_lossy()
-            ))
-        };
-        let open = |path: &Path| -> Result<BufWriter<File>, Error> {
-            File::create(path)
-                .map(|file| BufWriter::with_capacity(1 << 20, file))
-                .map_err(|source| Error::io(path, source))
-        };
-        let (images_temp, labels_temp) = (temp(&images_path), temp(&labels_path));
-        let mut images = open(&images_temp)?;
-        let mut labels = open(&labels_temp)?;
+        let mut images = PendingFile::create(&images_path)?;
+        let mut labels = PendingFile::create(&labels_path)?;
         let dims = if shape.channels == 1 {
             vec![count, shape.height, shape.width]
         } else {
             vec![count, shape.channels, shape.height, shape.width]
         };
-        images
-            .write_all(&idx::header(&dims))
-            .map_err(|source| Error::io(&images_temp, source))?;
-        labels
-            .write_all(&idx::header(&[count]))
-            .map_err(|source| Error::io(&labels_temp, source))?;
+        images.write(&idx::header(&dims))?;
+        labels.write(&idx::header(&[count]))?;
         Ok(Self {
             images,
             labels,
-            paths: [(images_temp, images_path), (labels_temp, labels_path)],
             expected: count,
             stats: Stats::new(shape.channels),
         })
     }
 
     pub fn push(&mut self, image: &[u8], label: u8) -> Result<(), Error> {
-        self.images
-            .write_all(image)
-            .map_err(|source| Error::io(&self.paths[0].0, source))?;
-        self.labels
-            .write_all(&[label])
-            .map_err(|source| Error::io(&self.paths[1].0, source))?;
+        self.images.write(image)?;
+        self.labels.write(&[label])?;
         self.stats.add(image);
         Ok(())
     }
@@ -331,13 +301,8 @@ impl ShardWriter {
             self.stats.records as usize, self.expected,
             "a shard gets the records its header promises"
         );
-        for (writer, (temp, path)) in [self.images, self.labels].into_iter().zip(&self.paths) {
-            let file = writer
-                .into_inner()
-                .map_err(|err| Error::io(temp, err.into_error()))?;
-            file.sync_all().map_err(|source| Error::io(temp, source))?;
-            fs::rename(temp, path).map_err(|source| Error::io(path, source))?;
-        }
+        self.images.commit()?;
+        self.labels.commit()?;
         Ok(self.stats)
     }
 }

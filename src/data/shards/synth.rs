@@ -13,8 +13,8 @@ use rand_chacha::ChaCha8Rng;
 use super::pack::{ShardWriter, Stats, finish};
 use super::{Manifest, RecordKind, ShardEntry, shard_name};
 use crate::Error;
-use crate::data::DataError;
-use crate::data::image::{ImageSet, idx};
+use crate::config::{DataConfig, DatasetKind, ImageDataConfig};
+use crate::data::image::{ImageSet, read_sets};
 use crate::model::ImageShape;
 
 pub struct SynthOptions {
@@ -31,8 +31,14 @@ pub struct SynthOptions {
 
 /// Writes the dataset `options` describe; returns its manifest.
 pub fn synth(options: &SynthOptions) -> Result<Manifest, Error> {
-    let train_source = read_mnist(&options.source, "train")?;
-    let test_source = read_mnist(&options.source, "t10k")?;
+    // MNIST as training reads it, so a missing source gets the same message and fetch hint.
+    let mnist = DataConfig {
+        dataset: DatasetKind::Mnist,
+        path: options.source.clone(),
+        ..DataConfig::default()
+    };
+    let sets = read_sets(&mnist, &ImageDataConfig::default(), 0)?;
+    let (train_source, test_source) = (sets.train, sets.test.expect("MNIST has a test set"));
     let shape = train_source.shape;
     let classes = (0..10).map(|d| d.to_string()).collect();
     let mut manifest = Manifest::new(RecordKind::Images, classes, Some(shape));
@@ -86,28 +92,6 @@ pub fn synth(options: &SynthOptions) -> Result<Manifest, Error> {
     manifest.normalization = Some(train_stats.normalization());
     finish(&out, &options.out, &manifest)?;
     Ok(manifest)
-}
-
-fn read_mnist(dir: &std::path::Path, prefix: &str) -> Result<ImageSet, DataError> {
-    let find = |stem: String| {
-        idx::find(dir, &stem).ok_or_else(|| DataError::Missing {
-            dataset: "mnist".into(),
-            path: dir.to_path_buf(),
-            detail: format!("{stem} (or {stem}.gz) is not there"),
-            fetch: None,
-        })
-    };
-    let images = idx::read(&find(format!("{prefix}-images-idx3-ubyte"))?, 3, None)?;
-    let labels = idx::read(&find(format!("{prefix}-labels-idx1-ubyte"))?, 1, None)?;
-    Ok(ImageSet {
-        shape: ImageShape {
-            channels: 1,
-            height: images.dims[1],
-            width: images.dims[2],
-        },
-        pixels: images.bytes,
-        labels: labels.bytes.into_iter().map(u16::from).collect(),
-    })
 }
 
 fn write_shard(

@@ -9,15 +9,11 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::images::DEFAULT_SHUFFLE_BUFFER;
-use super::{Manifest, RecordKind, split_shards};
-use crate::config::{DataConfig, DatasetKind, OnError, TextDataConfig};
+use super::{Manifest, RecordKind, hold_out, split_shards, streamed_splits};
+use crate::config::{DataConfig, DatasetKind, TextDataConfig};
 use crate::data::text::records::parse_json_record;
 use crate::data::text::{Tokenizer, classifier_ids, padded_tokens};
-use crate::data::{
-    DataError, DataSpec, Dataset, HostBatch, Ordering, Skipped, Split, Splits, TEST_SPLIT_SALT,
-    classes_of, split_off,
-};
+use crate::data::{DataError, DataSpec, Dataset, HostBatch, Skipped, Splits, classes_of};
 
 /// Training texts a new tokenizer learns its vocabulary from.
 const TOKENIZER_SAMPLE: usize = 50_000;
@@ -143,17 +139,7 @@ fn index(
                     set.lengths.push(record.len() as u32);
                     set.lines.push(line);
                 }
-                Err(detail) => match config.on_error {
-                    OnError::Fail => {
-                        return Err(DataError::Record {
-                            path,
-                            line: line as usize,
-                            detail,
-                            skippable: true,
-                        });
-                    }
-                    OnError::Skip => skipped.add(format!("{}:{line}: {detail}", path.display())),
-                },
+                Err(detail) => skipped.bad_record(config.on_error, &path, line as usize, detail)?,
             }
         }
         set.starts.push(raw_labels.len() as u32);
@@ -232,26 +218,13 @@ pub fn load_texts(
                 }
                 None => {
                     let shard = set.starts.partition_point(|&s| s as usize <= record) - 1;
-                    let location =
-                        format!("{}:{}", set.shards[shard].1.display(), set.lines[record]);
                     let detail = format!(
                         "label \"{}\" does not occur in the training data",
                         names_of[raw]
                     );
-                    match config.on_error {
-                        OnError::Fail => {
-                            return Err(DataError::Record {
-                                path: set.shards[shard].1.clone(),
-                                line: set.lines[record] as usize,
-                                detail,
-                                skippable: true,
-                            });
-                        }
-                        OnError::Skip => {
-                            skipped.add(format!("{location}: {detail}"));
-                            set.labels.push(0);
-                        }
-                    }
+                    let (path, line) = (&set.shards[shard].1, set.lines[record] as usize);
+                    skipped.bad_record(config.on_error, path, line, detail)?;
+                    set.labels.push(0);
                 }
             }
         }
@@ -259,27 +232,19 @@ pub fn load_texts(
     }
     let mut sets = sets.into_iter();
     let (mut train, train_keep) = sets.next().flatten().expect("training shards");
-    let (mut valid, mut test) = (sets.next().flatten(), sets.next().flatten());
+    let (valid, test) = (sets.next().flatten(), sets.next().flatten());
     if train_keep.is_empty() {
         return Err(DataError::Empty {
             path: dir.clone(),
             what: "records in the training shards".into(),
         });
     }
-    // Held-out splits come from the training shards where the directory has none.
-    let (pool, test_indices) = match &test {
-        Some(_) => (train_keep, Vec::new()),
-        None => split_off(train_keep, config.test_fraction, seed ^ TEST_SPLIT_SALT),
-    };
-    let (train_indices, valid_indices) = match &valid {
-        Some(_) => (pool, Vec::new()),
-        None => split_off(pool, config.valid_fraction, seed),
-    };
+    let indices = hold_out(train_keep, valid.is_some(), test.is_some(), config, seed);
     let tokenizer = Arc::new(match tokenizer {
         Some(tokenizer) => tokenizer,
         None => {
-            let step = train_indices.len().div_ceil(TOKENIZER_SAMPLE).max(1);
-            let sample: Vec<String> = train_indices
+            let step = indices[0].len().div_ceil(TOKENIZER_SAMPLE).max(1);
+            let sample: Vec<String> = indices[0]
                 .iter()
                 .step_by(step)
                 .map(|&i| train.text(i))
@@ -290,28 +255,15 @@ pub fn load_texts(
             )?
         }
     });
-    for set in [
-        Some(&mut train),
-        valid.as_mut().map(|(s, _)| s),
-        test.as_mut().map(|(s, _)| s),
-    ]
-    .into_iter()
-    .flatten()
-    {
-        set.tokenizer = Some(tokenizer.clone());
-    }
-    let shard_starts = Arc::new(train.starts.clone());
-    let train: Arc<dyn Dataset> = Arc::new(train);
-    let split_of = |own: Option<(ShardedTexts, Vec<u32>)>, indices: Vec<u32>| match own {
-        Some((set, keep)) => Split::new(Arc::new(set), keep),
-        None => Split::new(train.clone(), indices),
-    };
-    let (valid, test) = (split_of(valid, valid_indices), split_of(test, test_indices));
-    let mut train = Split::new(train.clone(), train_indices);
-    train.ordering = Ordering::ShardBuffer {
-        shard_starts,
-        buffer: config.shuffle_buffer.unwrap_or(DEFAULT_SHUFFLE_BUFFER),
-    };
+    let own = [valid, test].map(|set| {
+        set.map(|(mut set, keep)| {
+            set.tokenizer = Some(tokenizer.clone());
+            (Arc::new(set) as Arc<dyn Dataset>, keep)
+        })
+    });
+    train.tokenizer = Some(tokenizer.clone());
+    let shard_starts = train.starts.clone();
+    let [train, valid, test] = streamed_splits(Arc::new(train), shard_starts, indices, own, config);
     Ok(Splits {
         train,
         valid,

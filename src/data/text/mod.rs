@@ -255,19 +255,7 @@ pub fn load_classification(
                     "label \"{}\" does not occur in the training data",
                     record.label
                 );
-                match config.on_error {
-                    OnError::Fail => {
-                        return Err(DataError::Record {
-                            path: file.clone(),
-                            line: record.line,
-                            detail,
-                            skippable: true,
-                        });
-                    }
-                    OnError::Skip => {
-                        skipped.add(format!("{}:{}: {detail}", file.display(), record.line))
-                    }
-                }
+                skipped.bad_record(config.on_error, file, record.line, detail)?;
                 labels.push(0);
             }
         }

@@ -40,20 +40,7 @@ pub fn read(
         format => format,
     };
     let mut records = Vec::new();
-    let mut bad = |line: usize, detail: String| -> Result<(), DataError> {
-        match on_error {
-            OnError::Fail => Err(DataError::Record {
-                path: path.to_path_buf(),
-                line,
-                detail,
-                skippable: true,
-            }),
-            OnError::Skip => {
-                skipped.add(format!("{}:{line}: {detail}", path.display()));
-                Ok(())
-            }
-        }
-    };
+    let mut bad = |line: usize, detail: String| skipped.bad_record(on_error, path, line, detail);
     let limit = limit.unwrap_or(usize::MAX);
     match format {
         TextFormat::Jsonl => {
