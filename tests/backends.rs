@@ -76,6 +76,73 @@ fn wgpu_trains_and_its_first_losses_match_the_cpu_backends() {
 }
 
 #[test]
+fn wgpu_trains_in_each_half_type_its_adapter_computes_in_and_refuses_the_others() {
+    if !wgpu_available() {
+        return;
+    }
+    let sets = |backend: &str, precision: &str| {
+        let mut sets = tiny(256, 3);
+        sets.extend([
+            format!("run.backend={backend}"),
+            format!("train.precision={precision}"),
+            "train.log_every=1".into(),
+            "train.batch_size=32".into(),
+            "model.dropout=0.0".into(),
+            "model.hidden=[64]".into(),
+        ]);
+        sets
+    };
+    let (mut trained, mut vulkan) = (Vec::new(), false);
+    for precision in ["f16-mixed", "bf16-mixed"] {
+        let run = tempfile::tempdir().unwrap();
+        let mut command = stoke();
+        command
+            .args(["train", "configs/mnist-mlp.toml", "--run-dir"])
+            .arg(run.path());
+        for set in sets("wgpu", precision) {
+            command.args(["--set", &set]);
+        }
+        let output = command.output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        vulkan |= stderr.contains(", Vulkan)");
+        if !output.status.success() {
+            // An adapter without the type (lavapipe has f16, not bf16) is refused up front.
+            assert_eq!(output.status.code(), Some(2), "{stderr}");
+            assert!(
+                stderr.contains(&format!(
+                    "train.precision = \"{precision}\": the wgpu backend on "
+                )) && stderr.contains("cannot compute in")
+                    && !stderr.contains("panicked"),
+                "{stderr}"
+            );
+            continue;
+        }
+        let wgpu = losses(run.path(), "train");
+        let flex_run = tempfile::tempdir().unwrap();
+        train(
+            "configs/mnist-mlp.toml",
+            &sets("flex", precision),
+            flex_run.path(),
+        );
+        let flex = losses(flex_run.path(), "train");
+        for (step, (g, c)) in wgpu.iter().zip(&flex).enumerate() {
+            assert!(
+                (g - c).abs() < 1e-2 * c.abs(),
+                "{precision} step {}: wgpu loss {g} vs flex {c}",
+                step + 1
+            );
+        }
+        assert!(
+            wgpu[2] < wgpu[0],
+            "{precision}: wgpu loss did not decrease: {wgpu:?}"
+        );
+        trained.push(precision);
+    }
+    // Vulkan adapters (lavapipe in CI, GPUs) compute in f16; OpenGL's llvmpipe does not.
+    assert!(!vulkan || trained.contains(&"f16-mixed"), "{trained:?}");
+}
+
+#[test]
 fn auto_never_picks_a_software_adapter_and_says_why() {
     let run = tempfile::tempdir().unwrap();
     let stderr = train(

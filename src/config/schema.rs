@@ -618,6 +618,8 @@ pub struct TrainConfig {
     /// Train (and validate) on only this many batches of the training split, to check that
     /// the model can fit them.
     pub overfit_batches: Option<usize>,
+    /// The float type of the forward and backward passes; weights and optimizer state stay f32.
+    pub precision: Precision,
     pub eval_batch_size: usize,
     /// Stop after this many optimizer steps, even mid-epoch.
     pub max_steps: Option<usize>,
@@ -670,6 +672,7 @@ impl Default for TrainConfig {
             grad_accum_steps: 1,
             overfit_batches: None,
             top_k: None,
+            precision: Precision::default(),
             eval_batch_size: 1000,
             max_steps: None,
             eval_every: None,
@@ -679,6 +682,29 @@ impl Default for TrainConfig {
             progress: ProgressMode::Auto,
             early_stopping: None,
         }
+    }
+}
+
+/// The float type training computes in (`train.precision`), named as PyTorch Lightning's
+/// mixed precisions are.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Precision {
+    #[default]
+    F32,
+    /// Forward and backward in bfloat16 on a cast of the f32 weights.
+    Bf16Mixed,
+    /// Forward and backward in float16 on a cast of the f32 weights, with dynamic loss scaling.
+    F16Mixed,
+}
+
+impl std::fmt::Display for Precision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Precision::F32 => "f32",
+            Precision::Bf16Mixed => "bf16-mixed",
+            Precision::F16Mixed => "f16-mixed",
+        })
     }
 }
 

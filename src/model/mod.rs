@@ -12,6 +12,7 @@ use std::fmt;
 
 use burn::module::{ModuleVisitor, Param};
 use burn::prelude::*;
+use burn::tensor::FloatDType;
 use burn::tensor::activation::{gelu, relu, tanh};
 use sha2::{Digest, Sha256};
 
@@ -161,6 +162,13 @@ impl ModuleVisitor for WeightHasher {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
         self.0.update(param.val().into_data().as_bytes());
     }
+}
+
+/// `layer` applied to `x` in f32, the result back in `x`'s type: under mixed precision, layers
+/// whose statistics need f32's precision (batch norm) keep f32 parameters and run here.
+fn in_f32<const D: usize>(x: Tensor<D>, layer: impl FnOnce(Tensor<D>) -> Tensor<D>) -> Tensor<D> {
+    let dtype = x.dtype();
+    layer(x.cast(FloatDType::F32)).cast(dtype)
 }
 
 fn activate<const D: usize>(activation: Activation, x: Tensor<D>) -> Tensor<D> {

@@ -121,7 +121,7 @@ impl TextClassifier {
         let padded = padding.reshape([batch, length, 1]);
         let pooled = match self.pooling {
             Pooling::Mean => {
-                let real = padded.bool_not().float(); // [batch, length, 1]
+                let real = padded.bool_not().float().cast(x.dtype()); // [batch, length, 1]
                 let sum = (x * real.clone()).sum_dim(1); // [batch, 1, d]
                 sum / real.sum_dim(1)
             }

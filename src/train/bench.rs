@@ -56,7 +56,7 @@ pub fn bench(
     let mut optimizer = build_optimizer(&config.optimizer, &config.train);
     let total = options.warmup + options.steps;
     let mut scheduler = build_scheduler(&config.scheduler, config.optimizer.lr(), total);
-    let stepper = Stepper::new(&config.train, &device);
+    let mut stepper = Stepper::new(&config.train, &device);
     let mut batches = Batches::new(&experiment);
     let mut metrics = RunningMetrics::new(experiment.metric_spec());
 

@@ -47,7 +47,7 @@ pub fn lr_find(
     let device = experiment.backend.device.clone().autodiff();
     let mut model = experiment.new_model(&device)?;
     let mut optimizer = build_optimizer(&config.optimizer, &config.train);
-    let stepper = Stepper::new(&config.train, &device);
+    let mut stepper = Stepper::new(&config.train, &device);
     let mut batches = Batches::new(&experiment);
     let mut metrics = RunningMetrics::new(experiment.metric_spec());
     let growth = (options.end_lr / options.start_lr).powf(1.0 / (options.steps.max(2) - 1) as f64);

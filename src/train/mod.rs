@@ -10,6 +10,7 @@ mod lr_find;
 mod measure;
 pub mod metrics;
 mod optim;
+pub mod precision;
 mod progress;
 pub mod reports;
 pub mod run_dir;
@@ -54,6 +55,7 @@ impl Experiment {
         backend: SelectedBackend,
         tokenizer: Option<Tokenizer>,
     ) -> Result<Self, Error> {
+        precision::check_supported(config.train.precision, &backend)?;
         let mut splits = load_splits(&config.data, config.run.seed, tokenizer)?;
         if let Some(batches) = config.train.overfit_batches {
             overfit(&mut splits, batches * config.train.samples_per_step());

@@ -86,21 +86,32 @@ pub fn build_scheduler(config: &SchedulerConfig, lr: f64, total_steps: usize) ->
 /// `torch.nn.utils.clip_grad_norm_` does. The norm stays on the device: no host sync.
 pub fn clip_global_norm<M: Module>(
     model: &M,
-    mut grads: GradientsParams,
+    grads: GradientsParams,
     max_norm: f64,
 ) -> GradientsParams {
-    let mut norm = SquaredNorm {
-        grads: &grads,
-        sum: None,
-    };
-    model.visit(&mut norm);
-    let Some(sum) = norm.sum else {
+    let Some(sum) = squared_norm(model, &grads) else {
         return grads;
     };
     let scale = (sum.sqrt() + 1e-6)
         .recip()
         .mul_scalar(max_norm)
         .clamp_max(1.0);
+    rescale(model, grads, scale)
+}
+
+/// The sum of the squares of all gradients, on the device; `None` without gradients.
+pub fn squared_norm<M: Module>(model: &M, grads: &GradientsParams) -> Option<Tensor<1>> {
+    let mut norm = SquaredNorm { grads, sum: None };
+    model.visit(&mut norm);
+    norm.sum
+}
+
+/// Every gradient times `scale`, a one-element tensor on the device.
+pub fn rescale<M: Module>(
+    model: &M,
+    mut grads: GradientsParams,
+    scale: Tensor<1>,
+) -> GradientsParams {
     model.visit(&mut Rescale {
         grads: &mut grads,
         scale,

@@ -215,6 +215,11 @@ pub struct Summary {
     /// Bad records skipped under `data.on_error = "skip"`.
     pub skipped_records: Skipped,
     pub steps: usize,
+    /// `train.precision`, and under f16 the loss scale at the end and the steps it skipped.
+    #[serde(default)]
+    pub precision: crate::config::Precision,
+    #[serde(default)]
+    pub loss_scale: Option<super::precision::LossScale>,
     pub epochs_completed: usize,
     /// Why training stopped: completed, max_steps or early_stopping.
     pub stopped: String,

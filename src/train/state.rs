@@ -7,6 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::measure::Measured;
+use super::precision::LossScale;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TrainingState {
@@ -39,6 +40,9 @@ pub struct TrainingState {
     pub trained_s: f64,
     /// Seconds each checkpoint took to write.
     pub checkpoint_time_s: Vec<f64>,
+    /// f16 loss scaling (`train.precision = "f16-mixed"`).
+    #[serde(default)]
+    pub loss_scale: Option<LossScale>,
 }
 
 /// Sums of the training metrics on the device, read back (losslessly: f32 sums in f64).

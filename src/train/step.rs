@@ -6,9 +6,11 @@
 use burn::nn::loss::CrossEntropyLoss;
 use burn::optim::{GradientsAccumulator, GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
+use burn::tensor::FloatDType;
 
 use super::measure::{Measured, MetricSpec, RunningMetrics};
 use super::optim::clip_global_norm;
+use super::precision::{Autocast, LossScale};
 use crate::config::{ClipScope, TrainConfig};
 use crate::data::{BatchStream, HostBatch, Split, StreamPlan};
 use crate::model::{Input, Model};
@@ -87,6 +89,11 @@ fn ints<const D: usize>(values: Vec<i64>, shape: [usize; D], device: &Device) ->
 pub struct Stepper {
     loss: CrossEntropyLoss,
     clip_global: Option<f64>,
+    /// The half type the passes compute in, under mixed precision.
+    autocast: Option<Autocast>,
+    /// f16 loss scaling.
+    loss_scale: Option<LossScale>,
+    device: Device,
 }
 
 impl Stepper {
@@ -98,14 +105,29 @@ impl Stepper {
         Self {
             loss: CrossEntropyLoss::new(None, device),
             clip_global,
+            autocast: Autocast::new(train.precision),
+            loss_scale: LossScale::needed(train.precision).then(LossScale::default),
+            device: device.clone(),
         }
+    }
+
+    /// Continues with a checkpoint's loss scale, where this precision scales the loss.
+    pub fn resume_loss_scale(&mut self, saved: Option<LossScale>) {
+        if let (Some(scale), Some(saved)) = (&mut self.loss_scale, saved) {
+            *scale = saved;
+        }
+    }
+
+    pub fn loss_scale(&self) -> Option<&LossScale> {
+        self.loss_scale.as_ref()
     }
 
     /// One optimizer step on `batches`: with more than one (gradient accumulation), each
     /// pass's loss is weighted by its share of the step's predictions and the gradients are
-    /// summed, which gives the gradient of the mean loss over all of them.
+    /// summed, which gives the gradient of the mean loss over all of them. Under f16 loss
+    /// scaling a step whose gradients overflow leaves the model as it was.
     pub fn step(
-        &self,
+        &mut self,
         model: Model,
         optimizer: &mut ModuleOptimizer,
         lr: impl Into<burn::lr_scheduler::module_lr_scheduler::ModuleLearningRate>,
@@ -113,27 +135,61 @@ impl Stepper {
         metrics: &mut RunningMetrics,
     ) -> Model {
         let predictions: usize = batches.iter().map(|b| b.targets.dims()[0]).sum();
-        let single = batches.len() == 1;
-        let mut accumulator = GradientsAccumulator::new();
-        for batch in batches {
-            let share = batch.targets.dims()[0] as f64 / predictions as f64;
-            let logits = model.forward(batch.input);
-            let loss = self.loss.forward(logits.clone(), batch.targets.clone());
-            metrics.add(
-                logits.detach(),
-                loss.clone().detach(),
-                batch.targets,
-                batch.samples,
-                batch.tokens,
-            );
-            let loss = if single { loss } else { loss.mul_scalar(share) };
-            accumulator.accumulate(&model, GradientsParams::from_grads(loss.backward(), &model));
+        let scale = self.loss_scale.as_ref().map_or(1.0, |scale| scale.scale);
+        let mut grads = if let [_] = batches.as_slice() {
+            let batch = batches.into_iter().next().expect("one batch");
+            self.gradients(&model, batch, scale, metrics)
+        } else {
+            let mut accumulator = GradientsAccumulator::new();
+            for batch in batches {
+                let share = batch.targets.dims()[0] as f64 / predictions as f64;
+                let grads = self.gradients(&model, batch, share * scale, metrics);
+                accumulator.accumulate(&model, grads);
+            }
+            accumulator.grads()
+        };
+        if let Some(loss_scale) = &mut self.loss_scale {
+            match loss_scale.unscale(&model, grads, &self.device) {
+                Some(unscaled) => grads = unscaled,
+                None => return model,
+            }
         }
-        let mut grads = accumulator.grads();
         if let Some(max_norm) = self.clip_global {
             grads = clip_global_norm(&model, grads, max_norm);
         }
         optimizer.step(lr, model, grads)
+    }
+
+    /// Forward and backward on one pass, its metrics added; the gradients are those of the
+    /// loss times `weight` (the pass's share of the step, times any loss scale).
+    fn gradients(
+        &self,
+        model: &Model,
+        batch: DeviceBatch,
+        weight: f64,
+        metrics: &mut RunningMetrics,
+    ) -> GradientsParams {
+        let logits = match &self.autocast {
+            Some(autocast) => autocast
+                .model(model)
+                .forward(autocast.input(batch.input))
+                .cast(FloatDType::F32),
+            None => model.forward(batch.input),
+        };
+        let loss = self.loss.forward(logits.clone(), batch.targets.clone());
+        metrics.add(
+            logits.detach(),
+            loss.clone().detach(),
+            batch.targets,
+            batch.samples,
+            batch.tokens,
+        );
+        let loss = if weight == 1.0 {
+            loss
+        } else {
+            loss.mul_scalar(weight)
+        };
+        GradientsParams::from_grads(loss.backward(), model)
     }
 }
 

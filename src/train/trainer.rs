@@ -255,8 +255,10 @@ impl Trainer {
             experiment.splits.test.len(),
             experiment.splits.spec.describe(),
         ));
+        let mut stepper = Stepper::new(&config.train, &device);
+        stepper.resume_loss_scale(state.loss_scale.clone());
         Self {
-            stepper: Stepper::new(&config.train, &device),
+            stepper,
             checkpoints: run.checkpoints(),
             steps_per_epoch: batch_count(
                 experiment.splits.train.len(),
@@ -570,6 +572,7 @@ impl Trainer {
     fn save_checkpoint(&mut self) -> Result<(), Error> {
         let started = Instant::now();
         self.state.interval = self.interval.sums();
+        self.state.loss_scale = self.stepper.loss_scale().cloned();
         if !self.state.interval.loss_sum.is_finite() {
             return Err(self.non_finite(self.state.interval.loss_sum));
         }
@@ -656,6 +659,8 @@ impl Trainer {
             data: splits.spec.clone(),
             skipped_records: splits.skipped.clone(),
             steps: state.global_step,
+            precision: self.experiment.config.train.precision,
+            loss_scale: self.stepper.loss_scale().cloned(),
             epochs_completed: state.epoch,
             stopped: stop.describe().to_string(),
             train: state
