@@ -69,7 +69,17 @@ fn every_model_family_trains_in_bf16_and_f16_close_to_f32() {
             let dir = tempfile::tempdir().unwrap();
             let mut sets = sets.clone();
             sets.push(format!("train.precision={precision}"));
-            train(config, &sets, dir.path());
+            let stderr = train(config, &sets, dir.path());
+            assert!(
+                stderr.contains(&format!("{precision} precision;")),
+                "{stderr}"
+            );
+            // On a CPU backend the user is told that mixed precision is for GPUs.
+            assert_eq!(
+                stderr.contains("slower than f32 there"),
+                precision != "f32",
+                "{stderr}"
+            );
             let summary = read_json(&dir.path().join("summary.json"));
             assert_eq!(summary["precision"], precision, "{family}");
             (

@@ -35,8 +35,8 @@ use burn::module::{Module, ModuleVisitor, Param};
 use burn::prelude::{Device, Tensor};
 
 use crate::Error;
-use crate::backend::SelectedBackend;
-use crate::config::ExperimentConfig;
+use crate::backend::{BackendName, SelectedBackend};
+use crate::config::{ExperimentConfig, Precision};
 use crate::data::{DataError, Splits, Tokenizer, load_splits};
 use crate::model::Model;
 
@@ -56,6 +56,12 @@ impl Experiment {
         tokenizer: Option<Tokenizer>,
     ) -> Result<Self, Error> {
         precision::check_supported(config.train.precision, &backend)?;
+        if config.train.precision != Precision::F32 && backend.name != BackendName::Wgpu {
+            eprintln!(
+                "note: train.precision = \"{}\" on {} computes the half type by conversion and is slower than f32 there (see BENCHMARKS.md); it pays off on GPUs",
+                config.train.precision, backend.name
+            );
+        }
         let mut splits = load_splits(&config.data, config.run.seed, tokenizer)?;
         if let Some(batches) = config.train.overfit_batches {
             overfit(&mut splits, batches * config.train.samples_per_step());

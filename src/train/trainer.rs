@@ -247,9 +247,10 @@ impl Trainer {
             state,
         } = parts;
         progress.say(&format!(
-            "{} model, {} parameters; {} train / {} valid / {} test samples: {}",
+            "{} model, {} parameters, {} precision; {} train / {} valid / {} test samples: {}",
             config.model.kind(),
             model.num_params(),
+            config.train.precision,
             experiment.splits.train.len(),
             experiment.splits.valid.len(),
             experiment.splits.test.len(),
