@@ -52,17 +52,22 @@ pub fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), Error> {
 
 /// Replaces `path` with `bytes` atomically: a temporary file, fsync, rename, directory fsync.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
-    let file_name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let temp = path.with_file_name(format!(".tmp-{file_name}"));
+    let temp = temp_path(path);
     write_synced(&temp, bytes)?;
     fs::rename(&temp, path).map_err(|source| Error::io(path, source))?;
     if let Some(parent) = path.parent() {
         sync_dir(parent)?;
     }
     Ok(())
+}
+
+/// Where a file is written before it is renamed to `path`: beside it, hidden.
+fn temp_path(path: &Path) -> std::path::PathBuf {
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    path.with_file_name(format!(".tmp-{file_name}"))
 }
 
 /// Moves the fully written directory `temp` to `target`, replacing what was there: `temp`
@@ -90,11 +95,7 @@ pub struct PendingFile {
 
 impl PendingFile {
     pub fn create(path: &Path) -> Result<Self, Error> {
-        let file_name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let temp = path.with_file_name(format!(".tmp-{file_name}"));
+        let temp = temp_path(path);
         let file = File::create(&temp).map_err(|source| Error::io(&temp, source))?;
         Ok(Self {
             writer: std::io::BufWriter::with_capacity(1 << 20, file),

@@ -200,3 +200,35 @@ fn a_backend_without_the_half_type_is_refused_before_training() {
         );
     assert!(!run.path().join("run").exists());
 }
+
+#[test]
+fn f16_loss_scaling_clips_the_unscaled_gradients() {
+    // A norm limit that every step's gradients exceed: if clipping saw the scaled gradients,
+    // or unscaling missed them, f16 would follow a different path from f32.
+    let run = |precision: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sets = tiny(640, 12);
+        sets.extend(
+            [
+                "run.backend=flex",
+                "train.batch_size=32",
+                "train.log_every=1",
+                "train.grad_clip_norm=0.05",
+                "model.dropout=0.0",
+                &format!("train.precision={precision}"),
+            ]
+            .map(String::from),
+        );
+        train("configs/mnist-mlp.toml", &sets, dir.path());
+        losses(dir.path(), "train")
+    };
+    let (full, half) = (run("f32"), run("f16-mixed"));
+    for (step, (h, f)) in half.iter().zip(&full).enumerate() {
+        assert!(
+            (h - f).abs() <= 0.01 * f,
+            "step {}: f16 loss {h} against f32's {f}\n{half:?}\n{full:?}",
+            step + 1
+        );
+    }
+    assert!(full[11] < 0.95 * full[0], "{full:?}");
+}

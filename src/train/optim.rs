@@ -92,11 +92,16 @@ pub fn clip_global_norm<M: Module>(
     let Some(sum) = squared_norm(model, &grads) else {
         return grads;
     };
-    let scale = (sum.sqrt() + 1e-6)
+    rescale(model, grads, clip_factor(sum, max_norm))
+}
+
+/// The factor that brings gradients whose squares sum to `squared_norm` to a norm of at most
+/// `max_norm`, on the device.
+pub fn clip_factor(squared_norm: Tensor<1>, max_norm: f64) -> Tensor<1> {
+    (squared_norm.sqrt() + 1e-6)
         .recip()
         .mul_scalar(max_norm)
-        .clamp_max(1.0);
-    rescale(model, grads, scale)
+        .clamp_max(1.0)
 }
 
 /// The sum of the squares of all gradients, on the device; `None` without gradients.

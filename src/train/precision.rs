@@ -13,12 +13,10 @@
 //! (`model::in_f32`), as under PyTorch's autocast.
 
 use burn::module::{Module, ModuleMapper, Param};
-use burn::optim::GradientsParams;
 use burn::prelude::*;
 use burn::tensor::FloatDType;
 use serde::{Deserialize, Serialize};
 
-use super::optim::{rescale, squared_norm};
 use crate::Error;
 use crate::backend::SelectedBackend;
 use crate::config::Precision;
@@ -155,24 +153,10 @@ impl LossScale {
         precision == Precision::F16Mixed
     }
 
-    /// Gradients of the scaled loss brought back to the true loss's scale, or `None` when
-    /// they overflowed: the step is then skipped and the scale halves. Reads one number back
-    /// from the device, as `GradScaler` does.
-    pub fn unscale(
-        &mut self,
-        model: &Model,
-        grads: GradientsParams,
-        device: &Device,
-    ) -> Option<GradientsParams> {
-        let finite =
-            squared_norm(model, &grads).is_none_or(|sum| sum.into_scalar::<f64>().is_finite());
-        let inverse = self.scale.recip();
-        self.record(finite)
-            .then(|| rescale(model, grads, Tensor::from_floats([inverse], device)))
-    }
-
-    /// Moves the scale after a step whose gradients were `finite` or not; whether to take it.
-    fn record(&mut self, finite: bool) -> bool {
+    /// Moves the scale after a step whose gradients were `finite` or not; whether to take the
+    /// step. Deciding needs the gradients' finiteness on the host: one number read back per
+    /// step, as `GradScaler` does.
+    pub fn record(&mut self, finite: bool) -> bool {
         if !finite {
             self.scale /= 2.0;
             self.good_steps = 0;
@@ -191,6 +175,7 @@ impl LossScale {
 #[cfg(test)]
 mod tests {
     use burn::module::ModuleVisitor;
+    use burn::optim::GradientsParams;
     use burn::tensor::{DType, Distribution};
 
     use super::*;

@@ -9,7 +9,7 @@ use burn::prelude::*;
 use burn::tensor::FloatDType;
 
 use super::measure::{Measured, MetricSpec, RunningMetrics};
-use super::optim::clip_global_norm;
+use super::optim::{clip_factor, clip_global_norm, rescale, squared_norm};
 use super::precision::{Autocast, LossScale};
 use crate::config::{ClipScope, TrainConfig};
 use crate::data::{BatchStream, HostBatch, Split, StreamPlan};
@@ -93,7 +93,6 @@ pub struct Stepper {
     autocast: Option<Autocast>,
     /// f16 loss scaling.
     loss_scale: Option<LossScale>,
-    device: Device,
 }
 
 impl Stepper {
@@ -107,7 +106,6 @@ impl Stepper {
             clip_global,
             autocast: Autocast::new(train.precision),
             loss_scale: LossScale::needed(train.precision).then(LossScale::default),
-            device: device.clone(),
         }
     }
 
@@ -136,46 +134,73 @@ impl Stepper {
     ) -> Model {
         let predictions: usize = batches.iter().map(|b| b.targets.dims()[0]).sum();
         let scale = self.loss_scale.as_ref().map_or(1.0, |scale| scale.scale);
-        let mut grads = if let [_] = batches.as_slice() {
+        // Under mixed precision the weights are cast once per step, for all its passes.
+        let half = self.autocast.map(|autocast| autocast.model(&model));
+        let forward = half.as_ref().unwrap_or(&model);
+        let grads = if let [_] = batches.as_slice() {
             let batch = batches.into_iter().next().expect("one batch");
-            self.gradients(&model, batch, scale, metrics)
+            self.gradients(&model, forward, batch, scale, metrics)
         } else {
             let mut accumulator = GradientsAccumulator::new();
             for batch in batches {
                 let share = batch.targets.dims()[0] as f64 / predictions as f64;
-                let grads = self.gradients(&model, batch, share * scale, metrics);
+                let grads = self.gradients(&model, forward, batch, share * scale, metrics);
                 accumulator.accumulate(&model, grads);
             }
             accumulator.grads()
         };
-        if let Some(loss_scale) = &mut self.loss_scale {
-            match loss_scale.unscale(&model, grads, &self.device) {
-                Some(unscaled) => grads = unscaled,
-                None => return model,
-            }
+        match self.finish_gradients(&model, grads) {
+            Some(grads) => optimizer.step(lr, model, grads),
+            None => model,
         }
-        if let Some(max_norm) = self.clip_global {
-            grads = clip_global_norm(&model, grads, max_norm);
-        }
-        optimizer.step(lr, model, grads)
     }
 
-    /// Forward and backward on one pass, its metrics added; the gradients are those of the
+    /// The step's gradients as the optimizer takes them: unscaled (f16) and clipped to
+    /// `grad_clip_norm` (global), both in one pass over them from one norm; `None` when they
+    /// overflowed and the step is skipped.
+    fn finish_gradients(
+        &mut self,
+        model: &Model,
+        grads: GradientsParams,
+    ) -> Option<GradientsParams> {
+        let Some(loss_scale) = &mut self.loss_scale else {
+            return Some(match self.clip_global {
+                Some(max_norm) => clip_global_norm(model, grads, max_norm),
+                None => grads,
+            });
+        };
+        let Some(sum) = squared_norm(model, &grads) else {
+            return Some(grads);
+        };
+        let inverse = loss_scale.scale.recip();
+        if !loss_scale.record(sum.clone().into_scalar::<f64>().is_finite()) {
+            return None;
+        }
+        let mut factor = Tensor::from_floats([inverse], &sum.device());
+        if let Some(max_norm) = self.clip_global {
+            // The norm of the unscaled gradients.
+            factor = factor * clip_factor(sum.mul_scalar(inverse * inverse), max_norm);
+        }
+        Some(rescale(model, grads, factor))
+    }
+
+    /// Forward (through `forward`, the model or its half-precision cast) and backward on one
+    /// pass, its metrics added; the gradients, keyed by `model`'s parameters, are those of the
     /// loss times `weight` (the pass's share of the step, times any loss scale).
     fn gradients(
         &self,
         model: &Model,
+        forward: &Model,
         batch: DeviceBatch,
         weight: f64,
         metrics: &mut RunningMetrics,
     ) -> GradientsParams {
-        let logits = match &self.autocast {
-            Some(autocast) => autocast
-                .model(model)
-                .forward(autocast.input(batch.input))
-                .cast(FloatDType::F32),
-            None => model.forward(batch.input),
+        let input = match &self.autocast {
+            Some(autocast) => autocast.input(batch.input),
+            None => batch.input,
         };
+        // The loss is computed in f32 whatever the passes compute in.
+        let logits = forward.forward(input).cast(FloatDType::F32);
         let loss = self.loss.forward(logits.clone(), batch.targets.clone());
         metrics.add(
             logits.detach(),
