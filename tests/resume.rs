@@ -182,18 +182,41 @@ fn killed_runs_finish_like_an_uninterrupted_one(sets: &[String], seed: u64) {
     );
 }
 
-#[test]
-fn a_kill_while_writing_a_checkpoint_leaves_the_previous_one_loadable() {
-    let dir = tempfile::tempdir().unwrap();
-    let run = dir.path().join("run");
+/// Starts the short run in `run` with an abort inside the write of checkpoint `step-<step>`.
+fn abort_while_writing_checkpoint(run: &Path, step: usize) {
     let child = spawn(
         &["train", "configs/mnist-mlp.toml", "--run-dir"],
-        &run,
+        run,
         &sets(),
-        "abort-in-checkpoint:15",
+        &format!("abort-in-checkpoint:{step}"),
     );
     let status = kill_after(child, Duration::from_secs(120)).expect("the fault aborts the run");
     assert!(!status.success());
+}
+
+/// Resumes `run`, expecting `says` on stderr, and checks it ends exactly as `reference`.
+fn resume_matches(run: &Path, says: &str, reference: &Path) {
+    stoke()
+        .args(["train", "--resume"])
+        .arg(run)
+        .assert()
+        .success()
+        .stderr(predicate::str::contains(says));
+    assert_eq!(
+        read_json(&run.join("summary.json"))["weights_sha256"],
+        read_json(&reference.join("summary.json"))["weights_sha256"]
+    );
+    assert_eq!(records(run), records(reference), "metrics.jsonl differs");
+}
+
+#[test]
+fn a_kill_while_writing_a_checkpoint_leaves_the_previous_one_loadable() {
+    let reference = tempfile::tempdir().unwrap();
+    train("configs/mnist-mlp.toml", &sets(), reference.path());
+
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    abort_while_writing_checkpoint(&run, 15);
     let checkpoints = run.join("checkpoints");
     assert!(
         checkpoints.join(".tmp-step-15").is_dir(),
@@ -205,22 +228,22 @@ fn a_kill_while_writing_a_checkpoint_leaves_the_previous_one_loadable() {
         fs::read_to_string(checkpoints.join("latest")).unwrap(),
         "step-12"
     );
-
-    stoke()
-        .args(["train", "--resume"])
-        .arg(&run)
-        .assert()
-        .success()
-        .stderr(predicate::str::contains("from checkpoint step-12"));
+    resume_matches(&run, "from checkpoint step-12", reference.path());
     assert!(
         !checkpoints.join(".tmp-step-15").exists(),
         "the leftover was not cleaned up"
     );
-    let reference = tempfile::tempdir().unwrap();
-    train("configs/mnist-mlp.toml", &sets(), reference.path());
-    assert_eq!(
-        read_json(&run.join("summary.json"))["weights_sha256"],
-        read_json(&reference.path().join("summary.json"))["weights_sha256"]
+
+    // Killed in its first checkpoint, a run has nothing to continue from: resume starts it
+    // again from step 0, replacing what it had logged.
+    let run = dir.path().join("first");
+    abort_while_writing_checkpoint(&run, 5);
+    assert!(!run.join("checkpoints/latest").exists());
+    assert_eq!(metrics(&run, "train").len(), 2, "steps 2 and 4 were logged");
+    resume_matches(
+        &run,
+        "has no checkpoint yet: starting it again from step 0 (its 2 metric records are replaced)",
+        reference.path(),
     );
 }
 

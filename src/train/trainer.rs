@@ -46,6 +46,37 @@ pub enum Outcome {
 
 /// Trains the experiment from scratch.
 pub fn train(experiment: Experiment, options: &TrainOptions) -> Result<Outcome, Error> {
+    let run = RunDir::create(&experiment.config, options.run_dir.as_deref())?;
+    let log = MetricsLog::create(&run.metrics_path())?;
+    let started = format!("run directory: {}", run.path.display());
+    start(experiment, run, log, &started)
+}
+
+/// Starts `run` again from step 0: it was stopped before its first checkpoint, so there is
+/// nothing to continue from, and its config and seed reproduce exactly what was lost.
+fn restart(
+    config: ExperimentConfig,
+    backend: SelectedBackend,
+    run: RunDir,
+) -> Result<Outcome, Error> {
+    let experiment = Experiment::prepare(config, backend, None)?;
+    let (log, dropped) = MetricsLog::resume(&run.metrics_path(), 0)?;
+    run.rewrite_config(&experiment.config)?;
+    run.remove_summary()?;
+    let started = format!(
+        "{} has no checkpoint yet: starting it again from step 0 (its {dropped} metric records are replaced)",
+        run.path.display(),
+    );
+    start(experiment, run, log, &started)
+}
+
+/// Runs the loop from step 0 with a freshly initialized model, optimizer and scheduler.
+fn start(
+    experiment: Experiment,
+    run: RunDir,
+    log: MetricsLog,
+    started: &str,
+) -> Result<Outcome, Error> {
     let device = experiment.backend.device.clone().autodiff();
     let model = experiment.new_model(&device)?;
     let config = &experiment.config;
@@ -55,13 +86,11 @@ pub fn train(experiment: Experiment, options: &TrainOptions) -> Result<Outcome, 
         config.optimizer.lr(),
         planned_steps(&experiment),
     );
-    let run = RunDir::create(config, options.run_dir.as_deref())?;
     if let Some(tokenizer) = &experiment.splits.tokenizer {
         run.write_tokenizer(tokenizer)?;
     }
-    let log = MetricsLog::create(&run.metrics_path())?;
     let progress = Progress::new(config.train.progress, config.train.epochs);
-    progress.say(&format!("run directory: {}", run.path.display()));
+    progress.say(started);
     let parts = Parts {
         device,
         model,
@@ -72,16 +101,28 @@ pub fn train(experiment: Experiment, options: &TrainOptions) -> Result<Outcome, 
     Trainer::new(experiment, run, log, progress, parts).run()
 }
 
-/// Continues `run` from a checkpoint: `choice`, or the newest one that verifies. The
-/// experiment's config must differ from the run's only in keys that are safe to change.
+fn dropped_note(dropped: usize) -> String {
+    if dropped > 0 {
+        format!("; dropped {dropped} metric records written after it")
+    } else {
+        String::new()
+    }
+}
+
+/// Continues `run` from a checkpoint: `choice`, or the newest one that verifies; a run
+/// stopped before its first checkpoint starts again from step 0. The experiment's config
+/// must differ from the run's only in keys that are safe to change.
 pub fn resume(
     config: ExperimentConfig,
     backend: SelectedBackend,
     run: RunDir,
     choice: Option<CheckpointChoice>,
 ) -> Result<Outcome, Error> {
-    let progress = Progress::new(config.train.progress, config.train.epochs);
     let checkpoints = run.checkpoints();
+    if choice.is_none() && checkpoints.list().is_empty() {
+        return restart(config, backend, run);
+    }
+    let progress = Progress::new(config.train.progress, config.train.epochs);
     let checkpoint = match &choice {
         Some(choice) => checkpoints.open(choice)?,
         None => {
@@ -143,11 +184,7 @@ pub fn resume(
             config.train.samples_per_step()
         ),
         state.global_step,
-        if dropped > 0 {
-            format!("; dropped {dropped} metric records written after it")
-        } else {
-            String::new()
-        }
+        dropped_note(dropped)
     ));
     let parts = Parts {
         device,
