@@ -245,6 +245,10 @@ fn a_kill_while_writing_a_checkpoint_leaves_the_previous_one_loadable() {
         "has no checkpoint yet: starting it again from step 0 (its 2 metric records are replaced)",
         reference.path(),
     );
+    assert!(
+        !run.join("checkpoints/.tmp-step-5").exists(),
+        "the leftover was not cleaned up"
+    );
 }
 
 #[test]

@@ -46,10 +46,12 @@ pub enum Outcome {
 
 /// Trains the experiment from scratch.
 pub fn train(experiment: Experiment, options: &TrainOptions) -> Result<Outcome, Error> {
+    // Built before the run directory, so a model that cannot be built leaves nothing behind.
+    let parts = Parts::fresh(&experiment)?;
     let run = RunDir::create(&experiment.config, options.run_dir.as_deref())?;
     let log = MetricsLog::create(&run.metrics_path())?;
     let started = format!("run directory: {}", run.path.display());
-    start(experiment, run, log, &started)
+    start(experiment, run, log, parts, &started)
 }
 
 /// Starts `run` again from step 0: it was stopped before its first checkpoint, so there is
@@ -60,6 +62,9 @@ fn restart(
     run: RunDir,
 ) -> Result<Outcome, Error> {
     let experiment = Experiment::prepare(config, backend, None)?;
+    let parts = Parts::fresh(&experiment)?;
+    // Clears what an interrupted first checkpoint write left.
+    run.checkpoints().remove_after(0)?;
     let (log, dropped) = MetricsLog::resume(&run.metrics_path(), 0)?;
     run.rewrite_config(&experiment.config)?;
     run.remove_summary()?;
@@ -67,46 +72,24 @@ fn restart(
         "{} has no checkpoint yet: starting it again from step 0 (its {dropped} metric records are replaced)",
         run.path.display(),
     );
-    start(experiment, run, log, &started)
+    start(experiment, run, log, parts, &started)
 }
 
-/// Runs the loop from step 0 with a freshly initialized model, optimizer and scheduler.
+/// Runs the loop from step 0 in `run`, saying `started`.
 fn start(
     experiment: Experiment,
     run: RunDir,
     log: MetricsLog,
+    parts: Parts,
     started: &str,
 ) -> Result<Outcome, Error> {
-    let device = experiment.backend.device.clone().autodiff();
-    let model = experiment.new_model(&device)?;
-    let config = &experiment.config;
-    let optimizer = build_optimizer(&config.optimizer, &config.train);
-    let scheduler = build_scheduler(
-        &config.scheduler,
-        config.optimizer.lr(),
-        planned_steps(&experiment),
-    );
     if let Some(tokenizer) = &experiment.splits.tokenizer {
         run.write_tokenizer(tokenizer)?;
     }
+    let config = &experiment.config;
     let progress = Progress::new(config.train.progress, config.train.epochs);
     progress.say(started);
-    let parts = Parts {
-        device,
-        model,
-        optimizer,
-        scheduler,
-        state: TrainingState::default(),
-    };
     Trainer::new(experiment, run, log, progress, parts).run()
-}
-
-fn dropped_note(dropped: usize) -> String {
-    if dropped > 0 {
-        format!("; dropped {dropped} metric records written after it")
-    } else {
-        String::new()
-    }
 }
 
 /// Continues `run` from a checkpoint: `choice`, or the newest one that verifies; a run
@@ -184,7 +167,11 @@ pub fn resume(
             config.train.samples_per_step()
         ),
         state.global_step,
-        dropped_note(dropped)
+        if dropped > 0 {
+            format!("; dropped {dropped} metric records written after it")
+        } else {
+            String::new()
+        }
     ));
     let parts = Parts {
         device,
@@ -222,6 +209,26 @@ struct Parts {
     optimizer: ModuleOptimizer,
     scheduler: ModuleLrScheduler,
     state: TrainingState,
+}
+
+impl Parts {
+    /// A freshly initialized model, optimizer and scheduler at step 0.
+    fn fresh(experiment: &Experiment) -> Result<Self, Error> {
+        let device = experiment.backend.device.clone().autodiff();
+        let model = experiment.new_model(&device)?;
+        let config = &experiment.config;
+        Ok(Self {
+            model,
+            optimizer: build_optimizer(&config.optimizer, &config.train),
+            scheduler: build_scheduler(
+                &config.scheduler,
+                config.optimizer.lr(),
+                planned_steps(experiment),
+            ),
+            device,
+            state: TrainingState::default(),
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

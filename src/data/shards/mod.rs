@@ -130,8 +130,8 @@ impl Manifest {
             return Err(DataError::Corrupt {
                 path: dir.join(MANIFEST),
                 detail: format!(
-                    "describes {} shards; read them with dataset = \"{}\", not \"{}\"",
-                    found.dataset(),
+                    "holds {}; read them with dataset = \"{}\", not \"{}\"",
+                    format!("{found:?}").to_lowercase(),
                     found.dataset(),
                     expected.dataset()
                 ),
