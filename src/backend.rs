@@ -116,17 +116,29 @@ fn wgpu(device: Device, adapter: Adapter, reason: String) -> SelectedBackend {
     }
 }
 
+/// The GPU adapter wgpu opens.
 #[derive(Clone)]
-struct Adapter {
-    name: String,
-    device_type: DeviceType,
-    api: String,
+pub struct Adapter {
+    pub name: String,
+    pub device_type: DeviceType,
+    /// The graphics API: Vulkan, Metal, Dx12 or Gl.
+    pub api: String,
 }
 
 impl Adapter {
-    fn describe(&self) -> String {
+    pub fn describe(&self) -> String {
         format!("{} ({:?}, {})", self.name, self.device_type, self.api)
     }
+
+    /// A GPU emulated on the CPU (Mesa's lavapipe or llvmpipe): `auto` never picks one.
+    pub fn is_software(&self) -> bool {
+        self.device_type == DeviceType::Cpu
+    }
+}
+
+/// The adapter wgpu opens on this machine, or why none opens.
+pub fn wgpu_adapter() -> Result<Adapter, String> {
+    open_wgpu().map(|(_, adapter)| adapter)
 }
 
 /// Opens wgpu's preferred adapter once per process; later calls get the same outcome.

@@ -10,6 +10,7 @@ pub mod data;
 mod error;
 pub mod export;
 pub mod files;
+pub mod kernels;
 pub mod model;
 pub mod plot;
 pub mod train;

@@ -43,6 +43,12 @@ enum Command {
         #[arg(long, value_name = "DIR", conflicts_with = "resume")]
         run_dir: Option<PathBuf>,
     },
+    /// List the compute backends this machine offers and the one `auto` picks.
+    Devices {
+        /// Print one JSON object instead of lines.
+        #[arg(long)]
+        json: bool,
+    },
     /// Validate a config, check its dataset is present, and print it with defaults filled in.
     Check {
         #[command(flatten)]
@@ -222,6 +228,43 @@ fn select_backend(config: &ExperimentConfig) -> Result<backend::SelectedBackend,
     Ok(selected)
 }
 
+/// `stoke devices`: wgpu's adapter (or why there is none), the CPU backends and `auto`'s pick.
+fn devices(json: bool) {
+    let adapter = backend::wgpu_adapter();
+    let auto = backend::select(BackendChoice::Auto, config::CpuBackend::Flex)
+        .expect("auto always falls back to a CPU backend");
+    if json {
+        let wgpu = match &adapter {
+            Ok(adapter) => serde_json::json!({
+                "adapter": adapter.name,
+                "device_type": format!("{:?}", adapter.device_type),
+                "api": adapter.api,
+                "software": adapter.is_software(),
+            }),
+            Err(why) => serde_json::json!({ "error": why }),
+        };
+        let report = serde_json::json!({
+            "wgpu": wgpu,
+            "cpu": ["flex", "ndarray"],
+            "auto": auto.name,
+            "auto_reason": auto.reason,
+        });
+        println!("{report}");
+        return;
+    }
+    match &adapter {
+        Ok(adapter) if adapter.is_software() => println!(
+            "wgpu     {} (emulates a GPU on the CPU)",
+            adapter.describe()
+        ),
+        Ok(adapter) => println!("wgpu     {}", adapter.describe()),
+        Err(why) => println!("wgpu     unavailable: {why}"),
+    }
+    println!("flex     CPU");
+    println!("ndarray  CPU");
+    println!("auto     {}", auto.reason);
+}
+
 fn prepare(config: ExperimentConfig) -> Result<Experiment, Error> {
     let selected = select_backend(&config)?;
     Experiment::prepare(config, selected, None)
@@ -270,6 +313,7 @@ pub fn run(cli: Cli) -> Result<u8, Error> {
                 return Ok(130);
             }
         }
+        Command::Devices { json } => devices(json),
         Command::Check { config } => {
             let config = config.load()?;
             crate::data::load_splits(&config.data, config.run.seed, None)?;

@@ -3,11 +3,11 @@
 
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
-use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
+use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::activation::relu;
 
-use super::{ImageShape, ModelError};
+use super::{Dropout, ImageShape, ModelError, convolve};
 use crate::config::CnnConfig;
 
 #[derive(Module, Debug)]
@@ -56,9 +56,9 @@ impl Cnn {
         Ok(Self {
             convs,
             pool: MaxPool2dConfig::new([2, 2]).init(),
-            dropout: DropoutConfig::new(config.dropout).init(),
+            dropout: Dropout::new(config.dropout),
             fc: LinearConfig::new(in_channels * height * width, config.hidden).init(device),
-            fc_dropout: DropoutConfig::new(config.fc_dropout).init(),
+            fc_dropout: Dropout::new(config.fc_dropout),
             output: LinearConfig::new(config.hidden, classes).init(device),
         })
     }
@@ -67,7 +67,7 @@ impl Cnn {
         let x = self
             .convs
             .iter()
-            .fold(images, |x, conv| relu(conv.forward(x))); // [batch, 64, 24, 24]
+            .fold(images, |x, conv| relu(convolve(conv, x))); // [batch, 64, 24, 24]
         let x = self.dropout.forward(self.pool.forward(x)); // [batch, 64, 12, 12]
         let x = relu(self.fc.forward(x.flatten(1, 3))); // [batch, 128]
         self.output.forward(self.fc_dropout.forward(x)) // [batch, classes]

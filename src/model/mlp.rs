@@ -1,9 +1,9 @@
 //! Multi-layer perceptron over flattened images.
 
-use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
+use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
 
-use super::{ImageShape, activate};
+use super::{Dropout, ImageShape, activate};
 use crate::config::{Activation, MlpConfig};
 
 #[derive(Module, Debug)]
@@ -30,7 +30,7 @@ impl Mlp {
         Self {
             hidden,
             output: LinearConfig::new(width, classes).init(device),
-            dropout: DropoutConfig::new(config.dropout).init(),
+            dropout: Dropout::new(config.dropout),
             activation: config.activation,
         }
     }

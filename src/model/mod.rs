@@ -4,6 +4,7 @@
 //! a variant here and to `config::ModelConfig`.
 
 mod cnn;
+mod dropout;
 mod mlp;
 mod resnet;
 mod transformer;
@@ -11,18 +12,23 @@ mod transformer;
 use std::fmt;
 
 use burn::module::{ModuleVisitor, Param};
+use burn::nn::PaddingConfig2d;
+use burn::nn::conv::Conv2d;
 use burn::prelude::*;
 use burn::tensor::FloatDType;
 use burn::tensor::activation::{gelu, relu, tanh};
+use burn::tensor::ops::ConvOptions;
 use sha2::{Digest, Sha256};
 
 pub use cnn::Cnn;
+pub use dropout::Dropout;
 pub use mlp::Mlp;
 pub use resnet::Resnet;
 pub use transformer::{LanguageModel, TextClassifier};
 
 use crate::config::{Activation, ModelConfig};
 use crate::data::DataSpec;
+use crate::kernels;
 
 /// Channels, height and width of the images a model takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -169,6 +175,29 @@ impl ModuleVisitor for WeightHasher {
 fn in_f32<const D: usize>(x: Tensor<D>, layer: impl FnOnce(Tensor<D>) -> Tensor<D>) -> Tensor<D> {
     let dtype = x.dtype();
     layer(x.cast(FloatDType::F32)).cast(dtype)
+}
+
+/// `conv`'s forward pass on stoke's convolution kernels (gemm forward and backward on flex),
+/// with the same parameters, padding and result as `Conv2d::forward`.
+fn convolve(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    let ((top, bottom), (left, right)) = match conv.padding {
+        PaddingConfig2d::Valid => ((0, 0), (0, 0)),
+        PaddingConfig2d::Explicit(top, left, bottom, right) => ((top, bottom), (left, right)),
+        // No stoke model pads to "same"; burn computes that padding privately.
+        PaddingConfig2d::Same => return conv.forward(x),
+    };
+    let options = ConvOptions::new_with_padding(
+        conv.stride,
+        [(top, bottom), (left, right)],
+        conv.dilation,
+        conv.groups,
+    );
+    kernels::conv2d(
+        x,
+        conv.weight.val(),
+        conv.bias.as_ref().map(|b| b.val()),
+        options,
+    )
 }
 
 fn activate<const D: usize>(activation: Activation, x: Tensor<D>) -> Tensor<D> {

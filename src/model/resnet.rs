@@ -8,7 +8,7 @@ use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d
 use burn::prelude::*;
 use burn::tensor::activation::relu;
 
-use super::{ImageShape, in_f32};
+use super::{ImageShape, convolve, in_f32};
 use crate::config::ResnetConfig;
 
 #[derive(Module, Debug)]
@@ -70,7 +70,7 @@ impl ConvNorm {
     }
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        in_f32(self.conv.forward(x), |x| self.norm.forward(x))
+        in_f32(convolve(&self.conv, x), |x| self.norm.forward(x))
     }
 }
 

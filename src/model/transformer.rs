@@ -8,13 +8,13 @@ use burn::nn::transformer::{
     TransformerEncoder, TransformerEncoderConfig, TransformerEncoderInput,
 };
 use burn::nn::{
-    Dropout, DropoutConfig, Embedding, EmbeddingConfig, Initializer, LayerNorm, LayerNormConfig,
-    Linear, LinearConfig,
+    Embedding, EmbeddingConfig, Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig,
 };
 use burn::prelude::*;
 
 use burn::nn::activation::ActivationConfig;
 
+use super::Dropout;
 use crate::config::{Activation, LmConfig, Pooling, TransformerConfig};
 
 /// Token plus learned position embeddings, then dropout.
@@ -40,7 +40,7 @@ impl Embeddings {
             positions: EmbeddingConfig::new(positions, d_model)
                 .with_initializer(small)
                 .init(device),
-            dropout: DropoutConfig::new(dropout).init(),
+            dropout: Dropout::new(dropout),
         }
     }
 

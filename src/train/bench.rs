@@ -9,7 +9,7 @@ use super::Experiment;
 use super::measure::RunningMetrics;
 use super::optim::{build_optimizer, build_scheduler};
 use super::step::{DeviceBatch, Stepper};
-use super::trainer::step_seed;
+use super::trainer::seed_step;
 use crate::Error;
 use crate::backend::BackendName;
 use crate::data::{BatchStream, HostBatch, StreamPlan, epoch_order};
@@ -61,7 +61,7 @@ pub fn bench(
     let mut metrics = RunningMetrics::new(experiment.metric_spec());
 
     let mut step = |model: crate::model::Model, metrics: &mut RunningMetrics, index: usize| {
-        device.seed(step_seed(config.run.seed, index));
+        seed_step(&device, config.run.seed, index);
         let batch = DeviceBatch::passes(batches.next(), config.train.batch_size, &device);
         stepper.step(model, &mut optimizer, scheduler.step(), batch, metrics)
     };

@@ -12,7 +12,7 @@ use super::bench::Batches;
 use super::measure::RunningMetrics;
 use super::optim::build_optimizer;
 use super::step::{DeviceBatch, Stepper};
-use super::trainer::step_seed;
+use super::trainer::seed_step;
 use crate::Error;
 use crate::plot::{Lines, write_lines};
 
@@ -54,7 +54,7 @@ pub fn lr_find(
     let (mut points, mut average, mut lowest) = (Vec::new(), 0.0, f64::INFINITY);
     for step in 0..options.steps {
         let lr = options.start_lr * growth.powi(step as i32);
-        device.seed(step_seed(config.run.seed, step));
+        seed_step(&device, config.run.seed, step);
         let passes = DeviceBatch::passes(batches.next(), config.train.batch_size, &device);
         model = stepper.step(model, &mut optimizer, lr, passes, &mut metrics);
         let loss = metrics.take().map_or(f64::NAN, |m| m.loss);

@@ -29,7 +29,7 @@ pub use metrics::{MetricRecord, SplitName, read_metrics};
 pub use progress::format_duration;
 pub use run_dir::{RunDir, Summary};
 pub use step::DeviceBatch;
-pub use trainer::{Outcome, TrainOptions, resume, step_seed, train};
+pub use trainer::{Outcome, TrainOptions, resume, seed_step, train};
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::prelude::{Device, Tensor};

@@ -190,9 +190,15 @@ fn planned_steps(experiment: &Experiment) -> usize {
     (per_epoch * train.epochs).min(train.max_steps.unwrap_or(usize::MAX))
 }
 
-/// The seed of the device RNG (dropout) for one step: a function of the run's seed and the
-/// step, so any step's draws can be reproduced without saving the backend's RNG.
-pub fn step_seed(seed: u64, step: usize) -> u64 {
+/// Seeds everything random in one step (stoke's dropout stream and the device RNG) from the
+/// run's seed and the step, so any step's draws can be reproduced without saving RNG state.
+pub fn seed_step(device: &Device, seed: u64, step: usize) {
+    let seed = step_seed(seed, step);
+    device.seed(seed);
+    crate::kernels::seed_dropout(seed);
+}
+
+fn step_seed(seed: u64, step: usize) -> u64 {
     let mut z = seed
         ^ (step as u64)
             .wrapping_add(1)
@@ -390,7 +396,7 @@ impl Trainer {
         let epoch_started = Instant::now();
         let mut stop = None;
         for batch in stream {
-            self.device.seed(step_seed(seed, self.state.global_step));
+            seed_step(&self.device, seed, self.state.global_step);
             let lr = self.scheduler.step();
             self.state.lr = lr.base();
             let batch = DeviceBatch::passes(batch, train.batch_size, &self.device);
