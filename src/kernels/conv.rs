@@ -10,8 +10,10 @@
 //! than the thread count runs image by image with gemm's own threads instead.
 
 use burn::tensor::ops::ConvOptions;
-use gemm::Parallelism;
 use rayon::prelude::*;
+
+use super::gemm::{Dst, Parallelism, Src, matmul};
+use super::math;
 
 /// The sizes of one convolution.
 #[derive(Clone, Copy, Debug)]
@@ -128,13 +130,13 @@ pub fn forward(g: &Geometry, x: &[f32], weight: &[f32], bias: Option<&[f32]>, y:
                 unsafe {
                     matmul(
                         [g.group_filters(), g.positions(), g.patch()],
-                        Out::new(
+                        Dst::new(
                             y[filters * g.positions()..].as_mut_ptr(),
                             g.positions(),
                             false,
                         ),
-                        Matrix::rows(weight[filters * g.patch()..].as_ptr(), g.patch()),
-                        Matrix::rows(col.as_ptr(), g.positions()),
+                        Src::rows(weight[filters * g.patch()..].as_ptr(), g.patch()),
+                        Src::rows(col.as_ptr(), g.positions()),
                         parallelism,
                     )
                 };
@@ -197,16 +199,16 @@ pub fn backward(g: &Geometry, x: &[f32], weight: &[f32], dy: &[f32], out: Gradie
             let dy = &dy[(first + i) * g.output_len()..][..g.output_len()];
             for group in 0..g.groups {
                 let filters = group * g.group_filters();
-                let dy_group = Matrix::rows(dy[filters * g.positions()..].as_ptr(), g.positions());
+                let dy_group = Src::rows(dy[filters * g.positions()..].as_ptr(), g.positions());
                 if want_weight {
                     let col = patches(g, image, group, &mut col);
                     // dW_group += dy_group · colᵀ
                     unsafe {
                         matmul(
                             [g.group_filters(), g.patch(), g.positions()],
-                            Out::new(dw[filters * g.patch()..].as_mut_ptr(), g.patch(), true),
+                            Dst::new(dw[filters * g.patch()..].as_mut_ptr(), g.patch(), true),
                             dy_group,
-                            Matrix::columns(col.as_ptr(), g.positions()),
+                            Src::transposed(col.as_ptr(), g.positions()),
                             parallelism,
                         )
                     };
@@ -224,8 +226,8 @@ pub fn backward(g: &Geometry, x: &[f32], weight: &[f32], dy: &[f32], out: Gradie
                     unsafe {
                         matmul(
                             [g.patch(), g.positions(), g.group_filters()],
-                            Out::new(target, g.positions(), false),
-                            Matrix::columns(weight[filters * g.patch()..].as_ptr(), g.patch()),
+                            Dst::new(target, g.positions(), false),
+                            Src::transposed(weight[filters * g.patch()..].as_ptr(), g.patch()),
                             dy_group,
                             parallelism,
                         )
@@ -236,7 +238,7 @@ pub fn backward(g: &Geometry, x: &[f32], weight: &[f32], dy: &[f32], out: Gradie
                 }
             }
             for (sum, row) in db.iter_mut().zip(dy.chunks(g.positions())) {
-                *sum += row.iter().sum::<f32>();
+                *sum += math::sum(row);
             }
         }
         (dw, db)
@@ -388,85 +390,4 @@ fn valid_columns(g: &Geometry, kj: usize) -> (usize, usize) {
         .map_or(0, |limit| limit.div_ceil(stride))
         .min(g.out[1]);
     (lo.min(g.out[1]), hi)
-}
-
-/// A row-major or column-major view for gemm: a pointer and its row and column strides.
-#[derive(Clone, Copy)]
-struct Matrix {
-    ptr: *const f32,
-    row_stride: isize,
-    col_stride: isize,
-}
-
-impl Matrix {
-    /// Row-major with rows `stride` apart.
-    fn rows(ptr: *const f32, stride: usize) -> Self {
-        Self {
-            ptr,
-            row_stride: stride as isize,
-            col_stride: 1,
-        }
-    }
-
-    /// The transpose of a row-major matrix with rows `stride` apart.
-    fn columns(ptr: *const f32, stride: usize) -> Self {
-        Self {
-            ptr,
-            row_stride: 1,
-            col_stride: stride as isize,
-        }
-    }
-}
-
-/// A row-major destination; `accumulate` adds to what it holds.
-struct Out {
-    ptr: *mut f32,
-    row_stride: isize,
-    accumulate: bool,
-}
-
-impl Out {
-    fn new(ptr: *mut f32, row_stride: usize, accumulate: bool) -> Self {
-        Self {
-            ptr,
-            row_stride: row_stride as isize,
-            accumulate,
-        }
-    }
-}
-
-/// `out (+)= lhs · rhs` for `[m, k] · [k, n]`.
-///
-/// # Safety
-/// Every pointer must address the whole matrix its strides describe.
-unsafe fn matmul(
-    [m, n, k]: [usize; 3],
-    out: Out,
-    lhs: Matrix,
-    rhs: Matrix,
-    parallelism: Parallelism,
-) {
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            out.ptr,
-            1,
-            out.row_stride,
-            out.accumulate,
-            lhs.ptr,
-            lhs.col_stride,
-            lhs.row_stride,
-            rhs.ptr,
-            rhs.col_stride,
-            rhs.row_stride,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            parallelism,
-        )
-    }
 }

@@ -100,6 +100,12 @@ impl Mask {
             .for_each(|(chunk, (out, x))| apply_mask(self, chunk * CHUNK, x, out));
     }
 
+    /// `x[i] *= mask[first + i]`, in place, on this thread: `x` is part of a larger masked
+    /// tensor that starts `first` elements earlier.
+    pub fn apply_in_place_at(&self, x: &mut [f32], first: usize) {
+        apply_mask_in_place(self, first, x);
+    }
+
     /// `x[i] *= mask[i]`, in place.
     pub fn apply_in_place(&self, x: &mut [f32]) {
         x.par_chunks_mut(CHUNK)

@@ -2,15 +2,18 @@
 //! (half types under mixed precision).
 
 use burn::backend::Flex;
-use burn::backend::flex::FlexTensor;
-use burn::backend::ops::ModuleOps;
+use burn::backend::flex::{FlexTensor, Layout};
+use burn::backend::ops::{ActivationOps, ModuleOps};
 use burn::tensor::ops::ConvOptions;
-use burn::tensor::{DType, Shape};
+use burn::tensor::{Bytes, DType, Shape};
 
-use super::StokeOps;
+use super::adam::{self, AdamStep, Factors};
+use super::attention::{self, Attention};
 use super::conv::{self, Geometry};
 use super::dropout::Mask;
-use super::reference;
+use super::elementwise::{self, gelu, gelu_backward};
+use super::linear;
+use super::{AttentionOptions, StokeOps, norm, reference};
 
 /// Whether every tensor holds f32.
 fn all_f32<'a>(tensors: impl IntoIterator<Item = &'a FlexTensor>) -> bool {
@@ -40,13 +43,40 @@ fn dense(tensor: FlexTensor) -> FlexTensor {
     }
 }
 
-/// A new f32 tensor of `shape` for a kernel to fill.
+/// A new f32 tensor of `shape` (zeros) for a kernel to fill. Not `FlexTensor::empty`, which
+/// zeroes a byte vector and then copies it into an aligned one.
 fn output(shape: impl Into<Shape>) -> FlexTensor {
-    FlexTensor::empty(shape.into(), DType::F32)
+    let shape = shape.into();
+    let values = vec![0.0f32; shape.num_elements()];
+    FlexTensor::new(
+        Bytes::from_elems(values),
+        Layout::contiguous(shape),
+        DType::F32,
+    )
 }
 
 fn dims4(tensor: &FlexTensor) -> [usize; 4] {
     tensor.layout().shape().dims()
+}
+
+/// A bool tensor's values as bytes (non-zero: true), in order.
+fn bools(tensor: FlexTensor) -> Vec<u8> {
+    let tensor = tensor.to_contiguous();
+    let (start, end) = tensor.layout().contiguous_offsets().expect("contiguous");
+    tensor.storage::<u8>()[start..end].to_vec()
+}
+
+/// The kernel's view of an attention call on `qkv` (`[batch, length, 3 · d_model]`).
+fn attention_call(qkv: &FlexTensor, options: &AttentionOptions) -> Attention {
+    let [batch, length, width] = qkv.layout().shape().dims();
+    Attention {
+        batch,
+        length,
+        heads: options.heads,
+        head_dim: width / 3 / options.heads,
+        causal: options.causal,
+        dropout: options.dropout.map(|(key, prob)| Mask::new(key, prob)),
+    }
 }
 
 impl StokeOps for Flex {
@@ -107,6 +137,250 @@ impl StokeOps for Flex {
         );
         (x_grad, weight_grad, bias_grad)
     }
+
+    fn fused_linear(x: FlexTensor, weight: FlexTensor) -> FlexTensor {
+        project(x, weight, None)
+    }
+
+    fn fused_linear_bias(x: FlexTensor, weight: FlexTensor, bias: FlexTensor) -> FlexTensor {
+        project(x, weight, Some(bias))
+    }
+
+    fn fused_linear_backward(
+        x: FlexTensor,
+        weight: FlexTensor,
+        output_grad: FlexTensor,
+        [want_x, want_weight, want_bias]: [bool; 3],
+    ) -> (Option<FlexTensor>, Option<FlexTensor>, Option<FlexTensor>) {
+        if !all_f32([&x, &weight, &output_grad]) {
+            let x_grad = want_x.then(|| Flex::linear_x_backward(weight, output_grad.clone()));
+            let bias_grad = want_bias.then(|| Flex::linear_bias_backward(output_grad.clone()));
+            let weight_grad = want_weight.then(|| Flex::linear_weight_backward(x, output_grad));
+            return (x_grad, weight_grad, bias_grad);
+        }
+        let x_shape = x.layout().shape().clone();
+        let (x, weight, dy) = (dense(x), dense(weight), dense(output_grad));
+        let shape = linear_shape(&x_shape, &weight);
+        let x_grad = want_x.then(|| {
+            tensor(
+                linear::x_grad(shape, elements(&weight), elements(&dy)),
+                x_shape.clone(),
+            )
+        });
+        let weight_grad = want_weight.then(|| {
+            let dw = linear::weight_grad(shape, elements(&x), elements(&dy));
+            tensor(dw, [shape.inputs, shape.outputs])
+        });
+        let bias_grad =
+            want_bias.then(|| tensor(linear::bias_grad(shape, elements(&dy)), [shape.outputs]));
+        (x_grad, weight_grad, bias_grad)
+    }
+
+    fn fused_adam(
+        param: FlexTensor,
+        grad: FlexTensor,
+        moment_1: FlexTensor,
+        moment_2: FlexTensor,
+        step: AdamStep,
+    ) -> (FlexTensor, FlexTensor, FlexTensor) {
+        if !all_f32([&param, &grad, &moment_1, &moment_2]) {
+            return reference::adam::<Flex>(param, grad, moment_1, moment_2, &step);
+        }
+        // In place where this call holds the only reference, as it does for the moments.
+        let owned = |tensor: FlexTensor| {
+            let mut tensor = dense(tensor);
+            if elements_mut(&mut tensor).is_none() {
+                tensor = tensor.to_contiguous();
+                let values = elements(&tensor).to_vec();
+                tensor = self::tensor(values, tensor.layout().shape().clone());
+            }
+            tensor
+        };
+        let (mut param, mut moment_1, mut moment_2) =
+            (owned(param), owned(moment_1), owned(moment_2));
+        let grad = dense(grad);
+        adam::update(
+            &Factors::new(&step),
+            elements_mut(&mut param).expect("owned"),
+            elements(&grad),
+            elements_mut(&mut moment_1).expect("owned"),
+            elements_mut(&mut moment_2).expect("owned"),
+        );
+        (param, moment_1, moment_2)
+    }
+
+    fn fused_gelu(x: FlexTensor) -> FlexTensor {
+        if !all_f32([&x]) {
+            return Flex::gelu(x);
+        }
+        let x = dense(x);
+        let mut out = output(x.layout().shape().clone());
+        elementwise::map(elements(&x), out.storage_mut::<f32>(), gelu);
+        out
+    }
+
+    fn fused_gelu_backward(x: FlexTensor, grad: FlexTensor) -> FlexTensor {
+        if !all_f32([&x, &grad]) {
+            return Flex::gelu_backward(x, grad);
+        }
+        let (x, grad) = (dense(x), dense(grad));
+        let mut out = output(x.layout().shape().clone());
+        elementwise::zip_map(
+            elements(&x),
+            elements(&grad),
+            out.storage_mut::<f32>(),
+            gelu_backward,
+        );
+        out
+    }
+
+    fn fused_layer_norm(
+        x: FlexTensor,
+        gamma: FlexTensor,
+        beta: FlexTensor,
+        epsilon: f64,
+    ) -> FlexTensor {
+        if !all_f32([&x, &gamma, &beta]) {
+            return Flex::layer_norm(x, gamma, Some(beta), epsilon);
+        }
+        let (x, gamma, beta) = (dense(x), dense(gamma), dense(beta));
+        let mut out = output(x.layout().shape().clone());
+        norm::forward(
+            elements(&x),
+            elements(&gamma),
+            elements(&beta),
+            epsilon as f32,
+            out.storage_mut::<f32>(),
+        );
+        out
+    }
+
+    fn fused_layer_norm_backward(
+        x: FlexTensor,
+        gamma: FlexTensor,
+        output_grad: FlexTensor,
+        epsilon: f64,
+    ) -> (FlexTensor, FlexTensor, FlexTensor) {
+        let (x, gamma, output_grad) = (dense(x), dense(gamma), dense(output_grad));
+        let mut x_grad = output(x.layout().shape().clone());
+        let (gamma_grad, beta_grad) = norm::backward(
+            elements(&x),
+            elements(&gamma),
+            elements(&output_grad),
+            epsilon as f32,
+            x_grad.storage_mut::<f32>(),
+        );
+        let vector = |values: Vec<f32>| {
+            let len = values.len();
+            FlexTensor::from_data(burn::tensor::TensorData::new(values, [len]))
+        };
+        (x_grad, vector(gamma_grad), vector(beta_grad))
+    }
+
+    fn fused_attention(
+        qkv: FlexTensor,
+        padding: FlexTensor,
+        options: AttentionOptions,
+    ) -> FlexTensor {
+        if !all_f32([&qkv]) {
+            return reference::attention::<Flex>(qkv, padding, &options);
+        }
+        let call = attention_call(&qkv, &options);
+        let qkv = dense(qkv);
+        let mut out = output([call.batch, call.length, call.heads * call.head_dim]);
+        attention::forward(
+            &call,
+            elements(&qkv),
+            &bools(padding),
+            out.storage_mut::<f32>(),
+            None,
+        );
+        out
+    }
+
+    fn fused_attention_forward(
+        qkv: FlexTensor,
+        padding: FlexTensor,
+        options: AttentionOptions,
+    ) -> (FlexTensor, FlexTensor) {
+        let call = attention_call(&qkv, &options);
+        let qkv = dense(qkv);
+        let mut out = output([call.batch, call.length, call.heads * call.head_dim]);
+        let mut lse = output([call.batch, call.heads, call.length]);
+        attention::forward(
+            &call,
+            elements(&qkv),
+            &bools(padding),
+            out.storage_mut::<f32>(),
+            Some(lse.storage_mut::<f32>()),
+        );
+        (out, lse)
+    }
+
+    fn fused_attention_backward(
+        qkv: FlexTensor,
+        padding: FlexTensor,
+        output_tensor: FlexTensor,
+        lse: FlexTensor,
+        output_grad: FlexTensor,
+        options: AttentionOptions,
+    ) -> FlexTensor {
+        let call = attention_call(&qkv, &options);
+        let (qkv, out, lse, out_grad) = (
+            dense(qkv),
+            dense(output_tensor),
+            dense(lse),
+            dense(output_grad),
+        );
+        let mut qkv_grad = output(qkv.layout().shape().clone());
+        attention::backward(
+            &call,
+            elements(&qkv),
+            &bools(padding),
+            elements(&out),
+            elements(&lse),
+            elements(&out_grad),
+            qkv_grad.storage_mut::<f32>(),
+        );
+        qkv_grad
+    }
+}
+
+/// `x` (`[.., inputs]`) against `weight` (`[inputs, outputs]`) as a matrix of rows.
+fn linear_shape(x: &Shape, weight: &FlexTensor) -> linear::Shape {
+    let [inputs, outputs] = weight.layout().shape().dims();
+    linear::Shape {
+        rows: x.num_elements() / inputs,
+        inputs,
+        outputs,
+    }
+}
+
+/// An f32 tensor of `shape` holding `values`.
+fn tensor(values: Vec<f32>, shape: impl Into<Shape>) -> FlexTensor {
+    FlexTensor::new(
+        Bytes::from_elems(values),
+        Layout::contiguous(shape.into()),
+        DType::F32,
+    )
+}
+
+fn project(x: FlexTensor, weight: FlexTensor, bias: Option<FlexTensor>) -> FlexTensor {
+    if !all_f32([&x, &weight].into_iter().chain(&bias)) {
+        return Flex::linear(x, weight, bias);
+    }
+    let mut out_shape = x.layout().shape().clone();
+    let (x, weight, bias) = (dense(x), dense(weight), bias.map(dense));
+    let shape = linear_shape(&out_shape, &weight);
+    let y = linear::forward(
+        shape,
+        elements(&x),
+        elements(&weight),
+        bias.as_ref().map(elements),
+    );
+    let last = out_shape.num_dims() - 1;
+    out_shape[last] = shape.outputs;
+    tensor(y, out_shape)
 }
 
 fn convolve(

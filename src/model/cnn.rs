@@ -7,7 +7,7 @@ use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::activation::relu;
 
-use super::{Dropout, ImageShape, ModelError, convolve};
+use super::{Dropout, ImageShape, ModelError, convolve, project};
 use crate::config::CnnConfig;
 
 #[derive(Module, Debug)]
@@ -69,7 +69,7 @@ impl Cnn {
             .iter()
             .fold(images, |x, conv| relu(convolve(conv, x))); // [batch, 64, 24, 24]
         let x = self.dropout.forward(self.pool.forward(x)); // [batch, 64, 12, 12]
-        let x = relu(self.fc.forward(x.flatten(1, 3))); // [batch, 128]
-        self.output.forward(self.fc_dropout.forward(x)) // [batch, classes]
+        let x = relu(project(&self.fc, x.flatten(1, 3))); // [batch, 128]
+        project(&self.output, self.fc_dropout.forward(x)) // [batch, classes]
     }
 }

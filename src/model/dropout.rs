@@ -27,9 +27,19 @@ impl Dropout {
 
     /// Active only when training: on an autodiff device, outside `valid()`.
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        if !self.training.is_enabled() || !x.device().is_autodiff() {
-            return x;
+        match self.active_prob(&x) {
+            0.0 => x,
+            prob => kernels::dropout(x, prob),
         }
-        kernels::dropout(x, self.prob)
+    }
+
+    /// The drop probability for `x`: this one while training, 0 otherwise. For kernels that
+    /// apply the dropout themselves.
+    pub fn active_prob<const D: usize>(&self, x: &Tensor<D>) -> f64 {
+        if self.training.is_enabled() && x.device().is_autodiff() {
+            self.prob
+        } else {
+            0.0
+        }
     }
 }

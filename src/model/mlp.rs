@@ -3,7 +3,7 @@
 use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
 
-use super::{Dropout, ImageShape, activate};
+use super::{Dropout, ImageShape, activate, project};
 use crate::config::{Activation, MlpConfig};
 
 #[derive(Module, Debug)]
@@ -39,8 +39,8 @@ impl Mlp {
         let x: Tensor<2> = images.flatten(1, 3); // [batch, channels * height * width]
         let x = self.hidden.iter().fold(x, |x, layer| {
             self.dropout
-                .forward(activate(self.activation, layer.forward(x)))
+                .forward(activate(self.activation, project(layer, x)))
         });
-        self.output.forward(x) // [batch, classes]
+        project(&self.output, x) // [batch, classes]
     }
 }

@@ -5,6 +5,7 @@
 
 mod cnn;
 mod dropout;
+mod encoder;
 mod mlp;
 mod resnet;
 mod transformer;
@@ -12,11 +13,11 @@ mod transformer;
 use std::fmt;
 
 use burn::module::{ModuleVisitor, Param};
-use burn::nn::PaddingConfig2d;
 use burn::nn::conv::Conv2d;
+use burn::nn::{Linear, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::FloatDType;
-use burn::tensor::activation::{gelu, relu, tanh};
+use burn::tensor::activation::{relu, tanh};
 use burn::tensor::ops::ConvOptions;
 use sha2::{Digest, Sha256};
 
@@ -200,10 +201,16 @@ fn convolve(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     )
 }
 
+/// `layer` on stoke's linear kernels (gemm into fresh buffers, the bias folded in), with the
+/// same parameters and result as `Linear::forward`.
+fn project<const D: usize>(layer: &Linear, x: Tensor<D>) -> Tensor<D> {
+    kernels::linear(x, layer.weight.val(), layer.bias.as_ref().map(|b| b.val()))
+}
+
 fn activate<const D: usize>(activation: Activation, x: Tensor<D>) -> Tensor<D> {
     match activation {
         Activation::Relu => relu(x),
-        Activation::Gelu => gelu(x),
+        Activation::Gelu => kernels::gelu(x),
         Activation::Tanh => tanh(x),
     }
 }

@@ -8,7 +8,7 @@ use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d
 use burn::prelude::*;
 use burn::tensor::activation::relu;
 
-use super::{ImageShape, convolve, in_f32};
+use super::{ImageShape, convolve, in_f32, project};
 use crate::config::ResnetConfig;
 
 #[derive(Module, Debug)]
@@ -45,7 +45,7 @@ impl Resnet {
         let x = relu(self.stem.forward(images)); // [batch, w, h, w]
         let x = self.blocks.iter().fold(x, |x, block| block.forward(x)); // [batch, 4w, h/4, w/4]
         let x = self.pool.forward(x).flatten(1, 3); // [batch, 4w]
-        self.output.forward(x) // [batch, classes]
+        project(&self.output, x) // [batch, classes]
     }
 }
 

@@ -1,20 +1,15 @@
-//! Transformers over tokens, built from burn's encoder layers: a text classifier (padding
+//! Transformers over tokens, on stoke's encoder (`encoder.rs`): a text classifier (padding
 //! masked, pooled, a linear head) and a decoder-only language model (causally masked, with
 //! optionally tied input and output embeddings). Both use pre-norm layers and a final layer
 //! norm, as GPT-2 does.
 
-use burn::nn::attention::generate_autoregressive_mask;
-use burn::nn::transformer::{
-    TransformerEncoder, TransformerEncoderConfig, TransformerEncoderInput,
-};
 use burn::nn::{
     Embedding, EmbeddingConfig, Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig,
 };
 use burn::prelude::*;
 
-use burn::nn::activation::ActivationConfig;
-
-use super::Dropout;
+use super::encoder::{Encoder, EncoderConfig, layer_norm};
+use super::{Dropout, project};
 use crate::config::{Activation, LmConfig, Pooling, TransformerConfig};
 
 /// Token plus learned position embeddings, then dropout.
@@ -62,22 +57,22 @@ fn encoder(
     dropout: f64,
     activation: Activation,
     device: &Device,
-) -> TransformerEncoder {
-    TransformerEncoderConfig::new(d_model, d_ff, n_heads, n_layers)
-        .with_dropout(dropout)
-        .with_activation(match activation {
-            Activation::Relu => ActivationConfig::Relu,
-            Activation::Gelu => ActivationConfig::Gelu,
-            Activation::Tanh => ActivationConfig::Tanh,
-        })
-        .with_norm_first(true)
-        .init(device)
+) -> Encoder {
+    let config = EncoderConfig {
+        d_model,
+        d_ff,
+        n_heads,
+        n_layers,
+        dropout,
+        activation,
+    };
+    Encoder::new(&config, device)
 }
 
 #[derive(Module, Debug)]
 pub struct TextClassifier {
     embeddings: Embeddings,
-    encoder: TransformerEncoder,
+    encoder: Encoder,
     norm: LayerNorm,
     head: Linear,
     #[module(skip)]
@@ -113,10 +108,8 @@ impl TextClassifier {
     pub fn forward(&self, ids: Tensor<2, Int>, padding: Tensor<2, Bool>) -> Tensor<2> {
         let [batch, length] = ids.dims();
         let x = self.embeddings.forward(ids);
-        let x = self
-            .encoder
-            .forward(TransformerEncoderInput::new(x).mask_pad(padding.clone()));
-        let x = self.norm.forward(x); // [batch, length, d]
+        let x = self.encoder.forward(x, padding.clone(), false);
+        let x = layer_norm(&self.norm, x); // [batch, length, d]
         let [_, _, d_model] = x.dims();
         let padded = padding.reshape([batch, length, 1]);
         let pooled = match self.pooling {
@@ -129,14 +122,14 @@ impl TextClassifier {
                 .mask_fill(padded.expand([batch, length, d_model]), f32::NEG_INFINITY)
                 .max_dim(1),
         };
-        self.head.forward(pooled.reshape([batch, d_model])) // [batch, classes]
+        project(&self.head, pooled.reshape([batch, d_model])) // [batch, classes]
     }
 }
 
 #[derive(Module, Debug)]
 pub struct LanguageModel {
     embeddings: Embeddings,
-    encoder: TransformerEncoder,
+    encoder: Encoder,
     norm: LayerNorm,
     /// The output projection, unless it is the token embedding (tied weights).
     output: Option<Linear>,
@@ -169,15 +162,16 @@ impl LanguageModel {
         let [batch, length] = ids.dims();
         let device = ids.device();
         let x = self.embeddings.forward(ids);
-        let causal = generate_autoregressive_mask(batch, length, &device);
-        let x = self
-            .encoder
-            .forward(TransformerEncoderInput::new(x).mask_attn(causal));
-        let x = self.norm.forward(x); // [batch, length, d]
+        let no_padding = Tensor::<2, Bool>::from_bool(
+            TensorData::new(vec![false; batch * length], [batch, length]),
+            &device,
+        );
+        let x = self.encoder.forward(x, no_padding, true);
+        let x = layer_norm(&self.norm, x); // [batch, length, d]
         let [_, _, d_model] = x.dims();
         let x = x.reshape([batch * length, d_model]);
         match &self.output {
-            Some(output) => output.forward(x),
+            Some(output) => project(output, x),
             None => x.matmul(self.embeddings.tokens.weight.val().transpose()), // [b·l, vocab]
         }
     }

@@ -1,6 +1,7 @@
 //! Training and everything that runs a model over data: the loop, checkpoints, metrics,
 //! progress, the run directory, and the `eval` and `bench` commands built on the same step.
 
+mod adam;
 mod bench;
 pub mod checkpoint;
 mod eval;

@@ -11,9 +11,10 @@ use burn::lr_scheduler::step::StepLrSchedulerConfig;
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
-use burn::optim::{AdamConfig, AdamWConfig, GradientsParams, ModuleOptimizer, SgdConfig};
+use burn::optim::{GradientsParams, ModuleOptimizer, SgdConfig};
 use burn::prelude::*;
 
+use super::adam::{AdamParams, FusedAdam, FusedAdamW};
 use crate::config::{ClipScope, OptimizerConfig, SchedulerConfig, TrainConfig};
 
 pub fn build_optimizer(config: &OptimizerConfig, train: &TrainConfig) -> ModuleOptimizer {
@@ -36,20 +37,22 @@ pub fn build_optimizer(config: &OptimizerConfig, train: &TrainConfig) -> ModuleO
                 .with_gradient_clipping(per_tensor)
                 .init()
         }
-        OptimizerConfig::Adam(adam) => AdamConfig::new()
-            .with_beta_1(adam.beta1 as f32)
-            .with_beta_2(adam.beta2 as f32)
-            .with_epsilon(adam.epsilon as f32)
-            .with_weight_decay(weight_decay(adam.weight_decay))
-            .with_grad_clipping(per_tensor)
-            .init(),
-        OptimizerConfig::Adamw(adam) => AdamWConfig::new()
-            .with_beta_1(adam.beta1 as f32)
-            .with_beta_2(adam.beta2 as f32)
-            .with_epsilon(adam.epsilon as f32)
-            .with_weight_decay(adam.weight_decay as f32)
-            .with_grad_clipping(per_tensor)
-            .init(),
+        OptimizerConfig::Adam(adam) | OptimizerConfig::Adamw(adam) => {
+            let params = AdamParams {
+                beta_1: adam.beta1 as f32,
+                beta_2: adam.beta2 as f32,
+                epsilon: adam.epsilon as f32,
+                weight_decay: adam.weight_decay as f32,
+            };
+            let optimizer = match config {
+                OptimizerConfig::Adam(_) => ModuleOptimizer::from(FusedAdam(params)),
+                _ => ModuleOptimizer::from(FusedAdamW(params)),
+            };
+            match per_tensor {
+                Some(clipping) => optimizer.with_grad_clipping(clipping.init()),
+                None => optimizer,
+            }
+        }
     }
 }
 
