@@ -57,12 +57,12 @@ class Cnn(nn.Module):
 class Transformer(nn.Module):
     """Token + position embeddings, pre-norm encoder layers, final norm (as stoke's)."""
 
-    def __init__(self, vocab, length, d_model, n_layers, n_heads, d_ff, dropout, causal):
+    def __init__(self, vocab, length, d_model, n_layers, n_heads, d_ff, dropout, causal, activation):
         super().__init__()
         self.tokens = nn.Embedding(vocab, d_model)
         self.positions = nn.Embedding(length, d_model)
         layer = nn.TransformerEncoderLayer(
-            d_model, n_heads, d_ff, dropout, activation="relu", batch_first=True, norm_first=True
+            d_model, n_heads, d_ff, dropout, activation=activation, batch_first=True, norm_first=True
         )
         self.encoder = nn.TransformerEncoder(layer, n_layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(d_model)
@@ -83,8 +83,8 @@ class Transformer(nn.Module):
 class TextClassifier(Transformer):
     """configs/spam-transformer.toml: one 64-wide layer, mean pooling over real tokens."""
 
-    def __init__(self, vocab, length, classes):
-        super().__init__(vocab, length, 64, 1, 2, 128, 0.1, causal=False)
+    def __init__(self, vocab, length, classes, activation):
+        super().__init__(vocab, length, 64, 1, 2, 128, 0.1, causal=False, activation=activation)
         self.head = nn.Linear(64, classes)
 
     def forward(self, ids, padding):
@@ -96,30 +96,31 @@ class TextClassifier(Transformer):
 class LanguageModel(Transformer):
     """configs/mobydick-char-lm.toml: 4 layers of width 128, tied output weights."""
 
-    def __init__(self, vocab, length):
-        super().__init__(vocab, length, 128, 4, 4, 512, 0.0, causal=True)
+    def __init__(self, vocab, length, activation):
+        super().__init__(vocab, length, 128, 4, 4, 512, 0.0, causal=True, activation=activation)
 
     def forward(self, ids):
         x = self.encode(ids)
         return (x @ self.tokens.weight.T).flatten(0, 1)
 
 
-def workload(name):
-    """(model, optimizer, batch maker, samples per batch, tokens per batch)."""
+def workload(name, batch=None, activation="relu"):
+    """(model, optimizer, batch maker, samples per batch, tokens per batch); `batch` replaces
+    the config's batch size, `activation` the transformers' (relu or gelu)."""
     g = torch.Generator().manual_seed(0)
     if name == "mlp":
-        model, batch = Mlp(), 128
+        model, batch = Mlp(), batch or 128
         make = lambda: ((torch.randn(batch, 1, 28, 28, generator=g),), torch.randint(0, 10, (batch,), generator=g))
         opt = torch.optim.Adam(model.parameters(), lr=1e-3)
         return model, opt, make, batch, 0
     if name == "cnn":
-        model, batch = Cnn(), 64
+        model, batch = Cnn(), batch or 64
         make = lambda: ((torch.randn(batch, 1, 28, 28, generator=g),), torch.randint(0, 10, (batch,), generator=g))
         opt = torch.optim.Adam(model.parameters(), lr=1e-3)
         return model, opt, make, batch, 0
     if name == "text-classifier":
-        vocab, length, batch = 8000, 1024, 32
-        model = TextClassifier(vocab, length, 2)
+        vocab, length, batch = 8000, 1024, batch or 32
+        model = TextClassifier(vocab, length, 2, activation)
 
         def make():
             ids = torch.randint(1, vocab, (batch, length), generator=g)
@@ -129,8 +130,8 @@ def workload(name):
         opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
         return model, opt, make, batch, batch * length
     if name == "lm":
-        vocab, length, batch = 85, 128, 8
-        model = LanguageModel(vocab, length)
+        vocab, length, batch = 85, 128, batch or 8
+        model = LanguageModel(vocab, length, activation)
 
         def make():
             ids = torch.randint(0, vocab, (batch, length + 1), generator=g)
@@ -141,9 +142,9 @@ def workload(name):
     raise SystemExit(f"unknown model {name}")
 
 
-def bench(name, steps, warmup):
+def bench(name, steps, warmup, batch=None, activation="relu"):
     torch.manual_seed(0)
-    model, opt, make, batch, tokens = workload(name)
+    model, opt, make, batch, tokens = workload(name, batch, activation)
     model.train()
     batches = [make() for _ in range(min(steps + warmup, 16))]
 
@@ -182,12 +183,16 @@ def main():
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None, help="default: PyTorch's own")
+    parser.add_argument("--batch-size", type=int, default=None, help="default: the config's")
+    parser.add_argument("--activation", default="relu", choices=["relu", "gelu"],
+                        help="the transformers' feed-forward activation")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     names = ["mlp", "cnn", "text-classifier", "lm"] if args.model == "all" else [args.model]
     for name in names:
-        print(json.dumps(bench(name, args.steps, args.warmup)), flush=True)
+        print(json.dumps(bench(name, args.steps, args.warmup, args.batch_size, args.activation)),
+              flush=True)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,8 @@
 //! buffer of its own. The arithmetic is burn's, in its order and with its f32 factors, so the
 //! updates are the same to the bit.
 
+use std::mem::MaybeUninit;
+
 use multiversion::multiversion;
 use rayon::prelude::*;
 
@@ -103,6 +105,55 @@ pub fn update(
         .for_each(|((p, g), (m, v))| update_chunk(f, p, g, m, v));
 }
 
+/// [`update`] for a parameter shared with others (the model the trainer keeps): its new value
+/// is written to a new buffer instead.
+pub fn update_into(
+    f: &Factors,
+    param: &[f32],
+    grad: &[f32],
+    moment_1: &mut [f32],
+    moment_2: &mut [f32],
+) -> Vec<f32> {
+    let mut out = Vec::with_capacity(param.len());
+    out.spare_capacity_mut()[..param.len()]
+        .par_chunks_mut(CHUNK)
+        .zip(param.par_chunks(CHUNK).zip(grad.par_chunks(CHUNK)))
+        .zip(
+            moment_1
+                .par_chunks_mut(CHUNK)
+                .zip(moment_2.par_chunks_mut(CHUNK)),
+        )
+        .for_each(|((out, (p, g)), (m, v))| update_chunk_into(f, p, g, m, v, out));
+    // SAFETY: the chunks above wrote every element.
+    unsafe { out.set_len(param.len()) };
+    out
+}
+
+/// The new value of one parameter element, updating its moments: burn's ops in its order
+/// (decay, moments, the bias-corrected ratio, the update).
+#[inline(always)]
+fn step(f: &Factors, p: f32, g: f32, m: &mut f32, v: &mut f32) -> f32 {
+    let g = if f.penalty != 0.0 {
+        p * f.penalty + g
+    } else {
+        g
+    };
+    if f.first {
+        *m = g * f.keep_1;
+        *v = g * g * f.keep_2;
+    } else {
+        *m = *m * f.beta_1 + g * f.keep_1;
+        *v = *v * f.beta_2 + g * g * f.keep_2;
+    }
+    let delta = if f.decoupled {
+        (*m / f.correction_1) / ((*v / f.correction_2).sqrt() + f.epsilon)
+    } else {
+        *m * f.combined / (v.sqrt() + f.epsilon)
+    };
+    let decayed = if f.shrink != 1.0 { p * f.shrink } else { p };
+    decayed - delta * f.lr
+}
+
 #[multiversion(targets("x86_64+avx512f+avx512vl+avx512dq", "x86_64+avx2+fma"))]
 fn update_chunk(
     f: &Factors,
@@ -112,25 +163,26 @@ fn update_chunk(
     moment_2: &mut [f32],
 ) {
     for (((p, &g), m), v) in param.iter_mut().zip(grad).zip(moment_1).zip(moment_2) {
-        // The order of burn's ops: decay, moments, the bias-corrected ratio, the update.
-        let g = if f.penalty != 0.0 {
-            *p * f.penalty + g
-        } else {
-            g
-        };
-        if f.first {
-            *m = g * f.keep_1;
-            *v = g * g * f.keep_2;
-        } else {
-            *m = *m * f.beta_1 + g * f.keep_1;
-            *v = *v * f.beta_2 + g * g * f.keep_2;
-        }
-        let delta = if f.decoupled {
-            (*m / f.correction_1) / ((*v / f.correction_2).sqrt() + f.epsilon)
-        } else {
-            *m * f.combined / (v.sqrt() + f.epsilon)
-        };
-        let decayed = if f.shrink != 1.0 { *p * f.shrink } else { *p };
-        *p = decayed - delta * f.lr;
+        *p = step(f, *p, g, m, v);
+    }
+}
+
+#[multiversion(targets("x86_64+avx512f+avx512vl+avx512dq", "x86_64+avx2+fma"))]
+fn update_chunk_into(
+    f: &Factors,
+    param: &[f32],
+    grad: &[f32],
+    moment_1: &mut [f32],
+    moment_2: &mut [f32],
+    out: &mut [MaybeUninit<f32>],
+) {
+    for ((((out, &p), &g), m), v) in out
+        .iter_mut()
+        .zip(param)
+        .zip(grad)
+        .zip(moment_1)
+        .zip(moment_2)
+    {
+        out.write(step(f, p, g, m, v));
     }
 }

@@ -13,6 +13,7 @@ use rayon::prelude::*;
 use super::dropout::Mask;
 use super::gemm::{Dst, Parallelism, Src, matmul};
 use super::math::{self, exp};
+use super::scratch::scratch;
 
 /// Query rows per block: a block's scores (`ROWS × length`) stay in the cache.
 const ROWS: usize = 64;
@@ -86,7 +87,7 @@ pub fn forward(
         let padding = &padding[b * t..][..t];
         let q = qkv[b * t * 3 * d + h * a.head_dim..].as_ptr();
         let (k, v) = unsafe { (q.add(d), q.add(2 * d)) };
-        let mut scores = vec![0.0f32; ROWS * t];
+        let mut scores = scratch(ROWS * t);
         for start in (0..t).step_by(ROWS) {
             let rows = ROWS.min(t - start);
             let cols = a.columns(start + rows);
@@ -153,8 +154,7 @@ pub fn backward(
         let row_dots: Vec<f32> = (0..t)
             .map(|i| math::dot(&out[at(i)..][..a.head_dim], &dout[at(i)..][..a.head_dim]))
             .collect();
-        let mut weights = vec![0.0f32; ROWS * t];
-        let mut dweights = vec![0.0f32; ROWS * t];
+        let (mut weights, mut dweights) = (scratch(ROWS * t), scratch(ROWS * t));
         for start in (0..t).step_by(ROWS) {
             let rows = ROWS.min(t - start);
             let cols = a.columns(start + rows);

@@ -87,6 +87,38 @@ impl<B: StokeOps, C: CheckpointStrategy> StokeOps for Autodiff<B, C> {
         }
     }
 
+    fn fused_max_pool2d(x: FloatTensor<Self>, kernel: [usize; 2]) -> FloatTensor<Self> {
+        /// The gradient from the saved input (each window's maximum found again).
+        #[derive(Debug)]
+        struct MaxPool;
+
+        impl<B: StokeOps> Backward<B, 1> for MaxPool {
+            type State = (<B as BackendTypes>::FloatTensorPrimitive, [usize; 2]);
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 1>,
+                grads: &mut Gradients,
+                _: &mut Checkpointer,
+            ) {
+                let (x, kernel) = ops.state;
+                unary::<B, _>(ops.parents, ops.node, grads, |grad| {
+                    B::fused_max_pool2d_backward(x, grad, kernel)
+                });
+            }
+        }
+
+        if !kernels_for::<B>(x.primitive()) {
+            return Self::max_pool2d(x, kernel, kernel, [0, 0], [1, 1], false);
+        }
+        let (x, node) = x.into_parts();
+        let output = B::fused_max_pool2d(x.clone(), kernel);
+        match MaxPool.prepare::<C>([node]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => prep.finish((x, kernel), output),
+            OpsKind::UnTracked(prep) => prep.finish(output),
+        }
+    }
+
     fn fused_layer_norm(
         x: FloatTensor<Self>,
         gamma: FloatTensor<Self>,

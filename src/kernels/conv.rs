@@ -14,6 +14,7 @@ use rayon::prelude::*;
 
 use super::gemm::{Dst, Parallelism, Src, matmul};
 use super::math;
+use super::scratch::scratch;
 
 /// The sizes of one convolution.
 #[derive(Clone, Copy, Debug)]
@@ -113,14 +114,11 @@ const IMAGES_PER_TASK: usize = 4;
 pub fn forward(g: &Geometry, x: &[f32], weight: &[f32], bias: Option<&[f32]>, y: &mut [f32]) {
     let (per_task, parallelism) = (IMAGES_PER_TASK, g.parallelism());
     let task = |(task, y): (usize, &mut [f32])| {
-        let mut col = vec![
-            0.0;
-            if g.is_pointwise() {
-                0
-            } else {
-                g.patch() * g.positions()
-            }
-        ];
+        let mut col = scratch(if g.is_pointwise() {
+            0
+        } else {
+            g.patch() * g.positions()
+        });
         for (i, y) in y.chunks_mut(g.output_len()).enumerate() {
             let image = &x[(task * per_task + i) * g.image_len()..][..g.image_len()];
             for group in 0..g.groups {
@@ -175,22 +173,16 @@ pub fn backward(g: &Geometry, x: &[f32], weight: &[f32], dy: &[f32], out: Gradie
         let mut dw = vec![0.0; if want_weight { g.weight_len() } else { 0 }];
         let mut db = vec![0.0; if want_bias { g.filters } else { 0 }];
         let patch_matrix = g.patch() * g.positions();
-        let mut col = vec![
-            0.0;
-            if want_weight && !g.is_pointwise() {
-                patch_matrix
-            } else {
-                0
-            }
-        ];
-        let mut dcol = vec![
-            0.0;
-            if dx.is_some() && !g.is_pointwise() {
-                patch_matrix
-            } else {
-                0
-            }
-        ];
+        let mut col = scratch(if want_weight && !g.is_pointwise() {
+            patch_matrix
+        } else {
+            0
+        });
+        let mut dcol = scratch(if dx.is_some() && !g.is_pointwise() {
+            patch_matrix
+        } else {
+            0
+        });
         let first = task * per_task;
         let images = per_task.min(g.batch - first);
         let mut dx = dx;

@@ -13,6 +13,7 @@ use super::conv::{self, Geometry};
 use super::dropout::Mask;
 use super::elementwise::{self, gelu, gelu_backward};
 use super::linear;
+use super::pool::{self, Pool};
 use super::{AttentionOptions, StokeOps, norm, reference};
 
 /// Whether every tensor holds f32.
@@ -186,27 +187,68 @@ impl StokeOps for Flex {
         if !all_f32([&param, &grad, &moment_1, &moment_2]) {
             return reference::adam::<Flex>(param, grad, moment_1, moment_2, &step);
         }
-        // In place where this call holds the only reference, as it does for the moments.
+        // The moments are the optimizer's alone: updated in place. The parameter is in place
+        // too where this call holds the only reference to it, else written anew.
         let owned = |tensor: FlexTensor| {
             let mut tensor = dense(tensor);
             if elements_mut(&mut tensor).is_none() {
-                tensor = tensor.to_contiguous();
-                let values = elements(&tensor).to_vec();
-                tensor = self::tensor(values, tensor.layout().shape().clone());
+                tensor = self::tensor(elements(&tensor).to_vec(), tensor.layout().shape().clone());
             }
             tensor
         };
-        let (mut param, mut moment_1, mut moment_2) =
-            (owned(param), owned(moment_1), owned(moment_2));
-        let grad = dense(grad);
-        adam::update(
-            &Factors::new(&step),
-            elements_mut(&mut param).expect("owned"),
-            elements(&grad),
+        let (mut moment_1, mut moment_2) = (owned(moment_1), owned(moment_2));
+        let (mut param, grad) = (dense(param), dense(grad));
+        let factors = Factors::new(&step);
+        let (m, v) = (
             elements_mut(&mut moment_1).expect("owned"),
             elements_mut(&mut moment_2).expect("owned"),
         );
+        if let Some(values) = elements_mut(&mut param) {
+            adam::update(&factors, values, elements(&grad), m, v);
+        } else {
+            let values = adam::update_into(&factors, elements(&param), elements(&grad), m, v);
+            param = self::tensor(values, param.layout().shape().clone());
+        }
         (param, moment_1, moment_2)
+    }
+
+    fn fused_max_pool2d(x: FlexTensor, kernel: [usize; 2]) -> FlexTensor {
+        if !all_f32([&x]) {
+            return Flex::max_pool2d(x, kernel, kernel, [0, 0], [1, 1], false);
+        }
+        let x = dense(x);
+        let [batch, channels, height, width] = dims4(&x);
+        let call = Pool {
+            height,
+            width,
+            kernel,
+        };
+        let [out_h, out_w] = call.out();
+        let mut out = output([batch, channels, out_h, out_w]);
+        pool::forward(&call, elements(&x), out.storage_mut::<f32>());
+        out
+    }
+
+    fn fused_max_pool2d_backward(
+        x: FlexTensor,
+        output_grad: FlexTensor,
+        kernel: [usize; 2],
+    ) -> FlexTensor {
+        let (x, output_grad) = (dense(x), dense(output_grad));
+        let [_, _, height, width] = dims4(&x);
+        let call = Pool {
+            height,
+            width,
+            kernel,
+        };
+        let mut x_grad = output(x.layout().shape().clone());
+        pool::backward(
+            &call,
+            elements(&x),
+            elements(&output_grad),
+            x_grad.storage_mut::<f32>(),
+        );
+        x_grad
     }
 
     fn fused_gelu(x: FlexTensor) -> FlexTensor {

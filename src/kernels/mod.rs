@@ -23,7 +23,9 @@ mod gemm;
 mod linear;
 mod math;
 mod norm;
+mod pool;
 mod reference;
+mod scratch;
 #[cfg(test)]
 mod tests;
 
@@ -135,6 +137,21 @@ pub trait StokeOps: Backend {
         step: AdamStep,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
         reference::adam::<Self>(param, grad, moment_1, moment_2, &step)
+    }
+
+    /// Max pooling over non-overlapping `kernel` windows (stride = kernel, no padding).
+    fn fused_max_pool2d(x: FloatTensor<Self>, kernel: [usize; 2]) -> FloatTensor<Self> {
+        Self::max_pool2d(x, kernel, kernel, [0, 0], [1, 1], false)
+    }
+
+    /// The gradient of [`fused_max_pool2d`](Self::fused_max_pool2d) with respect to `x`.
+    fn fused_max_pool2d_backward(
+        x: FloatTensor<Self>,
+        output_grad: FloatTensor<Self>,
+        kernel: [usize; 2],
+    ) -> FloatTensor<Self> {
+        let _ = (x, output_grad, kernel);
+        unreachable!("called only on flex, which has stoke's kernels")
     }
 
     /// The exact (erf) GELU.
@@ -315,4 +332,12 @@ pub fn adam<const D: usize>(
         Tensor::from_dispatch(moment_1),
         Tensor::from_dispatch(moment_2),
     )
+}
+
+/// Max pooling over non-overlapping `kernel` windows of `x` (`[batch, channels, h, w]`).
+pub fn max_pool2d(x: Tensor<4>, kernel: [usize; 2]) -> Tensor<4> {
+    Tensor::from_dispatch(<Dispatch as StokeOps>::fused_max_pool2d(
+        x.into_dispatch(),
+        kernel,
+    ))
 }

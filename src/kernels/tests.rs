@@ -459,3 +459,29 @@ fn linear_matches_burn_forward_and_backward() {
         }
     }
 }
+
+#[test]
+fn max_pool_matches_burn_forward_and_backward() {
+    for device in devices() {
+        // Odd sizes: the last row and column belong to no window.
+        for (n, (shape, kernel)) in [([3, 4, 9, 11], [2, 2]), ([2, 3, 12, 12], [3, 2])]
+            .into_iter()
+            .enumerate()
+        {
+            let x = random(shape, 40 + n as u64, &device);
+            let ours = max_pool2d(x.clone(), kernel);
+            let theirs = burn::nn::pool::MaxPool2dConfig::new(kernel)
+                .init()
+                .forward(x.clone());
+            close(
+                &ours.clone().into_data(),
+                &theirs.clone().into_data(),
+                "max pool",
+            );
+            let weights = random(ours.dims(), 60 + n as u64, &device).detach();
+            let ours = (ours * weights.clone()).sum().backward();
+            let theirs = (theirs * weights).sum().backward();
+            close(&grad(&x, &ours), &grad(&x, &theirs), "max pool grad");
+        }
+    }
+}

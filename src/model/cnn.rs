@@ -9,6 +9,7 @@ use burn::tensor::activation::relu;
 
 use super::{Dropout, ImageShape, ModelError, convolve, project};
 use crate::config::CnnConfig;
+use crate::kernels;
 
 #[derive(Module, Debug)]
 pub struct Cnn {
@@ -68,8 +69,22 @@ impl Cnn {
             .convs
             .iter()
             .fold(images, |x, conv| relu(convolve(conv, x))); // [batch, 64, 24, 24]
-        let x = self.dropout.forward(self.pool.forward(x)); // [batch, 64, 12, 12]
+        let x = self.dropout.forward(pool(&self.pool, x)); // [batch, 64, 12, 12]
         let x = relu(project(&self.fc, x.flatten(1, 3))); // [batch, 128]
         project(&self.output, self.fc_dropout.forward(x)) // [batch, classes]
+    }
+}
+
+/// `pool` on stoke's pooling kernel when its windows do not overlap (the configured 2×2 pool),
+/// as `MaxPool2d::forward` otherwise.
+fn pool(pool: &MaxPool2d, x: Tensor<4>) -> Tensor<4> {
+    let plain = pool.stride == pool.kernel_size
+        && pool.dilation == [1, 1]
+        && !pool.ceil_mode
+        && matches!(pool.padding, burn::nn::PaddingConfig2d::Valid);
+    if plain {
+        kernels::max_pool2d(x, pool.kernel_size)
+    } else {
+        pool.forward(x)
     }
 }
