@@ -5,6 +5,7 @@ warm-up. Prints one JSON object per model, like `stoke bench`.
 
     python3 benches/pytorch_reference.py --model mlp --steps 50 --warmup 5 [--threads 2]
     python3 benches/pytorch_reference.py --model all
+    python3 benches/pytorch_reference.py --model cnn --device cuda [--compile] [--autocast bf16]
 
 Batches are random tensors of the right shapes and classes, made before timing: this gives
 PyTorch no data-pipeline cost at all, while `stoke bench` times its real data path too.
@@ -54,6 +55,43 @@ class Cnn(nn.Module):
         return self.fc2(self.dropout2(F.relu(self.fc1(x))))
 
 
+class BasicBlock(nn.Module):
+    """Two 3×3 conv + batch-norm layers with a residual (1×1 projection when the shape changes)."""
+
+    def __init__(self, inputs, outputs, stride):
+        super().__init__()
+        self.first = nn.Sequential(
+            nn.Conv2d(inputs, outputs, 3, stride, 1, bias=False), nn.BatchNorm2d(outputs))
+        self.second = nn.Sequential(
+            nn.Conv2d(outputs, outputs, 3, 1, 1, bias=False), nn.BatchNorm2d(outputs))
+        self.shortcut = None
+        if stride != 1 or inputs != outputs:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(inputs, outputs, 1, stride, bias=False), nn.BatchNorm2d(outputs))
+
+    def forward(self, x):
+        residual = x if self.shortcut is None else self.shortcut(x)
+        return F.relu(self.second(F.relu(self.first(x))) + residual)
+
+
+class Resnet(nn.Module):
+    """configs/mnist-resnet.toml: ResNet-8, widths 16-32-64, global average pooling."""
+
+    def __init__(self, width=16, classes=10):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(1, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width))
+        self.blocks = nn.Sequential(
+            BasicBlock(width, width, 1),
+            BasicBlock(width, 2 * width, 2),
+            BasicBlock(2 * width, 4 * width, 2),
+        )
+        self.output = nn.Linear(4 * width, classes)
+
+    def forward(self, x):
+        x = self.blocks(F.relu(self.stem(x)))
+        return self.output(F.adaptive_avg_pool2d(x, 1).flatten(1))
+
+
 class Transformer(nn.Module):
     """Token + position embeddings, pre-norm encoder layers, final norm (as stoke's)."""
 
@@ -70,11 +108,11 @@ class Transformer(nn.Module):
         self.causal = causal
 
     def encode(self, ids, padding=None):
-        positions = torch.arange(ids.shape[1]).unsqueeze(0)
+        positions = torch.arange(ids.shape[1], device=ids.device).unsqueeze(0)
         x = self.dropout(self.tokens(ids) + self.positions(positions))
         mask = None
         if self.causal:
-            mask = nn.Transformer.generate_square_subsequent_mask(ids.shape[1])
+            mask = nn.Transformer.generate_square_subsequent_mask(ids.shape[1], device=ids.device)
         return self.norm(
             self.encoder(x, mask=mask, src_key_padding_mask=padding, is_causal=self.causal)
         )
@@ -104,23 +142,28 @@ class LanguageModel(Transformer):
         return (x @ self.tokens.weight.T).flatten(0, 1)
 
 
-def workload(name, batch=None, activation="relu"):
+def workload(name, batch=None, activation="relu", device="cpu"):
     """(model, optimizer, batch maker, samples per batch, tokens per batch); `batch` replaces
     the config's batch size, `activation` the transformers' (relu or gelu)."""
     g = torch.Generator().manual_seed(0)
     if name == "mlp":
-        model, batch = Mlp(), batch or 128
+        model, batch = Mlp().to(device), batch or 128
         make = lambda: ((torch.randn(batch, 1, 28, 28, generator=g),), torch.randint(0, 10, (batch,), generator=g))
         opt = torch.optim.Adam(model.parameters(), lr=1e-3)
         return model, opt, make, batch, 0
     if name == "cnn":
-        model, batch = Cnn(), batch or 64
+        model, batch = Cnn().to(device), batch or 64
         make = lambda: ((torch.randn(batch, 1, 28, 28, generator=g),), torch.randint(0, 10, (batch,), generator=g))
         opt = torch.optim.Adam(model.parameters(), lr=1e-3)
         return model, opt, make, batch, 0
+    if name == "resnet":
+        model, batch = Resnet().to(device), batch or 128
+        make = lambda: ((torch.randn(batch, 1, 28, 28, generator=g),), torch.randint(0, 10, (batch,), generator=g))
+        opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-4)
+        return model, opt, make, batch, 0
     if name == "text-classifier":
         vocab, length, batch = 8000, 1024, batch or 32
-        model = TextClassifier(vocab, length, 2, activation)
+        model = TextClassifier(vocab, length, 2, activation).to(device)
 
         def make():
             ids = torch.randint(1, vocab, (batch, length), generator=g)
@@ -131,7 +174,7 @@ def workload(name, batch=None, activation="relu"):
         return model, opt, make, batch, batch * length
     if name == "lm":
         vocab, length, batch = 85, 128, batch or 8
-        model = LanguageModel(vocab, length, activation)
+        model = LanguageModel(vocab, length, activation).to(device)
 
         def make():
             ids = torch.randint(0, vocab, (batch, length + 1), generator=g)
@@ -142,22 +185,43 @@ def workload(name, batch=None, activation="relu"):
     raise SystemExit(f"unknown model {name}")
 
 
-def bench(name, steps, warmup, batch=None, activation="relu"):
+def bench(name, steps, warmup, batch=None, activation="relu", device="cpu", compile=False,
+          autocast="none"):
     torch.manual_seed(0)
-    model, opt, make, batch, tokens = workload(name, batch, activation)
+    model, opt, make, batch, tokens = workload(name, batch, activation, device)
     model.train()
-    batches = [make() for _ in range(min(steps + warmup, 16))]
+    forward = torch.compile(model) if compile else model
+    to = lambda t: t.to(device)
+    batches = [
+        (tuple(map(to, inputs)), to(targets))
+        for inputs, targets in (make() for _ in range(min(steps + warmup, 16)))
+    ]
+    half = {"none": None, "bf16": torch.bfloat16, "f16": torch.float16}[autocast]
+    scaler = torch.amp.GradScaler(device) if half == torch.float16 else None
 
     def step(i):
         inputs, targets = batches[i % len(batches)]
         opt.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(model(*inputs), targets)
-        loss.backward()
-        opt.step()
+        with torch.autocast(device, dtype=half, enabled=half is not None):
+            loss = F.cross_entropy(forward(*inputs), targets)
+        if scaler is None:
+            loss.backward()
+            opt.step()
+        else:
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
         return loss
 
-    for i in range(warmup):
+    started = time.perf_counter()
+    step(0)
+    if device != "cpu":
+        torch.cuda.synchronize()
+    first_step_s = time.perf_counter() - started  # includes torch.compile's compilation
+    for i in range(1, warmup):
         step(i)
+    if device != "cpu":
+        torch.cuda.synchronize()
     start = time.perf_counter()
     for i in range(steps):
         loss = step(i)
@@ -166,11 +230,15 @@ def bench(name, steps, warmup, batch=None, activation="relu"):
     report = {
         "model": name,
         "framework": f"pytorch {torch.__version__}",
+        "device": device,
+        "compile": compile,
+        "autocast": autocast,
         "threads": torch.get_num_threads(),
         "batch_size": batch,
         "steps": steps,
         "samples_per_s": steps * batch / elapsed,
         "step_ms": 1000 * elapsed / steps,
+        "first_step_s": first_step_s,
     }
     if tokens:
         report["tokens_per_s"] = steps * tokens / elapsed
@@ -179,20 +247,26 @@ def bench(name, steps, warmup, batch=None, activation="relu"):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default="all", help="mlp, cnn, text-classifier, lm or all")
+    parser.add_argument("--model", default="all",
+                        help="mlp, cnn, resnet, text-classifier, lm or all")
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None, help="default: PyTorch's own")
     parser.add_argument("--batch-size", type=int, default=None, help="default: the config's")
     parser.add_argument("--activation", default="relu", choices=["relu", "gelu"],
                         help="the transformers' feed-forward activation")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the model")
+    parser.add_argument("--autocast", default="none", choices=["none", "bf16", "f16"],
+                        help="mixed precision (f16 with a GradScaler)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    names = ["mlp", "cnn", "text-classifier", "lm"] if args.model == "all" else [args.model]
+    names = ["mlp", "cnn", "resnet", "text-classifier", "lm"] if args.model == "all" else [args.model]
     for name in names:
-        print(json.dumps(bench(name, args.steps, args.warmup, args.batch_size, args.activation)),
-              flush=True)
+        report = bench(name, args.steps, args.warmup, args.batch_size, args.activation,
+                       args.device, args.compile, args.autocast)
+        print(json.dumps(report), flush=True)
 
 
 if __name__ == "__main__":

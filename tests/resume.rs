@@ -585,3 +585,47 @@ fn rewinding_to_a_mid_epoch_checkpoint_is_exact_on_ndarray_and_with_batch_norm()
         );
     }
 }
+
+#[test]
+fn a_rewound_transformer_run_with_dropout_matches_the_uninterrupted_one() {
+    // Attention, residual and embedding dropout, layer norm and GELU on stoke's kernels.
+    let sets: Vec<String> = [
+        "run.backend=flex",
+        "data.limit=300",
+        "data.workers=1",
+        "data.text.context_length=16",
+        "data.text.stride=8",
+        "model.d_model=16",
+        "model.n_layers=2",
+        "model.n_heads=2",
+        "model.d_ff=32",
+        "model.dropout=0.2",
+        "model.activation=gelu",
+        "train.batch_size=4",
+        "train.eval_batch_size=16",
+        "train.max_steps=12",
+        "train.log_every=2",
+        "train.eval_every=6",
+        "train.progress=plain",
+        "checkpoint.every_steps=4",
+        "checkpoint.keep_last=100",
+    ]
+    .map(String::from)
+    .to_vec();
+    let reference = tempfile::tempdir().unwrap();
+    train("configs/mobydick-char-lm.toml", &sets, reference.path());
+    let rewound = tempfile::tempdir().unwrap();
+    copy_dir(reference.path(), rewound.path());
+    stoke()
+        .args(["train", "--resume"])
+        .arg(rewound.path())
+        .args(["--checkpoint", "step-4"])
+        .assert()
+        .success();
+    let (a, b) = (
+        read_json(&reference.path().join("summary.json")),
+        read_json(&rewound.path().join("summary.json")),
+    );
+    assert_eq!(a["weights_sha256"], b["weights_sha256"]);
+    assert_eq!(records(reference.path()), records(rewound.path()));
+}

@@ -7,6 +7,8 @@
 //!
 //! A query whose keys are all masked (an empty text) attends to nothing: its output is zero.
 
+use std::mem::MaybeUninit;
+
 use multiversion::multiversion;
 use rayon::prelude::*;
 
@@ -67,20 +69,21 @@ impl Shared {
 
 /// `out = softmax(q·kᵀ / √d_head, masked) · v` per head; `lse`, if given, receives each row's
 /// log-sum-exp (`[batch, heads, length]`) for the backward pass.
+/// `out` and `lse` are written, never read (they may be uninitialised).
 pub fn forward(
     a: &Attention,
     qkv: &[f32],
     padding: &[u8],
-    out: &mut [f32],
-    lse: Option<&mut [f32]>,
+    out: &mut [MaybeUninit<f32>],
+    lse: Option<&mut [MaybeUninit<f32>]>,
 ) {
     let (t, d) = (a.length, a.d_model());
     assert_eq!(qkv.len(), a.batch * t * 3 * d);
     assert_eq!(out.len(), a.batch * t * d);
-    let out = Shared(out.as_mut_ptr());
+    let out = Shared(out.as_mut_ptr().cast());
     let lse = lse.map(|lse| {
         assert_eq!(lse.len(), a.batch * a.heads * t);
-        Shared(lse.as_mut_ptr())
+        Shared(lse.as_mut_ptr().cast())
     });
     (0..a.batch * a.heads).into_par_iter().for_each(|task| {
         let (b, h) = (task / a.heads, task % a.heads);

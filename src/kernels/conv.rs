@@ -10,6 +10,8 @@
 //! than the thread count runs image by image with gemm's own threads instead.
 
 use burn::tensor::ops::ConvOptions;
+use std::mem::MaybeUninit;
+
 use rayon::prelude::*;
 
 use super::gemm::{Dst, Parallelism, Src, matmul};
@@ -110,10 +112,17 @@ impl Geometry {
 /// Images per task (see [`Geometry::parallelism`]).
 const IMAGES_PER_TASK: usize = 4;
 
-/// `y = conv(x, weight) + bias`; `y` holds `batch × output_len` elements.
-pub fn forward(g: &Geometry, x: &[f32], weight: &[f32], bias: Option<&[f32]>, y: &mut [f32]) {
+/// `y = conv(x, weight) + bias`; `y` holds `batch × output_len` elements, written and never
+/// read before (it may be uninitialised).
+pub fn forward(
+    g: &Geometry,
+    x: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    y: &mut [MaybeUninit<f32>],
+) {
     let (per_task, parallelism) = (IMAGES_PER_TASK, g.parallelism());
-    let task = |(task, y): (usize, &mut [f32])| {
+    let task = |(task, y): (usize, &mut [MaybeUninit<f32>])| {
         let mut col = scratch(if g.is_pointwise() {
             0
         } else {
@@ -121,6 +130,12 @@ pub fn forward(g: &Geometry, x: &[f32], weight: &[f32], bias: Option<&[f32]>, y:
         });
         for (i, y) in y.chunks_mut(g.output_len()).enumerate() {
             let image = &x[(task * per_task + i) * g.image_len()..][..g.image_len()];
+            // The bias is what gemm adds the products to.
+            if let Some(bias) = bias {
+                for (row, &b) in y.chunks_mut(g.positions()).zip(bias) {
+                    row.fill(MaybeUninit::new(b));
+                }
+            }
             for group in 0..g.groups {
                 let col = patches(g, image, group, &mut col);
                 let filters = group * g.group_filters();
@@ -129,20 +144,15 @@ pub fn forward(g: &Geometry, x: &[f32], weight: &[f32], bias: Option<&[f32]>, y:
                     matmul(
                         [g.group_filters(), g.positions(), g.patch()],
                         Dst::new(
-                            y[filters * g.positions()..].as_mut_ptr(),
+                            y[filters * g.positions()..].as_mut_ptr().cast(),
                             g.positions(),
-                            false,
+                            bias.is_some(),
                         ),
                         Src::rows(weight[filters * g.patch()..].as_ptr(), g.patch()),
                         Src::rows(col.as_ptr(), g.positions()),
                         parallelism,
                     )
                 };
-            }
-            if let Some(bias) = bias {
-                for (row, &b) in y.chunks_mut(g.positions()).zip(bias) {
-                    row.iter_mut().for_each(|v| *v += b);
-                }
             }
         }
     };

@@ -7,6 +7,7 @@
 //! (as burn's device RNG is), each dropout call takes the next key, so a resumed run draws the
 //! same masks as the uninterrupted one.
 
+use std::mem::MaybeUninit;
 use std::sync::Mutex;
 
 use multiversion::multiversion;
@@ -93,7 +94,7 @@ impl Mask {
     }
 
     /// `out[i] = x[i] · mask[i]`.
-    pub fn apply(&self, x: &[f32], out: &mut [f32]) {
+    pub fn apply(&self, x: &[f32], out: &mut [MaybeUninit<f32>]) {
         out.par_chunks_mut(CHUNK)
             .zip(x.par_chunks(CHUNK))
             .enumerate()
@@ -126,13 +127,13 @@ fn fill_mask(mask: &Mask, first: usize, out: &mut [f32]) {
 }
 
 #[multiversion(targets("x86_64+avx512f+avx512vl+avx512dq", "x86_64+avx2+fma"))]
-fn apply_mask(mask: &Mask, first: usize, x: &[f32], out: &mut [f32]) {
+fn apply_mask(mask: &Mask, first: usize, x: &[f32], out: &mut [MaybeUninit<f32>]) {
     for (i, (out, &x)) in out.iter_mut().zip(x).enumerate() {
-        *out = if mask.kept(first + i) {
+        out.write(if mask.kept(first + i) {
             x * mask.scale
         } else {
             0.0
-        };
+        });
     }
 }
 
@@ -188,8 +189,13 @@ mod tests {
         let mask = Mask::new(99, 0.1);
         let x: Vec<f32> = (0..70_000).map(|i| i as f32 * 0.001 - 3.0).collect();
         let values = mask.values(x.len());
-        let mut out = vec![0.0; x.len()];
+        let mut out = vec![MaybeUninit::new(0.0); x.len()];
         mask.apply(&x, &mut out);
+        // SAFETY: `apply` wrote every element, which were initialised anyway.
+        let out: Vec<f32> = out
+            .into_iter()
+            .map(|v| unsafe { v.assume_init() })
+            .collect();
         let mut in_place = x.clone();
         mask.apply_in_place(&mut in_place);
         for i in 0..x.len() {

@@ -1,5 +1,8 @@
 //! Element-wise kernels: one pass over f32 slices, split across threads in fixed chunks and
-//! compiled for AVX-512 and AVX2 (the variant chosen at run time).
+//! compiled for AVX-512 and AVX2 (the variant chosen at run time). Outputs are written, never
+//! read, so they may be fresh uninitialised memory.
+
+use std::mem::MaybeUninit;
 
 use multiversion::multiversion;
 use rayon::prelude::*;
@@ -10,30 +13,35 @@ use super::math::{erf, exp};
 const CHUNK: usize = 1 << 14;
 
 /// `out[i] = f(x[i])`.
-pub fn map(x: &[f32], out: &mut [f32], f: impl Fn(f32) -> f32 + Sync + Copy) {
+pub fn map(x: &[f32], out: &mut [MaybeUninit<f32>], f: impl Fn(f32) -> f32 + Sync + Copy) {
     out.par_chunks_mut(CHUNK)
         .zip(x.par_chunks(CHUNK))
         .for_each(|(out, x)| map_chunk(x, out, f));
 }
 
 /// `out[i] = f(a[i], b[i])`.
-pub fn zip_map(a: &[f32], b: &[f32], out: &mut [f32], f: impl Fn(f32, f32) -> f32 + Sync + Copy) {
+pub fn zip_map(
+    a: &[f32],
+    b: &[f32],
+    out: &mut [MaybeUninit<f32>],
+    f: impl Fn(f32, f32) -> f32 + Sync + Copy,
+) {
     out.par_chunks_mut(CHUNK)
         .zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK)))
         .for_each(|(out, (a, b))| zip_map_chunk(a, b, out, f));
 }
 
 #[multiversion(targets("x86_64+avx512f+avx512vl+avx512dq", "x86_64+avx2+fma"))]
-fn map_chunk<F: Fn(f32) -> f32>(x: &[f32], out: &mut [f32], f: F) {
+fn map_chunk<F: Fn(f32) -> f32>(x: &[f32], out: &mut [MaybeUninit<f32>], f: F) {
     for (out, &x) in out.iter_mut().zip(x) {
-        *out = f(x);
+        out.write(f(x));
     }
 }
 
 #[multiversion(targets("x86_64+avx512f+avx512vl+avx512dq", "x86_64+avx2+fma"))]
-fn zip_map_chunk<F: Fn(f32, f32) -> f32>(a: &[f32], b: &[f32], out: &mut [f32], f: F) {
+fn zip_map_chunk<F: Fn(f32, f32) -> f32>(a: &[f32], b: &[f32], out: &mut [MaybeUninit<f32>], f: F) {
     for (out, (&a, &b)) in out.iter_mut().zip(a.iter().zip(b)) {
-        *out = f(a, b);
+        out.write(f(a, b));
     }
 }
 

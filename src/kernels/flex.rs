@@ -1,6 +1,8 @@
 //! The fused ops on flex: stoke's kernels on its f32 buffers, the reference for anything else
 //! (half types under mixed precision).
 
+use std::mem::MaybeUninit;
+
 use burn::backend::Flex;
 use burn::backend::flex::{FlexTensor, Layout};
 use burn::backend::ops::{ActivationOps, ModuleOps};
@@ -56,6 +58,23 @@ fn output(shape: impl Into<Shape>) -> FlexTensor {
     )
 }
 
+/// A new f32 tensor of `shape` whose elements `fill` writes, with no zero fill first.
+///
+/// # Safety
+/// `fill` must write every element of the slice it is given.
+unsafe fn written(
+    shape: impl Into<Shape>,
+    fill: impl FnOnce(&mut [MaybeUninit<f32>]),
+) -> FlexTensor {
+    let shape = shape.into();
+    let len = shape.num_elements();
+    let mut values = Vec::with_capacity(len);
+    fill(&mut values.spare_capacity_mut()[..len]);
+    // SAFETY: the caller's `fill` wrote all `len` elements.
+    unsafe { values.set_len(len) };
+    tensor(values, shape)
+}
+
 fn dims4(tensor: &FlexTensor) -> [usize; 4] {
     tensor.layout().shape().dims()
 }
@@ -91,9 +110,12 @@ impl StokeOps for Flex {
             return x;
         }
         let x = dense(x);
-        let mut out = output(x.layout().shape().clone());
-        mask.apply(elements(&x), out.storage_mut::<f32>());
-        out
+        // SAFETY: `apply` writes every element.
+        unsafe {
+            written(x.layout().shape().clone(), |out| {
+                mask.apply(elements(&x), out)
+            })
+        }
     }
 
     fn fused_conv2d(x: FlexTensor, weight: FlexTensor, options: ConvOptions<2>) -> FlexTensor {
@@ -224,9 +246,12 @@ impl StokeOps for Flex {
             kernel,
         };
         let [out_h, out_w] = call.out();
-        let mut out = output([batch, channels, out_h, out_w]);
-        pool::forward(&call, elements(&x), out.storage_mut::<f32>());
-        out
+        // SAFETY: `pool::forward` writes every output.
+        unsafe {
+            written([batch, channels, out_h, out_w], |out| {
+                pool::forward(&call, elements(&x), out)
+            })
+        }
     }
 
     fn fused_max_pool2d_backward(
@@ -241,14 +266,12 @@ impl StokeOps for Flex {
             width,
             kernel,
         };
-        let mut x_grad = output(x.layout().shape().clone());
-        pool::backward(
-            &call,
-            elements(&x),
-            elements(&output_grad),
-            x_grad.storage_mut::<f32>(),
-        );
-        x_grad
+        // SAFETY: `pool::backward` writes every input position.
+        unsafe {
+            written(x.layout().shape().clone(), |dx| {
+                pool::backward(&call, elements(&x), elements(&output_grad), dx)
+            })
+        }
     }
 
     fn fused_gelu(x: FlexTensor) -> FlexTensor {
@@ -256,9 +279,12 @@ impl StokeOps for Flex {
             return Flex::gelu(x);
         }
         let x = dense(x);
-        let mut out = output(x.layout().shape().clone());
-        elementwise::map(elements(&x), out.storage_mut::<f32>(), gelu);
-        out
+        // SAFETY: `map` writes every element.
+        unsafe {
+            written(x.layout().shape().clone(), |out| {
+                elementwise::map(elements(&x), out, gelu)
+            })
+        }
     }
 
     fn fused_gelu_backward(x: FlexTensor, grad: FlexTensor) -> FlexTensor {
@@ -266,14 +292,12 @@ impl StokeOps for Flex {
             return Flex::gelu_backward(x, grad);
         }
         let (x, grad) = (dense(x), dense(grad));
-        let mut out = output(x.layout().shape().clone());
-        elementwise::zip_map(
-            elements(&x),
-            elements(&grad),
-            out.storage_mut::<f32>(),
-            gelu_backward,
-        );
-        out
+        // SAFETY: `zip_map` writes every element.
+        unsafe {
+            written(x.layout().shape().clone(), |out| {
+                elementwise::zip_map(elements(&x), elements(&grad), out, gelu_backward)
+            })
+        }
     }
 
     fn fused_layer_norm(
@@ -286,15 +310,13 @@ impl StokeOps for Flex {
             return Flex::layer_norm(x, gamma, Some(beta), epsilon);
         }
         let (x, gamma, beta) = (dense(x), dense(gamma), dense(beta));
-        let mut out = output(x.layout().shape().clone());
-        norm::forward(
-            elements(&x),
-            elements(&gamma),
-            elements(&beta),
-            epsilon as f32,
-            out.storage_mut::<f32>(),
-        );
-        out
+        let (gamma, beta) = (elements(&gamma), elements(&beta));
+        // SAFETY: `norm::forward` writes every element.
+        unsafe {
+            written(x.layout().shape().clone(), |out| {
+                norm::forward(elements(&x), gamma, beta, epsilon as f32, out)
+            })
+        }
     }
 
     fn fused_layer_norm_backward(
@@ -304,14 +326,15 @@ impl StokeOps for Flex {
         epsilon: f64,
     ) -> (FlexTensor, FlexTensor, FlexTensor) {
         let (x, gamma, output_grad) = (dense(x), dense(gamma), dense(output_grad));
-        let mut x_grad = output(x.layout().shape().clone());
-        let (gamma_grad, beta_grad) = norm::backward(
-            elements(&x),
-            elements(&gamma),
-            elements(&output_grad),
-            epsilon as f32,
-            x_grad.storage_mut::<f32>(),
-        );
+        let mut sums = None;
+        // SAFETY: `norm::backward` writes every element of the input's gradient.
+        let x_grad = unsafe {
+            written(x.layout().shape().clone(), |dx| {
+                let (x, gamma, dy) = (elements(&x), elements(&gamma), elements(&output_grad));
+                sums = Some(norm::backward(x, gamma, dy, epsilon as f32, dx));
+            })
+        };
+        let (gamma_grad, beta_grad) = sums.expect("computed with the input's gradient");
         let vector = |values: Vec<f32>| {
             let len = values.len();
             FlexTensor::from_data(burn::tensor::TensorData::new(values, [len]))
@@ -328,16 +351,14 @@ impl StokeOps for Flex {
             return reference::attention::<Flex>(qkv, padding, &options);
         }
         let call = attention_call(&qkv, &options);
-        let qkv = dense(qkv);
-        let mut out = output([call.batch, call.length, call.heads * call.head_dim]);
-        attention::forward(
-            &call,
-            elements(&qkv),
-            &bools(padding),
-            out.storage_mut::<f32>(),
-            None,
-        );
-        out
+        let (qkv, padding) = (dense(qkv), bools(padding));
+        let shape = [call.batch, call.length, call.heads * call.head_dim];
+        // SAFETY: `attention::forward` writes every output.
+        unsafe {
+            written(shape, |out| {
+                attention::forward(&call, elements(&qkv), &padding, out, None)
+            })
+        }
     }
 
     fn fused_attention_forward(
@@ -346,17 +367,19 @@ impl StokeOps for Flex {
         options: AttentionOptions,
     ) -> (FlexTensor, FlexTensor) {
         let call = attention_call(&qkv, &options);
-        let qkv = dense(qkv);
-        let mut out = output([call.batch, call.length, call.heads * call.head_dim]);
-        let mut lse = output([call.batch, call.heads, call.length]);
-        attention::forward(
-            &call,
-            elements(&qkv),
-            &bools(padding),
-            out.storage_mut::<f32>(),
-            Some(lse.storage_mut::<f32>()),
-        );
-        (out, lse)
+        let (qkv, padding) = (dense(qkv), bools(padding));
+        let shape = [call.batch, call.length, call.heads * call.head_dim];
+        let mut lse = None;
+        // SAFETY: `attention::forward` writes every output and log-sum-exp.
+        let out = unsafe {
+            written(shape, |out| {
+                let lse_shape = [call.batch, call.heads, call.length];
+                lse = Some(written(lse_shape, |lse| {
+                    attention::forward(&call, elements(&qkv), &padding, out, Some(lse))
+                }));
+            })
+        };
+        (out, lse.expect("written with the output"))
     }
 
     fn fused_attention_backward(
@@ -436,18 +459,17 @@ fn convolve(
     }
     let (x, weight, bias) = (dense(x), dense(weight), bias.map(dense));
     let geometry = Geometry::new(dims4(&x), dims4(&weight), &options);
-    let mut y = output([
+    let shape = [
         geometry.batch,
         geometry.filters,
         geometry.out[0],
         geometry.out[1],
-    ]);
-    conv::forward(
-        &geometry,
-        elements(&x),
-        elements(&weight),
-        bias.as_ref().map(elements),
-        y.storage_mut::<f32>(),
-    );
-    y
+    ];
+    let bias = bias.as_ref().map(elements);
+    // SAFETY: `conv::forward` writes every output.
+    unsafe {
+        written(shape, |y| {
+            conv::forward(&geometry, elements(&x), elements(&weight), bias, y)
+        })
+    }
 }

@@ -2,6 +2,8 @@
 //! Rows are split across threads in fixed groups, whose parameter-gradient sums are added in
 //! group order: the result does not depend on the thread count.
 
+use std::mem::MaybeUninit;
+
 use multiversion::multiversion;
 use rayon::prelude::*;
 
@@ -20,7 +22,7 @@ fn moments(row: &[f32], epsilon: f32) -> (f32, f32) {
 }
 
 /// `out = (x − mean) / σ · gamma + beta`, row by row; `x` and `out` hold rows of `gamma.len()`.
-pub fn forward(x: &[f32], gamma: &[f32], beta: &[f32], epsilon: f32, out: &mut [f32]) {
+pub fn forward(x: &[f32], gamma: &[f32], beta: &[f32], epsilon: f32, out: &mut [MaybeUninit<f32>]) {
     let d = gamma.len();
     out.par_chunks_mut(ROWS_PER_TASK * d)
         .zip(x.par_chunks(ROWS_PER_TASK * d))
@@ -28,12 +30,18 @@ pub fn forward(x: &[f32], gamma: &[f32], beta: &[f32], epsilon: f32, out: &mut [
 }
 
 #[multiversion(targets("x86_64+avx512f+avx512vl+avx512dq", "x86_64+avx2+fma"))]
-fn forward_rows(x: &[f32], gamma: &[f32], beta: &[f32], epsilon: f32, out: &mut [f32]) {
+fn forward_rows(
+    x: &[f32],
+    gamma: &[f32],
+    beta: &[f32],
+    epsilon: f32,
+    out: &mut [MaybeUninit<f32>],
+) {
     let d = gamma.len();
     for (out, x) in out.chunks_mut(d).zip(x.chunks(d)) {
         let (mean, rstd) = moments(x, epsilon);
         for (((out, &x), &g), &b) in out.iter_mut().zip(x).zip(gamma).zip(beta) {
-            *out = (x - mean) * rstd * g + b;
+            out.write((x - mean) * rstd * g + b);
         }
     }
 }
@@ -44,7 +52,7 @@ pub fn backward(
     gamma: &[f32],
     dy: &[f32],
     epsilon: f32,
-    dx: &mut [f32],
+    dx: &mut [MaybeUninit<f32>],
 ) -> (Vec<f32>, Vec<f32>) {
     let d = gamma.len();
     let rows = ROWS_PER_TASK * d;
@@ -73,7 +81,7 @@ fn backward_rows(
     gamma: &[f32],
     dy: &[f32],
     epsilon: f32,
-    dx: &mut [f32],
+    dx: &mut [MaybeUninit<f32>],
     dgamma: &mut [f32],
     dbeta: &mut [f32],
 ) {
@@ -90,7 +98,7 @@ fn backward_rows(
         let mean_scaled = math::sum(&scaled) / d as f32;
         let mean_product = math::dot(&scaled, &normalized) / d as f32;
         for i in 0..d {
-            dx[i] = rstd * (scaled[i] - mean_scaled - normalized[i] * mean_product);
+            dx[i].write(rstd * (scaled[i] - mean_scaled - normalized[i] * mean_product));
         }
     }
 }

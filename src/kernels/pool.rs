@@ -5,6 +5,8 @@
 //!
 //! The maximum of a window is its first largest value in row-major order, in both passes.
 
+use std::mem::MaybeUninit;
+
 use rayon::prelude::*;
 
 /// One pooling call's sizes.
@@ -48,13 +50,13 @@ impl Pool {
 }
 
 /// `out[plane, oh, ow]` = the largest value of its window.
-pub fn forward(p: &Pool, x: &[f32], out: &mut [f32]) {
+pub fn forward(p: &Pool, x: &[f32], out: &mut [MaybeUninit<f32>]) {
     out.par_chunks_mut(p.out_plane())
         .zip(x.par_chunks(p.plane()))
         .for_each(|(out, plane)| forward_plane(p, plane, out));
 }
 
-fn forward_plane(p: &Pool, plane: &[f32], out: &mut [f32]) {
+fn forward_plane(p: &Pool, plane: &[f32], out: &mut [MaybeUninit<f32>]) {
     let [_, ow_count] = p.out();
     for (oh, out) in out.chunks_mut(ow_count).enumerate() {
         if p.kernel == [2, 2] {
@@ -65,11 +67,11 @@ fn forward_plane(p: &Pool, plane: &[f32], out: &mut [f32]) {
                 .zip(top.chunks_exact(2))
                 .zip(bottom.chunks_exact(2))
             {
-                *out = first_max([t[0], t[1], b[0], b[1]]).1;
+                out.write(first_max([t[0], t[1], b[0], b[1]]).1);
             }
         } else {
             for (ow, out) in out.iter_mut().enumerate() {
-                *out = plane[p.argmax(plane, oh, ow)];
+                out.write(plane[p.argmax(plane, oh, ow)]);
             }
         }
     }
@@ -89,19 +91,20 @@ fn first_max(window: [f32; 4]) -> (usize, f32) {
 
 /// The input's gradient: each window's gradient at its maximum, zero elsewhere (and in the
 /// rows and columns past the last whole window).
-pub fn backward(p: &Pool, x: &[f32], dy: &[f32], dx: &mut [f32]) {
+pub fn backward(p: &Pool, x: &[f32], dy: &[f32], dx: &mut [MaybeUninit<f32>]) {
     dx.par_chunks_mut(p.plane())
         .zip(x.par_chunks(p.plane()).zip(dy.par_chunks(p.out_plane())))
         .for_each(|(dx, (plane, dy))| backward_plane(p, plane, dy, dx));
 }
 
-fn backward_plane(p: &Pool, plane: &[f32], dy: &[f32], dx: &mut [f32]) {
+fn backward_plane(p: &Pool, plane: &[f32], dy: &[f32], dx: &mut [MaybeUninit<f32>]) {
     let [oh_count, ow_count] = p.out();
+    let zero = MaybeUninit::new(0.0);
     if p.kernel != [2, 2] {
-        dx.fill(0.0);
+        dx.fill(zero);
         for oh in 0..oh_count {
             for ow in 0..ow_count {
-                dx[p.argmax(plane, oh, ow)] = dy[oh * ow_count + ow];
+                dx[p.argmax(plane, oh, ow)].write(dy[oh * ow_count + ow]);
             }
         }
         return;
@@ -117,13 +120,13 @@ fn backward_plane(p: &Pool, plane: &[f32], dy: &[f32], dx: &mut [f32]) {
             .zip(dx_bottom.chunks_exact_mut(2));
         for (((t, b), (dt, db)), &g) in windows.zip(targets).zip(dy) {
             let (index, _) = first_max([t[0], t[1], b[0], b[1]]);
-            let put = |i: usize| if i == index { g } else { 0.0 };
+            let put = |i: usize| MaybeUninit::new(if i == index { g } else { 0.0 });
             (dt[0], dt[1], db[0], db[1]) = (put(0), put(1), put(2), put(3));
         }
         // An odd last column belongs to no window.
-        dx_top[2 * ow_count..].fill(0.0);
-        dx_bottom[2 * ow_count..].fill(0.0);
+        dx_top[2 * ow_count..].fill(zero);
+        dx_bottom[2 * ow_count..].fill(zero);
     }
     // An odd last row belongs to no window.
-    dx[2 * oh_count * p.width..].fill(0.0);
+    dx[2 * oh_count * p.width..].fill(zero);
 }

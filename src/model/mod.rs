@@ -77,6 +77,7 @@ pub enum Model {
 /// A batch as a model takes it.
 // One per step, moved straight into `forward`: the size difference costs nothing.
 #[allow(clippy::large_enum_variant)]
+#[derive(Clone)]
 pub enum Input {
     /// Normalised images, `[batch, channels, height, width]`.
     Images(Tensor<4>),

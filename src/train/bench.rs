@@ -38,6 +38,9 @@ pub struct BenchReport {
     pub step_ms: f64,
     /// From the command's start (backend, data, model set up) to the end of the first step.
     pub time_to_first_step_s: f64,
+    /// The warm-up steps after the first, untimed in `samples_per_s`: on wgpu, kernel
+    /// compilation and autotuning happen here and in the first step.
+    pub warmup_s: f64,
 }
 
 /// Runs `warmup + steps` training steps; `started` is when the command began.
@@ -69,10 +72,12 @@ pub fn bench(
     model = step(model, &mut metrics, 0);
     metrics.take(); // Reading the loss waits for the device.
     let time_to_first_step = started.elapsed().as_secs_f64();
+    let warming = Instant::now();
     for index in 1..options.warmup {
         model = step(model, &mut metrics, index);
     }
     metrics.take();
+    let warmup_s = warming.elapsed().as_secs_f64();
 
     let warmup = options.warmup.max(1);
     let timed = Instant::now();
@@ -88,6 +93,7 @@ pub fn bench(
         tokens,
         seconds,
         time_to_first_step,
+        warmup_s,
     };
     Ok(report(&experiment, options, "training steps", timing))
 }
@@ -99,6 +105,7 @@ struct Timing {
     tokens: usize,
     seconds: f64,
     time_to_first_step: f64,
+    warmup_s: f64,
 }
 
 fn report(
@@ -121,6 +128,7 @@ fn report(
         tokens_per_s: (timing.tokens > 0).then(|| timing.tokens as f64 / seconds),
         step_ms: seconds * 1000.0 / options.steps.max(1) as f64,
         time_to_first_step_s: timing.time_to_first_step,
+        warmup_s: timing.warmup_s,
     }
 }
 
@@ -135,9 +143,11 @@ fn bench_data_path(
     let mut batches = Batches::new(experiment);
     drop(DeviceBatch::new(batches.next(), device));
     let time_to_first_step = started.elapsed().as_secs_f64();
+    let warming = Instant::now();
     for _ in 1..options.warmup {
         drop(DeviceBatch::new(batches.next(), device));
     }
+    let warmup_s = warming.elapsed().as_secs_f64();
     let timed = Instant::now();
     let (mut samples, mut tokens) = (0, 0);
     for _ in 0..options.steps {
@@ -152,6 +162,7 @@ fn bench_data_path(
         tokens,
         seconds: timed.elapsed().as_secs_f64(),
         time_to_first_step,
+        warmup_s,
     };
     Ok(report(experiment, options, "data path", timing))
 }

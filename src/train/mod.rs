@@ -27,6 +27,7 @@ pub use eval::{EvalReport, evaluate_run};
 pub use lr_find::{LrFindOptions, LrFindReport, lr_find};
 pub use measure::{Measured, MetricSpec};
 pub use metrics::{MetricRecord, SplitName, read_metrics};
+pub use optim::build_optimizer;
 pub use progress::format_duration;
 pub use run_dir::{RunDir, Summary};
 pub use step::DeviceBatch;
