@@ -75,6 +75,8 @@ impl RunningMetrics {
         samples: usize,
         tokens: usize,
     ) {
+        // Counted off the autodiff graph: its bookkeeping would cost more than the counting.
+        let (logits, loss, targets) = (logits.inner(), loss.inner(), targets.inner());
         let [rows, _] = logits.dims();
         if let Some(k) = self.spec.top_k {
             let (_, top) = logits.clone().topk_with_indices(k, 1);
@@ -172,6 +174,7 @@ impl RunningMetrics {
         if sums.samples == 0 {
             return metrics;
         }
+        let device = &device.clone().without_autodiff();
         let floats = |values: &[f64]| {
             let values: Vec<f32> = values.iter().map(|&v| v as f32).collect();
             Tensor::<1>::from_floats(values.as_slice(), device)

@@ -42,23 +42,12 @@ pub struct Normalization {
     pub std: Vec<f32>,
 }
 
-impl Normalization {
-    /// `table[channel][byte]`: the normalised value of each byte.
-    pub fn lookup_table(&self) -> Vec<[f32; 256]> {
-        self.mean
-            .iter()
-            .zip(&self.std)
-            .map(|(&mean, &std)| std::array::from_fn(|byte| (byte as f32 / 255.0 - mean) / std))
-            .collect()
-    }
-}
-
 /// `set` batched into `f32` normalised as `normalization` says: how training, evaluation and
 /// prediction all see images.
 pub fn normalized(set: Arc<ImageSet>, normalization: &Normalization) -> Arc<dyn Dataset> {
     Arc::new(NormalizedImages {
         set,
-        lut: normalization.lookup_table(),
+        normalization: normalization.clone(),
     })
 }
 
@@ -72,22 +61,36 @@ pub fn read_image(path: &Path, shape: ImageShape) -> Result<Vec<u8>, DataError> 
     folder::decode(path, shape, color)
 }
 
-/// Appends channel-major `image` to `pixels`, each channel's bytes through its table.
+/// Appends channel-major `image` to `pixels`, each channel's bytes normalised as
+/// `(byte / 255 − mean) / std`.
 pub(crate) fn push_normalized(
     pixels: &mut Vec<f32>,
     image: &[u8],
     plane: usize,
-    lut: &[[f32; 256]],
+    normalization: &Normalization,
 ) {
-    for (channel, lut) in image.chunks_exact(plane).zip(lut) {
-        pixels.extend(channel.iter().map(|&p| lut[p as usize]));
+    let channels = image.chunks_exact(plane);
+    for ((channel, &mean), &std) in channels.zip(&normalization.mean).zip(&normalization.std) {
+        push_channel(pixels, channel, mean, std);
     }
 }
 
-/// An image set batched into normalised `f32` through a per-channel lookup table.
+/// One channel of [`push_normalized`], vectorised. Each value is computed by the same IEEE
+/// operations in the same order on every CPU (no fused multiply-add), so batches are
+/// bit-identical everywhere.
+#[multiversion::multiversion(targets("x86_64+avx2+fma"))]
+fn push_channel(pixels: &mut Vec<f32>, channel: &[u8], mean: f32, std: f32) {
+    pixels.extend(
+        channel
+            .iter()
+            .map(|&byte| (byte as f32 / 255.0 - mean) / std),
+    );
+}
+
+/// An image set batched into normalised `f32`.
 struct NormalizedImages {
     set: Arc<ImageSet>,
-    lut: Vec<[f32; 256]>,
+    normalization: Normalization,
 }
 
 impl Dataset for NormalizedImages {
@@ -104,7 +107,7 @@ impl Dataset for NormalizedImages {
                 &mut pixels,
                 self.set.image(index as usize),
                 plane,
-                &self.lut,
+                &self.normalization,
             );
         }
         HostBatch::Images {
@@ -118,7 +121,7 @@ impl Dataset for NormalizedImages {
     }
 
     fn resident_bytes(&self) -> usize {
-        self.set.pixels.len() + self.set.labels.len() * 2 + self.lut.len() * 1024
+        self.set.pixels.len() + self.set.labels.len() * 2
     }
 
     fn sample_bytes(&self) -> usize {
@@ -341,14 +344,13 @@ mod tests {
     }
 
     #[test]
-    fn batches_normalise_through_the_table() {
+    fn batches_are_normalised() {
         let data = NormalizedImages {
             set: Arc::new(tiny_set(2)),
-            lut: Normalization {
+            normalization: Normalization {
                 mean: vec![0.5],
                 std: vec![0.5],
-            }
-            .lookup_table(),
+            },
         };
         let HostBatch::Images {
             pixels,

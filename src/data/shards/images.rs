@@ -22,7 +22,7 @@ pub struct ShardedImages {
     /// First record of each shard, then the total.
     starts: Vec<u32>,
     labels: Vec<u16>,
-    lut: Vec<[f32; 256]>,
+    normalization: Normalization,
 }
 
 struct Shard {
@@ -114,7 +114,10 @@ impl ShardedImages {
             shards,
             starts,
             labels,
-            lut: Vec::new(),
+            normalization: Normalization {
+                mean: Vec::new(),
+                std: Vec::new(),
+            },
         })
     }
 
@@ -164,7 +167,12 @@ impl Dataset for ShardedImages {
         let mut pixels = Vec::with_capacity(indices.len() * shape.len());
         for &index in indices {
             self.read_image(index, &mut image);
-            push_normalized(&mut pixels, &image, shape.height * shape.width, &self.lut);
+            push_normalized(
+                &mut pixels,
+                &image,
+                shape.height * shape.width,
+                &self.normalization,
+            );
         }
         HostBatch::Images {
             pixels,
@@ -324,17 +332,16 @@ pub fn load(config: &DataConfig, seed: u64) -> Result<Splits, DataError> {
     let all = (0..train.len() as u32).collect();
     let indices = hold_out(all, valid.is_some(), test.is_some(), config, seed);
     let normalization = normalization(config, manifest.as_ref(), &train, &indices[0]);
-    let lut = normalization.lookup_table();
     let shape = train.shape;
     let shard_starts = train.starts.clone();
     let own = [valid, test].map(|set| {
         set.map(|mut set| {
-            set.lut = lut.clone();
+            set.normalization = normalization.clone();
             let records = (0..set.len() as u32).collect();
             (Arc::new(set) as Arc<dyn Dataset>, records)
         })
     });
-    train.lut = lut;
+    train.normalization = normalization.clone();
     let [train, valid, test] = streamed_splits(Arc::new(train), shard_starts, indices, own, config);
     Ok(Splits {
         train,
