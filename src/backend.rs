@@ -147,6 +147,19 @@ fn open_wgpu() -> Result<(Device, Adapter), String> {
     OPENED.get_or_init(probe_wgpu).clone()
 }
 
+/// The adapter this process asks for: wgpu's preferred one, or on a machine that runs
+/// several ranks of a distributed run, the discrete GPU of this rank's index on the machine
+/// (`CUBECL_WGPU_DEFAULT_DEVICE` overrides both, as burn documents).
+fn device_kind() -> DeviceKind {
+    let world = crate::distributed::world();
+    let overridden = std::env::var_os("CUBECL_WGPU_DEFAULT_DEVICE").is_some();
+    if world.local_size() > 1 && !overridden {
+        DeviceKind::DiscreteGpu(world.local_rank())
+    } else {
+        DeviceKind::DefaultDevice
+    }
+}
+
 /// Opens the adapter on a separate thread, so a driver that hangs or panics costs a timeout
 /// instead of the run.
 fn probe_wgpu() -> Result<(Device, Adapter), String> {
@@ -155,7 +168,7 @@ fn probe_wgpu() -> Result<(Device, Adapter), String> {
         .name("stoke-wgpu-probe".into())
         .spawn(move || {
             let opened = Device::wgpu_options()
-                .device_kind(DeviceKind::DefaultDevice)
+                .device_kind(device_kind())
                 .init_with_setup()
                 .map(|(device, setup)| {
                     let info = setup.adapter.get_info();

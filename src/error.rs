@@ -34,6 +34,12 @@ pub enum Error {
         what: String,
         available: String,
     },
+    #[error("every checkpoint in {} is damaged:\n{}", root.display(), render_damaged(damaged))]
+    NoGoodCheckpoint {
+        root: PathBuf,
+        /// Each checkpoint, newest first, and what is wrong with it.
+        damaged: Vec<(String, String)>,
+    },
     #[error("run directory {} already exists and is not empty; choose another --run-dir, or continue it with --resume", .0.display())]
     RunDirExists(PathBuf),
     #[error("{} is not a run directory (it has no config.toml)", .0.display())]
@@ -53,6 +59,22 @@ pub enum Error {
     CorruptCheckpoint { dir: PathBuf, detail: String },
     #[error("cannot resume {} with a different {}:\n{}\n  only the run's length, evaluation, logging and checkpoint cadence and backend may change", run.display(), if changes.len() == 1 { "setting" } else { "settings" }, render_changes(changes))]
     IncompatibleResume { run: PathBuf, changes: Vec<Change> },
+    /// Ranks of one distributed run started from different inputs (checked at the start).
+    #[error(
+        "the {size} ranks of this run do not agree on {what}: rank {} differs from rank 0\n  every rank must run the same stoke on the same config and data",
+        render_ranks(ranks)
+    )]
+    RanksDisagree {
+        what: String,
+        ranks: Vec<usize>,
+        size: usize,
+    },
+    /// Ranks whose weights drifted apart during training (checked at every checkpoint).
+    #[error(
+        "rank {} no longer holds the same weights as rank 0 at step {step}; the checkpoint was not written",
+        render_ranks(ranks)
+    )]
+    RanksDiverged { step: usize, ranks: Vec<usize> },
     #[error("the training loss became {value} by step {step}; the run stopped without saving that state\n  the last good checkpoint is {}; lower optimizer.lr or set train.grad_clip_norm, then: stoke train --resume {}", last_good.as_deref().unwrap_or("none"), run.display())]
     NonFiniteLoss {
         step: usize,
@@ -60,6 +82,19 @@ pub enum Error {
         last_good: Option<String>,
         run: PathBuf,
     },
+}
+
+fn render_damaged(damaged: &[(String, String)]) -> String {
+    damaged
+        .iter()
+        .map(|(name, problem)| format!("  {name}: {problem}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn render_ranks(ranks: &[usize]) -> String {
+    let ranks: Vec<String> = ranks.iter().map(ToString::to_string).collect();
+    ranks.join(", ")
 }
 
 fn render_changes(changes: &[Change]) -> String {
@@ -83,6 +118,15 @@ impl Error {
         }
     }
 
+    /// Whether every rank of a distributed run meets this error at the same point (a
+    /// disagreement found by a collective check), so that no rank waits for another.
+    pub fn is_collective(&self) -> bool {
+        matches!(
+            self,
+            Error::RanksDisagree { .. } | Error::RanksDiverged { .. }
+        )
+    }
+
     /// 2 when the user can fix the input (config, data, paths), 1 otherwise.
     pub fn exit_code(&self) -> u8 {
         match self {
@@ -95,13 +139,16 @@ impl Error {
             | Error::NotARun(_)
             | Error::Usage(_)
             | Error::Artifact { .. }
-            | Error::IncompatibleResume { .. } => 2,
+            | Error::IncompatibleResume { .. }
+            | Error::RanksDisagree { .. } => 2,
             Error::Io { .. }
             | Error::Record { .. }
             | Error::Corrupt { .. }
             | Error::CheckpointWrite { .. }
             | Error::CorruptCheckpoint { .. }
-            | Error::NonFiniteLoss { .. } => 1,
+            | Error::NoGoodCheckpoint { .. }
+            | Error::NonFiniteLoss { .. }
+            | Error::RanksDiverged { .. } => 1,
         }
     }
 }

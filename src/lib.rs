@@ -7,6 +7,7 @@ pub mod backend;
 pub mod cli;
 pub mod config;
 pub mod data;
+pub mod distributed;
 mod error;
 pub mod export;
 pub mod files;

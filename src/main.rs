@@ -10,14 +10,37 @@ fn main() -> ExitCode {
     keep_freed_pages();
     quiet_vulkan_loader();
     keep_default_device_on_the_cpu();
-    let cli = stoke::cli::Cli::parse();
-    match stoke::cli::run(cli) {
-        Ok(code) => ExitCode::from(code),
+    // Before any thread starts: MPI wants to be initialised first. Held to the end of `main`,
+    // where dropping it leaves MPI.
+    let _membership = match stoke::distributed::init() {
+        Ok(membership) => membership,
         Err(err) => {
             eprintln!("error: {err}");
-            ExitCode::from(err.exit_code())
+            return ExitCode::from(err.exit_code());
         }
+    };
+    let cli = stoke::cli::Cli::parse();
+    let code = match stoke::cli::run(cli) {
+        Ok(code) => code,
+        Err(err) => report(&err),
+    };
+    ExitCode::from(code)
+}
+
+/// Prints `err` and returns its exit code. A rank of a distributed run says which rank it is
+/// and, unless every rank met the same error at the same point, ends the whole job: the
+/// others would wait for it forever.
+fn report(err: &stoke::Error) -> u8 {
+    let world = stoke::distributed::world();
+    if !world.is_distributed() {
+        eprintln!("error: {err}");
+        return err.exit_code();
     }
+    eprintln!("error (rank {} of {}): {err}", world.rank(), world.size());
+    if !err.is_collective() {
+        world.abort(err.exit_code());
+    }
+    err.exit_code()
 }
 
 /// Mesa's Vulkan drivers print an error per adapter when XDG_RUNTIME_DIR is unset, which

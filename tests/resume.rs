@@ -458,6 +458,59 @@ fn resume_refuses_a_changed_model_or_dataset_and_names_the_keys() {
 }
 
 #[test]
+fn resume_checks_against_the_checkpoint_not_an_edited_config_toml() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let mut partial = sets();
+    partial.push("train.max_steps=10".into());
+    train("configs/mnist-mlp.toml", &partial, &run);
+    // Keys a resume may not change, edited by hand in the run's own config.toml.
+    let config = fs::read_to_string(run.join("config.toml")).unwrap();
+    let edited = config
+        .replace("seed = 42", "seed = 7")
+        .replace("lr = 0.001", "lr = 0.5");
+    assert_ne!(config, edited, "the config has the keys this test edits");
+    fs::write(run.join("config.toml"), edited).unwrap();
+    stoke()
+        .args(["train", "--resume"])
+        .arg(&run)
+        .args(["--set", "train.max_steps=12"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("cannot resume"))
+        .stderr(predicate::str::contains("run.seed: 42 in the run, 7 now"))
+        .stderr(predicate::str::contains(
+            "optimizer.lr: 0.001 in the run, 0.5 now",
+        ));
+}
+
+#[test]
+fn resume_with_every_checkpoint_damaged_says_how_each_is_damaged() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let mut partial = sets();
+    partial.push("train.max_steps=10".into());
+    train("configs/mnist-mlp.toml", &partial, &run);
+    let checkpoints = run.join("checkpoints");
+    for name in ["step-5", "step-10"] {
+        let model = checkpoints.join(name).join("model.bpk");
+        let bytes = fs::read(&model).unwrap();
+        fs::write(&model, &bytes[..bytes.len() / 2]).unwrap();
+    }
+    stoke()
+        .args(["train", "--resume"])
+        .arg(&run)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("every checkpoint in"))
+        .stderr(predicate::str::contains("step-10: checkpoint"))
+        .stderr(predicate::str::contains(
+            "step-5 is damaged: model.bpk does not match its checksum",
+        ))
+        .stderr(predicate::str::contains("any complete checkpoint").not());
+}
+
+#[test]
 fn a_finished_run_can_be_extended_with_more_epochs() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");

@@ -12,6 +12,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::Error;
 use crate::backend;
 use crate::config::{self, BackendChoice, ExperimentConfig};
+use crate::distributed;
 use crate::train::{
     self, BenchOptions, CheckpointChoice, Experiment, Outcome, RunDir, SplitName, TrainOptions,
 };
@@ -42,6 +43,10 @@ enum Command {
         /// Write the run into this directory instead of a new one under run.runs_dir.
         #[arg(long, value_name = "DIR", conflicts_with = "resume")]
         run_dir: Option<PathBuf>,
+        /// Train on N processes of this machine: runs `mpirun -np N` over this command
+        /// (needs a build with `--features distributed`).
+        #[arg(long, value_name = "N")]
+        nproc: Option<usize>,
     },
     /// List the compute backends this machine offers and the one `auto` picks.
     Devices {
@@ -224,7 +229,17 @@ fn parse_backend(text: &str) -> Result<BackendChoice, Error> {
 
 fn select_backend(config: &ExperimentConfig) -> Result<backend::SelectedBackend, Error> {
     let selected = backend::select(config.run.backend, config.run.cpu_backend)?;
-    eprintln!("backend: {}", selected.reason);
+    let world = distributed::world();
+    if world.is_root() {
+        match world.is_distributed() {
+            true => eprintln!(
+                "backend: {} (on each of {} ranks)",
+                selected.reason,
+                world.size()
+            ),
+            false => eprintln!("backend: {}", selected.reason),
+        }
+    }
     Ok(selected)
 }
 
@@ -273,6 +288,14 @@ fn prepare(config: ExperimentConfig) -> Result<Experiment, Error> {
 /// Runs the command; returns the process's exit code.
 pub fn run(cli: Cli) -> Result<u8, Error> {
     let started = Instant::now();
+    let world = distributed::world();
+    if world.is_distributed() && !matches!(cli.command, Command::Train { .. }) {
+        return Err(Error::Usage(format!(
+            "this is one of {} processes, but only `stoke train` runs on several; start the \
+             other commands without mpirun",
+            world.size()
+        )));
+    }
     match cli.command {
         Command::Train {
             config,
@@ -280,7 +303,17 @@ pub fn run(cli: Cli) -> Result<u8, Error> {
             checkpoint,
             overrides,
             run_dir,
+            nproc,
         } => {
+            if let Some(nproc) = nproc {
+                if world.is_distributed() {
+                    return Err(Error::Usage(
+                        "--nproc launches the ranks itself; under mpirun or srun leave it out"
+                            .into(),
+                    ));
+                }
+                return distributed::launch(nproc, std::env::args_os().collect());
+            }
             let outcome = match (config, resume) {
                 (_, Some(run_path)) => {
                     let (run, saved) = RunDir::open(&run_path)?;

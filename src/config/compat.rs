@@ -39,12 +39,26 @@ pub struct Change {
 
 /// The changes from `saved` to `requested` that a resumed run cannot take.
 pub fn unsafe_changes(saved: &ExperimentConfig, requested: &ExperimentConfig) -> Vec<Change> {
-    let (saved, requested) = (flatten(saved), flatten(requested));
-    let keys: std::collections::BTreeSet<&String> = saved.keys().chain(requested.keys()).collect();
+    changes_from(&fixed_keys(saved), requested)
+}
+
+/// Every key a resumed run may not change, with its value: what a checkpoint records, so
+/// that a resume names any key that differs from what the checkpoint was trained with, also
+/// one edited by hand in the run's `config.toml`.
+pub fn fixed_keys(config: &ExperimentConfig) -> BTreeMap<String, String> {
+    flatten(config)
+        .into_iter()
+        .filter(|(key, _)| !is_safe(key))
+        .collect()
+}
+
+/// The keys whose values in `requested` differ from `fixed` (from [`fixed_keys`]).
+pub fn changes_from(fixed: &BTreeMap<String, String>, requested: &ExperimentConfig) -> Vec<Change> {
+    let requested = fixed_keys(requested);
+    let keys: std::collections::BTreeSet<&String> = fixed.keys().chain(requested.keys()).collect();
     keys.into_iter()
-        .filter(|key| !is_safe(key))
         .filter_map(|key| {
-            let (before, after) = (saved.get(key), requested.get(key));
+            let (before, after) = (fixed.get(key), requested.get(key));
             (before != after).then(|| Change {
                 key: key.clone(),
                 saved: before.cloned().unwrap_or_else(|| "(not set)".into()),
@@ -52,6 +66,15 @@ pub fn unsafe_changes(saved: &ExperimentConfig, requested: &ExperimentConfig) ->
             })
         })
         .collect()
+}
+
+/// SHA-256 of [`fixed_keys`]: what every rank of a distributed run must agree on.
+pub fn fixed_keys_digest(config: &ExperimentConfig) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    for (key, value) in fixed_keys(config) {
+        hasher.update(format!("{key}={value}\n"));
+    }
+    hasher.finalize().into()
 }
 
 fn is_safe(key: &str) -> bool {

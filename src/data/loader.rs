@@ -84,6 +84,39 @@ fn shuffle_through_buffer(
     order
 }
 
+/// One of `count` equal parts of a stream of batches: rank `index` of a distributed run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Part {
+    pub index: usize,
+    pub count: usize,
+}
+
+impl Part {
+    /// All of it: one process.
+    pub const WHOLE: Part = Part { index: 0, count: 1 };
+}
+
+/// The samples of `order` that `part` takes when `order` is cut into groups of
+/// `part.count × batch` samples (one global step, or one round of evaluation batches) and
+/// part `i` takes the `i`-th `batch` samples of each group. Cut into batches of `batch`, the
+/// result gives a part one batch per group, in order; in the last group, which may be short,
+/// a part's batch may be smaller or missing.
+pub fn part_of_batches(order: &Arc<Vec<u32>>, batch: usize, part: Part) -> Arc<Vec<u32>> {
+    if part.count == 1 {
+        return order.clone();
+    }
+    let group = batch * part.count;
+    let taken = order
+        .chunks(group)
+        .flat_map(|group| {
+            let start = (part.index * batch).min(group.len());
+            &group[start..(start + batch).min(group.len())]
+        })
+        .copied()
+        .collect();
+    Arc::new(taken)
+}
+
 /// Number of batches (the last may be partial) for `samples` at `batch_size`.
 pub fn batch_count(samples: usize, batch_size: usize) -> usize {
     samples.div_ceil(batch_size)
@@ -267,6 +300,22 @@ mod tests {
                 "{workers} workers from batch 2"
             );
         }
+    }
+
+    #[test]
+    fn parts_take_their_slice_of_each_group() {
+        let order = Arc::new((0..11).collect::<Vec<u32>>());
+        let part = |index| part_of_batches(&order, 3, Part { index, count: 2 });
+        // Groups of 6: [0..6), [6..11); rank 0 takes the first 3 of each, rank 1 the rest.
+        assert_eq!(*part(0), [0, 1, 2, 6, 7, 8]);
+        assert_eq!(*part(1), [3, 4, 5, 9, 10]);
+        let short = Arc::new((0..7).collect::<Vec<u32>>());
+        let second = part_of_batches(&short, 3, Part { index: 1, count: 2 });
+        assert_eq!(*second, [3, 4, 5], "no batch in the short last group");
+        assert!(Arc::ptr_eq(
+            &part_of_batches(&order, 3, Part::WHOLE),
+            &order
+        ));
     }
 
     #[test]

@@ -25,7 +25,9 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 pub use image::{ImageSet, Normalization, normalized, read_image};
-pub use loader::{BatchStream, Ordering, StreamPlan, batch_count, epoch_order};
+pub use loader::{
+    BatchStream, Ordering, Part, StreamPlan, batch_count, epoch_order, part_of_batches,
+};
 pub use text::{Tokenizer, labelled_texts};
 
 use crate::config::{DataConfig, DatasetKind, OnError};

@@ -4,8 +4,11 @@
 //! it, and the result never depends on the thread count.
 //!
 //! Keys come from the step's dropout stream: reseeded from `(run seed, step)` before every step
-//! (as burn's device RNG is), each dropout call takes the next key, so a resumed run draws the
-//! same masks as the uninterrupted one.
+//! (as burn's device RNG is), restarted at each pass of the step from the pass's index among
+//! all the step's passes, and each dropout call takes the next key. So a resumed run draws the
+//! same masks as the uninterrupted one, and a pass draws the same masks whichever process
+//! runs it: pass 3 of a step is the same on one process with 4 accumulated passes as on rank
+//! 1 of 2 ranks with 2 passes each.
 
 use std::mem::MaybeUninit;
 use std::sync::Mutex;
@@ -24,6 +27,15 @@ pub fn seed_dropout(seed: u64) {
     *STREAM
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner()) = (seed, 0);
+}
+
+/// Restarts the step's stream for its pass `pass` (counted over all the step's passes, on all
+/// ranks). Pass 0's keys are those of a step with no restart.
+pub fn start_dropout_pass(pass: usize) {
+    let mut stream = STREAM
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    stream.1 = (pass as u64) << 32;
 }
 
 /// The next key of the stream.

@@ -35,7 +35,7 @@ use burn::prelude::*;
 use burn::tensor::ops::ConvOptions;
 
 pub use adam::AdamStep;
-pub use dropout::seed_dropout;
+pub use dropout::{seed_dropout, start_dropout_pass};
 
 /// What one attention call computes.
 #[derive(Clone, Debug)]

@@ -157,10 +157,18 @@ impl Model {
     /// SHA-256 of every parameter and running statistic, in module order: equal digests mean
     /// bitwise-equal weights.
     pub fn weights_sha256(&self) -> String {
+        self.weights_digest()
+            .iter()
+            .map(|byte| format!("{byte:02x}"))
+            .collect()
+    }
+
+    /// SHA-256 of every weight and buffer, in module order.
+    pub fn weights_digest(&self) -> [u8; 32] {
         let mut hasher = WeightHasher(Sha256::new());
         // `valid()` first folds pending batch-norm running-statistic updates in.
         self.valid().visit(&mut hasher);
-        format!("{:x}", hasher.0.finalize())
+        hasher.0.finalize().into()
     }
 }
 

@@ -8,7 +8,7 @@ use serde::Serialize;
 use super::Experiment;
 use super::measure::RunningMetrics;
 use super::optim::{build_optimizer, build_scheduler};
-use super::step::{DeviceBatch, Stepper};
+use super::step::{DeviceBatch, StepShare, Stepper};
 use super::trainer::seed_step;
 use crate::Error;
 use crate::backend::BackendName;
@@ -66,7 +66,15 @@ pub fn bench(
     let mut step = |model: crate::model::Model, metrics: &mut RunningMetrics, index: usize| {
         seed_step(&device, config.run.seed, index);
         let batch = DeviceBatch::passes(batches.next(), config.train.batch_size, &device);
-        stepper.step(model, &mut optimizer, scheduler.step(), batch, metrics)
+        let share = StepShare::alone(&batch);
+        stepper.step(
+            model,
+            &mut optimizer,
+            scheduler.step(),
+            batch,
+            share,
+            metrics,
+        )
     };
 
     model = step(model, &mut metrics, 0);

@@ -44,6 +44,10 @@ pub struct Manifest {
     pub model: String,
     /// SHA-256 of the config keys that define the model and the data.
     pub definition_hash: String,
+    /// Every config key a resumed run may not change, with the value it was trained with
+    /// (empty in checkpoints of stoke before 0.1 recorded them).
+    #[serde(default)]
+    pub fixed_keys: BTreeMap<String, String>,
     pub files: BTreeMap<String, FileDigest>,
 }
 
@@ -126,6 +130,7 @@ pub struct Snapshot<'a> {
     pub state: &'a TrainingState,
     pub model_kind: &'a str,
     pub definition_hash: &'a str,
+    pub fixed_keys: &'a BTreeMap<String, String>,
     /// What the model was built for; with the tokenizer, all inference needs besides weights.
     pub spec: &'a DataSpec,
     pub tokenizer: Option<&'a Tokenizer>,
@@ -220,6 +225,7 @@ impl Checkpoints {
             step: snapshot.state.global_step,
             model: snapshot.model_kind.to_string(),
             definition_hash: snapshot.definition_hash.to_string(),
+            fixed_keys: snapshot.fixed_keys.clone(),
             files,
         };
         let manifest = serde_json::to_vec_pretty(&manifest).expect("manifest serializes");
@@ -291,7 +297,13 @@ impl Checkpoints {
                 Err(err) => skipped.push((name, err.to_string())),
             }
         }
-        Err(self.missing("any complete checkpoint"))
+        if skipped.is_empty() {
+            return Err(self.missing("any complete checkpoint"));
+        }
+        Err(Error::NoGoodCheckpoint {
+            root: self.root.clone(),
+            damaged: skipped,
+        })
     }
 
     fn missing(&self, what: &str) -> Error {

@@ -4,7 +4,9 @@
 //! - `abort-in-checkpoint:<step>`: end the process at once (as a SIGKILL would, with no
 //!   cleanup) in the middle of writing checkpoint `<step>`, after its model file;
 //! - `fail-checkpoint-write:<step>`: fail the write of checkpoint `<step>` as a full disk would;
-//! - `slow-steps:<ms>`: sleep after every training step, so a test can kill a run mid-way.
+//! - `slow-steps:<ms>`: sleep after every training step, so a test can kill a run mid-way;
+//! - `kill-rank:<rank>:<step>`: rank `<rank>` of a distributed run sends itself SIGKILL after
+//!   step `<step>`, as a crashed machine would vanish.
 //!
 //! Without the variable nothing happens.
 
@@ -18,6 +20,7 @@ enum Fault {
     AbortInCheckpoint(usize),
     FailCheckpointWrite(usize),
     SlowSteps(u64),
+    KillRank { rank: usize, step: usize },
 }
 
 fn faults() -> &'static [Fault] {
@@ -27,6 +30,11 @@ fn faults() -> &'static [Fault] {
         spec.split(',')
             .filter_map(|fault| {
                 let (kind, value) = fault.trim().split_once(':')?;
+                if kind == "kill-rank" {
+                    let (rank, step) = value.split_once(':')?;
+                    let (rank, step) = (rank.parse().ok()?, step.parse().ok()?);
+                    return Some(Fault::KillRank { rank, step });
+                }
                 let value: u64 = value.parse().ok()?;
                 match kind {
                     "abort-in-checkpoint" => Some(Fault::AbortInCheckpoint(value as usize)),
@@ -63,10 +71,23 @@ pub fn before_checkpoint_file(step: usize, file: &str) -> Result<(), Error> {
 }
 
 /// Called after every training step.
-pub fn after_step() {
+pub fn after_step(step: usize, rank: usize) {
     for fault in faults() {
-        if let Fault::SlowSteps(ms) = *fault {
-            std::thread::sleep(Duration::from_millis(ms));
+        match *fault {
+            Fault::SlowSteps(ms) => std::thread::sleep(Duration::from_millis(ms)),
+            Fault::KillRank {
+                rank: victim,
+                step: at,
+            } if victim == rank && at == step => {
+                eprintln!("STOKE_FAULT: rank {rank} kills itself after step {step}");
+                #[cfg(unix)]
+                // SAFETY: sends a signal to this very process.
+                unsafe {
+                    libc::kill(libc::getpid(), libc::SIGKILL);
+                }
+                std::process::abort();
+            }
+            _ => {}
         }
     }
 }

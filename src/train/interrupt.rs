@@ -1,6 +1,7 @@
-//! Ctrl-C (and SIGTERM, as schedulers send before pre-empting a job): the first one asks the
-//! loop to finish its step, save a checkpoint and stop; a second one exits at once, which
-//! still leaves the last complete checkpoint intact (checkpoints are written atomically).
+//! Ctrl-C (and SIGTERM, as schedulers send before pre-empting a job, and SIGUSR1, which
+//! `mpirun` passes on to every rank at once): the first one asks the loop to finish its step,
+//! save a checkpoint and stop; a second one exits at once, which still leaves the last
+//! complete checkpoint intact (checkpoints are written atomically).
 
 use std::sync::Once;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -24,7 +25,21 @@ pub fn install() {
         if let Err(err) = installed {
             eprintln!("warning: cannot handle Ctrl-C gracefully: {err}");
         }
+        on_sigusr1();
     });
+}
+
+/// SIGUSR1 counts as a first interrupt (the handler only bumps the counter, which is
+/// async-signal-safe; the loop says what it does when it sees it).
+fn on_sigusr1() {
+    #[cfg(unix)]
+    {
+        extern "C" fn handler(_: libc::c_int) {
+            SIGNALS.fetch_max(1, Ordering::SeqCst);
+        }
+        // SAFETY: installs a handler that touches only an atomic.
+        unsafe { libc::signal(libc::SIGUSR1, handler as *const () as libc::sighandler_t) };
+    }
 }
 
 /// Whether the user asked the run to stop.

@@ -11,7 +11,7 @@ use super::Experiment;
 use super::bench::Batches;
 use super::measure::RunningMetrics;
 use super::optim::build_optimizer;
-use super::step::{DeviceBatch, Stepper};
+use super::step::{DeviceBatch, StepShare, Stepper};
 use super::trainer::seed_step;
 use crate::Error;
 use crate::plot::{Lines, write_lines};
@@ -56,7 +56,8 @@ pub fn lr_find(
         let lr = options.start_lr * growth.powi(step as i32);
         seed_step(&device, config.run.seed, step);
         let passes = DeviceBatch::passes(batches.next(), config.train.batch_size, &device);
-        model = stepper.step(model, &mut optimizer, lr, passes, &mut metrics);
+        let share = StepShare::alone(&passes);
+        model = stepper.step(model, &mut optimizer, lr, passes, share, &mut metrics);
         let loss = metrics.take().map_or(f64::NAN, |m| m.loss);
         average = SMOOTHING * average + (1.0 - SMOOTHING) * loss;
         let smoothed = average / (1.0 - SMOOTHING.powi(step as i32 + 1));

@@ -128,10 +128,6 @@ impl RunningMetrics {
         self.tokens += tokens;
     }
 
-    pub fn samples(&self) -> usize {
-        self.samples
-    }
-
     /// The sums so far, read back without resetting them (a device sync).
     pub fn sums(&self) -> IntervalSums {
         let floats =
@@ -197,24 +193,49 @@ impl RunningMetrics {
         metrics
     }
 
-    /// Reads the sums back (a device sync) and starts over.
-    pub fn take(&mut self) -> Option<Measured> {
-        if self.samples == 0 {
-            return None;
-        }
-        let sums = self.sums();
+    /// Reads the sums back (a device sync) and starts over; zeros when nothing was added.
+    pub fn take_sums(&mut self) -> IntervalSums {
+        let sums = if self.samples == 0 {
+            IntervalSums::default()
+        } else {
+            self.sums()
+        };
         *self = Self::new(self.spec);
-        Some(Measured {
+        sums
+    }
+
+    /// Reads the metrics back (a device sync) and starts over.
+    pub fn take(&mut self) -> Option<Measured> {
+        let spec = self.spec;
+        Measured::from_sums(&self.take_sums(), spec)
+    }
+}
+
+impl Measured {
+    /// The metrics of `sums`; `None` when they hold no sample.
+    pub fn from_sums(sums: &IntervalSums, spec: MetricSpec) -> Option<Self> {
+        (sums.samples > 0).then(|| Measured {
             loss: sums.loss_sum / sums.predictions as f64,
             accuracy: sums.correct as f64 / sums.predictions as f64,
             samples: sums.samples,
             tokens: sums.tokens,
             macro_f1: (!sums.actual.is_empty())
                 .then(|| macro_f1(&sums.true_positives, &sums.predicted, &sums.actual)),
-            top_k_accuracy: self
-                .spec
+            top_k_accuracy: spec
                 .top_k
                 .map(|_| sums.top_k_correct as f64 / sums.predictions as f64),
+        })
+    }
+
+    /// The metrics of a split's `sums`: NaN where they hold no sample (an empty split).
+    pub fn of_split(sums: &IntervalSums, spec: MetricSpec) -> Self {
+        Self::from_sums(sums, spec).unwrap_or(Measured {
+            loss: f64::NAN,
+            accuracy: f64::NAN,
+            samples: 0,
+            tokens: 0,
+            macro_f1: None,
+            top_k_accuracy: None,
         })
     }
 }

@@ -97,7 +97,9 @@ impl MetricRecord {
 
 pub struct MetricsLog {
     path: PathBuf,
-    writer: BufWriter<File>,
+    /// `None` on the ranks of a distributed run that do not write the run directory: they
+    /// count the lines rank 0 writes and write none.
+    writer: Option<BufWriter<File>>,
     lines: usize,
 }
 
@@ -106,9 +108,18 @@ impl MetricsLog {
         let file = File::create(path).map_err(|source| Error::io(path, source))?;
         Ok(Self {
             path: path.to_path_buf(),
-            writer: BufWriter::new(file),
+            writer: Some(BufWriter::new(file)),
             lines: 0,
         })
+    }
+
+    /// A log that only counts, starting at `lines`: on ranks other than 0.
+    pub fn counting(path: &Path, lines: usize) -> Self {
+        Self {
+            path: path.to_path_buf(),
+            writer: None,
+            lines,
+        }
     }
 
     /// Reopens a run's log keeping only its first `lines` lines: the records a resumed
@@ -128,7 +139,7 @@ impl MetricsLog {
             .map_err(|source| Error::io(path, source))?;
         let log = Self {
             path: path.to_path_buf(),
-            writer: BufWriter::new(file),
+            writer: Some(BufWriter::new(file)),
             lines: kept,
         };
         Ok((log, all.len() - kept))
@@ -136,10 +147,12 @@ impl MetricsLog {
 
     /// Appends one record and flushes it, so a killed run keeps every line it logged.
     pub fn append(&mut self, record: &MetricRecord) -> Result<(), Error> {
-        let line = serde_json::to_string(record).expect("metric records serialize");
-        writeln!(self.writer, "{line}")
-            .and_then(|()| self.writer.flush())
-            .map_err(|source| Error::io(&self.path, source))?;
+        if let Some(writer) = &mut self.writer {
+            let line = serde_json::to_string(record).expect("metric records serialize");
+            writeln!(writer, "{line}")
+                .and_then(|()| writer.flush())
+                .map_err(|source| Error::io(&self.path, source))?;
+        }
         self.lines += 1;
         Ok(())
     }
@@ -151,9 +164,12 @@ impl MetricsLog {
 
     /// Makes the lines written so far durable (before a checkpoint that counts them).
     pub fn sync(&mut self) -> Result<(), Error> {
-        self.writer
+        let Some(writer) = &mut self.writer else {
+            return Ok(());
+        };
+        writer
             .flush()
-            .and_then(|()| self.writer.get_ref().sync_data())
+            .and_then(|()| writer.get_ref().sync_data())
             .map_err(|source| Error::io(&self.path, source))
     }
 }

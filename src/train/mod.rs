@@ -13,6 +13,7 @@ pub mod metrics;
 mod optim;
 pub mod precision;
 mod progress;
+mod ranks;
 pub mod reports;
 pub mod run_dir;
 pub mod runs;

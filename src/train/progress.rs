@@ -23,6 +23,8 @@ enum Mode {
     Bar,
     Plain,
     Quiet,
+    /// Nothing at all: ranks other than 0 of a distributed run.
+    Silent,
 }
 
 impl Progress {
@@ -42,8 +44,22 @@ impl Progress {
         }
     }
 
-    /// A line that is always shown (run directory, backend, results).
+    /// Shows nothing, not even [`say`](Self::say)'s lines.
+    pub fn silent(epochs: usize) -> Self {
+        Self {
+            mode: Mode::Silent,
+            bar: None,
+            epochs,
+            epoch: 0,
+            batches: 0,
+        }
+    }
+
+    /// A line that is always shown (run directory, backend, results), unless silent.
     pub fn say(&self, line: &str) {
+        if self.mode == Mode::Silent {
+            return;
+        }
         match &self.bar {
             Some(bar) => bar.suspend(|| eprintln!("{line}")),
             None => eprintln!("{line}"),
@@ -102,7 +118,7 @@ impl Progress {
                 self.batches,
                 format_duration(eta_s)
             ),
-            Mode::Quiet => {}
+            Mode::Quiet | Mode::Silent => {}
         }
     }
 

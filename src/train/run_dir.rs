@@ -163,6 +163,12 @@ impl RunDir {
         )
     }
 
+    /// Records the ranks of a distributed run (`world.json`).
+    pub fn write_world(&self, record: &DistributedRecord) -> Result<(), Error> {
+        let json = serde_json::to_vec_pretty(record).expect("the record serializes");
+        write_atomic(&self.path.join("world.json"), &json)
+    }
+
     /// Records a resumed run's config (it may extend the run).
     pub fn rewrite_config(&self, config: &ExperimentConfig) -> Result<(), Error> {
         write_atomic(
@@ -240,4 +246,42 @@ pub struct Summary {
     /// Mean training throughput.
     pub train_samples_per_s: f64,
     pub wall_time_s: f64,
+    /// The ranks of a distributed run and what its all-reduce cost.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distributed: Option<DistributedRecord>,
+}
+
+/// `world.json` of a distributed run (and `summary.json`'s `distributed`): the ranks and
+/// each one's share of a step.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DistributedRecord {
+    pub world_size: usize,
+    /// Samples of one pass on one rank (`train.batch_size`).
+    pub per_rank_batch_size: usize,
+    pub grad_accum_steps: usize,
+    /// Samples of one optimizer step over all ranks.
+    pub global_batch_size: usize,
+    /// Gradient values summed per step (the model's trainable parameters).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub all_reduce_values: Option<usize>,
+    /// Seconds this session spent summing gradients over the ranks, and their share of its
+    /// training time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub all_reduce_s: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub all_reduce_share: Option<f64>,
+}
+
+impl DistributedRecord {
+    pub fn new(train: &crate::config::TrainConfig, world_size: usize) -> Self {
+        Self {
+            world_size,
+            per_rank_batch_size: train.batch_size,
+            grad_accum_steps: train.grad_accum_steps,
+            global_batch_size: world_size * train.samples_per_step(),
+            all_reduce_values: None,
+            all_reduce_s: None,
+            all_reduce_share: None,
+        }
+    }
 }

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::measure::Measured;
 use super::precision::LossScale;
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainingState {
     /// Optimizer steps taken.
     pub global_step: usize,
@@ -43,6 +43,43 @@ pub struct TrainingState {
     /// f16 loss scaling (`train.precision = "f16-mixed"`).
     #[serde(default)]
     pub loss_scale: Option<LossScale>,
+    /// Ranks the run trains on (1: one process).
+    #[serde(default = "one")]
+    pub world_size: usize,
+    /// In a distributed run, each rank's own unfinished interval, by rank (`interval` is
+    /// then their total), so that every rank of a resumed run continues its own sums.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rank_intervals: Vec<IntervalSums>,
+}
+
+fn one() -> usize {
+    1
+}
+
+impl Default for TrainingState {
+    fn default() -> Self {
+        Self {
+            global_step: 0,
+            epoch: 0,
+            batch_in_epoch: 0,
+            lr: 0.0,
+            interval: IntervalSums::default(),
+            epoch_parts: Vec::new(),
+            last_epoch_train: None,
+            last_valid: None,
+            best: Vec::new(),
+            early_stopping: EarlyStoppingState::default(),
+            metrics_lines: 0,
+            elapsed_s: 0.0,
+            epoch_time_s: Vec::new(),
+            trained_samples: 0,
+            trained_s: 0.0,
+            checkpoint_time_s: Vec::new(),
+            loss_scale: None,
+            world_size: 1,
+            rank_intervals: Vec::new(),
+        }
+    }
 }
 
 /// Sums of the training metrics on the device, read back (losslessly: f32 sums in f64).
@@ -59,6 +96,51 @@ pub struct IntervalSums {
     pub true_positives: Vec<f64>,
     pub predicted: Vec<f64>,
     pub actual: Vec<f64>,
+}
+
+impl IntervalSums {
+    /// The sums as `6 + 3 · classes` numbers, to be added over ranks (every count here is
+    /// below 2^53, so f64 holds it exactly).
+    pub fn to_values(&self, classes: usize) -> Vec<f64> {
+        let mut values = vec![
+            self.loss_sum,
+            self.correct as f64,
+            self.top_k_correct as f64,
+            self.predictions as f64,
+            self.samples as f64,
+            self.tokens as f64,
+        ];
+        for counts in [&self.true_positives, &self.predicted, &self.actual] {
+            let start = values.len();
+            values.extend_from_slice(counts);
+            values.resize(start + classes, 0.0);
+        }
+        values
+    }
+
+    /// The inverse of [`to_values`](Self::to_values); per-class counts stay empty when no
+    /// class was counted.
+    pub fn from_values(values: &[f64], classes: usize) -> Self {
+        let counts = |i: usize| -> Vec<f64> {
+            let counts = &values[6 + i * classes..6 + (i + 1) * classes];
+            if values[4] > 0.0 {
+                counts.to_vec()
+            } else {
+                Vec::new()
+            }
+        };
+        Self {
+            loss_sum: values[0],
+            correct: values[1] as i64,
+            top_k_correct: values[2] as i64,
+            predictions: values[3] as usize,
+            samples: values[4] as usize,
+            tokens: values[5] as usize,
+            true_positives: counts(0),
+            predicted: counts(1),
+            actual: counts(2),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -11,8 +11,10 @@ use burn::tensor::FloatDType;
 use super::measure::{Measured, MetricSpec, RunningMetrics};
 use super::optim::{clip_factor, clip_global_norm, rescale, squared_norm};
 use super::precision::{Autocast, LossScale};
+use super::state::IntervalSums;
 use crate::config::{ClipScope, TrainConfig};
-use crate::data::{BatchStream, HostBatch, Split, StreamPlan};
+use crate::data::{BatchStream, HostBatch, Part, Split, StreamPlan, part_of_batches};
+use crate::distributed::{self, GradientReducer};
 use crate::model::{Input, Model};
 
 /// A host batch moved onto `device`.
@@ -93,6 +95,33 @@ pub struct Stepper {
     autocast: Option<Autocast>,
     /// f16 loss scaling.
     loss_scale: Option<LossScale>,
+    /// Sums the gradients over the ranks of a distributed run.
+    reducer: Option<GradientReducer>,
+}
+
+/// Where one process's passes sit in an optimizer step that may span several ranks.
+#[derive(Debug, Clone, Copy)]
+pub struct StepShare {
+    /// Predictions (samples, or tokens for a language model) in all the step's passes, on
+    /// all ranks: what the loss is averaged over.
+    pub predictions: usize,
+    /// The index of this process's first pass among all the step's passes: its dropout keys.
+    pub first_pass: usize,
+}
+
+impl StepShare {
+    /// A step that one process takes alone, on `batches`.
+    pub fn alone(batches: &[DeviceBatch]) -> Self {
+        Self {
+            predictions: predictions(batches),
+            first_pass: 0,
+        }
+    }
+}
+
+/// The predictions (target rows) in `batches`.
+pub fn predictions(batches: &[DeviceBatch]) -> usize {
+    batches.iter().map(|batch| batch.targets.dims()[0]).sum()
 }
 
 impl Stepper {
@@ -106,6 +135,9 @@ impl Stepper {
             clip_global,
             autocast: Autocast::new(train.precision),
             loss_scale: LossScale::needed(train.precision).then(LossScale::default),
+            reducer: distributed::world()
+                .is_distributed()
+                .then(GradientReducer::new),
         }
     }
 
@@ -120,39 +152,59 @@ impl Stepper {
         self.loss_scale.as_ref()
     }
 
-    /// One optimizer step on `batches`: with more than one (gradient accumulation), each
-    /// pass's loss is weighted by its share of the step's predictions and the gradients are
-    /// summed, which gives the gradient of the mean loss over all of them. Under f16 loss
-    /// scaling a step whose gradients overflow leaves the model as it was.
+    /// One optimizer step on `batches`, this process's passes of a step that `share`
+    /// places among all the step's passes (on one process, or on several ranks). Each pass's
+    /// loss is weighted by its share of the step's predictions and the gradients are summed
+    /// (over the passes, then over the ranks), which gives the gradient of the mean loss over
+    /// all of them. Under f16 loss scaling a step whose gradients overflow leaves the model as
+    /// it was.
     pub fn step(
         &mut self,
         model: Model,
         optimizer: &mut ModuleOptimizer,
         lr: impl Into<burn::lr_scheduler::module_lr_scheduler::ModuleLearningRate>,
         batches: Vec<DeviceBatch>,
+        share: StepShare,
         metrics: &mut RunningMetrics,
     ) -> Model {
-        let predictions: usize = batches.iter().map(|b| b.targets.dims()[0]).sum();
         let scale = self.loss_scale.as_ref().map_or(1.0, |scale| scale.scale);
         // Under mixed precision the weights are cast once per step, for all its passes.
         let half = self.autocast.map(|autocast| autocast.model(&model));
         let forward = half.as_ref().unwrap_or(&model);
+        let pass = |index: usize, batch: DeviceBatch, metrics: &mut RunningMetrics| {
+            crate::kernels::start_dropout_pass(share.first_pass + index);
+            let weight = batch.targets.dims()[0] as f64 / share.predictions as f64;
+            self.gradients(&model, forward, batch, weight * scale, metrics)
+        };
         let grads = if let [_] = batches.as_slice() {
             let batch = batches.into_iter().next().expect("one batch");
-            self.gradients(&model, forward, batch, scale, metrics)
+            pass(0, batch, metrics)
         } else {
             let mut accumulator = GradientsAccumulator::new();
-            for batch in batches {
-                let share = batch.targets.dims()[0] as f64 / predictions as f64;
-                let grads = self.gradients(&model, forward, batch, share * scale, metrics);
+            for (index, batch) in batches.into_iter().enumerate() {
+                let grads = pass(index, batch, metrics);
                 accumulator.accumulate(&model, grads);
             }
             accumulator.grads()
         };
-        match self.finish_gradients(&model, grads) {
+        let world = distributed::world();
+        let grads = match &mut self.reducer {
+            Some(reducer) => reducer.reduce(world, &model, grads),
+            None => grads,
+        };
+        let model = match self.finish_gradients(&model, grads) {
             Some(grads) => optimizer.step(lr, model, grads),
             None => model,
+        };
+        match &mut self.reducer {
+            Some(reducer) => reducer.average_buffers(world, model),
+            None => model,
         }
+    }
+
+    /// The all-reduce's running time and the values it sums, in a distributed run.
+    pub fn reducer(&self) -> Option<&GradientReducer> {
+        self.reducer.as_ref()
     }
 
     /// The step's gradients as the optimizer takes them: unscaled (f16) and clipped to
@@ -228,11 +280,26 @@ pub fn evaluate(
     workers: usize,
     device: &Device,
 ) -> Measured {
+    let sums = evaluate_part(model, split, spec, batch_size, workers, device, Part::WHOLE);
+    Measured::of_split(&sums, spec)
+}
+
+/// The metric sums of `model` on `part` of a split's batches (the part of each group of
+/// `part.count` batches that one rank of a distributed evaluation takes).
+pub fn evaluate_part(
+    model: &Model,
+    split: &Split,
+    spec: MetricSpec,
+    batch_size: usize,
+    workers: usize,
+    device: &Device,
+    part: Part,
+) -> IntervalSums {
     let model = model.valid();
     let device = device.clone().without_autodiff();
     let loss = CrossEntropyLoss::new(None, &device);
     let plan = StreamPlan {
-        order: split.indices.clone(),
+        order: part_of_batches(&split.indices, batch_size, part),
         batch_size,
         first: 0,
         workers,
@@ -251,12 +318,5 @@ pub fn evaluate(
             batch.tokens,
         );
     }
-    metrics.take().unwrap_or(Measured {
-        loss: f64::NAN,
-        accuracy: f64::NAN,
-        samples: 0,
-        tokens: 0,
-        macro_f1: None,
-        top_k_accuracy: None,
-    })
+    metrics.take_sums()
 }

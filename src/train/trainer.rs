@@ -10,6 +10,7 @@ use burn::lr_scheduler::module_lr_scheduler::ModuleLrScheduler;
 use burn::module::Module;
 use burn::optim::ModuleOptimizer;
 use burn::prelude::*;
+use sha2::{Digest, Sha256};
 
 use super::Experiment;
 use super::checkpoint::{self, CheckpointChoice, Checkpoints, Snapshot};
@@ -17,15 +18,16 @@ use super::measure::{Measured, RunningMetrics};
 use super::metrics::{MetricRecord, MetricsLog, SplitName};
 use super::optim::{build_optimizer, build_scheduler};
 use super::progress::{Progress, format_duration};
-use super::run_dir::{RunDir, RunState, RunStatus, Summary};
-use super::state::{BestCheckpoint, TrainingState};
-use super::step::{DeviceBatch, Stepper, evaluate};
-use super::{fault, interrupt};
+use super::run_dir::{DistributedRecord, RunDir, RunState, RunStatus, Summary};
+use super::state::{BestCheckpoint, IntervalSums, TrainingState};
+use super::step::{DeviceBatch, StepShare, Stepper, evaluate_part, predictions};
+use super::{fault, interrupt, ranks};
 use crate::Error;
 use crate::backend::SelectedBackend;
 use crate::config::ExperimentConfig;
 use crate::config::{self, Monitor};
-use crate::data::{BatchStream, StreamPlan, batch_count, epoch_order};
+use crate::data::{BatchStream, Part, StreamPlan, batch_count, epoch_order, part_of_batches};
+use crate::distributed::{self, World};
 use crate::model::Model;
 
 pub struct TrainOptions {
@@ -46,12 +48,44 @@ pub enum Outcome {
 
 /// Trains the experiment from scratch.
 pub fn train(experiment: Experiment, options: &TrainOptions) -> Result<Outcome, Error> {
+    let world = distributed::world();
+    check_world_fits(world, &experiment)?;
+    ranks::check_same_experiment(world, &experiment)?;
     // Built before the run directory, so a model that cannot be built leaves nothing behind.
     let parts = Parts::fresh(&experiment)?;
-    let run = RunDir::create(&experiment.config, options.run_dir.as_deref())?;
-    let log = MetricsLog::create(&run.metrics_path())?;
+    // Rank 0 alone writes the run directory; the others learn where it is.
+    let created = match world.is_root() {
+        true => Some(RunDir::create(
+            &experiment.config,
+            options.run_dir.as_deref(),
+        )?),
+        false => None,
+    };
+    let path = created.as_ref().map(|run| run.path.display().to_string());
+    let run = RunDir {
+        path: world.broadcast_text(path.unwrap_or_default()).into(),
+    };
+    let log = match world.is_root() {
+        true => MetricsLog::create(&run.metrics_path())?,
+        false => MetricsLog::counting(&run.metrics_path(), 0),
+    };
     let started = format!("run directory: {}", run.path.display());
     start(experiment, run, log, parts, &started)
+}
+
+/// Refuses a world whose ranks cannot each take a share of one global step.
+fn check_world_fits(world: &World, experiment: &Experiment) -> Result<(), Error> {
+    let train = &experiment.config.train;
+    let (samples, ranks) = (experiment.splits.train.len(), world.size());
+    if ranks > 1 && samples < ranks * train.samples_per_step() {
+        return Err(Error::Usage(format!(
+            "{ranks} ranks cannot share the training split: it has {samples} samples, fewer \
+             than ranks × train.batch_size × train.grad_accum_steps = {ranks} × {} × {}; use \
+             fewer ranks or a smaller batch",
+            train.batch_size, train.grad_accum_steps
+        )));
+    }
+    Ok(())
 }
 
 /// Starts `run` again from step 0: it was stopped before its first checkpoint, so there is
@@ -62,12 +96,20 @@ fn restart(
     run: RunDir,
 ) -> Result<Outcome, Error> {
     let experiment = Experiment::prepare(config, backend, None)?;
+    let world = distributed::world();
+    check_world_fits(world, &experiment)?;
+    ranks::check_same_experiment(world, &experiment)?;
     let parts = Parts::fresh(&experiment)?;
-    // Clears what an interrupted first checkpoint write left.
-    run.checkpoints().remove_after(0)?;
-    let (log, dropped) = MetricsLog::resume(&run.metrics_path(), 0)?;
-    run.rewrite_config(&experiment.config)?;
-    run.remove_summary()?;
+    let (log, dropped) = match world.is_root() {
+        true => {
+            // Clears what an interrupted first checkpoint write left.
+            run.checkpoints().remove_after(0)?;
+            run.rewrite_config(&experiment.config)?;
+            run.remove_summary()?;
+            MetricsLog::resume(&run.metrics_path(), 0)?
+        }
+        false => (MetricsLog::counting(&run.metrics_path(), 0), 0),
+    };
     let started = format!(
         "{} has no checkpoint yet: starting it again from step 0 (its {dropped} metric records are replaced)",
         run.path.display(),
@@ -83,13 +125,32 @@ fn start(
     parts: Parts,
     started: &str,
 ) -> Result<Outcome, Error> {
-    if let Some(tokenizer) = &experiment.splits.tokenizer {
-        run.write_tokenizer(tokenizer)?;
+    let world = distributed::world();
+    if world.is_root() {
+        if let Some(tokenizer) = &experiment.splits.tokenizer {
+            run.write_tokenizer(tokenizer)?;
+        }
+        record_world(&run, &experiment.config, world)?;
     }
-    let config = &experiment.config;
-    let progress = Progress::new(config.train.progress, config.train.epochs);
+    let progress = progress_for(&experiment.config, world);
     progress.say(started);
     Trainer::new(experiment, run, log, progress, parts).run()
+}
+
+/// Progress shown by rank 0 only.
+fn progress_for(config: &ExperimentConfig, world: &World) -> Progress {
+    match world.is_root() {
+        true => Progress::new(config.train.progress, config.train.epochs),
+        false => Progress::silent(config.train.epochs),
+    }
+}
+
+/// Writes `world.json` into a distributed run: the ranks and each one's share of a step.
+fn record_world(run: &RunDir, config: &ExperimentConfig, world: &World) -> Result<(), Error> {
+    if !world.is_distributed() {
+        return Ok(());
+    }
+    run.write_world(&DistributedRecord::new(&config.train, world.size()))
 }
 
 /// Continues `run` from a checkpoint: `choice`, or the newest one that verifies; a run
@@ -105,7 +166,8 @@ pub fn resume(
     if choice.is_none() && checkpoints.list().is_empty() {
         return restart(config, backend, run);
     }
-    let progress = Progress::new(config.train.progress, config.train.epochs);
+    let world = distributed::world();
+    let progress = progress_for(&config, world);
     let checkpoint = match &choice {
         Some(choice) => checkpoints.open(choice)?,
         None => {
@@ -116,6 +178,30 @@ pub fn resume(
             checkpoint
         }
     };
+    world.check_agreement(
+        "the checkpoint to resume from",
+        Sha256::digest(checkpoint.name.as_bytes()).into(),
+    )?;
+    // Against what the checkpoint was trained with, not the run's config.toml, which may
+    // have been edited since.
+    let fixed = &checkpoint.manifest.fixed_keys;
+    let changes = config::changes_from(fixed, &config);
+    if !fixed.is_empty() && !changes.is_empty() {
+        return Err(Error::IncompatibleResume {
+            run: run.path,
+            changes,
+        });
+    }
+    if checkpoint.state.world_size != world.size() {
+        return Err(Error::Usage(format!(
+            "{} was trained on {} rank(s) and this is {}: resume it on {0} (the ranks × \
+             train.batch_size × train.grad_accum_steps samples of a step define its \
+             optimisation and its position in the data)",
+            run.path.display(),
+            checkpoint.state.world_size,
+            world.size()
+        )));
+    }
     let expected_hash = config::definition_hash(&config);
     if checkpoint.manifest.definition_hash != expected_hash {
         return Err(Error::CorruptCheckpoint {
@@ -126,6 +212,8 @@ pub fn resume(
     }
     // The resumed run reads its text exactly as before: with the checkpoint's tokenizer.
     let experiment = Experiment::prepare(config, backend, checkpoint.tokenizer()?)?;
+    check_world_fits(world, &experiment)?;
+    ranks::check_same_experiment(world, &experiment)?;
     let config = &experiment.config;
 
     let device = experiment.backend.device.clone().autodiff();
@@ -141,31 +229,37 @@ pub fn resume(
     )?;
     let state = checkpoint.state;
 
-    let removed = checkpoints.remove_after(state.global_step)?;
-    if !removed.is_empty() {
-        progress.say(&format!(
-            "rewinding: removed the later checkpoints {}",
-            removed.join(", ")
-        ));
-    }
-    checkpoints.point("latest", &checkpoint.name)?;
-    match state.best.first() {
-        Some(best) => checkpoints.point("best", &best.name)?,
-        None => checkpoints.clear_pointer("best")?,
-    }
-    let (log, dropped) = MetricsLog::resume(&run.metrics_path(), state.metrics_lines)?;
-    run.rewrite_config(config)?;
-    run.remove_summary()?;
+    let (log, dropped) = match world.is_root() {
+        true => {
+            let removed = checkpoints.remove_after(state.global_step)?;
+            if !removed.is_empty() {
+                progress.say(&format!(
+                    "rewinding: removed the later checkpoints {}",
+                    removed.join(", ")
+                ));
+            }
+            checkpoints.point("latest", &checkpoint.name)?;
+            match state.best.first() {
+                Some(best) => checkpoints.point("best", &best.name)?,
+                None => checkpoints.clear_pointer("best")?,
+            }
+            run.rewrite_config(config)?;
+            run.remove_summary()?;
+            record_world(&run, config, world)?;
+            MetricsLog::resume(&run.metrics_path(), state.metrics_lines)?
+        }
+        false => (
+            MetricsLog::counting(&run.metrics_path(), state.metrics_lines),
+            0,
+        ),
+    };
     progress.say(&format!(
         "resuming {} from checkpoint {} (epoch {}, batch {} of {}, step {}){}",
         run.path.display(),
         checkpoint.name,
         state.epoch + 1,
         state.batch_in_epoch,
-        batch_count(
-            experiment.splits.train.len(),
-            config.train.samples_per_step()
-        ),
+        steps_per_epoch(&experiment, world),
         state.global_step,
         if dropped > 0 {
             format!("; dropped {dropped} metric records written after it")
@@ -186,8 +280,14 @@ pub fn resume(
 /// Optimizer steps the configured run takes: what the cosine schedule spans.
 fn planned_steps(experiment: &Experiment) -> usize {
     let train = &experiment.config.train;
-    let per_epoch = batch_count(experiment.splits.train.len(), train.samples_per_step());
+    let per_epoch = steps_per_epoch(experiment, distributed::world());
     (per_epoch * train.epochs).min(train.max_steps.unwrap_or(usize::MAX))
+}
+
+/// Optimizer steps in an epoch: one per `samples_per_step` samples on each rank.
+fn steps_per_epoch(experiment: &Experiment, world: &World) -> usize {
+    let per_rank = experiment.config.train.samples_per_step();
+    batch_count(experiment.splits.train.len(), per_rank * world.size())
 }
 
 /// Seeds everything random in one step (stoke's dropout stream and the device RNG) from the
@@ -206,6 +306,16 @@ fn step_seed(seed: u64, step: usize) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
+}
+
+/// This rank's unfinished interval in `state`: its own, when the checkpoint kept each rank's;
+/// otherwise all of it on rank 0.
+fn own_interval(state: &TrainingState, world: &World) -> IntervalSums {
+    match state.rank_intervals.get(world.rank()) {
+        Some(own) if state.rank_intervals.len() == world.size() => own.clone(),
+        _ if world.is_root() => state.interval.clone(),
+        _ => IntervalSums::default(),
+    }
 }
 
 /// What the loop starts from.
@@ -278,6 +388,8 @@ struct Trainer {
     /// The step the last checkpoint was saved at, in this session.
     saved_at: Option<usize>,
     definition_hash: String,
+    fixed_keys: std::collections::BTreeMap<String, String>,
+    world: &'static World,
 }
 
 impl Trainer {
@@ -308,15 +420,19 @@ impl Trainer {
         ));
         let mut stepper = Stepper::new(&config.train, &device);
         stepper.resume_loss_scale(state.loss_scale.clone());
+        let world = distributed::world();
         Self {
             stepper,
             checkpoints: run.checkpoints(),
-            steps_per_epoch: batch_count(
-                experiment.splits.train.len(),
-                config.train.samples_per_step(),
-            ),
+            steps_per_epoch: steps_per_epoch(&experiment, world),
             definition_hash: config::definition_hash(config),
-            interval: RunningMetrics::from_sums(&state.interval, experiment.metric_spec(), &device),
+            fixed_keys: config::fixed_keys(config),
+            interval: RunningMetrics::from_sums(
+                &own_interval(&state, world),
+                experiment.metric_spec(),
+                &device,
+            ),
+            world,
             interval_started: Instant::now(),
             session_started: Instant::now(),
             elapsed_before: state.elapsed_s,
@@ -336,8 +452,14 @@ impl Trainer {
     /// Runs the loop, keeping the run's `status.json` current for `stoke runs`.
     fn run(self) -> Result<Outcome, Error> {
         let run = self.run.clone();
-        RunStatus::running().write(&run)?;
+        let writes = self.world.is_root();
+        if writes {
+            RunStatus::running().write(&run)?;
+        }
         let outcome = self.run_loop();
+        if !writes {
+            return outcome;
+        }
         let status = match &outcome {
             Ok(Outcome::Finished(_)) => RunStatus::ended(RunState::Finished, None),
             Ok(Outcome::Interrupted { .. }) => RunStatus::ended(RunState::Interrupted, None),
@@ -380,14 +502,21 @@ impl Trainer {
         let (seed, train, data) = (config.run.seed, config.train.clone(), config.data.clone());
         let every_steps = config.checkpoint.every_steps;
         let splits = &self.experiment.splits;
+        let world = self.world;
+        let rank = Part {
+            index: world.rank(),
+            count: world.size(),
+        };
+        let order = epoch_order(&splits.train, seed, self.state.epoch);
         let plan = StreamPlan {
-            order: epoch_order(&splits.train, seed, self.state.epoch),
+            // This rank's share of each global step's samples.
+            order: part_of_batches(&order, train.samples_per_step(), rank),
             batch_size: train.samples_per_step(),
             first: self.state.batch_in_epoch,
             workers: data.workers,
             prefetch: data.prefetch,
         };
-        let stream = BatchStream::new(splits.train.data.clone(), plan);
+        let mut stream = BatchStream::new(splits.train.data.clone(), plan);
         self.progress.start_epoch(
             self.state.epoch + 1,
             self.steps_per_epoch,
@@ -395,19 +524,34 @@ impl Trainer {
         );
         let epoch_started = Instant::now();
         let mut stop = None;
-        for batch in stream {
+        while self.state.batch_in_epoch < self.steps_per_epoch {
+            // A rank may have no share of the epoch's last, short step: it adds nothing.
+            let passes = match stream.next() {
+                Some(batch) => DeviceBatch::passes(batch, train.batch_size, &self.device),
+                None => Vec::new(),
+            };
+            let (global, stop_asked) =
+                ranks::agree_on_step(world, predictions(&passes), interrupt::requested());
+            let share = StepShare {
+                predictions: global,
+                first_pass: world.rank() * train.grad_accum_steps,
+            };
             seed_step(&self.device, seed, self.state.global_step);
             let lr = self.scheduler.step();
             self.state.lr = lr.base();
-            let batch = DeviceBatch::passes(batch, train.batch_size, &self.device);
             let model = self.model.clone();
-            self.model =
-                self.stepper
-                    .step(model, &mut self.optimizer, lr, batch, &mut self.interval);
+            self.model = self.stepper.step(
+                model,
+                &mut self.optimizer,
+                lr,
+                passes,
+                share,
+                &mut self.interval,
+            );
             self.state.global_step += 1;
             self.state.batch_in_epoch += 1;
             self.progress.advance();
-            fault::after_step();
+            fault::after_step(self.state.global_step, world.rank());
 
             let step = self.state.global_step;
             let epoch_ends = self.state.batch_in_epoch == self.steps_per_epoch;
@@ -430,7 +574,7 @@ impl Trainer {
             if train.max_steps.is_some_and(|max| step >= max) {
                 stop = stop.or(Some(Stop::MaxSteps));
             }
-            if interrupt::requested() {
+            if stop_asked {
                 stop = Some(Stop::Interrupted);
             }
             if stop.is_some() && !epoch_ends {
@@ -439,7 +583,7 @@ impl Trainer {
         }
         // An interrupted run keeps its partial interval in the checkpoint instead, so the
         // resumed run writes the same records as one never interrupted.
-        if self.interval.samples() > 0 && stop != Some(Stop::Interrupted) {
+        if stop != Some(Stop::Interrupted) {
             self.log_train()?;
         }
         let epoch_time = epoch_started.elapsed().as_secs_f64();
@@ -483,7 +627,9 @@ impl Trainer {
     /// Reads the interval's metrics back (a device sync), logs and shows them. A loss that is
     /// no longer finite stops the run here, before any checkpoint can save that state.
     fn log_train(&mut self) -> Result<(), Error> {
-        let Some(measured) = self.interval.take() else {
+        let spec = self.experiment.metric_spec();
+        let sums = ranks::sum_over_ranks(self.world, self.interval.take_sums(), spec);
+        let Some(measured) = Measured::from_sums(&sums, spec) else {
             return Ok(());
         };
         if !measured.loss.is_finite() {
@@ -532,17 +678,26 @@ impl Trainer {
         )
     }
 
-    /// Evaluates `model` on `split`; returns the metrics and the seconds it took.
+    /// Evaluates `model` on `split`, each rank on its share of the batches; returns the
+    /// metrics and the seconds it took.
     fn evaluate(&self, model: &Model, split: &crate::data::Split) -> (Measured, f64) {
         let started = Instant::now();
-        let measured = evaluate(
+        let spec = self.experiment.metric_spec();
+        let part = Part {
+            index: self.world.rank(),
+            count: self.world.size(),
+        };
+        let sums = evaluate_part(
             model,
             split,
-            self.experiment.metric_spec(),
+            spec,
             self.experiment.config.train.eval_batch_size,
             self.experiment.config.data.workers,
             &self.device,
+            part,
         );
+        let sums = ranks::sum_over_ranks(self.world, sums, spec);
+        let measured = Measured::of_split(&sums, spec);
         (measured, started.elapsed().as_secs_f64())
     }
 
@@ -560,7 +715,9 @@ impl Trainer {
         }
         self.log.append(&record)?;
         self.progress.evaluation(&record, "");
-        self.write_reports();
+        if self.world.is_root() {
+            self.write_reports();
+        }
         self.state.last_valid = Some((self.state.global_step, measured));
         if let Some(early) = &self.experiment.config.train.early_stopping {
             let value = monitored(early.monitor, &measured);
@@ -622,7 +779,21 @@ impl Trainer {
     /// then deletes checkpoints beyond the keep-last and keep-best policy.
     fn save_checkpoint(&mut self) -> Result<(), Error> {
         let started = Instant::now();
+        let world = self.world;
         self.state.interval = self.interval.sums();
+        if world.is_distributed() {
+            let step = self.state.global_step;
+            world
+                .check_agreement("weights", self.model.weights_digest())
+                .map_err(|err| match err {
+                    Error::RanksDisagree { ranks, .. } => Error::RanksDiverged { step, ranks },
+                    other => other,
+                })?;
+            let spec = self.experiment.metric_spec();
+            self.state.rank_intervals = ranks::gather_from_ranks(world, &self.state.interval, spec);
+            self.state.interval = ranks::sum_over_ranks(world, self.state.interval.clone(), spec);
+        }
+        self.state.world_size = world.size();
         self.state.loss_scale = self.stepper.loss_scale().cloned();
         if !self.state.interval.loss_sum.is_finite() {
             return Err(self.non_finite(self.state.interval.loss_sum));
@@ -636,6 +807,10 @@ impl Trainer {
         self.log.sync()?;
         self.state.metrics_lines = self.log.lines();
         self.state.elapsed_s = self.elapsed();
+        if !world.is_root() {
+            self.saved_at = Some(self.state.global_step);
+            return Ok(());
+        }
         let snapshot = Snapshot {
             model: &self.model,
             optimizer: &self.optimizer,
@@ -643,6 +818,7 @@ impl Trainer {
             state: &self.state,
             model_kind: self.experiment.config.model.kind(),
             definition_hash: &self.definition_hash,
+            fixed_keys: &self.fixed_keys,
             spec: &self.experiment.splits.spec,
             tokenizer: self.experiment.splits.tokenizer.as_deref(),
         };
@@ -699,7 +875,9 @@ impl Trainer {
             );
             (Some(measured), Some(checkpoint.name))
         };
-        self.write_reports();
+        if self.world.is_root() {
+            self.write_reports();
+        }
         let state = &self.state;
         let summary = Summary {
             run_dir: self.run.path.clone(),
@@ -727,7 +905,20 @@ impl Trainer {
             train_samples_per_s: state.trained_samples as f64
                 / state.trained_s.max(f64::MIN_POSITIVE),
             wall_time_s: self.elapsed(),
+            distributed: self.stepper.reducer().map(|reducer| {
+                let mut record =
+                    DistributedRecord::new(&self.experiment.config.train, self.world.size());
+                record.all_reduce_values = Some(reducer.values);
+                record.all_reduce_s = Some(reducer.elapsed.as_secs_f64());
+                // Of the training time (this session's, for a fresh run all of it).
+                record.all_reduce_share =
+                    Some(reducer.elapsed.as_secs_f64() / state.trained_s.max(f64::MIN_POSITIVE));
+                record
+            }),
         };
+        if !self.world.is_root() {
+            return Ok(summary);
+        }
         self.run.write_summary(&summary)?;
         self.progress.say(&format!(
             "finished ({}) in {}: run directory {}",
