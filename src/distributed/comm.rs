@@ -61,6 +61,10 @@ pub(super) fn broadcast_text(text: String) -> String {
     String::from_utf8_lossy(&bytes).into_owned()
 }
 
+pub(super) fn barrier() {
+    communicator().barrier();
+}
+
 pub(super) fn abort(code: u8) -> ! {
     communicator().abort(i32::from(code))
 }

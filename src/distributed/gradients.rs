@@ -16,8 +16,12 @@ use super::World;
 pub struct GradientReducer {
     send: Vec<f32>,
     sum: Vec<f32>,
-    /// Time spent reducing (copies and the all-reduce) since this reducer was made.
+    /// Time spent reducing (copies and the all-reduce) since this reducer was made, waiting
+    /// excluded.
     pub elapsed: Duration,
+    /// Time spent waiting for the slowest rank to reach the reduction: imbalance between the
+    /// ranks (data, noise from other processes), not communication.
+    pub waiting: Duration,
     /// Values per all-reduce: the model's trainable parameters.
     pub values: usize,
     /// Whether the model has buffers to average, once known.
@@ -37,6 +41,11 @@ impl GradientReducer {
         model: &M,
         grads: GradientsParams,
     ) -> GradientsParams {
+        // A barrier first separates waiting for the other ranks from the transfer itself, for
+        // the summary; on shared memory or a fast network it costs microseconds.
+        let arrived = Instant::now();
+        world.wait_for_all();
+        self.waiting += arrived.elapsed();
         let started = Instant::now();
         self.send.clear();
         model.visit(&mut Flatten {

@@ -158,6 +158,14 @@ impl World {
         let _ = values;
     }
 
+    /// Returns once every rank has called it: after rank 0 writes a file the others read.
+    pub fn wait_for_all(&self) {
+        #[cfg(feature = "distributed")]
+        if self.is_distributed() {
+            comm::barrier();
+        }
+    }
+
     /// Whether any rank says `yes` (the same answer on every rank).
     pub fn any(&self, yes: bool) -> bool {
         let mut votes = [f64::from(u8::from(yes))];

@@ -3,6 +3,7 @@
 
 use std::time::Instant;
 
+use burn::module::Module;
 use serde::Serialize;
 
 use super::Experiment;
@@ -28,6 +29,9 @@ pub struct BenchReport {
     pub model: String,
     pub backend: BackendName,
     pub adapter: Option<String>,
+    /// The model's parameters (what a data-parallel step all-reduces); none for `--data-only`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parameters: Option<usize>,
     pub batch_size: usize,
     pub warmup_steps: usize,
     pub steps: usize,
@@ -102,6 +106,7 @@ pub fn bench(
         seconds,
         time_to_first_step,
         warmup_s,
+        parameters: Some(model.num_params()),
     };
     Ok(report(&experiment, options, "training steps", timing))
 }
@@ -114,6 +119,7 @@ struct Timing {
     seconds: f64,
     time_to_first_step: f64,
     warmup_s: f64,
+    parameters: Option<usize>,
 }
 
 fn report(
@@ -129,6 +135,7 @@ fn report(
         model: config.model.kind().to_string(),
         backend: experiment.backend.name,
         adapter: experiment.backend.adapter.clone(),
+        parameters: timing.parameters,
         batch_size: config.train.batch_size,
         warmup_steps: timing.warmup_steps,
         steps: options.steps,
@@ -171,6 +178,7 @@ fn bench_data_path(
         seconds: timed.elapsed().as_secs_f64(),
         time_to_first_step,
         warmup_s,
+        parameters: None,
     };
     Ok(report(experiment, options, "data path", timing))
 }

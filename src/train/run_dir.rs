@@ -270,6 +270,12 @@ pub struct DistributedRecord {
     pub all_reduce_s: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub all_reduce_share: Option<f64>,
+    /// Seconds this session's rank 0 waited for slower ranks before the all-reduce (load
+    /// imbalance, not communication), and their share of its training time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting_s: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting_share: Option<f64>,
 }
 
 impl DistributedRecord {
@@ -282,6 +288,8 @@ impl DistributedRecord {
             all_reduce_values: None,
             all_reduce_s: None,
             all_reduce_share: None,
+            waiting_s: None,
+            waiting_share: None,
         }
     }
 }

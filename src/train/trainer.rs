@@ -645,7 +645,9 @@ impl Trainer {
         let batches_left = self
             .steps_per_epoch
             .saturating_sub(self.state.batch_in_epoch);
-        let batch_size = self.experiment.config.train.samples_per_step() as f64;
+        // Samples of one global step: every rank's passes.
+        let batch_size =
+            (self.experiment.config.train.samples_per_step() * self.world.size()) as f64;
         let eta = batches_left as f64 * batch_size / record.samples_per_s;
         self.progress
             .train_interval(&record, self.state.batch_in_epoch, eta);
@@ -809,6 +811,8 @@ impl Trainer {
         self.state.elapsed_s = self.elapsed();
         if !world.is_root() {
             self.saved_at = Some(self.state.global_step);
+            // The others read it (the test split's checkpoint) only once rank 0 has written it.
+            world.wait_for_all();
             return Ok(());
         }
         let snapshot = Snapshot {
@@ -839,6 +843,7 @@ impl Trainer {
         self.state
             .checkpoint_time_s
             .push(started.elapsed().as_secs_f64());
+        world.wait_for_all();
         Ok(())
     }
 
@@ -911,8 +916,10 @@ impl Trainer {
                 record.all_reduce_values = Some(reducer.values);
                 record.all_reduce_s = Some(reducer.elapsed.as_secs_f64());
                 // Of the training time (this session's, for a fresh run all of it).
-                record.all_reduce_share =
-                    Some(reducer.elapsed.as_secs_f64() / state.trained_s.max(f64::MIN_POSITIVE));
+                let trained_s = state.trained_s.max(f64::MIN_POSITIVE);
+                record.all_reduce_share = Some(reducer.elapsed.as_secs_f64() / trained_s);
+                record.waiting_s = Some(reducer.waiting.as_secs_f64());
+                record.waiting_share = Some(reducer.waiting.as_secs_f64() / trained_s);
                 record
             }),
         };
