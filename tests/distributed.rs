@@ -260,6 +260,39 @@ mod ranks {
         );
         assert_eq!(a["weights_sha256"], b["weights_sha256"], "kills {kills:?}");
         assert_eq!(train_losses(reference.path()), train_losses(&run));
+
+        // A step's 2 passes may move from 2 ranks to 1 process accumulating 2, exactly.
+        let moved = tempfile::tempdir().unwrap();
+        let run = moved.path().join("run");
+        let mut command = mpirun_command(2, &train_args("configs/mnist-mlp.toml", &sets, &run));
+        command.env("STOKE_FAULT", "kill-rank:1:13");
+        assert!(!command.output().unwrap().status.success());
+        let resume = |sets: &[&str]| {
+            let mut command = stoke();
+            command.args(["train", "--resume"]).arg(&run);
+            for set in sets {
+                command.args(["--set", set]);
+            }
+            command.env("RAYON_NUM_THREADS", "2").output().unwrap()
+        };
+        let output = resume(&[]);
+        assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+        assert!(
+            text(&output).contains("was trained on 2 rank(s) × train.grad_accum_steps = 1"),
+            "{}",
+            text(&output)
+        );
+        let output = resume(&["train.grad_accum_steps=2"]);
+        assert!(output.status.success(), "{}", text(&output));
+        let b = read_json(&run.join("summary.json"));
+        assert_eq!(
+            a["weights_sha256"], b["weights_sha256"],
+            "moved to 1 process"
+        );
+        // The logged losses are summed in f32 in another order (per pass on one device, per
+        // rank then over the ranks): equal to rounding.
+        let (one, two) = (train_losses(reference.path()), train_losses(&run));
+        assert_close("train losses after the move", &one, &two, 1e-6);
     }
 
     fn mpirun_command(ranks: usize, args: &[String]) -> std::process::Command {
@@ -331,7 +364,8 @@ mod ranks {
         assert!(output.status.success(), "{}", text(&output));
         assert_eq!(read_json(&run.join("world.json"))["world_size"], 2);
 
-        // The run's steps were cut for 2 ranks: one process may not continue it.
+        // The run's steps were cut for 2 ranks: one process may not continue it alone, nor
+        // may 2 ranks with their passes doubled.
         let output = stoke()
             .args(["train", "--resume"])
             .arg(&run)
@@ -341,6 +375,24 @@ mod ranks {
         assert_eq!(output.status.code(), Some(2), "{}", text(&output));
         assert!(
             text(&output).contains("was trained on 2 rank(s)"),
+            "{}",
+            text(&output)
+        );
+        let output = stoke()
+            .args(["train", "--resume"])
+            .arg(&run)
+            .args([
+                "--set",
+                "train.max_steps=8",
+                "--set",
+                "train.grad_accum_steps=2",
+            ])
+            .args(["--nproc", "2"])
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+        assert!(
+            text(&output).contains("train.grad_accum_steps"),
             "{}",
             text(&output)
         );

@@ -318,7 +318,13 @@ pub fn run(cli: Cli) -> Result<u8, Error> {
                 (_, Some(run_path)) => {
                     let (run, saved) = RunDir::open(&run_path)?;
                     let requested = overrides.load(&run.config_path())?;
-                    let changes = config::unsafe_changes(&saved, &requested);
+                    // train::resume checks these again against the checkpoint's own record,
+                    // and decides there whether a step's passes may move between ranks and
+                    // gradient accumulation.
+                    let changes: Vec<_> = config::unsafe_changes(&saved, &requested)
+                        .into_iter()
+                        .filter(|change| change.key != "train.grad_accum_steps")
+                        .collect();
                     if !changes.is_empty() {
                         return Err(Error::IncompatibleResume {
                             run: run.path,

@@ -185,21 +185,34 @@ pub fn resume(
     // Against what the checkpoint was trained with, not the run's config.toml, which may
     // have been edited since.
     let fixed = &checkpoint.manifest.fixed_keys;
-    let changes = config::changes_from(fixed, &config);
+    let saved_accum = fixed
+        .get("train.grad_accum_steps")
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(config.train.grad_accum_steps);
+    let saved_passes = checkpoint.state.world_size * saved_accum;
+    let passes = world.size() * config.train.grad_accum_steps;
+    // A step's passes may move between ranks and accumulation (2 ranks × 1 pass ⇄ 1 process ×
+    // 2 passes): the same samples, masks and loss weights, in the same order.
+    let changes: Vec<_> = config::changes_from(fixed, &config)
+        .into_iter()
+        .filter(|change| change.key != "train.grad_accum_steps" || passes != saved_passes)
+        .collect();
     if !fixed.is_empty() && !changes.is_empty() {
         return Err(Error::IncompatibleResume {
             run: run.path,
             changes,
         });
     }
-    if checkpoint.state.world_size != world.size() {
+    if passes != saved_passes {
         return Err(Error::Usage(format!(
-            "{} was trained on {} rank(s) and this is {}: resume it on {0} (the ranks × \
-             train.batch_size × train.grad_accum_steps samples of a step define its \
-             optimisation and its position in the data)",
+            "{} was trained on {} rank(s) × train.grad_accum_steps = {saved_accum}, and this is \
+             {} rank(s) × {}: a step's {saved_passes} passes of train.batch_size samples define \
+             its optimisation and its position in the data; resume with ranks × \
+             train.grad_accum_steps = {saved_passes} (e.g. --set train.grad_accum_steps=N)",
             run.path.display(),
             checkpoint.state.world_size,
-            world.size()
+            world.size(),
+            config.train.grad_accum_steps,
         )));
     }
     let expected_hash = config::definition_hash(&config);
