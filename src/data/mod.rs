@@ -13,6 +13,7 @@ mod image;
 pub mod inspect;
 mod loader;
 mod parquet;
+mod shape;
 pub mod shards;
 mod text;
 
@@ -25,13 +26,13 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 pub use image::{ImageSet, Normalization, normalized, read_image};
+pub use shape::ImageShape;
 pub use loader::{
     BatchStream, Ordering, Part, StreamPlan, batch_count, epoch_order, part_of_batches,
 };
 pub use text::{Tokenizer, labelled_texts};
 
 use crate::config::{DataConfig, DatasetKind, OnError};
-use crate::model::ImageShape;
 
 /// Samples that can be batched by index.
 pub trait Dataset: Send + Sync {

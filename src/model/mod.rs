@@ -10,8 +10,6 @@ mod mlp;
 mod resnet;
 mod transformer;
 
-use std::fmt;
-
 use burn::module::{ModuleVisitor, Param};
 use burn::nn::conv::Conv2d;
 use burn::nn::{Linear, PaddingConfig2d};
@@ -28,32 +26,8 @@ pub use resnet::Resnet;
 pub use transformer::{LanguageModel, TextClassifier};
 
 use crate::config::{Activation, ModelConfig};
-use crate::data::DataSpec;
+use crate::data::{DataSpec, ImageShape};
 use crate::kernels;
-
-/// Channels, height and width of the images a model takes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct ImageShape {
-    pub channels: usize,
-    pub height: usize,
-    pub width: usize,
-}
-
-impl ImageShape {
-    pub fn len(&self) -> usize {
-        self.channels * self.height * self.width
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
-impl fmt::Display for ImageShape {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}×{}×{}", self.channels, self.height, self.width)
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {

@@ -180,7 +180,8 @@ mod tests {
 
     use super::*;
     use crate::config::ResnetConfig;
-    use crate::model::{ImageShape, Resnet};
+    use crate::data::ImageShape;
+    use crate::model::Resnet;
 
     /// The dtypes of a module's float tensors, and of their gradients where `grads` has one.
     struct Dtypes<'a> {

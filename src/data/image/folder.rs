@@ -13,7 +13,7 @@ use rand_chacha::ChaCha8Rng;
 use super::{ImageSet, ImageSets};
 use crate::config::{ColorMode, DataConfig, ImageDataConfig};
 use crate::data::DataError;
-use crate::model::ImageShape;
+use crate::data::ImageShape;
 
 pub fn load(
     config: &DataConfig,

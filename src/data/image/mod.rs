@@ -11,7 +11,7 @@ use super::{
     DataError, DataSpec, Dataset, HostBatch, Skipped, Split, Splits, TEST_SPLIT_SALT, split_off,
 };
 use crate::config::{ColorMode, DataConfig, DatasetKind, ImageDataConfig};
-use crate::model::ImageShape;
+use crate::data::ImageShape;
 
 /// Images as channel-major bytes (`len × channels × height × width`) with their labels.
 pub struct ImageSet {

@@ -10,7 +10,7 @@ use super::{Manifest, RecordKind, SPLITS, hold_out, shard_files, split_shards, s
 use crate::config::{DataConfig, DatasetKind};
 use crate::data::image::{ImageSet, idx, measure_normalization, push_normalized};
 use crate::data::{DataError, DataSpec, Dataset, HostBatch, Normalization, Skipped, Splits};
-use crate::model::ImageShape;
+use crate::data::ImageShape;
 
 /// Records of the training split read to measure normalisation when the manifest has none.
 const NORMALIZATION_SAMPLE: usize = 20_000;

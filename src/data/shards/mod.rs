@@ -29,7 +29,7 @@ pub use texts::{ShardedTexts, load_texts};
 
 use super::{DataError, Dataset, Normalization, Ordering, Split, TEST_SPLIT_SALT, split_off};
 use crate::config::DataConfig;
-use crate::model::ImageShape;
+use crate::data::ImageShape;
 
 pub const MANIFEST: &str = "shards.json";
 /// Records in the shuffle buffer unless `data.shuffle_buffer` says otherwise.

@@ -15,7 +15,7 @@ use crate::data::image::{idx, read_sets};
 use crate::data::text::{classification_files, records};
 use crate::data::{Normalization, Skipped, classes_of};
 use crate::files::{self, PendingFile};
-use crate::model::ImageShape;
+use crate::data::ImageShape;
 
 /// What `stoke data pack` wrote.
 #[derive(Debug, Serialize)]

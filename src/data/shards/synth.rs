@@ -15,7 +15,7 @@ use super::{Manifest, RecordKind, ShardEntry, shard_name};
 use crate::Error;
 use crate::config::{DataConfig, DatasetKind, ImageDataConfig};
 use crate::data::image::{ImageSet, read_sets};
-use crate::model::ImageShape;
+use crate::data::ImageShape;
 
 pub struct SynthOptions {
     /// The MNIST directory the digits come from.
