@@ -305,6 +305,8 @@ mod ranks {
             .current_dir(common::repo())
             .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
             .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+            // Containers often forbid the cross-process reads of shared-memory transfers.
+            .env("OMPI_MCA_btl_vader_single_copy_mechanism", "none")
             .env("RAYON_NUM_THREADS", "1")
             .env("XDG_RUNTIME_DIR", std::env::temp_dir());
         command
@@ -341,6 +343,8 @@ mod ranks {
             .current_dir(common::repo())
             .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
             .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+            // Containers often forbid the cross-process reads of shared-memory transfers.
+            .env("OMPI_MCA_btl_vader_single_copy_mechanism", "none")
             .env("XDG_RUNTIME_DIR", std::env::temp_dir());
         let output = command.output().unwrap();
         assert_eq!(output.status.code(), Some(2), "{}", text(&output));
@@ -360,7 +364,11 @@ mod ranks {
         let run = dir.path().join("run");
         let mut args = train_args("configs/mnist-mlp.toml", &small("flex", 16, 6), &run);
         args.extend(["--nproc".into(), "2".into()]);
-        let output = stoke().args(&args).output().unwrap();
+        let output = stoke()
+            .args(&args)
+            .env("OMPI_MCA_btl_vader_single_copy_mechanism", "none")
+            .output()
+            .unwrap();
         assert!(output.status.success(), "{}", text(&output));
         assert_eq!(read_json(&run.join("world.json"))["world_size"], 2);
 
@@ -395,6 +403,59 @@ mod ranks {
             text(&output).contains("train.grad_accum_steps"),
             "{}",
             text(&output)
+        );
+
+        // Ctrl-C on the launcher stops every rank after a step, with one checkpoint saved
+        // and one message saying how to continue.
+        let interrupted = dir.path().join("interrupted");
+        let mut args = train_args(
+            "configs/mnist-mlp.toml",
+            &small("flex", 16, 100_000),
+            &interrupted,
+        );
+        args.extend(["--nproc".into(), "2".into()]);
+        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("stoke"))
+            .args(&args)
+            .current_dir(common::repo())
+            .env("STOKE_FAULT", "slow-steps:50")
+            .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+            .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+            // Containers often forbid the cross-process reads of shared-memory transfers.
+            .env("OMPI_MCA_btl_vader_single_copy_mechanism", "none")
+            .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let metrics = interrupted.join("metrics.jsonl");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while std::fs::read_to_string(&metrics).map_or(0, |t| t.lines().count()) < 3 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "training did not start"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let pid = child.id().to_string();
+        let kill = std::process::Command::new("kill")
+            .args(["-INT", &pid])
+            .status();
+        assert!(kill.unwrap().success());
+        let status = child.wait().unwrap();
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+        assert_eq!(status.code(), Some(130), "{stderr}");
+        assert_eq!(
+            stderr.matches("interrupted: saved checkpoint").count(),
+            1,
+            "{stderr}"
+        );
+        assert!(stderr.contains("--nproc 2"), "{stderr}");
+        let latest = std::fs::read_to_string(interrupted.join("checkpoints/latest")).unwrap();
+        assert!(latest.starts_with("step-"), "{latest}");
+        assert!(
+            processes_mentioning(&interrupted.display().to_string()).is_empty(),
+            "ranks left after Ctrl-C"
         );
     }
 }

@@ -345,10 +345,18 @@ pub fn run(cli: Cli) -> Result<u8, Error> {
                 run_dir,
             } = outcome
             {
-                eprintln!(
-                    "interrupted: saved checkpoint {checkpoint}; continue with: stoke train --resume {}",
-                    run_dir.display()
-                );
+                let run = run_dir.display();
+                if !world.is_distributed() {
+                    eprintln!(
+                        "interrupted: saved checkpoint {checkpoint}; continue with: stoke train --resume {run}"
+                    );
+                } else if world.is_root() {
+                    let n = world.size();
+                    eprintln!(
+                        "interrupted: saved checkpoint {checkpoint}; continue with: stoke train \
+                         --resume {run} --nproc {n} (or mpirun -np {n} stoke train --resume {run})"
+                    );
+                }
                 return Ok(130);
             }
         }

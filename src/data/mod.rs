@@ -26,10 +26,10 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 pub use image::{ImageSet, Normalization, normalized, read_image};
-pub use shape::ImageShape;
 pub use loader::{
     BatchStream, Ordering, Part, StreamPlan, batch_count, epoch_order, part_of_batches,
 };
+pub use shape::ImageShape;
 pub use text::{Tokenizer, labelled_texts};
 
 use crate::config::{DataConfig, DatasetKind, OnError};

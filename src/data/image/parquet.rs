@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use super::folder::decode_bytes;
 use super::{ImageSet, ImageSets};
 use crate::config::{DataConfig, ImageDataConfig};
-use crate::data::{DataError, Skipped, classes_of, parquet};
 use crate::data::ImageShape;
+use crate::data::{DataError, Skipped, classes_of, parquet};
 
 const IMAGE_COLUMNS: [&str; 2] = ["image", "img"];
 const LABEL_COLUMN: &str = "label";

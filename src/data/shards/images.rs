@@ -8,9 +8,9 @@ use std::sync::Arc;
 
 use super::{Manifest, RecordKind, SPLITS, hold_out, shard_files, split_shards, streamed_splits};
 use crate::config::{DataConfig, DatasetKind};
+use crate::data::ImageShape;
 use crate::data::image::{ImageSet, idx, measure_normalization, push_normalized};
 use crate::data::{DataError, DataSpec, Dataset, HostBatch, Normalization, Skipped, Splits};
-use crate::data::ImageShape;
 
 /// Records of the training split read to measure normalisation when the manifest has none.
 const NORMALIZATION_SAMPLE: usize = 20_000;

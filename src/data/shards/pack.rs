@@ -11,11 +11,11 @@ use serde::Serialize;
 use super::{MANIFEST, Manifest, RecordKind, SPLITS, ShardEntry, shard_files, shard_name};
 use crate::Error;
 use crate::config::{DataConfig, DatasetKind};
+use crate::data::ImageShape;
 use crate::data::image::{idx, read_sets};
 use crate::data::text::{classification_files, records};
 use crate::data::{Normalization, Skipped, classes_of};
 use crate::files::{self, PendingFile};
-use crate::data::ImageShape;
 
 /// What `stoke data pack` wrote.
 #[derive(Debug, Serialize)]

@@ -14,8 +14,8 @@ use super::pack::{ShardWriter, Stats, finish};
 use super::{Manifest, RecordKind, ShardEntry, shard_name};
 use crate::Error;
 use crate::config::{DataConfig, DatasetKind, ImageDataConfig};
-use crate::data::image::{ImageSet, read_sets};
 use crate::data::ImageShape;
+use crate::data::image::{ImageSet, read_sets};
 
 pub struct SynthOptions {
     /// The MNIST directory the digits come from.
