@@ -17,6 +17,7 @@ mod ranks;
 pub mod reports;
 pub mod run_dir;
 pub mod runs;
+mod session;
 pub mod state;
 mod step;
 pub mod tensorboard;
@@ -31,8 +32,9 @@ pub use metrics::{MetricRecord, SplitName, read_metrics};
 pub use optim::build_optimizer;
 pub use progress::format_duration;
 pub use run_dir::{RunDir, Summary};
+pub use session::{Outcome, TrainOptions, resume, train};
 pub use step::DeviceBatch;
-pub use trainer::{Outcome, TrainOptions, resume, seed_step, train};
+pub use trainer::seed_step;
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::prelude::{Device, Tensor};

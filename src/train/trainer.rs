@@ -1,16 +1,13 @@
 //! The training loop: epochs over shuffled batches, logging, validation, early stopping,
-//! checkpoints and the final test evaluation, writing everything into the run directory.
-//! A run starts fresh ([`train`]) or continues from a checkpoint ([`resume`]); either way the
-//! same loop runs from the state it is given.
+//! checkpoints and the final test evaluation, writing everything into the run directory. It
+//! runs from the state [`super::session`] gives it, fresh or resumed.
 
-use std::path::PathBuf;
 use std::time::Instant;
 
 use burn::lr_scheduler::module_lr_scheduler::ModuleLrScheduler;
 use burn::module::Module;
 use burn::optim::ModuleOptimizer;
 use burn::prelude::*;
-use sha2::{Digest, Sha256};
 
 use super::Experiment;
 use super::checkpoint::{self, CheckpointChoice, Checkpoints, Snapshot};
@@ -19,286 +16,25 @@ use super::metrics::{MetricRecord, MetricsLog, SplitName};
 use super::optim::{build_optimizer, build_scheduler};
 use super::progress::{Progress, format_duration};
 use super::run_dir::{DistributedRecord, RunDir, RunState, RunStatus, Summary};
+use super::session::Outcome;
 use super::state::{BestCheckpoint, IntervalSums, TrainingState};
 use super::step::{DeviceBatch, StepShare, Stepper, evaluate_part, predictions};
 use super::{fault, interrupt, ranks};
 use crate::Error;
-use crate::backend::SelectedBackend;
-use crate::config::ExperimentConfig;
 use crate::config::{self, Monitor};
 use crate::data::{BatchStream, Part, StreamPlan, batch_count, epoch_order, part_of_batches};
 use crate::distributed::{self, World};
 use crate::model::Model;
 
-pub struct TrainOptions {
-    /// Write the run here instead of a new directory under `run.runs_dir`.
-    pub run_dir: Option<PathBuf>,
-}
-
-/// How a training session ended.
-#[derive(Debug)]
-pub enum Outcome {
-    Finished(Box<Summary>),
-    /// Stopped on Ctrl-C or SIGTERM after saving `checkpoint`.
-    Interrupted {
-        checkpoint: String,
-        run_dir: PathBuf,
-    },
-}
-
-/// Trains the experiment from scratch.
-pub fn train(experiment: Experiment, options: &TrainOptions) -> Result<Outcome, Error> {
-    let world = distributed::world();
-    check_world_fits(world, &experiment)?;
-    ranks::check_same_experiment(world, &experiment)?;
-    // Built before the run directory, so a model that cannot be built leaves nothing behind.
-    let parts = Parts::fresh(&experiment)?;
-    // Rank 0 alone writes the run directory; the others learn where it is.
-    let created = match world.is_root() {
-        true => Some(RunDir::create(
-            &experiment.config,
-            options.run_dir.as_deref(),
-        )?),
-        false => None,
-    };
-    let path = created.as_ref().map(|run| run.path.display().to_string());
-    let run = RunDir {
-        path: world.broadcast_text(path.unwrap_or_default()).into(),
-    };
-    let log = match world.is_root() {
-        true => MetricsLog::create(&run.metrics_path())?,
-        false => MetricsLog::counting(&run.metrics_path(), 0),
-    };
-    let started = format!("run directory: {}", run.path.display());
-    start(experiment, run, log, parts, &started)
-}
-
-/// Refuses a world whose ranks cannot each take a share of one global step.
-fn check_world_fits(world: &World, experiment: &Experiment) -> Result<(), Error> {
-    let train = &experiment.config.train;
-    let (samples, ranks) = (experiment.splits.train.len(), world.size());
-    if ranks > 1 && samples < ranks * train.samples_per_step() {
-        return Err(Error::Usage(format!(
-            "{ranks} ranks cannot share the training split: it has {samples} samples, fewer \
-             than ranks × train.batch_size × train.grad_accum_steps = {ranks} × {} × {}; use \
-             fewer ranks or a smaller batch",
-            train.batch_size, train.grad_accum_steps
-        )));
-    }
-    Ok(())
-}
-
-/// Starts `run` again from step 0: it was stopped before its first checkpoint, so there is
-/// nothing to continue from, and its config and seed reproduce exactly what was lost.
-fn restart(
-    config: ExperimentConfig,
-    backend: SelectedBackend,
-    run: RunDir,
-) -> Result<Outcome, Error> {
-    let experiment = Experiment::prepare(config, backend, None)?;
-    let world = distributed::world();
-    check_world_fits(world, &experiment)?;
-    ranks::check_same_experiment(world, &experiment)?;
-    let parts = Parts::fresh(&experiment)?;
-    let (log, dropped) = match world.is_root() {
-        true => {
-            // Clears what an interrupted first checkpoint write left.
-            run.checkpoints().remove_after(0)?;
-            run.rewrite_config(&experiment.config)?;
-            run.remove_summary()?;
-            MetricsLog::resume(&run.metrics_path(), 0)?
-        }
-        false => (MetricsLog::counting(&run.metrics_path(), 0), 0),
-    };
-    let started = format!(
-        "{} has no checkpoint yet: starting it again from step 0 (its {dropped} metric records are replaced)",
-        run.path.display(),
-    );
-    start(experiment, run, log, parts, &started)
-}
-
-/// Runs the loop from step 0 in `run`, saying `started`.
-fn start(
-    experiment: Experiment,
-    run: RunDir,
-    log: MetricsLog,
-    parts: Parts,
-    started: &str,
-) -> Result<Outcome, Error> {
-    let world = distributed::world();
-    if world.is_root() {
-        if let Some(tokenizer) = &experiment.splits.tokenizer {
-            run.write_tokenizer(tokenizer)?;
-        }
-        record_world(&run, &experiment.config, world)?;
-    }
-    let progress = progress_for(&experiment.config, world);
-    progress.say(started);
-    Trainer::new(experiment, run, log, progress, parts).run()
-}
-
-/// Progress shown by rank 0 only.
-fn progress_for(config: &ExperimentConfig, world: &World) -> Progress {
-    match world.is_root() {
-        true => Progress::new(config.train.progress, config.train.epochs),
-        false => Progress::silent(config.train.epochs),
-    }
-}
-
-/// Writes `world.json` into a distributed run: the ranks and each one's share of a step.
-fn record_world(run: &RunDir, config: &ExperimentConfig, world: &World) -> Result<(), Error> {
-    if !world.is_distributed() {
-        return Ok(());
-    }
-    run.write_world(&DistributedRecord::new(&config.train, world.size()))
-}
-
-/// Continues `run` from a checkpoint: `choice`, or the newest one that verifies; a run
-/// stopped before its first checkpoint starts again from step 0. The experiment's config
-/// must differ from the run's only in keys that are safe to change.
-pub fn resume(
-    config: ExperimentConfig,
-    backend: SelectedBackend,
-    run: RunDir,
-    choice: Option<CheckpointChoice>,
-) -> Result<Outcome, Error> {
-    let checkpoints = run.checkpoints();
-    if choice.is_none() && checkpoints.list().is_empty() {
-        return restart(config, backend, run);
-    }
-    let world = distributed::world();
-    let progress = progress_for(&config, world);
-    let checkpoint = match &choice {
-        Some(choice) => checkpoints.open(choice)?,
-        None => {
-            let (checkpoint, skipped) = checkpoints.newest_good()?;
-            for (name, problem) in skipped {
-                progress.say(&format!("warning: skipping checkpoint {name}: {problem}"));
-            }
-            checkpoint
-        }
-    };
-    world.check_agreement(
-        "the checkpoint to resume from",
-        Sha256::digest(checkpoint.name.as_bytes()).into(),
-    )?;
-    // Against what the checkpoint was trained with, not the run's config.toml, which may
-    // have been edited since.
-    let fixed = &checkpoint.manifest.fixed_keys;
-    let saved_accum = fixed
-        .get("train.grad_accum_steps")
-        .and_then(|value| value.parse().ok())
-        .unwrap_or(config.train.grad_accum_steps);
-    let saved_passes = checkpoint.state.world_size * saved_accum;
-    let passes = world.size() * config.train.grad_accum_steps;
-    // A step's passes may move between ranks and accumulation (2 ranks × 1 pass ⇄ 1 process ×
-    // 2 passes): the same samples, masks and loss weights, in the same order.
-    let changes: Vec<_> = config::changes_from(fixed, &config)
-        .into_iter()
-        .filter(|change| change.key != "train.grad_accum_steps" || passes != saved_passes)
-        .collect();
-    if !fixed.is_empty() && !changes.is_empty() {
-        return Err(Error::IncompatibleResume {
-            run: run.path,
-            changes,
-        });
-    }
-    if passes != saved_passes {
-        return Err(Error::Usage(format!(
-            "{} was trained on {} rank(s) × train.grad_accum_steps = {saved_accum}, and this is \
-             {} rank(s) × {}: a step's {saved_passes} passes of train.batch_size samples define \
-             its optimisation and its position in the data; resume with ranks × \
-             train.grad_accum_steps = {saved_passes} (e.g. --set train.grad_accum_steps=N)",
-            run.path.display(),
-            checkpoint.state.world_size,
-            world.size(),
-            config.train.grad_accum_steps,
-        )));
-    }
-    let expected_hash = config::definition_hash(&config);
-    if checkpoint.manifest.definition_hash != expected_hash {
-        return Err(Error::CorruptCheckpoint {
-            dir: checkpoint.dir,
-            detail: "it was written for a different model or dataset than this run's config.toml"
-                .into(),
-        });
-    }
-    // The resumed run reads its text exactly as before: with the checkpoint's tokenizer.
-    let experiment = Experiment::prepare(config, backend, checkpoint.tokenizer()?)?;
-    check_world_fits(world, &experiment)?;
-    ranks::check_same_experiment(world, &experiment)?;
-    let config = &experiment.config;
-
-    let device = experiment.backend.device.clone().autodiff();
-    let model = checkpoint::load_model(&checkpoint.dir, experiment.new_model(&device)?)?;
-    let (optimizer, scheduler) = checkpoint::load_optimizer(
-        &checkpoint.dir,
-        build_optimizer(&config.optimizer, &config.train),
-        build_scheduler(
-            &config.scheduler,
-            config.optimizer.lr(),
-            planned_steps(&experiment),
-        ),
-    )?;
-    let state = checkpoint.state;
-
-    let (log, dropped) = match world.is_root() {
-        true => {
-            let removed = checkpoints.remove_after(state.global_step)?;
-            if !removed.is_empty() {
-                progress.say(&format!(
-                    "rewinding: removed the later checkpoints {}",
-                    removed.join(", ")
-                ));
-            }
-            checkpoints.point("latest", &checkpoint.name)?;
-            match state.best.first() {
-                Some(best) => checkpoints.point("best", &best.name)?,
-                None => checkpoints.clear_pointer("best")?,
-            }
-            run.rewrite_config(config)?;
-            run.remove_summary()?;
-            record_world(&run, config, world)?;
-            MetricsLog::resume(&run.metrics_path(), state.metrics_lines)?
-        }
-        false => (
-            MetricsLog::counting(&run.metrics_path(), state.metrics_lines),
-            0,
-        ),
-    };
-    progress.say(&format!(
-        "resuming {} from checkpoint {} (epoch {}, batch {} of {}, step {}){}",
-        run.path.display(),
-        checkpoint.name,
-        state.epoch + 1,
-        state.batch_in_epoch,
-        steps_per_epoch(&experiment, world),
-        state.global_step,
-        if dropped > 0 {
-            format!("; dropped {dropped} metric records written after it")
-        } else {
-            String::new()
-        }
-    ));
-    let parts = Parts {
-        device,
-        model,
-        optimizer,
-        scheduler,
-        state,
-    };
-    Trainer::new(experiment, run, log, progress, parts).run()
-}
-
 /// Optimizer steps the configured run takes: what the cosine schedule spans.
-fn planned_steps(experiment: &Experiment) -> usize {
+pub(super) fn planned_steps(experiment: &Experiment) -> usize {
     let train = &experiment.config.train;
     let per_epoch = steps_per_epoch(experiment, distributed::world());
     (per_epoch * train.epochs).min(train.max_steps.unwrap_or(usize::MAX))
 }
 
 /// Optimizer steps in an epoch: one per `samples_per_step` samples on each rank.
-fn steps_per_epoch(experiment: &Experiment, world: &World) -> usize {
+pub(super) fn steps_per_epoch(experiment: &Experiment, world: &World) -> usize {
     let per_rank = experiment.config.train.samples_per_step();
     batch_count(experiment.splits.train.len(), per_rank * world.size())
 }
@@ -332,17 +68,17 @@ fn own_interval(state: &TrainingState, world: &World) -> IntervalSums {
 }
 
 /// What the loop starts from.
-struct Parts {
-    device: Device,
-    model: Model,
-    optimizer: ModuleOptimizer,
-    scheduler: ModuleLrScheduler,
-    state: TrainingState,
+pub(super) struct Parts {
+    pub(super) device: Device,
+    pub(super) model: Model,
+    pub(super) optimizer: ModuleOptimizer,
+    pub(super) scheduler: ModuleLrScheduler,
+    pub(super) state: TrainingState,
 }
 
 impl Parts {
     /// A freshly initialized model, optimizer and scheduler at step 0.
-    fn fresh(experiment: &Experiment) -> Result<Self, Error> {
+    pub(super) fn fresh(experiment: &Experiment) -> Result<Self, Error> {
         let device = experiment.backend.device.clone().autodiff();
         let model = experiment.new_model(&device)?;
         let config = &experiment.config;
@@ -379,7 +115,7 @@ impl Stop {
     }
 }
 
-struct Trainer {
+pub(super) struct Trainer {
     experiment: Experiment,
     device: Device,
     model: Model,
@@ -406,7 +142,7 @@ struct Trainer {
 }
 
 impl Trainer {
-    fn new(
+    pub(super) fn new(
         experiment: Experiment,
         run: RunDir,
         log: MetricsLog,
@@ -463,7 +199,7 @@ impl Trainer {
     }
 
     /// Runs the loop, keeping the run's `status.json` current for `stoke runs`.
-    fn run(self) -> Result<Outcome, Error> {
+    pub(super) fn run(self) -> Result<Outcome, Error> {
         let run = self.run.clone();
         let writes = self.world.is_root();
         if writes {
