@@ -27,6 +27,7 @@ import tempfile
 import zlib
 
 import numpy as np
+from safetensors import safe_open
 from safetensors.numpy import load_file
 
 
@@ -173,7 +174,13 @@ def main():
     model, spec = manifest["model"], manifest["input"]
     if spec["task"] != "image-classification":
         sys.exit(f"this check covers image classifiers, not {spec['task']}")
-    weights = load_file(os.path.join(args.artifact, "model.safetensors"))
+    weights_path = os.path.join(args.artifact, "model.safetensors")
+    with safe_open(weights_path, framework="np") as f:
+        file_format = (f.metadata() or {}).get("format")
+    # What transformers and PyTorch tooling expect of a file of PyTorch tensors.
+    if file_format != "pt":
+        sys.exit(f"{weights_path}: metadata format is {file_format!r}, not 'pt'")
+    weights = load_file(weights_path)
     images = read_idx_images(args.idx_images, args.count)
     x = normalise(images, spec)
 

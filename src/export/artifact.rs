@@ -132,6 +132,9 @@ pub fn export(run_path: &Path, options: &ExportOptions) -> Result<ExportReport, 
     let mut store = SafetensorsStore::from_bytes(None)
         .with_to_adapter(BurnToPyTorchAdapter)
         .skip_enum_variants(true)
+        // transformers' loaders refuse a file whose `format` is not one of theirs ("pt" for
+        // PyTorch tensors); burn writes "safetensors" by default.
+        .metadata("format", "pt")
         .metadata("stoke_model", config.model.kind());
     let safetensors_error = |err: burn::store::SafetensorsStoreError| Error::Record {
         path: out.join(SAFETENSORS_FILE),
