@@ -295,6 +295,14 @@ mod ranks {
         assert_close("train losses after the move", &one, &two, 1e-6);
     }
 
+    /// Open MPI's environment for the tests: as root too (CI runs as root), and without the
+    /// cross-process reads of shared-memory transfers, which containers often forbid.
+    const MPI_ENV: [(&str, &str); 3] = [
+        ("OMPI_ALLOW_RUN_AS_ROOT", "1"),
+        ("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1"),
+        ("OMPI_MCA_btl_vader_single_copy_mechanism", "none"),
+    ];
+
     fn mpirun_command(ranks: usize, args: &[String]) -> std::process::Command {
         let mut command = std::process::Command::new("mpirun");
         command
@@ -303,10 +311,7 @@ mod ranks {
             .arg(assert_cmd::cargo::cargo_bin("stoke"))
             .args(args)
             .current_dir(common::repo())
-            .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
-            .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
-            // Containers often forbid the cross-process reads of shared-memory transfers.
-            .env("OMPI_MCA_btl_vader_single_copy_mechanism", "none")
+            .envs(MPI_ENV)
             .env("RAYON_NUM_THREADS", "1")
             .env("XDG_RUNTIME_DIR", std::env::temp_dir());
         command
@@ -341,10 +346,7 @@ mod ranks {
             .args(&base)
             .args(["--set", "optimizer.lr=0.002"])
             .current_dir(common::repo())
-            .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
-            .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
-            // Containers often forbid the cross-process reads of shared-memory transfers.
-            .env("OMPI_MCA_btl_vader_single_copy_mechanism", "none")
+            .envs(MPI_ENV)
             .env("XDG_RUNTIME_DIR", std::env::temp_dir());
         let output = command.output().unwrap();
         assert_eq!(output.status.code(), Some(2), "{}", text(&output));
@@ -364,11 +366,7 @@ mod ranks {
         let run = dir.path().join("run");
         let mut args = train_args("configs/mnist-mlp.toml", &small("flex", 16, 6), &run);
         args.extend(["--nproc".into(), "2".into()]);
-        let output = stoke()
-            .args(&args)
-            .env("OMPI_MCA_btl_vader_single_copy_mechanism", "none")
-            .output()
-            .unwrap();
+        let output = stoke().args(&args).envs(MPI_ENV).output().unwrap();
         assert!(output.status.success(), "{}", text(&output));
         assert_eq!(read_json(&run.join("world.json"))["world_size"], 2);
 
@@ -418,10 +416,7 @@ mod ranks {
             .args(&args)
             .current_dir(common::repo())
             .env("STOKE_FAULT", "slow-steps:50")
-            .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
-            .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
-            // Containers often forbid the cross-process reads of shared-memory transfers.
-            .env("OMPI_MCA_btl_vader_single_copy_mechanism", "none")
+            .envs(MPI_ENV)
             .env("XDG_RUNTIME_DIR", std::env::temp_dir())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())

@@ -318,21 +318,8 @@ pub fn run(cli: Cli) -> Result<u8, Error> {
                 (_, Some(run_path)) => {
                     let (run, saved) = RunDir::open(&run_path)?;
                     let requested = overrides.load(&run.config_path())?;
-                    // train::resume checks these again against the checkpoint's own record,
-                    // and decides there whether a step's passes may move between ranks and
-                    // gradient accumulation.
-                    let changes: Vec<_> = config::unsafe_changes(&saved, &requested)
-                        .into_iter()
-                        .filter(|change| change.key != "train.grad_accum_steps")
-                        .collect();
-                    if !changes.is_empty() {
-                        return Err(Error::IncompatibleResume {
-                            run: run.path,
-                            changes,
-                        });
-                    }
                     let selected = select_backend(&requested)?;
-                    train::resume(requested, selected, run, checkpoint)?
+                    train::resume(requested, &saved, selected, run, checkpoint)?
                 }
                 (Some(config), None) => {
                     let experiment = prepare(overrides.load(&config)?)?;

@@ -37,11 +37,6 @@ pub struct Change {
     pub requested: String,
 }
 
-/// The changes from `saved` to `requested` that a resumed run cannot take.
-pub fn unsafe_changes(saved: &ExperimentConfig, requested: &ExperimentConfig) -> Vec<Change> {
-    changes_from(&fixed_keys(saved), requested)
-}
-
 /// Every key a resumed run may not change, with its value: what a checkpoint records, so
 /// that a resume names any key that differs from what the checkpoint was trained with, also
 /// one edited by hand in the run's `config.toml`.
@@ -135,7 +130,7 @@ mod tests {
         requested.checkpoint.keep_last = 7;
         requested.data.workers = 0;
         requested.run.backend = crate::config::BackendChoice::Ndarray;
-        assert!(unsafe_changes(&saved, &requested).is_empty());
+        assert!(changes_from(&fixed_keys(&saved), &requested).is_empty());
         assert_eq!(definition_hash(&saved), definition_hash(&requested));
     }
 
@@ -151,7 +146,7 @@ mod tests {
         }
         requested.data.valid_fraction = 0.2;
         requested.run.seed = 1;
-        let keys: Vec<String> = unsafe_changes(&saved, &requested)
+        let keys: Vec<String> = changes_from(&fixed_keys(&saved), &requested)
             .into_iter()
             .map(|c| c.key)
             .collect();

@@ -9,9 +9,7 @@ mod schema;
 mod validate;
 
 pub use bytes::{format_bytes, parse_bytes};
-pub use compat::{
-    Change, changes_from, definition_hash, fixed_keys, fixed_keys_digest, flatten, unsafe_changes,
-};
+pub use compat::{Change, changes_from, definition_hash, fixed_keys, fixed_keys_digest, flatten};
 pub use error::{ConfigError, Issue, Origin};
 pub use load::{load, load_str, to_toml};
 pub use schema::*;

@@ -166,13 +166,6 @@ impl World {
         }
     }
 
-    /// Whether any rank says `yes` (the same answer on every rank).
-    pub fn any(&self, yes: bool) -> bool {
-        let mut votes = [f64::from(u8::from(yes))];
-        self.sum_f64(&mut votes);
-        votes[0] > 0.0
-    }
-
     /// Every rank's `digest`, by rank.
     pub fn gather_digests(&self, digest: [u8; 32]) -> Vec<[u8; 32]> {
         #[cfg(feature = "distributed")]

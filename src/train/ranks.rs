@@ -10,6 +10,7 @@ use super::measure::MetricSpec;
 use super::state::IntervalSums;
 use crate::Error;
 use crate::config;
+use crate::data::Part;
 use crate::distributed::World;
 
 /// Checks that every rank runs the same stoke on the same backend, with the same config
@@ -54,6 +55,15 @@ fn digest(parts: &[&[u8]]) -> [u8; 32] {
         hasher.update(part);
     }
     hasher.finalize().into()
+}
+
+/// This rank's part of every global step's samples and of every round of evaluation
+/// batches.
+pub fn own_part(world: &World) -> Part {
+    Part {
+        index: world.rank(),
+        count: world.size(),
+    }
 }
 
 /// What the ranks agree on before each step: the predictions in the whole step (what the

@@ -84,9 +84,18 @@ fn check_world_fits(world: &World, experiment: &Experiment) -> Result<(), Error>
 /// nothing to continue from, and its config and seed reproduce exactly what was lost.
 fn restart(
     config: ExperimentConfig,
+    saved: &ExperimentConfig,
     backend: SelectedBackend,
     run: RunDir,
 ) -> Result<Outcome, Error> {
+    // Nothing was trained yet, but the run is still the one its config.toml describes.
+    let changes = config::changes_from(&config::fixed_keys(saved), &config);
+    if !changes.is_empty() {
+        return Err(Error::IncompatibleResume {
+            run: run.path,
+            changes,
+        });
+    }
     let experiment = Experiment::prepare(config, backend, None)?;
     let world = distributed::world();
     check_world_fits(world, &experiment)?;
@@ -146,17 +155,19 @@ fn record_world(run: &RunDir, config: &ExperimentConfig, world: &World) -> Resul
 }
 
 /// Continues `run` from a checkpoint: `choice`, or the newest one that verifies; a run
-/// stopped before its first checkpoint starts again from step 0. The experiment's config
-/// must differ from the run's only in keys that are safe to change.
+/// stopped before its first checkpoint starts again from step 0. `config` (the run's
+/// `config.toml`, `saved`, with the command's overrides) may differ from what the checkpoint
+/// was trained with only in keys that are safe to change.
 pub fn resume(
     config: ExperimentConfig,
+    saved: &ExperimentConfig,
     backend: SelectedBackend,
     run: RunDir,
     choice: Option<CheckpointChoice>,
 ) -> Result<Outcome, Error> {
     let checkpoints = run.checkpoints();
     if choice.is_none() && checkpoints.list().is_empty() {
-        return restart(config, backend, run);
+        return restart(config, saved, backend, run);
     }
     let world = distributed::world();
     let progress = progress_for(&config, world);
@@ -175,8 +186,11 @@ pub fn resume(
         Sha256::digest(checkpoint.name.as_bytes()).into(),
     )?;
     // Against what the checkpoint was trained with, not the run's config.toml, which may
-    // have been edited since.
-    let fixed = &checkpoint.manifest.fixed_keys;
+    // have been edited since (that file only for checkpoints from before keys were recorded).
+    let fixed = match checkpoint.manifest.fixed_keys.is_empty() {
+        true => &config::fixed_keys(saved),
+        false => &checkpoint.manifest.fixed_keys,
+    };
     let saved_accum = fixed
         .get("train.grad_accum_steps")
         .and_then(|value| value.parse().ok())
@@ -189,7 +203,7 @@ pub fn resume(
         .into_iter()
         .filter(|change| change.key != "train.grad_accum_steps" || passes != saved_passes)
         .collect();
-    if !fixed.is_empty() && !changes.is_empty() {
+    if !changes.is_empty() {
         return Err(Error::IncompatibleResume {
             run: run.path,
             changes,

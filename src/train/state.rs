@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::measure::Measured;
 use super::precision::LossScale;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TrainingState {
     /// Optimizer steps taken.
     pub global_step: usize,
@@ -43,7 +43,8 @@ pub struct TrainingState {
     /// f16 loss scaling (`train.precision = "f16-mixed"`).
     #[serde(default)]
     pub loss_scale: Option<LossScale>,
-    /// Ranks the run trains on (1: one process).
+    /// Ranks the run was trained on, set at every checkpoint (checkpoints from before it was
+    /// recorded were all trained on one process).
     #[serde(default = "one")]
     pub world_size: usize,
     /// In a distributed run, each rank's own unfinished interval, by rank (`interval` is
@@ -54,32 +55,6 @@ pub struct TrainingState {
 
 fn one() -> usize {
     1
-}
-
-impl Default for TrainingState {
-    fn default() -> Self {
-        Self {
-            global_step: 0,
-            epoch: 0,
-            batch_in_epoch: 0,
-            lr: 0.0,
-            interval: IntervalSums::default(),
-            epoch_parts: Vec::new(),
-            last_epoch_train: None,
-            last_valid: None,
-            best: Vec::new(),
-            early_stopping: EarlyStoppingState::default(),
-            metrics_lines: 0,
-            elapsed_s: 0.0,
-            epoch_time_s: Vec::new(),
-            trained_samples: 0,
-            trained_s: 0.0,
-            checkpoint_time_s: Vec::new(),
-            loss_scale: None,
-            world_size: 1,
-            rank_intervals: Vec::new(),
-        }
-    }
 }
 
 /// Sums of the training metrics on the device, read back (losslessly: f32 sums in f64).

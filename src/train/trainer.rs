@@ -22,7 +22,7 @@ use super::step::{DeviceBatch, StepShare, Stepper, evaluate_part, predictions};
 use super::{fault, interrupt, ranks};
 use crate::Error;
 use crate::config::{self, Monitor};
-use crate::data::{BatchStream, Part, StreamPlan, batch_count, epoch_order, part_of_batches};
+use crate::data::{BatchStream, StreamPlan, batch_count, epoch_order, part_of_batches};
 use crate::distributed::{self, World};
 use crate::model::Model;
 
@@ -252,14 +252,9 @@ impl Trainer {
         let every_steps = config.checkpoint.every_steps;
         let splits = &self.experiment.splits;
         let world = self.world;
-        let rank = Part {
-            index: world.rank(),
-            count: world.size(),
-        };
         let order = epoch_order(&splits.train, seed, self.state.epoch);
         let plan = StreamPlan {
-            // This rank's share of each global step's samples.
-            order: part_of_batches(&order, train.samples_per_step(), rank),
+            order: part_of_batches(&order, train.samples_per_step(), ranks::own_part(world)),
             batch_size: train.samples_per_step(),
             first: self.state.batch_in_epoch,
             workers: data.workers,
@@ -434,10 +429,6 @@ impl Trainer {
     fn evaluate(&self, model: &Model, split: &crate::data::Split) -> (Measured, f64) {
         let started = Instant::now();
         let spec = self.experiment.metric_spec();
-        let part = Part {
-            index: self.world.rank(),
-            count: self.world.size(),
-        };
         let sums = evaluate_part(
             model,
             split,
@@ -445,7 +436,7 @@ impl Trainer {
             self.experiment.config.train.eval_batch_size,
             self.experiment.config.data.workers,
             &self.device,
-            part,
+            ranks::own_part(self.world),
         );
         let sums = ranks::sum_over_ranks(self.world, sums, spec);
         let measured = Measured::of_split(&sums, spec);
