@@ -55,6 +55,9 @@ pub enum Error {
     },
     #[error("artifact {} is refused: {detail}", dir.display())]
     Artifact { dir: PathBuf, detail: String },
+    /// `model.init_from` names weights the model cannot start from.
+    #[error("model.init_from = {}: {detail}", from.display())]
+    Pretrained { from: PathBuf, detail: String },
     #[error("checkpoint {} is damaged: {detail}", dir.display())]
     CorruptCheckpoint { dir: PathBuf, detail: String },
     #[error("cannot resume {} with a different {}:\n{}\n  only the run's length, evaluation, logging and checkpoint cadence and backend may change", run.display(), if changes.len() == 1 { "setting" } else { "settings" }, render_changes(changes))]
@@ -139,6 +142,7 @@ impl Error {
             | Error::NotARun(_)
             | Error::Usage(_)
             | Error::Artifact { .. }
+            | Error::Pretrained { .. }
             | Error::IncompatibleResume { .. }
             | Error::RanksDisagree { .. } => 2,
             Error::Io { .. }

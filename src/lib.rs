@@ -15,5 +15,6 @@ pub mod kernels;
 pub mod model;
 pub mod plot;
 pub mod train;
+pub mod weights;
 
 pub use error::Error;

@@ -28,6 +28,11 @@ fn check_validates_every_shipped_config() {
         .arg(&synth_dir)
         .assert()
         .success();
+    // A small CNN run stands in for the MNIST run configs/fashion-from-mnist.toml starts from.
+    let fake_runs = tempfile::tempdir().unwrap();
+    let mnist_run = fake_runs.path().join("mnist-cnn");
+    common::train("configs/mnist-cnn.toml", &common::tiny(64, 1), &mnist_run);
+    let tiny_bert = repo().join("tests/fixtures/hf/bert-tiny");
     let mut configs: Vec<_> = walk(&repo().join("configs"))
         .into_iter()
         .filter(|path| path.extension().is_some_and(|ext| ext == "toml"))
@@ -48,6 +53,16 @@ fn check_validates_every_shipped_config() {
         ] {
             if text.contains(fetched) {
                 command.args(["--set", &format!("data.path={}", stand_in.display())]);
+            }
+        }
+        // Pretrained starts that are fetched or trained first: a tiny BERT of the same
+        // family and a short run of the same model.
+        for (start, stand_in) in [
+            ("\"datasets/minilm\"", tiny_bert.as_path()),
+            ("\"runs/mnist-cnn\"", mnist_run.as_path()),
+        ] {
+            if text.contains(start) {
+                command.args(["--set", &format!("model.init_from={}", stand_in.display())]);
             }
         }
         let output = command.output().unwrap();

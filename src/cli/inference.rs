@@ -69,6 +69,9 @@ pub enum ExportFormat {
     Safetensors,
     /// model.safetensors and model.onnx (image classifiers).
     Onnx,
+    /// A Hugging Face folder (config.json, model.safetensors, tokenizer.json) that
+    /// transformers loads with from_pretrained (bert and gpt2 runs).
+    Hf,
 }
 
 /// `stoke export`: writes the artifact and prints what it holds.
@@ -79,6 +82,18 @@ pub fn export(
     force: bool,
     format: ExportFormat,
 ) -> Result<(), Error> {
+    if let ExportFormat::Hf = format {
+        let report = export::export_hf(run, &checkpoint, &out, force)?;
+        eprintln!(
+            "exported {} as a Hugging Face folder to {}",
+            report.checkpoint,
+            out.display()
+        );
+        for (file, bytes) in &report.files {
+            println!("{file}\t{bytes}");
+        }
+        return Ok(());
+    }
     let options = export::ExportOptions {
         checkpoint,
         out,

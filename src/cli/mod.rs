@@ -183,7 +183,7 @@ struct ConfigArgs {
 
 impl ConfigArgs {
     fn load(&self) -> Result<ExperimentConfig, Error> {
-        self.overrides.load(&self.config)
+        self.overrides.load_fresh(&self.config)
     }
 }
 
@@ -204,6 +204,14 @@ impl Overrides {
             overrides.push(format!("run.backend={backend}"));
         }
         Ok(config::load(config, &overrides)?)
+    }
+
+    /// [`Self::load`] for a new run: completed from `model.init_from` (its shape and
+    /// tokenizer), which a resumed run's recorded config already is.
+    fn load_fresh(&self, config: &Path) -> Result<ExperimentConfig, Error> {
+        let mut config = self.load(config)?;
+        crate::weights::resolve(&mut config)?;
+        Ok(config)
     }
 }
 
@@ -322,7 +330,7 @@ pub fn run(cli: Cli) -> Result<u8, Error> {
                     train::resume(requested, &saved, selected, run, checkpoint)?
                 }
                 (Some(config), None) => {
-                    let experiment = prepare(overrides.load(&config)?)?;
+                    let experiment = prepare(overrides.load_fresh(&config)?)?;
                     train::train(experiment, &TrainOptions { run_dir })?
                 }
                 (None, None) => unreachable!("clap requires a config or --resume"),

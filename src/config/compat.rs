@@ -119,7 +119,7 @@ pub fn flatten(config: &ExperimentConfig) -> BTreeMap<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{ModelConfig, OptimizerConfig};
+    use crate::config::{Network, OptimizerConfig};
 
     #[test]
     fn length_cadence_and_placement_may_change() {
@@ -138,7 +138,7 @@ mod tests {
     fn model_data_and_optimisation_may_not() {
         let saved = ExperimentConfig::default();
         let mut requested = saved.clone();
-        if let ModelConfig::Mlp(mlp) = &mut requested.model {
+        if let Network::Mlp(mlp) = &mut requested.model.network {
             mlp.hidden = vec![10];
         }
         if let OptimizerConfig::Adam(adam) = &mut requested.optimizer {

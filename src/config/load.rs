@@ -377,7 +377,7 @@ fn typed_value(raw: &str, expected: Option<&toml::Value>) -> toml::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::schema::{ModelConfig, OptimizerConfig};
+    use crate::config::schema::{Network, OptimizerConfig};
 
     fn load_text(text: &str, overrides: &[&str]) -> Result<ExperimentConfig, ConfigError> {
         let overrides: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
@@ -396,7 +396,7 @@ mod tests {
         assert_eq!(config.run.name, "test");
         assert_eq!(config.data.path, PathBuf::from("datasets/mnist"));
         assert_eq!(config.train.epochs, 10);
-        assert!(matches!(config.model, ModelConfig::Mlp(_)));
+        assert!(matches!(config.model.network, Network::Mlp(_)));
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! Each struct denies unknown keys and fills missing ones from `Default`, so a config file is a
 //! short diff over these defaults. The README's config reference mirrors this file.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
@@ -293,34 +294,104 @@ impl ColorMode {
     }
 }
 
+/// The `[model]` table: the network (`kind` and its keys) and where its weights start.
+///
+/// `init_from`, `freeze` and `lr_by_prefix` apply to every kind, so they sit beside the
+/// network's keys rather than in each kind's table; the network's own table still refuses keys
+/// it does not know.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ModelConfig {
+    #[serde(flatten)]
+    pub network: Network,
+    /// Start from these weights instead of random ones: a Hugging Face folder (`config.json`
+    /// + `model.safetensors`), a stoke run directory or a stoke artifact.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub init_from: Option<PathBuf>,
+    /// With `init_from` a run directory: which of its checkpoints (best, last or step-<N>).
+    // Left out at its default, so that runs from before it existed keep their definition.
+    #[serde(skip_serializing_if = "is_best")]
+    pub init_checkpoint: String,
+    /// Parameter name prefixes kept as they are (no gradient step), e.g. ["embeddings"].
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub freeze: Vec<String>,
+    /// A learning rate of its own for the parameters under each name prefix (e.g. the new
+    /// head), following the same schedule as `optimizer.lr`.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub lr_by_prefix: BTreeMap<String, f64>,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        Self {
+            network: Network::default(),
+            init_from: None,
+            init_checkpoint: "best".into(),
+            freeze: Vec::new(),
+            lr_by_prefix: BTreeMap::new(),
+        }
+    }
+}
+
+fn is_best(choice: &str) -> bool {
+    choice == "best"
+}
+
+impl ModelConfig {
+    pub fn kind(&self) -> &'static str {
+        self.network.kind()
+    }
+}
+
+impl From<Network> for ModelConfig {
+    fn from(network: Network) -> Self {
+        Self {
+            network,
+            ..Self::default()
+        }
+    }
+}
+
 /// The network, chosen by `kind`; the other keys belong to that kind.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
-pub enum ModelConfig {
+pub enum Network {
     Mlp(MlpConfig),
     Cnn(CnnConfig),
     Resnet(ResnetConfig),
     TextClassifier(TransformerConfig),
     Lm(LmConfig),
+    Bert(BertConfig),
+    Gpt2(Gpt2Config),
 }
 
-impl Default for ModelConfig {
+impl Default for Network {
     fn default() -> Self {
-        ModelConfig::Mlp(MlpConfig::default())
+        Network::Mlp(MlpConfig::default())
     }
 }
 
-impl ModelConfig {
+impl Network {
     /// Every kind `kind()` returns: what this build can build (and read from artifacts).
-    pub const KINDS: [&'static str; 5] = ["mlp", "cnn", "resnet", "text-classifier", "lm"];
+    pub const KINDS: [&'static str; 7] = [
+        "mlp",
+        "cnn",
+        "resnet",
+        "text-classifier",
+        "lm",
+        "bert",
+        "gpt2",
+    ];
 
     pub fn kind(&self) -> &'static str {
         match self {
-            ModelConfig::Mlp(_) => "mlp",
-            ModelConfig::Cnn(_) => "cnn",
-            ModelConfig::Resnet(_) => "resnet",
-            ModelConfig::TextClassifier(_) => "text-classifier",
-            ModelConfig::Lm(_) => "lm",
+            Network::Mlp(_) => "mlp",
+            Network::Cnn(_) => "cnn",
+            Network::Resnet(_) => "resnet",
+            Network::TextClassifier(_) => "text-classifier",
+            Network::Lm(_) => "lm",
+            Network::Bert(_) => "bert",
+            Network::Gpt2(_) => "gpt2",
         }
     }
 }
@@ -347,7 +418,10 @@ impl Default for MlpConfig {
 #[serde(rename_all = "kebab-case")]
 pub enum Activation {
     Relu,
+    /// The exact GELU, x·Φ(x) (BERT's "gelu").
     Gelu,
+    /// GELU with Φ approximated through tanh (GPT-2's "gelu_new").
+    GeluTanh,
     Tanh,
 }
 
@@ -461,6 +535,132 @@ impl Default for LmConfig {
             dropout: 0.1,
             tie_weights: true,
         }
+    }
+}
+
+/// A BERT-style encoder (BERT, MiniLM): token, position and token-type embeddings, post-norm
+/// blocks with exact GELU, a pooler (dense + tanh on `[CLS]`) and a classification head. Shape
+/// keys left out come from `init_from`'s `config.json`, or the defaults below without one.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BertConfig {
+    /// Token embeddings; the tokenizer's vocabulary without `init_from`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vocab_size: Option<usize>,
+    /// 256.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hidden_size: Option<usize>,
+    /// 4.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub num_layers: Option<usize>,
+    /// 4.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub num_heads: Option<usize>,
+    /// 4 × hidden_size.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub intermediate_size: Option<usize>,
+    /// Learned positions: the longest text the model reads (512).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_positions: Option<usize>,
+    /// 2.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub type_vocab_size: Option<usize>,
+    /// 1e-12.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub layer_norm_eps: Option<f64>,
+    /// After embeddings, attention and each block (BERT's 0.1 when not set).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dropout: Option<f64>,
+    /// What the head reads: the pooler's `[CLS]` vector, or the mean of the real tokens'
+    /// states (how sentence-transformers models such as MiniLM were trained).
+    pub pooling: BertPooling,
+}
+
+impl BertConfig {
+    pub fn hidden(&self) -> usize {
+        self.hidden_size.unwrap_or(256)
+    }
+    pub fn layers(&self) -> usize {
+        self.num_layers.unwrap_or(4)
+    }
+    pub fn heads(&self) -> usize {
+        self.num_heads.unwrap_or(4)
+    }
+    pub fn intermediate(&self) -> usize {
+        self.intermediate_size.unwrap_or(4 * self.hidden())
+    }
+    pub fn positions(&self) -> usize {
+        self.max_positions.unwrap_or(512)
+    }
+    pub fn token_types(&self) -> usize {
+        self.type_vocab_size.unwrap_or(2)
+    }
+    pub fn epsilon(&self) -> f64 {
+        self.layer_norm_eps.unwrap_or(1e-12)
+    }
+    pub fn dropout_prob(&self) -> f64 {
+        self.dropout.unwrap_or(0.1)
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BertPooling {
+    #[default]
+    Cls,
+    Mean,
+}
+
+/// A GPT-2-style decoder: learned positions, pre-norm blocks with the tanh-approximated GELU,
+/// a final layer norm and an output projection tied to the token embedding. Shape keys left
+/// out come from `init_from`'s `config.json`, or the defaults below without one.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Gpt2Config {
+    /// Token embeddings; the tokenizer's vocabulary without `init_from`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vocab_size: Option<usize>,
+    /// 128.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hidden_size: Option<usize>,
+    /// 4.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub num_layers: Option<usize>,
+    /// 4.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub num_heads: Option<usize>,
+    /// 4 × hidden_size.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub intermediate_size: Option<usize>,
+    /// Learned positions: the longest context (the data's context length without `init_from`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_positions: Option<usize>,
+    /// 1e-5.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub layer_norm_eps: Option<f64>,
+    /// After embeddings, attention and each block (GPT-2's 0.1 when not set).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dropout: Option<f64>,
+}
+
+impl Gpt2Config {
+    pub fn hidden(&self) -> usize {
+        self.hidden_size.unwrap_or(128)
+    }
+    pub fn layers(&self) -> usize {
+        self.num_layers.unwrap_or(4)
+    }
+    pub fn heads(&self) -> usize {
+        self.num_heads.unwrap_or(4)
+    }
+    pub fn intermediate(&self) -> usize {
+        self.intermediate_size.unwrap_or(4 * self.hidden())
+    }
+    pub fn epsilon(&self) -> f64 {
+        self.layer_norm_eps.unwrap_or(1e-5)
+    }
+    pub fn dropout_prob(&self) -> f64 {
+        self.dropout.unwrap_or(0.1)
     }
 }
 

@@ -2,8 +2,8 @@
 //! (key path, what was expected), so the loader can locate it.
 
 use super::schema::{
-    DatasetKind, ExperimentConfig, ImageDataConfig, ModelConfig, OptimizerConfig, SchedulerConfig,
-    TextDataConfig, TokenizerKind,
+    DatasetKind, ExperimentConfig, ImageDataConfig, ModelConfig, Network, OptimizerConfig,
+    SchedulerConfig, TextDataConfig, TokenizerKind,
 };
 
 type Problems = Vec<(String, String)>;
@@ -102,10 +102,10 @@ pub fn validate(config: &ExperimentConfig) -> Problems {
         "data.shuffle_buffer",
         "must be at least 1 record".into(),
     );
-    let needs = match config.model {
-        ModelConfig::Mlp(_) | ModelConfig::Cnn(_) | ModelConfig::Resnet(_) => None,
-        ModelConfig::TextClassifier(_) => Some(DatasetKind::TextClassification),
-        ModelConfig::Lm(_) => Some(DatasetKind::TextCorpus),
+    let needs = match config.model.network {
+        Network::Mlp(_) | Network::Cnn(_) | Network::Resnet(_) => None,
+        Network::TextClassifier(_) | Network::Bert(_) => Some(DatasetKind::TextClassification),
+        Network::Lm(_) | Network::Gpt2(_) => Some(DatasetKind::TextCorpus),
     };
     let fits = match needs {
         Some(DatasetKind::TextClassification) => matches!(
@@ -291,8 +291,42 @@ fn validate_text(text: &TextDataConfig, check: &mut impl FnMut(bool, &str, Strin
 }
 
 fn validate_model(model: &ModelConfig, check: &mut impl FnMut(bool, &str, String)) {
-    match model {
-        ModelConfig::Mlp(mlp) => {
+    let is_name = |prefix: &str| {
+        !prefix.is_empty()
+            && prefix.split('.').all(|part| {
+                !part.is_empty() && part.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            })
+    };
+    for prefix in model.freeze.iter().chain(model.lr_by_prefix.keys()) {
+        check(
+            is_name(prefix),
+            "model",
+            format!(
+                "\"{prefix}\" is not a parameter prefix (names of letters, digits and _ joined by dots, e.g. \"layers.0\")"
+            ),
+        );
+    }
+    for (prefix, lr) in &model.lr_by_prefix {
+        check(
+            *lr > 0.0 && lr.is_finite(),
+            &format!("model.lr_by_prefix.{prefix}"),
+            format!("must be a positive learning rate, got {lr}"),
+        );
+    }
+    check(
+        matches!(model.init_checkpoint.as_str(), "best" | "last" | "latest")
+            || model
+                .init_checkpoint
+                .strip_prefix("step-")
+                .is_some_and(|n| n.parse::<usize>().is_ok()),
+        "model.init_checkpoint",
+        format!(
+            "must be best, last or step-<N>, got \"{}\"",
+            model.init_checkpoint
+        ),
+    );
+    match &model.network {
+        Network::Mlp(mlp) => {
             check(
                 mlp.hidden.iter().all(|&h| h > 0),
                 "model.hidden",
@@ -300,7 +334,7 @@ fn validate_model(model: &ModelConfig, check: &mut impl FnMut(bool, &str, String
             );
             validate_dropout("model.dropout", mlp.dropout, check);
         }
-        ModelConfig::Cnn(cnn) => {
+        Network::Cnn(cnn) => {
             check(
                 !cnn.channels.is_empty() && cnn.channels.iter().all(|&c| c > 0),
                 "model.channels",
@@ -315,7 +349,7 @@ fn validate_model(model: &ModelConfig, check: &mut impl FnMut(bool, &str, String
             validate_dropout("model.dropout", cnn.dropout, check);
             validate_dropout("model.fc_dropout", cnn.fc_dropout, check);
         }
-        ModelConfig::Resnet(resnet) => {
+        Network::Resnet(resnet) => {
             check(
                 resnet.depth >= 8 && (resnet.depth - 2) % 6 == 0,
                 "model.depth",
@@ -323,15 +357,72 @@ fn validate_model(model: &ModelConfig, check: &mut impl FnMut(bool, &str, String
             );
             check(resnet.width > 0, "model.width", "must be at least 1".into());
         }
-        ModelConfig::TextClassifier(t) => {
+        Network::TextClassifier(t) => {
             validate_transformer(t.d_model, t.n_heads, t.n_layers, t.d_ff, check);
             validate_dropout("model.dropout", t.dropout, check);
         }
-        ModelConfig::Lm(lm) => {
+        Network::Lm(lm) => {
             validate_transformer(lm.d_model, lm.n_heads, lm.n_layers, lm.d_ff, check);
             validate_dropout("model.dropout", lm.dropout, check);
         }
+        Network::Bert(bert) => {
+            validate_transformer(
+                bert.hidden(),
+                bert.heads(),
+                bert.layers(),
+                bert.intermediate(),
+                check,
+            );
+            validate_dropout("model.dropout", bert.dropout_prob(), check);
+            validate_sizes(
+                &[
+                    ("model.max_positions", bert.positions()),
+                    ("model.type_vocab_size", bert.token_types()),
+                ],
+                bert.vocab_size,
+                bert.epsilon(),
+                check,
+            );
+        }
+        Network::Gpt2(gpt2) => {
+            validate_transformer(
+                gpt2.hidden(),
+                gpt2.heads(),
+                gpt2.layers(),
+                gpt2.intermediate(),
+                check,
+            );
+            validate_dropout("model.dropout", gpt2.dropout_prob(), check);
+            validate_sizes(
+                &[("model.max_positions", gpt2.max_positions.unwrap_or(1))],
+                gpt2.vocab_size,
+                gpt2.epsilon(),
+                check,
+            );
+        }
     }
+}
+
+/// The sizes of a pretrained family's embeddings, and its layer norm's ε.
+fn validate_sizes(
+    sizes: &[(&str, usize)],
+    vocab: Option<usize>,
+    epsilon: f64,
+    check: &mut impl FnMut(bool, &str, String),
+) {
+    for (key, size) in sizes {
+        check(*size > 0, key, "must be at least 1".into());
+    }
+    check(
+        vocab != Some(0),
+        "model.vocab_size",
+        "must be at least 1".into(),
+    );
+    check(
+        epsilon > 0.0 && epsilon < 1.0,
+        "model.layer_norm_eps",
+        format!("must be above 0 and below 1, got {epsilon}"),
+    );
 }
 
 fn validate_dropout(key: &str, probability: f64, check: &mut impl FnMut(bool, &str, String)) {

@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use super::Loaded;
 use crate::Error;
 use crate::backend::{self, SelectedBackend};
-use crate::config::{BackendChoice, CpuBackend, ModelConfig};
+use crate::config::{BackendChoice, CpuBackend, ModelConfig, Network};
 use crate::data::{DataSpec, Tokenizer};
 use crate::files::{FileDigest, digest, replace_dir, verify_digests, write_synced};
 use crate::model::Model;
@@ -238,7 +238,7 @@ fn safetensors_index(bytes: &[u8]) -> Result<Vec<TensorEntry>, String> {
 
 /// Writes `files` into `.tmp-<name>` beside `out`, fsyncs them and the directory, and
 /// renames it to `out` (replacing an older artifact there).
-fn write_directory(out: &Path, files: &[(&str, Vec<u8>)]) -> Result<(), Error> {
+pub(super) fn write_directory(out: &Path, files: &[(&str, Vec<u8>)]) -> Result<(), Error> {
     let name = out
         .file_name()
         .ok_or_else(|| Error::Usage(format!("--out {} names no directory", out.display())))?
@@ -300,11 +300,11 @@ pub fn read_manifest(dir: &Path) -> Result<ArtifactManifest, Error> {
         None => return Err(refuse(format!("{MANIFEST_FILE} has no format_version"))),
     }
     let kind = value["model"]["kind"].as_str().unwrap_or_default();
-    if !ModelConfig::KINDS.contains(&kind) {
+    if !Network::KINDS.contains(&kind) {
         return Err(refuse(format!(
             "its model kind \"{kind}\" is unknown to this stoke {} (it knows {})",
             env!("CARGO_PKG_VERSION"),
-            ModelConfig::KINDS.join(", ")
+            Network::KINDS.join(", ")
         )));
     }
     let manifest: ArtifactManifest =

@@ -4,12 +4,14 @@
 
 pub mod artifact;
 mod generate;
+mod hf;
 mod onnx;
 mod predict;
 
 pub use crate::train::CheckpointChoice;
 pub use artifact::{ArtifactManifest, ExportOptions, ExportReport, export};
 pub use generate::{GenerateOptions, generate};
+pub use hf::{HfReport, export_hf};
 pub use predict::{Prediction, PredictionError, Scored, classify_images, classify_texts};
 
 use std::path::Path;

@@ -95,6 +95,11 @@ impl EncoderLayer {
 /// `norm`'s parameters applied by stoke's layer-norm kernel. f16 inputs are normalised in f32,
 /// as `LayerNorm::forward` does: f16 cannot hold the sums of squares.
 pub fn layer_norm(norm: &LayerNorm, x: Tensor<3>) -> Tensor<3> {
+    layer_norm_with(norm, x, LAYER_NORM_EPSILON)
+}
+
+/// [`layer_norm`] with its own ε (burn's `LayerNorm` keeps its ε private; BERT uses 1e-12).
+pub fn layer_norm_with(norm: &LayerNorm, x: Tensor<3>, epsilon: f64) -> Tensor<3> {
     let beta = match &norm.beta {
         Some(beta) => beta.val(),
         None => norm.gamma.val().zeros_like(),
@@ -106,15 +111,16 @@ pub fn layer_norm(norm: &LayerNorm, x: Tensor<3>) -> Tensor<3> {
             x,
             gamma.cast(FloatDType::F32),
             beta.cast(FloatDType::F32),
-            LAYER_NORM_EPSILON,
+            epsilon,
         );
         return normalized.cast(FloatDType::F16);
     }
-    kernels::layer_norm(x, norm.gamma.val(), beta, LAYER_NORM_EPSILON)
+    kernels::layer_norm(x, norm.gamma.val(), beta, epsilon)
 }
 
+/// Multi-head self-attention: q, k and v projections run as one, all heads in one kernel.
 #[derive(Module, Debug)]
-struct SelfAttention {
+pub(super) struct SelfAttention {
     query: Linear,
     key: Linear,
     value: Linear,
@@ -125,7 +131,7 @@ struct SelfAttention {
 }
 
 impl SelfAttention {
-    fn new(config: &EncoderConfig, device: &Device) -> Self {
+    pub(super) fn new(config: &EncoderConfig, device: &Device) -> Self {
         let linear = || {
             LinearConfig::new(config.d_model, config.d_model)
                 .with_initializer(initializer())
@@ -141,7 +147,12 @@ impl SelfAttention {
         }
     }
 
-    fn forward(&self, x: Tensor<3>, padding: Tensor<2, Bool>, causal: bool) -> Tensor<3> {
+    pub(super) fn forward(
+        &self,
+        x: Tensor<3>,
+        padding: Tensor<2, Bool>,
+        causal: bool,
+    ) -> Tensor<3> {
         // One projection for q, k and v: their weights side by side, [d, 3d].
         let projections = [&self.query, &self.key, &self.value];
         let weight = Tensor::cat(projections.map(|p| p.weight.val()).to_vec(), 1);
@@ -157,8 +168,9 @@ impl SelfAttention {
     }
 }
 
+/// Two linear layers with the activation between them (dropout after the activation).
 #[derive(Module, Debug)]
-struct FeedForward {
+pub(super) struct FeedForward {
     linear_inner: Linear,
     linear_outer: Linear,
     dropout: Dropout,
@@ -167,7 +179,7 @@ struct FeedForward {
 }
 
 impl FeedForward {
-    fn new(config: &EncoderConfig, device: &Device) -> Self {
+    pub(super) fn new(config: &EncoderConfig, device: &Device) -> Self {
         let linear = |inputs, outputs| {
             LinearConfig::new(inputs, outputs)
                 .with_initializer(initializer())
@@ -181,7 +193,7 @@ impl FeedForward {
         }
     }
 
-    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+    pub(super) fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         let x = activate(self.activation, project(&self.linear_inner, x));
         project(&self.linear_outer, self.dropout.forward(x))
     }

@@ -3,9 +3,11 @@
 //! To add a family: write `<family>.rs` with its config-driven constructor and `forward`, add
 //! a variant here and to `config::ModelConfig`.
 
+mod bert;
 mod cnn;
 mod dropout;
 mod encoder;
+mod gpt2;
 mod mlp;
 mod resnet;
 mod transformer;
@@ -15,17 +17,19 @@ use burn::nn::conv::Conv2d;
 use burn::nn::{Linear, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::FloatDType;
-use burn::tensor::activation::{relu, tanh};
+use burn::tensor::activation::{gelu_approximate, relu, tanh};
 use burn::tensor::ops::ConvOptions;
 use sha2::{Digest, Sha256};
 
+pub use bert::Bert;
 pub use cnn::Cnn;
 pub use dropout::Dropout;
+pub use gpt2::Gpt2;
 pub use mlp::Mlp;
 pub use resnet::Resnet;
 pub use transformer::{LanguageModel, TextClassifier};
 
-use crate::config::{Activation, ModelConfig};
+use crate::config::{Activation, ModelConfig, Network};
 use crate::data::{DataSpec, ImageShape};
 use crate::kernels;
 
@@ -37,6 +41,18 @@ pub enum ModelError {
     InputTooSmall { input: ImageShape, model: String },
     #[error("a {model} model cannot be trained on {data}")]
     WrongData { model: String, data: String },
+    #[error(
+        "the tokenizer has {tokenizer} tokens but model.vocab_size is {model}; use the model's own tokenizer (the tokenizer.json beside its weights) or a smaller vocabulary"
+    )]
+    VocabularyTooLarge { tokenizer: usize, model: usize },
+    #[error(
+        "{what} = {asked} is longer than the model's {positions} learned positions (model.max_positions); lower it"
+    )]
+    TooLong {
+        what: &'static str,
+        asked: usize,
+        positions: usize,
+    },
 }
 
 #[derive(Module, Debug)]
@@ -46,6 +62,8 @@ pub enum Model {
     Resnet(Resnet),
     TextClassifier(TextClassifier),
     Lm(LanguageModel),
+    Bert(Bert),
+    Gpt2(Gpt2),
 }
 
 /// A batch as a model takes it.
@@ -70,18 +88,58 @@ impl Model {
             model: config.kind().to_string(),
             data: data.describe(),
         };
-        Ok(match (config, data) {
-            (ModelConfig::Mlp(mlp), DataSpec::ImageClassification { input, classes, .. }) => {
+        let vocabulary = |asked: Option<usize>, tokenizer: usize| match asked {
+            Some(model) if model < tokenizer => {
+                Err(ModelError::VocabularyTooLarge { tokenizer, model })
+            }
+            asked => Ok(asked.unwrap_or(tokenizer)),
+        };
+        let fits = |what, asked: usize, positions: usize| match asked > positions {
+            true => Err(ModelError::TooLong {
+                what,
+                asked,
+                positions,
+            }),
+            false => Ok(()),
+        };
+        Ok(match (&config.network, data) {
+            (
+                Network::Bert(bert),
+                DataSpec::TextClassification {
+                    classes,
+                    vocab_size,
+                    max_length,
+                    ..
+                },
+            ) => {
+                let vocab = vocabulary(bert.vocab_size, *vocab_size)?;
+                fits("data.max_length", *max_length, bert.positions())?;
+                Model::Bert(Bert::new(bert, vocab, classes.len(), device))
+            }
+            (
+                Network::Gpt2(gpt2),
+                DataSpec::LanguageModel {
+                    vocab_size,
+                    context_length,
+                    ..
+                },
+            ) => {
+                let vocab = vocabulary(gpt2.vocab_size, *vocab_size)?;
+                let positions = gpt2.max_positions.unwrap_or(*context_length);
+                fits("data.context_length", *context_length, positions)?;
+                Model::Gpt2(Gpt2::new(gpt2, vocab, positions, device))
+            }
+            (Network::Mlp(mlp), DataSpec::ImageClassification { input, classes, .. }) => {
                 Model::Mlp(Mlp::new(mlp, *input, classes.len(), device))
             }
-            (ModelConfig::Cnn(cnn), DataSpec::ImageClassification { input, classes, .. }) => {
+            (Network::Cnn(cnn), DataSpec::ImageClassification { input, classes, .. }) => {
                 Model::Cnn(Cnn::new(cnn, *input, classes.len(), device)?)
             }
-            (ModelConfig::Resnet(resnet), DataSpec::ImageClassification { input, classes, .. }) => {
+            (Network::Resnet(resnet), DataSpec::ImageClassification { input, classes, .. }) => {
                 Model::Resnet(Resnet::new(resnet, *input, classes.len(), device))
             }
             (
-                ModelConfig::TextClassifier(transformer),
+                Network::TextClassifier(transformer),
                 DataSpec::TextClassification {
                     classes,
                     vocab_size,
@@ -96,7 +154,7 @@ impl Model {
                 device,
             )),
             (
-                ModelConfig::Lm(lm),
+                Network::Lm(lm),
                 DataSpec::LanguageModel {
                     vocab_size,
                     context_length,
@@ -122,12 +180,26 @@ impl Model {
                 model.forward(ids, padding)
             }
             (Model::Lm(model), Input::Sequences(ids)) => model.forward(ids),
+            (Model::Bert(model), Input::Tokens { ids, padding }) => model.forward(ids, padding),
+            (Model::Gpt2(model), Input::Sequences(ids)) => model.forward(ids),
             _ => unreachable!("a batch of the wrong kind for the model"),
         }
     }
 }
 
 impl Model {
+    /// The module that maps features to classes (or tokens): what a model started from weights
+    /// trained for other classes gets fresh.
+    pub fn head(&self) -> &'static [&'static str] {
+        match self {
+            Model::Mlp(_) | Model::Cnn(_) | Model::Resnet(_) | Model::Lm(_) => &["output"],
+            Model::TextClassifier(_) => &["head"],
+            Model::Bert(_) => &["classifier"],
+            // The tied output projection is the token embedding.
+            Model::Gpt2(_) => &[],
+        }
+    }
+
     /// SHA-256 of every parameter and running statistic, in module order: equal digests mean
     /// bitwise-equal weights.
     pub fn weights_sha256(&self) -> String {
@@ -194,6 +266,7 @@ fn activate<const D: usize>(activation: Activation, x: Tensor<D>) -> Tensor<D> {
     match activation {
         Activation::Relu => relu(x),
         Activation::Gelu => kernels::gelu(x),
+        Activation::GeluTanh => gelu_approximate(x),
         Activation::Tanh => tanh(x),
     }
 }

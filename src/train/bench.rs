@@ -62,7 +62,12 @@ pub fn bench(
     let mut model = experiment.new_model(&device)?;
     let mut optimizer = build_optimizer(&config.optimizer, &config.train);
     let total = options.warmup + options.steps;
-    let mut scheduler = build_scheduler(&config.scheduler, config.optimizer.lr(), total);
+    let mut scheduler = build_scheduler(
+        &config.scheduler,
+        config.optimizer.lr(),
+        &config.model.lr_by_prefix,
+        total,
+    );
     let mut stepper = Stepper::new(&config.train, &device);
     let mut batches = Batches::new(&experiment);
     let mut metrics = RunningMetrics::new(experiment.metric_spec());

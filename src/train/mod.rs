@@ -6,6 +6,7 @@ mod bench;
 pub mod checkpoint;
 mod eval;
 mod fault;
+mod finetune;
 mod interrupt;
 mod lr_find;
 mod measure;
@@ -100,14 +101,30 @@ impl Experiment {
     /// The weights are drawn on flex from the run's seed whatever the device, so one seed
     /// gives the same initial weights on every backend.
     pub fn new_model(&self, device: &Device) -> Result<Model, Error> {
+        self.model_on(device, false)
+    }
+
+    /// The model a fresh run starts from: [`Self::new_model`] with the weights
+    /// `model.init_from` names, when it names some.
+    pub fn initial_model(&self, device: &Device) -> Result<Model, Error> {
+        self.model_on(device, true)
+    }
+
+    fn model_on(&self, device: &Device, pretrained: bool) -> Result<Model, Error> {
         let init_device = Device::flex();
         init_device.seed(self.config.run.seed);
         let model = Model::new(&self.config.model, &self.splits.spec, &init_device)?;
         // Parameters initialise lazily, on whatever device they are on at first use.
         model.visit(&mut InitialiseNow);
+        let model = match pretrained {
+            true => crate::weights::initial_weights(model, &self.config.model, &self.splits.spec)?,
+            false => model,
+        };
+        finetune::check_prefixes(&model, &self.config.model)?;
         let model = model.to_device(&device.clone().without_autodiff());
         Ok(if device.is_autodiff() {
-            model.train()
+            // Frozen parameters take no gradient: set on the device that tracks them.
+            finetune::freeze(model.train(), &self.config.model)
         } else {
             model
         })

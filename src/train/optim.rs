@@ -1,6 +1,8 @@
 //! burn's optimizers and learning-rate schedulers built from the config, and PyTorch-style
 //! global-norm gradient clipping (burn's own clips each tensor on its own).
 
+use std::collections::BTreeMap;
+
 use burn::grad_clipping::GradientClippingConfig;
 use burn::lr_scheduler::LrSchedulerConfig;
 use burn::lr_scheduler::cosine::CosineAnnealingLrSchedulerConfig;
@@ -60,8 +62,26 @@ fn weight_decay(penalty: f64) -> Option<WeightDecayConfig> {
     (penalty > 0.0).then(|| WeightDecayConfig::new(penalty as f32))
 }
 
-/// The schedule over `total_steps` optimizer steps, with its linear warm-up in front.
-pub fn build_scheduler(config: &SchedulerConfig, lr: f64, total_steps: usize) -> ModuleLrScheduler {
+/// The schedule over `total_steps` optimizer steps, with its linear warm-up in front; each
+/// of `lr_by_prefix`'s parameter groups follows the same schedule from its own base rate.
+pub fn build_scheduler(
+    config: &SchedulerConfig,
+    lr: f64,
+    lr_by_prefix: &BTreeMap<String, f64>,
+    total_steps: usize,
+) -> ModuleLrScheduler {
+    let groups = super::finetune::lr_groups(lr_by_prefix);
+    groups
+        .into_iter()
+        .fold(
+            ModuleLrSchedulerConfig::new(schedule(config, lr, total_steps)),
+            |scheduler, (group, lr)| scheduler.with_group(group, schedule(config, lr, total_steps)),
+        )
+        .init()
+        .expect("validated schedule parameters")
+}
+
+fn schedule(config: &SchedulerConfig, lr: f64, total_steps: usize) -> LrSchedulerConfig {
     let warmup = config.warmup_steps();
     let main: LrSchedulerConfig = match config {
         SchedulerConfig::Constant(_) => LrSchedulerConfig::Constant(lr),
@@ -74,15 +94,12 @@ pub fn build_scheduler(config: &SchedulerConfig, lr: f64, total_steps: usize) ->
                 .into()
         }
     };
-    let schedule = if warmup > 0 {
+    if warmup > 0 {
         let ramp = LinearLrSchedulerConfig::new(lr / (warmup + 1) as f64, lr, warmup);
         SequentialLrSchedulerConfig::new(vec![ramp.into(), main], vec![warmup]).into()
     } else {
         main
-    };
-    ModuleLrSchedulerConfig::new(schedule)
-        .init()
-        .expect("validated schedule parameters")
+    }
 }
 
 /// Scales all gradients together so their joint L2 norm is at most `max_norm`, as
@@ -170,7 +187,7 @@ mod tests {
     #[test]
     fn warmup_ramps_linearly_to_the_base_rate() {
         let config = SchedulerConfig::Constant(ConstantSchedule { warmup_steps: 3 });
-        let got = lrs(build_scheduler(&config, 0.4, 10), 5);
+        let got = lrs(build_scheduler(&config, 0.4, &BTreeMap::new(), 10), 5);
         let expected = [0.1, 0.2, 0.3, 0.4, 0.4];
         for (g, e) in got.iter().zip(expected) {
             assert!((g - e).abs() < 1e-12, "{got:?}");
@@ -183,7 +200,7 @@ mod tests {
             warmup_steps: 0,
             min_lr: 0.01,
         });
-        let got = lrs(build_scheduler(&config, 0.1, 4), 5);
+        let got = lrs(build_scheduler(&config, 0.1, &BTreeMap::new(), 4), 5);
         assert!((got[0] - 0.1).abs() < 1e-12);
         assert!((got[4] - 0.01).abs() < 1e-9, "{got:?}");
     }

@@ -243,6 +243,7 @@ pub fn resume(
         build_scheduler(
             &config.scheduler,
             config.optimizer.lr(),
+            &config.model.lr_by_prefix,
             planned_steps(&experiment),
         ),
     )?;

@@ -80,7 +80,7 @@ impl Parts {
     /// A freshly initialized model, optimizer and scheduler at step 0.
     pub(super) fn fresh(experiment: &Experiment) -> Result<Self, Error> {
         let device = experiment.backend.device.clone().autodiff();
-        let model = experiment.new_model(&device)?;
+        let model = experiment.initial_model(&device)?;
         let config = &experiment.config;
         Ok(Self {
             model,
@@ -88,6 +88,7 @@ impl Parts {
             scheduler: build_scheduler(
                 &config.scheduler,
                 config.optimizer.lr(),
+                &config.model.lr_by_prefix,
                 planned_steps(experiment),
             ),
             device,

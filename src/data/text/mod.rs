@@ -8,6 +8,8 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use rayon::prelude::*;
+
 pub use tokenizer::Tokenizer;
 
 use super::{
@@ -70,8 +72,7 @@ pub(crate) fn padded_tokens(texts: &[&[u32]], labels: Vec<i64>, pad_id: u32) -> 
 
 /// A text's token ids as a classifier reads them: cut to `max_length`, never empty.
 pub(crate) fn classifier_ids(tokenizer: &Tokenizer, text: &str, max_length: usize) -> Vec<u32> {
-    let mut ids = tokenizer.encode(text);
-    ids.truncate(max_length);
+    let mut ids = tokenizer.encode_classified(text, max_length);
     if ids.is_empty() {
         ids.push(tokenizer.pad_id()); // An empty text still has one position to pool.
     }
@@ -88,16 +89,9 @@ pub fn labelled_texts(
     max_length: usize,
 ) -> Arc<dyn Dataset> {
     let pad_id = tokenizer.pad_id();
-    let ids = tokenizer
-        .encode_all(texts)
-        .into_iter()
-        .map(|mut ids| {
-            ids.truncate(max_length);
-            if ids.is_empty() {
-                ids.push(pad_id); // An empty text still has one position to pool.
-            }
-            ids
-        })
+    let ids = texts
+        .par_iter()
+        .map(|text| classifier_ids(tokenizer, text, max_length))
         .collect();
     labels.resize(texts.len(), 0);
     Arc::new(LabelledTokens {

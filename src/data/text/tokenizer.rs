@@ -14,8 +14,8 @@ use tokenizers::normalizers::bert::BertNormalizer;
 use tokenizers::normalizers::utils::Lowercase;
 use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
 use tokenizers::{
-    AddedToken, DecoderWrapper, NormalizerWrapper, PostProcessorWrapper, PreTokenizerWrapper,
-    TokenizerBuilder, TokenizerImpl,
+    AddedToken, DecoderWrapper, NormalizerWrapper, PostProcessor, PostProcessorWrapper,
+    PreTokenizerWrapper, TokenizerBuilder, TokenizerImpl,
 };
 
 use crate::config::{TokenizerConfig, TokenizerKind};
@@ -161,7 +161,13 @@ impl Tokenizer {
     }
 
     fn subword_from_json(json: &str) -> Result<Inner, DataError> {
-        let tokenizer = tokenizers::Tokenizer::from_str(json).map_err(tokenizer_error)?;
+        let mut tokenizer = tokenizers::Tokenizer::from_str(json).map_err(tokenizer_error)?;
+        // stoke cuts and pads texts itself; a tokenizer.json saved with truncation or fixed
+        // padding (sentence-transformers' are) would pad every text to its length.
+        tokenizer
+            .with_truncation(None)
+            .map_err(tokenizer_error)?
+            .with_padding(None);
         Ok(Inner::Subword(Box::new(tokenizer)))
     }
 
@@ -209,6 +215,32 @@ impl Tokenizer {
                 .encode_fast(text, false)
                 .map(|encoding| encoding.get_ids().to_vec())
                 .unwrap_or_default(),
+        }
+    }
+
+    /// A text as a classifier reads it: with the special tokens the tokenizer's post-processor
+    /// adds (BERT's `[CLS]` … `[SEP]`; none for stoke's own tokenizers), at most `max_length`
+    /// ids, cut before the closing tokens so that they stay.
+    pub fn encode_classified(&self, text: &str, max_length: usize) -> Vec<u32> {
+        let Inner::Subword(tokenizer) = &self.inner else {
+            let mut ids = self.encode(text);
+            ids.truncate(max_length);
+            return ids;
+        };
+        let Ok(mut encoding) = tokenizer.encode_fast(text, false) else {
+            return Vec::new();
+        };
+        let added = tokenizer
+            .get_post_processor()
+            .map_or(0, |processor| processor.added_tokens(false));
+        encoding.truncate(
+            max_length.saturating_sub(added),
+            0,
+            tokenizers::TruncationDirection::Right,
+        );
+        match tokenizer.post_process(encoding, None, true) {
+            Ok(encoding) => encoding.get_ids().to_vec(),
+            Err(_) => Vec::new(),
         }
     }
 

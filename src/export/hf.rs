@@ -1,0 +1,70 @@
+//! `stoke export --format hf`: a run's checkpoint as a Hugging Face folder (`config.json`,
+//! `model.safetensors`, `tokenizer.json`) that `transformers` loads with `from_pretrained`,
+//! for the families it shares with stoke (`bert`, `gpt2`).
+
+use std::path::Path;
+
+use super::{CheckpointChoice, Loaded, load};
+use crate::Error;
+use crate::config::BackendChoice;
+use crate::model::Model;
+use crate::weights::{self, hf};
+
+/// What `export_hf` wrote.
+pub struct HfReport {
+    pub checkpoint: String,
+    pub files: Vec<(String, u64)>,
+}
+
+/// Writes `choice` of the run at `run_path` into the folder `out` (atomically; an existing
+/// folder only with `replace`).
+pub fn export_hf(
+    run_path: &Path,
+    choice: &CheckpointChoice,
+    out: &Path,
+    replace: bool,
+) -> Result<HfReport, Error> {
+    if out.exists() && !replace {
+        return Err(Error::Usage(format!(
+            "{} already exists; choose another --out or pass --force to replace it",
+            out.display()
+        )));
+    }
+    let Loaded {
+        model_config,
+        model,
+        spec,
+        tokenizer,
+        source,
+        ..
+    } = load(run_path, choice, Some(BackendChoice::Flex))?;
+    let parameters = match &model {
+        Model::Bert(bert) => weights::parameters(bert),
+        Model::Gpt2(gpt2) => weights::parameters(gpt2),
+        _ => {
+            return Err(Error::Usage(format!(
+                "--format hf writes bert and gpt2 models; {} is a {} run (export it as an artifact)",
+                run_path.display(),
+                model_config.kind()
+            )));
+        }
+    };
+    let labels = spec.classes().map(<[String]>::to_vec).unwrap_or_default();
+    let export = hf::export(&model_config.network, parameters, &labels).map_err(Error::Usage)?;
+    let config = serde_json::to_vec_pretty(&export.config).expect("the config serializes");
+    let mut files = vec![
+        (hf::CONFIG_FILE, config),
+        (hf::WEIGHTS_FILE, export.safetensors),
+    ];
+    if let Some(tokenizer) = &tokenizer {
+        files.push((hf::TOKENIZER_FILE, tokenizer.to_json().into_bytes()));
+    }
+    super::artifact::write_directory(out, &files)?;
+    Ok(HfReport {
+        checkpoint: source,
+        files: files
+            .iter()
+            .map(|(name, bytes)| (name.to_string(), bytes.len() as u64))
+            .collect(),
+    })
+}

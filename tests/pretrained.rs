@@ -1,0 +1,401 @@
+//! Starting from pretrained weights: Hugging Face BERT and GPT-2 checkpoints give the logits
+//! `transformers` gives (fixtures made by scripts/hf_fixtures.py, so no torch is needed here),
+//! bad checkpoints are refused with one line, and `export --format hf` writes them back.
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use burn::prelude::*;
+use serde_json::Value;
+
+use common::{repo, stoke};
+use stoke::config::{BertConfig, BertPooling, Gpt2Config, ModelConfig, Network};
+use stoke::data::DataSpec;
+use stoke::model::{Input, Model};
+use stoke::weights;
+
+fn fixture(name: &str) -> PathBuf {
+    repo().join("tests/fixtures/hf").join(name)
+}
+
+fn expected(name: &str) -> Vec<Value> {
+    let text = fs::read_to_string(fixture(name).join("expected.json")).unwrap();
+    let value: Value = serde_json::from_str(&text).unwrap();
+    value["cases"].as_array().unwrap().clone()
+}
+
+fn ints(value: &Value) -> Vec<Vec<i64>> {
+    serde_json::from_value(value.clone()).unwrap()
+}
+
+fn floats(value: &Value) -> Vec<f32> {
+    let rows: Vec<Vec<f32>> = serde_json::from_value(value.clone()).unwrap();
+    rows.concat()
+}
+
+fn tensor(rows: &[Vec<i64>], device: &Device) -> Tensor<2, Int> {
+    let shape = [rows.len(), rows[0].len()];
+    Tensor::from_ints(TensorData::new(rows.concat(), shape), device)
+}
+
+fn assert_close(got: Tensor<2>, want: &[f32], tolerance: f32, what: &str) {
+    let got: Vec<f32> = got.into_data().try_to_vec().unwrap();
+    assert_eq!(got.len(), want.len(), "{what}: element count");
+    let worst = got
+        .iter()
+        .zip(want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(worst <= tolerance, "{what}: largest difference {worst:e}");
+}
+
+/// `network` completed from the fixture's config.json and built for `spec` with the fixture's
+/// weights, as a fresh run with `model.init_from` does.
+fn pretrained(name: &str, network: Network, spec: &DataSpec) -> Model {
+    let mut config = stoke::config::ExperimentConfig {
+        model: ModelConfig {
+            init_from: Some(fixture(name)),
+            ..ModelConfig::from(network)
+        },
+        ..Default::default()
+    };
+    weights::resolve(&mut config).unwrap();
+    let device = Device::flex();
+    let model = Model::new(&config.model, spec, &device).unwrap();
+    weights::initial_weights(model, &config.model, spec).unwrap()
+}
+
+fn text_spec(classes: usize) -> DataSpec {
+    DataSpec::TextClassification {
+        classes: (0..classes).map(|c| c.to_string()).collect(),
+        vocab_size: 99,
+        max_length: 16,
+        pad_id: 0,
+    }
+}
+
+#[test]
+fn bert_matches_transformers_bert_model_and_its_pooler() {
+    let model = pretrained(
+        "bert-tiny-base",
+        Network::Bert(BertConfig::default()),
+        &text_spec(2),
+    );
+    let Model::Bert(bert) = model else {
+        panic!("a bert model")
+    };
+    let device = Device::flex();
+    for (index, case) in expected("bert-tiny-base").iter().enumerate() {
+        let ids = tensor(&ints(&case["input_ids"]), &device);
+        let types = tensor(&ints(&case["token_type_ids"]), &device);
+        let padding = tensor(&ints(&case["attention_mask"]), &device).equal_elem(0);
+        let states = bert.encode(ids, types, padding);
+        let [_, length, hidden] = states.dims();
+        let real: Vec<Vec<i64>> = ints(&case["attention_mask"]);
+        // transformers computes padded positions too; stoke's are never read, so compare the
+        // real ones only.
+        let flat: Vec<f32> = states.clone().into_data().try_to_vec().unwrap();
+        let want = floats(&case["last_hidden_state"]);
+        for (b, mask) in real.iter().enumerate() {
+            for t in (0..length).filter(|&t| mask[t] == 1) {
+                let at = (b * length + t) * hidden;
+                for h in 0..hidden {
+                    let (got, want) = (flat[at + h], want[at + h]);
+                    assert!(
+                        (got - want).abs() < 1e-4,
+                        "case {index}: state [{b}, {t}, {h}] is {got}, transformers {want}"
+                    );
+                }
+            }
+        }
+        assert_close(
+            bert.pool(states),
+            &floats(&case["pooler_output"]),
+            1e-4,
+            &format!("case {index} pooler"),
+        );
+    }
+}
+
+#[test]
+fn bert_for_sequence_classification_gives_the_same_logits() {
+    let model = pretrained(
+        "bert-tiny",
+        Network::Bert(BertConfig::default()),
+        &text_spec(3),
+    );
+    let Model::Bert(bert) = &model else {
+        panic!("a bert model")
+    };
+    let device = Device::flex();
+    for (index, case) in expected("bert-tiny").iter().enumerate() {
+        let ids = tensor(&ints(&case["input_ids"]), &device);
+        let types = tensor(&ints(&case["token_type_ids"]), &device);
+        let padding = tensor(&ints(&case["attention_mask"]), &device).equal_elem(0);
+        let want = floats(&case["logits"]);
+        let what = format!("case {index} logits");
+        assert_close(
+            bert.logits(ids.clone(), types, padding.clone()),
+            &want,
+            1e-4,
+            &what,
+        );
+        // The path training takes (every token of type 0) where the case's types are all 0.
+        if ints(&case["token_type_ids"])
+            .iter()
+            .flatten()
+            .all(|&t| t == 0)
+        {
+            assert_close(
+                model.forward(Input::Tokens { ids, padding }),
+                &want,
+                1e-4,
+                &what,
+            );
+        }
+    }
+}
+
+#[test]
+fn gpt2_matches_transformers_gpt2_lm_head_model() {
+    let spec = DataSpec::LanguageModel {
+        vocab_size: 99,
+        context_length: 16,
+        chars_per_token: 1.0,
+    };
+    let model = pretrained("gpt2-tiny", Network::Gpt2(Gpt2Config::default()), &spec);
+    let device = Device::flex();
+    for (index, case) in expected("gpt2-tiny").iter().enumerate() {
+        let ids = tensor(&ints(&case["input_ids"]), &device);
+        let logits = model.forward(Input::Sequences(ids));
+        assert_close(
+            logits,
+            &floats(&case["logits"]),
+            1e-4,
+            &format!("case {index} logits"),
+        );
+    }
+}
+
+#[test]
+fn mean_pooling_reads_the_real_tokens_only() {
+    let network = Network::Bert(BertConfig {
+        pooling: BertPooling::Mean,
+        ..BertConfig::default()
+    });
+    let model = pretrained("bert-tiny-base", network, &text_spec(2));
+    let device = Device::flex();
+    let short = tensor(&[vec![2, 17, 45, 3]], &device);
+    let padded = tensor(&[vec![2, 17, 45, 3, 0, 0]], &device);
+    let none = Tensor::<2, Bool>::from_bool(TensorData::from([[false; 4]]), &device);
+    let some = Tensor::<2, Bool>::from_bool(
+        TensorData::from([[false, false, false, false, true, true]]),
+        &device,
+    );
+    let a: Vec<f32> = model
+        .forward(Input::Tokens {
+            ids: short,
+            padding: none,
+        })
+        .into_data()
+        .try_to_vec()
+        .unwrap();
+    let b = model.forward(Input::Tokens {
+        ids: padded,
+        padding: some,
+    });
+    assert_close(b, &a, 1e-5, "padded and unpadded");
+}
+
+/// A copy of a fixture in a temporary folder, to damage.
+fn copy_of(name: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join(name);
+    fs::create_dir(&copy).unwrap();
+    for entry in fs::read_dir(fixture(name)).unwrap() {
+        let entry = entry.unwrap();
+        fs::copy(entry.path(), copy.join(entry.file_name())).unwrap();
+    }
+    (dir, copy)
+}
+
+/// `stoke check` of a tiny bert config starting from `from`; the exit code and stderr.
+fn check_from(from: &Path, kind: &str) -> (i32, String) {
+    let config = match kind {
+        "bert" => "configs/spam-minilm.toml",
+        _ => "configs/mobydick-gpt2.toml",
+    };
+    let output = stoke()
+        .args(["check", config, "--set"])
+        .arg(format!("model.init_from={}", from.display()))
+        .output()
+        .unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+fn refused(from: &Path, kind: &str, expected: &str) {
+    let (code, stderr) = check_from(from, kind);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains(expected), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn an_unknown_model_type_is_refused_naming_the_known_ones() {
+    let (_dir, copy) = copy_of("bert-tiny");
+    let config = fs::read_to_string(copy.join("config.json")).unwrap();
+    fs::write(
+        copy.join("config.json"),
+        config.replace("\"model_type\": \"bert\"", "\"model_type\": \"t5\""),
+    )
+    .unwrap();
+    refused(
+        &copy,
+        "bert",
+        "model_type \"t5\" is not one this build reads; it reads bert, gpt2",
+    );
+}
+
+#[test]
+fn a_config_naming_another_shape_is_refused_with_the_difference() {
+    let output = stoke()
+        .args(["check", "configs/spam-minilm.toml", "--set"])
+        .arg(format!(
+            "model.init_from={}",
+            fixture("bert-tiny").display()
+        ))
+        .args(["--set", "model.hidden_size=64"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("model.hidden_size = 64 but config.json says 32"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn pytorch_pickles_are_refused_with_how_to_convert_them() {
+    let (_dir, copy) = copy_of("bert-tiny");
+    fs::rename(
+        copy.join("model.safetensors"),
+        copy.join("pytorch_model.bin"),
+    )
+    .unwrap();
+    refused(&copy, "bert", "stoke does not unpickle PyTorch files");
+}
+
+/// Trains `config` for a step from `from` into a fresh run directory; exit code and stderr.
+fn train_from(from: &Path, config: &str, run: &Path) -> (i32, String) {
+    let data = run.with_extension("data");
+    common::write_labelled_set(&data, 64);
+    let output = stoke()
+        .args(["train", config, "--run-dir"])
+        .arg(run)
+        .arg("--set")
+        .arg(format!("model.init_from={}", from.display()))
+        .arg("--set")
+        .arg(format!("data.path={}", data.display()))
+        .args(["--set", "data.text.max_length=32"])
+        .args(
+            common::tiny(64, 2)
+                .iter()
+                .flat_map(|s| ["--set", s.as_str()]),
+        )
+        .output()
+        .unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn missing_extra_and_misshaped_tensors_are_refused_naming_them_and_nothing_is_written() {
+    let cases: [(&str, &str); 3] = [
+        (
+            "bert.encoder.layer.1.output.dense.bias",
+            "it lacks 1 tensor the model needs, first layers.1.feed_forward.linear_outer.bias",
+        ),
+        (
+            "extra",
+            "tensor bert.encoder.layer.0.crossattention.bias is not part of a bert model stoke knows",
+        ),
+        (
+            "misshaped",
+            "tensor layers.0.attention.query.bias has shape [16] there, but the model's is [32]",
+        ),
+    ];
+    for (change, expected) in cases {
+        let (dir, copy) = copy_of("bert-tiny");
+        rewrite_safetensors(&copy.join("model.safetensors"), change);
+        let run = dir.path().join("run");
+        let (code, stderr) = train_from(&copy, "configs/spam-minilm.toml", &run);
+        assert_eq!(code, 2, "{change}: {stderr}");
+        assert!(stderr.contains(expected), "{change}: {stderr}");
+        assert_eq!(
+            stderr
+                .trim()
+                .lines()
+                .filter(|l| l.starts_with("error"))
+                .count(),
+            1,
+            "{stderr}"
+        );
+        assert!(
+            !run.exists(),
+            "{change}: a refused start wrote {}",
+            run.display()
+        );
+    }
+}
+
+/// Rewrites a safetensors file: drops the tensor `change` names, or adds an unknown tensor
+/// ("extra"), or halves a bias ("misshaped").
+fn rewrite_safetensors(path: &Path, change: &str) {
+    let bytes = fs::read(path).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = file
+        .tensors()
+        .into_iter()
+        .map(|(name, view)| (name, view.shape().to_vec(), view.data().to_vec()))
+        .filter(|(name, _, _)| name != change)
+        .collect();
+    match change {
+        "extra" => tensors.push((
+            "bert.encoder.layer.0.crossattention.bias".into(),
+            vec![32],
+            vec![0; 32 * 4],
+        )),
+        "misshaped" => {
+            let bias = tensors
+                .iter_mut()
+                .find(|(name, _, _)| name == "bert.encoder.layer.0.attention.self.query.bias")
+                .unwrap();
+            bias.1 = vec![16];
+            bias.2.truncate(16 * 4);
+        }
+        _ => {}
+    }
+    let views: Vec<(String, safetensors::tensor::TensorView)> = tensors
+        .iter()
+        .map(|(name, shape, data)| {
+            let view =
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), data)
+                    .unwrap();
+            (name.clone(), view)
+        })
+        .collect();
+    let metadata = std::collections::HashMap::from([("format".to_string(), "pt".to_string())]);
+    fs::write(
+        path,
+        safetensors::tensor::serialize(views, Some(metadata)).unwrap(),
+    )
+    .unwrap();
+}
