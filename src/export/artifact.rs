@@ -32,8 +32,8 @@ use crate::config::{BackendChoice, CpuBackend, ModelConfig, Network};
 use crate::data::{DataSpec, Tokenizer};
 use crate::files::{FileDigest, digest, replace_dir, verify_digests, write_synced};
 use crate::model::Model;
-use crate::train::checkpoint::{self, CheckpointChoice};
 use crate::train::{Measured, RunDir, Summary};
+use crate::weights::checkpoint::{self, CheckpointChoice};
 
 /// Names the file format, so that a stray `manifest.json` is not taken for an artifact.
 pub const ARTIFACT_FORMAT: &str = "stoke-artifact";
@@ -167,10 +167,10 @@ pub fn export(run_path: &Path, options: &ExportOptions) -> Result<ExportReport, 
     let test = summary
         .filter(|s| s.test_checkpoint.as_deref() == Some(chosen.name.as_str()))
         .and_then(|s| s.test);
-    let valid = chosen
-        .state
+    let position: Position = chosen.state()?;
+    let valid = position
         .last_valid
-        .filter(|(step, _)| *step == chosen.state.global_step)
+        .filter(|(step, _)| *step == position.global_step)
         .map(|(_, measured)| measured);
     let manifest = ArtifactManifest {
         format: ARTIFACT_FORMAT.into(),
@@ -185,8 +185,8 @@ pub fn export(run_path: &Path, options: &ExportOptions) -> Result<ExportReport, 
         source: Source {
             run: run.path.clone(),
             checkpoint: chosen.name.clone(),
-            step: chosen.state.global_step,
-            epoch: chosen.state.epoch,
+            step: position.global_step,
+            epoch: position.epoch,
         },
         files: digests.clone(),
     };
@@ -199,6 +199,14 @@ pub fn export(run_path: &Path, options: &ExportOptions) -> Result<ExportReport, 
         total_bytes: files.iter().map(|(_, bytes)| bytes.len() as u64).sum(),
         files: digests,
     })
+}
+
+/// Where the exported checkpoint stands: the part of its training state an artifact records.
+#[derive(Deserialize)]
+struct Position {
+    global_step: usize,
+    epoch: usize,
+    last_valid: Option<(usize, Measured)>,
 }
 
 fn read_summary(run: &Path) -> Option<Summary> {

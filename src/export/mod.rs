@@ -8,7 +8,7 @@ mod hf;
 mod onnx;
 mod predict;
 
-pub use crate::train::CheckpointChoice;
+pub use crate::weights::checkpoint::CheckpointChoice;
 pub use artifact::{ArtifactManifest, ExportOptions, ExportReport, export};
 pub use generate::{GenerateOptions, generate};
 pub use hf::{HfReport, export_hf};
@@ -25,7 +25,7 @@ use crate::config::{BackendChoice, ModelConfig};
 use crate::data::{DataSpec, Tokenizer};
 use crate::model::Model;
 use crate::train::RunDir;
-use crate::train::checkpoint;
+use crate::weights::checkpoint;
 
 /// A model ready for inference, with what it needs to read its inputs.
 pub struct Loaded {

@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use super::checkpoint::{self, CheckpointChoice};
 use super::metrics::MetricRecord;
+use super::state::TrainingState;
 use super::step::evaluate;
 use super::{Experiment, RunDir, SplitName};
 use crate::Error;
@@ -62,7 +63,7 @@ pub fn evaluate_run(
         &device,
     );
     let seconds = started.elapsed().as_secs_f64();
-    let state = &chosen.state;
+    let state: TrainingState = chosen.state()?;
     let position = (state.global_step, state.epoch, state.lr, 0.0);
     let record = MetricRecord::new(split, &metrics, &experiment.splits.spec, seconds, position);
     Ok(EvalReport {

@@ -15,6 +15,7 @@ use super::optim::{build_optimizer, build_scheduler};
 use super::progress::Progress;
 use super::ranks;
 use super::run_dir::{DistributedRecord, RunDir, Summary};
+use super::state::TrainingState;
 use super::trainer::{Parts, Trainer, planned_steps, steps_per_epoch};
 use crate::Error;
 use crate::backend::SelectedBackend;
@@ -195,7 +196,8 @@ pub fn resume(
         .get("train.grad_accum_steps")
         .and_then(|value| value.parse().ok())
         .unwrap_or(config.train.grad_accum_steps);
-    let saved_passes = checkpoint.state.world_size * saved_accum;
+    let state: TrainingState = checkpoint.state()?;
+    let saved_passes = state.world_size * saved_accum;
     let passes = world.size() * config.train.grad_accum_steps;
     // A step's passes may move between ranks and accumulation (2 ranks × 1 pass ⇄ 1 process ×
     // 2 passes): the same samples, masks and loss weights, in the same order.
@@ -216,7 +218,7 @@ pub fn resume(
              its optimisation and its position in the data; resume with ranks × \
              train.grad_accum_steps = {saved_passes} (e.g. --set train.grad_accum_steps=N)",
             run.path.display(),
-            checkpoint.state.world_size,
+            state.world_size,
             world.size(),
             config.train.grad_accum_steps,
         )));
@@ -247,7 +249,6 @@ pub fn resume(
             planned_steps(&experiment),
         ),
     )?;
-    let state = checkpoint.state;
 
     let (log, dropped) = match world.is_root() {
         true => {

@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+use super::checkpoint::{self, CheckpointChoice, Checkpoints};
 use super::hf::{self, HfFolder};
 use super::{Applied, NamedTensor, apply};
 use crate::Error;
@@ -11,7 +12,6 @@ use crate::config::{ExperimentConfig, ModelConfig, TokenizerConfig, TokenizerKin
 use crate::data::DataSpec;
 use crate::export::artifact;
 use crate::model::Model;
-use crate::train::checkpoint::{self, CheckpointChoice, Checkpoints};
 
 /// Completes a fresh run's `config` from its `model.init_from`: a Hugging Face folder gives
 /// the shape keys the config leaves out (refusing ones it contradicts) and, unless the config

@@ -1,10 +1,12 @@
 //! Stored weights, for whoever needs them: training (checkpoints, a start from existing
 //! weights) and using models (artifacts, exports) both come here, and neither reaches into the
-//! other. It owns how weights are named and matched: a Hugging Face folder's tensors under
+//! other for them. It owns how checkpoints are laid out and read back (`checkpoint.rs`; the
+//! trainer writes them) and how weights are named and matched: a Hugging Face folder's tensors under
 //! stoke's parameter names (`hf.rs`, `names.rs`), tensors applied to a model by name and shape
 //! with a clear refusal for anything that does not fit (here), and where `model.init_from`
 //! points (`init.rs`: a Hugging Face folder, a run directory or an artifact).
 
+pub mod checkpoint;
 pub mod hf;
 mod init;
 mod names;
