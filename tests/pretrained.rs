@@ -54,9 +54,13 @@ fn assert_close(got: Tensor<2>, want: &[f32], tolerance: f32, what: &str) {
 /// `network` completed from the fixture's config.json and built for `spec` with the fixture's
 /// weights, as a fresh run with `model.init_from` does.
 fn pretrained(name: &str, network: Network, spec: &DataSpec) -> Model {
+    pretrained_from(&fixture(name), network, spec)
+}
+
+fn pretrained_from(folder: &Path, network: Network, spec: &DataSpec) -> Model {
     let mut config = stoke::config::ExperimentConfig {
         model: ModelConfig {
-            init_from: Some(fixture(name)),
+            init_from: Some(folder.to_path_buf()),
             ..ModelConfig::from(network)
         },
         ..Default::default()
@@ -398,4 +402,80 @@ fn rewrite_safetensors(path: &Path, change: &str) {
         safetensors::tensor::serialize(views, Some(metadata)).unwrap(),
     )
     .unwrap();
+}
+
+#[test]
+fn a_gpt2_checkpoint_fine_tunes_on_a_corpus_and_generates() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("gpt2");
+    // No shape keys: they come from the checkpoint's config.json. Moby Dick's lowercased
+    // characters fit its 99 token embeddings.
+    let config = dir.path().join("gpt2.toml");
+    fs::write(
+        &config,
+        format!(
+            "[data]\ndataset = \"text-corpus\"\npath = \"{}\"\n\n[data.text]\ncontext_length = 32\n\n\
+             [data.tokenizer]\nkind = \"char\"\nlowercase = true\n\n\
+             [model]\nkind = \"gpt2\"\ninit_from = \"{}\"\n",
+            repo().join("datasets/moby-dick/moby-dick.txt.gz").display(),
+            fixture("gpt2-tiny").display()
+        ),
+    )
+    .unwrap();
+    let sets = [
+        "data.limit=200".to_string(),
+        "train.max_steps=4".into(),
+        "train.batch_size=8".into(),
+        "train.progress=plain".into(),
+    ];
+    let stderr = common::train(config.to_str().unwrap(), &sets, &run);
+    assert!(stderr.contains("init: 36 tensors from"), "{stderr}");
+    let resolved = fs::read_to_string(run.join("config.toml")).unwrap();
+    assert!(resolved.contains("hidden_size = 32"), "{resolved}");
+    let text = common::stdout_of(
+        stoke()
+            .args(["generate"])
+            .arg(&run)
+            .args(["--prompt", "call me", "--tokens", "20", "--seed", "1"]),
+    );
+    assert!(text.starts_with("call me"), "{text}");
+    assert!(text.trim_end().chars().count() > "call me".len(), "{text}");
+}
+
+#[test]
+fn sharded_checkpoints_load_like_one_file() {
+    let (_dir, copy) = copy_of("bert-tiny");
+    let bytes = fs::read(copy.join("model.safetensors")).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut names: Vec<String> = file.names().into_iter().map(str::to_string).collect();
+    names.sort();
+    let mut weight_map = serde_json::Map::new();
+    for (shard, part) in names.chunks(names.len() / 2 + 1).enumerate() {
+        let shard_name = format!("model-0000{}-of-00002.safetensors", shard + 1);
+        let views: Vec<(String, safetensors::tensor::TensorView)> = part
+            .iter()
+            .map(|name| (name.clone(), file.tensor(name).unwrap()))
+            .collect();
+        fs::write(
+            copy.join(&shard_name),
+            safetensors::tensor::serialize(views, None).unwrap(),
+        )
+        .unwrap();
+        for name in part {
+            weight_map.insert(name.clone(), Value::String(shard_name.clone()));
+        }
+    }
+    fs::remove_file(copy.join("model.safetensors")).unwrap();
+    fs::write(
+        copy.join("model.safetensors.index.json"),
+        serde_json::json!({"metadata": {}, "weight_map": weight_map}).to_string(),
+    )
+    .unwrap();
+    let sharded = pretrained_from(&copy, Network::Bert(BertConfig::default()), &text_spec(3));
+    let whole = pretrained(
+        "bert-tiny",
+        Network::Bert(BertConfig::default()),
+        &text_spec(3),
+    );
+    assert_eq!(sharded.weights_sha256(), whole.weights_sha256());
 }
