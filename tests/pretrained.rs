@@ -360,6 +360,33 @@ fn missing_extra_and_misshaped_tensors_are_refused_naming_them_and_nothing_is_wr
     }
 }
 
+#[test]
+fn a_tokenizer_larger_than_the_checkpoints_vocabulary_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("texts");
+    common::write_labelled_set(&data, 64);
+    let output = stoke()
+        .args(["train", "configs/spam-minilm.toml", "--run-dir"])
+        .arg(dir.path().join("run"))
+        .arg("--set")
+        .arg(format!(
+            "model.init_from={}",
+            fixture("bert-tiny").display()
+        ))
+        .arg("--set")
+        .arg(format!("data.path={}", data.display()))
+        // A byte-level BPE starts from 256 byte tokens: more than the checkpoint's 99.
+        .args(["--set", "data.tokenizer.kind=bpe"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("tokens but model.vocab_size is 99; use the model's own tokenizer"),
+        "{stderr}"
+    );
+}
+
 /// Rewrites a safetensors file: drops the tensor `change` names, or adds an unknown tensor
 /// ("extra"), or halves a bias ("misshaped").
 fn rewrite_safetensors(path: &Path, change: &str) {
@@ -440,6 +467,36 @@ fn a_gpt2_checkpoint_fine_tunes_on_a_corpus_and_generates() {
     );
     assert!(text.starts_with("call me"), "{text}");
     assert!(text.trim_end().chars().count() > "call me".len(), "{text}");
+
+    // Exported as a Hugging Face folder and read back as a start: the same weights.
+    let out = dir.path().join("hf");
+    let output = stoke()
+        .arg("export")
+        .arg(&run)
+        .args(["--format", "hf", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("character tokenizer has no Hugging Face form"),
+        "{stderr}"
+    );
+    let exported = common::read_json(&out.join("config.json"));
+    assert_eq!(exported["architectures"][0], "GPT2LMHeadModel");
+    let trained = stoke::export::load(
+        &run,
+        &stoke::export::CheckpointChoice::Last,
+        Some(stoke::config::BackendChoice::Flex),
+    )
+    .unwrap();
+    let spec = trained.spec.clone();
+    let mut model_config = trained.model_config.clone();
+    model_config.init_from = Some(out);
+    let fresh = Model::new(&model_config, &spec, &Device::flex()).unwrap();
+    let reread = weights::initial_weights(fresh, &model_config, &spec).unwrap();
+    assert_eq!(reread.weights_sha256(), trained.model.weights_sha256());
 }
 
 #[test]

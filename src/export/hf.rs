@@ -56,8 +56,13 @@ pub fn export_hf(
         (hf::CONFIG_FILE, config),
         (hf::WEIGHTS_FILE, export.safetensors),
     ];
-    if let Some(tokenizer) = &tokenizer {
-        files.push((hf::TOKENIZER_FILE, tokenizer.to_json().into_bytes()));
+    match &tokenizer {
+        Some(tokenizer) if tokenizer.kind() == "char" => eprintln!(
+            "note: stoke's character tokenizer has no Hugging Face form; {} is left out",
+            hf::TOKENIZER_FILE
+        ),
+        Some(tokenizer) => files.push((hf::TOKENIZER_FILE, tokenizer.to_json().into_bytes())),
+        None => {}
     }
     super::artifact::write_directory(out, &files)?;
     Ok(HfReport {

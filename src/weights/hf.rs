@@ -363,6 +363,10 @@ pub fn export(
                 "embd_pdrop": gpt2.dropout_prob(),
                 "attn_pdrop": gpt2.dropout_prob(),
                 "tie_word_embeddings": true,
+                // GPT-2's end-of-text token where the vocabulary is GPT-2's, none otherwise
+                // (transformers' default, 50256, would lie outside a smaller vocabulary).
+                "bos_token_id": (vocab > 50256).then_some(50256),
+                "eos_token_id": (vocab > 50256).then_some(50256),
                 "torch_dtype": "float32",
             });
             (Family::Gpt2, config)

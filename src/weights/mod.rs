@@ -35,8 +35,6 @@ pub struct Applied {
     pub applied: usize,
     /// Head parameters the source lacks or has in another shape: initialised fresh.
     pub fresh: Vec<String>,
-    /// Source tensors the model has no use for, named by the caller as harmless.
-    pub ignored: Vec<String>,
 }
 
 /// Every parameter of `module` by path, as f32 data on the host.
