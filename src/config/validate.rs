@@ -376,10 +376,10 @@ fn validate_model(model: &ModelConfig, check: &mut impl FnMut(bool, &str, String
             validate_dropout("model.dropout", bert.dropout_prob(), check);
             validate_sizes(
                 &[
-                    ("model.max_positions", bert.positions()),
-                    ("model.type_vocab_size", bert.token_types()),
+                    ("model.vocab_size", bert.vocab_size),
+                    ("model.max_positions", bert.max_positions),
+                    ("model.type_vocab_size", bert.type_vocab_size),
                 ],
-                bert.vocab_size,
                 bert.epsilon(),
                 check,
             );
@@ -394,8 +394,10 @@ fn validate_model(model: &ModelConfig, check: &mut impl FnMut(bool, &str, String
             );
             validate_dropout("model.dropout", gpt2.dropout_prob(), check);
             validate_sizes(
-                &[("model.max_positions", gpt2.max_positions.unwrap_or(1))],
-                gpt2.vocab_size,
+                &[
+                    ("model.vocab_size", gpt2.vocab_size),
+                    ("model.max_positions", gpt2.max_positions),
+                ],
                 gpt2.epsilon(),
                 check,
             );
@@ -403,21 +405,16 @@ fn validate_model(model: &ModelConfig, check: &mut impl FnMut(bool, &str, String
     }
 }
 
-/// The sizes of a pretrained family's embeddings, and its layer norm's ε.
+/// The embedding sizes a pretrained family's config sets (the others come from the checkpoint
+/// or the data), and its layer norm's ε.
 fn validate_sizes(
-    sizes: &[(&str, usize)],
-    vocab: Option<usize>,
+    sizes: &[(&str, Option<usize>)],
     epsilon: f64,
     check: &mut impl FnMut(bool, &str, String),
 ) {
     for (key, size) in sizes {
-        check(*size > 0, key, "must be at least 1".into());
+        check(*size != Some(0), key, "must be at least 1".into());
     }
-    check(
-        vocab != Some(0),
-        "model.vocab_size",
-        "must be at least 1".into(),
-    );
     check(
         epsilon > 0.0 && epsilon < 1.0,
         "model.layer_norm_eps",

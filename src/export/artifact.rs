@@ -115,12 +115,7 @@ pub struct ExportReport {
 /// Exports a checkpoint of the run at `run_path` as an artifact directory.
 pub fn export(run_path: &Path, options: &ExportOptions) -> Result<ExportReport, Error> {
     let out = options.out.as_path();
-    if out.exists() && !options.replace {
-        return Err(Error::Usage(format!(
-            "{} already exists; choose another --out or pass --force to replace it",
-            out.display()
-        )));
-    }
+    refuse_existing(out, options.replace)?;
     let (run, config) = RunDir::open(run_path)?;
     let chosen = run.checkpoints().open(&options.checkpoint)?;
     let spec = chosen.spec()?;
@@ -242,6 +237,17 @@ fn safetensors_index(bytes: &[u8]) -> Result<Vec<TensorEntry>, String> {
             })
         })
         .collect()
+}
+
+/// Refuses to write over an existing `out` unless asked to (`--force`).
+pub(super) fn refuse_existing(out: &Path, replace: bool) -> Result<(), Error> {
+    match out.exists() && !replace {
+        true => Err(Error::Usage(format!(
+            "{} already exists; choose another --out or pass --force to replace it",
+            out.display()
+        ))),
+        false => Ok(()),
+    }
 }
 
 /// Writes `files` into `.tmp-<name>` beside `out`, fsyncs them and the directory, and

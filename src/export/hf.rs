@@ -24,12 +24,7 @@ pub fn export_hf(
     out: &Path,
     replace: bool,
 ) -> Result<HfReport, Error> {
-    if out.exists() && !replace {
-        return Err(Error::Usage(format!(
-            "{} already exists; choose another --out or pass --force to replace it",
-            out.display()
-        )));
-    }
+    super::artifact::refuse_existing(out, replace)?;
     let Loaded {
         model_config,
         model,

@@ -7,13 +7,14 @@
 //! the same places in training. How its parameters are named in a Hugging Face checkpoint is
 //! `weights::hf`'s business; the names here are stoke's.
 
-use burn::nn::LinearConfig;
-use burn::nn::{Embedding, EmbeddingConfig, Initializer, LayerNorm, LayerNormConfig, Linear};
+use burn::nn::{
+    Embedding, EmbeddingConfig, Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig,
+};
 use burn::prelude::*;
 use burn::tensor::activation::tanh;
 
 use super::encoder::{EncoderConfig, FeedForward, SelfAttention, layer_norm_with};
-use super::{Dropout, project};
+use super::{Dropout, positions, project};
 use crate::config::{Activation, BertConfig, BertPooling};
 
 /// BERT's initializer, N(0, 0.02), for weights trained from scratch.
@@ -139,11 +140,7 @@ impl Bert {
         types: Tensor<2, Int>,
         padding: Tensor<2, Bool>,
     ) -> Tensor<3> {
-        let [batch, length] = ids.dims();
-        let positions = Tensor::arange(0..length as i64, &ids.device())
-            .reshape([1, length])
-            .repeat_dim(0, batch);
-        let embeddings = &self.embeddings;
+        let (embeddings, positions) = (&self.embeddings, positions(&ids));
         let x = embeddings.word_embeddings.forward(ids)
             + embeddings.position_embeddings.forward(positions)
             + embeddings.token_type_embeddings.forward(types);

@@ -9,8 +9,8 @@
 use burn::nn::{Embedding, EmbeddingConfig, Initializer, LayerNorm, LayerNormConfig};
 use burn::prelude::*;
 
-use super::Dropout;
 use super::encoder::{EncoderConfig, FeedForward, SelfAttention, layer_norm_with};
+use super::{Dropout, no_padding, positions};
 use crate::config::{Activation, Gpt2Config};
 
 #[derive(Module, Debug)]
@@ -86,16 +86,9 @@ impl Gpt2 {
     /// Next-token logits at every position, `[batch × length, vocab]`.
     pub fn forward(&self, ids: Tensor<2, Int>) -> Tensor<2> {
         let [batch, length] = ids.dims();
-        let device = ids.device();
-        let positions = Tensor::arange(0..length as i64, &device)
-            .reshape([1, length])
-            .repeat_dim(0, batch);
+        let (positions, no_padding) = (positions(&ids), no_padding(&ids));
         let x = self.wte.forward(ids) + self.wpe.forward(positions);
         let x = self.dropout.forward(x);
-        let no_padding = Tensor::<2, Bool>::from_bool(
-            TensorData::new(vec![false; batch * length], [batch, length]),
-            &device,
-        );
         let x = self.blocks.iter().fold(x, |x, block| {
             let normed = layer_norm_with(&block.ln_1, x.clone(), self.epsilon);
             let attended = block.attention.forward(normed, no_padding.clone(), true);

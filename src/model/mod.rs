@@ -226,6 +226,23 @@ impl ModuleVisitor for WeightHasher {
     }
 }
 
+/// Position ids `0..length` for each of `ids`' rows (learned position embeddings read them).
+fn positions(ids: &Tensor<2, Int>) -> Tensor<2, Int> {
+    let [batch, length] = ids.dims();
+    Tensor::arange(0..length as i64, &ids.device())
+        .reshape([1, length])
+        .repeat_dim(0, batch)
+}
+
+/// A padding mask with no padded position, for `ids` (language-model windows are full).
+fn no_padding(ids: &Tensor<2, Int>) -> Tensor<2, Bool> {
+    let [batch, length] = ids.dims();
+    Tensor::<2, Bool>::from_bool(
+        TensorData::new(vec![false; batch * length], [batch, length]),
+        &ids.device(),
+    )
+}
+
 /// `layer` applied to `x` in f32, the result back in `x`'s type: under mixed precision, layers
 /// whose statistics need f32's precision (batch norm) keep f32 parameters and run here.
 fn in_f32<const D: usize>(x: Tensor<D>, layer: impl FnOnce(Tensor<D>) -> Tensor<D>) -> Tensor<D> {

@@ -9,7 +9,7 @@ use burn::nn::{
 use burn::prelude::*;
 
 use super::encoder::{Encoder, EncoderConfig, layer_norm};
-use super::{Dropout, project};
+use super::{Dropout, no_padding, positions, project};
 use crate::config::{Activation, LmConfig, Pooling, TransformerConfig};
 
 /// Token plus learned position embeddings, then dropout.
@@ -40,10 +40,7 @@ impl Embeddings {
     }
 
     fn forward(&self, ids: Tensor<2, Int>) -> Tensor<3> {
-        let [batch, length] = ids.dims();
-        let positions = Tensor::arange(0..length as i64, &ids.device())
-            .reshape([1, length])
-            .repeat_dim(0, batch);
+        let positions = positions(&ids);
         let x = self.tokens.forward(ids) + self.positions.forward(positions); // [batch, length, d]
         self.dropout.forward(x)
     }
@@ -160,12 +157,8 @@ impl LanguageModel {
     /// Next-token logits at every position, `[batch × length, vocab]`.
     pub fn forward(&self, ids: Tensor<2, Int>) -> Tensor<2> {
         let [batch, length] = ids.dims();
-        let device = ids.device();
+        let no_padding = no_padding(&ids);
         let x = self.embeddings.forward(ids);
-        let no_padding = Tensor::<2, Bool>::from_bool(
-            TensorData::new(vec![false; batch * length], [batch, length]),
-            &device,
-        );
         let x = self.encoder.forward(x, no_padding, true);
         let x = layer_norm(&self.norm, x); // [batch, length, d]
         let [_, _, d_model] = x.dims();

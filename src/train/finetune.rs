@@ -6,10 +6,11 @@
 //! A prefix names parameters by stoke's module path, whole segments at a time: "embeddings"
 //! is `embeddings.*`, "layers.0" is `layers.0.*` but not `layers.01.*`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
-use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamGroup};
+use burn::module::{Module, ModuleMapper, Param, ParamGroup, ParamId};
 use burn::prelude::*;
+use burn::store::ModuleSnapshot;
 
 use crate::Error;
 use crate::config::ModelConfig;
@@ -31,90 +32,34 @@ pub fn group(prefix: &str) -> ParamGroup {
         .expect("prefixes are validated as names and dots")
 }
 
-/// Module paths of parameters, without the `Model` enum's variant.
-#[derive(Default)]
-struct Paths {
-    stack: Vec<String>,
-}
+/// Sets `require_grad = false` on the parameters whose ids it holds.
+struct Freezer(HashSet<ParamId>);
 
-impl Paths {
-    fn enter(&mut self, name: &str, container: &str) {
-        if !container.starts_with("Enum:") {
-            self.stack.push(name.to_string());
-        }
-    }
-
-    fn exit(&mut self, container: &str) {
-        if !container.starts_with("Enum:") {
-            self.stack.pop();
-        }
-    }
-
-    fn current(&self) -> String {
-        self.stack.join(".")
-    }
-}
-
-struct Freezer<'a> {
-    paths: Paths,
-    prefixes: &'a [String],
-    frozen: usize,
-}
-
-impl ModuleMapper for Freezer<'_> {
-    fn enter_module(&mut self, name: &str, container: &str) {
-        self.paths.enter(name, container);
-    }
-
-    fn exit_module(&mut self, _name: &str, container: &str) {
-        self.paths.exit(container);
-    }
-
+impl ModuleMapper for Freezer {
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-        let path = self.paths.current();
-        match self.prefixes.iter().any(|prefix| under(&path, prefix)) {
-            true => {
-                self.frozen += 1;
-                param.set_require_grad(false)
-            }
+        match self.0.contains(&param.id) {
+            true => param.set_require_grad(false),
             false => param,
         }
     }
 }
 
-struct Names {
-    paths: Paths,
-    all: Vec<String>,
-}
-
-impl ModuleVisitor for Names {
-    fn enter_module(&mut self, name: &str, container: &str) {
-        self.paths.enter(name, container);
-    }
-
-    fn exit_module(&mut self, _name: &str, container: &str) {
-        self.paths.exit(container);
-    }
-
-    fn visit_float<const D: usize>(&mut self, _param: &Param<Tensor<D>>) {
-        self.all.push(self.paths.current());
-    }
-}
-
-/// Every float parameter's path in `model`, in module order.
-pub fn parameter_paths(model: &Model) -> Vec<String> {
-    let mut names = Names {
-        paths: Paths::default(),
-        all: Vec::new(),
-    };
-    model.visit(&mut names);
-    names.all
+/// Every float parameter's path (burn-store's, without the `Model` variant) and id.
+fn parameters(model: &Model) -> Vec<(String, ParamId)> {
+    model
+        .collect(None, None, true)
+        .into_iter()
+        .filter_map(|tensor| Some((tensor.name.clone(), ParamId::from(tensor.param_id?))))
+        .collect()
 }
 
 /// Refuses a `model.freeze` or `model.lr_by_prefix` prefix that matches no parameter, naming
 /// the model's top-level modules.
 pub fn check_prefixes(model: &Model, config: &ModelConfig) -> Result<(), Error> {
-    let paths = parameter_paths(model);
+    let paths: Vec<String> = parameters(model)
+        .into_iter()
+        .map(|(path, _)| path)
+        .collect();
     let keyed = config
         .freeze
         .iter()
@@ -147,18 +92,17 @@ pub fn freeze(model: Model, config: &ModelConfig) -> Model {
     if config.freeze.is_empty() {
         return model;
     }
-    let mut freezer = Freezer {
-        paths: Paths::default(),
-        prefixes: &config.freeze,
-        frozen: 0,
-    };
-    let model = model.map(&mut freezer);
+    let frozen: HashSet<ParamId> = parameters(&model)
+        .into_iter()
+        .filter(|(path, _)| config.freeze.iter().any(|prefix| under(path, prefix)))
+        .map(|(_, id)| id)
+        .collect();
     eprintln!(
         "model.freeze: {} parameter tensors under {} are frozen",
-        freezer.frozen,
+        frozen.len(),
         config.freeze.join(", ")
     );
-    model
+    model.map(&mut Freezer(frozen))
 }
 
 /// `model.lr_by_prefix` as (group, base learning rate) pairs, in key order.

@@ -96,7 +96,8 @@ impl Experiment {
         })
     }
 
-    /// A freshly initialised model on `device`, tracking gradients if the device does.
+    /// A freshly initialised model on `device`, tracking gradients if the device does (except
+    /// for the parameters under `model.freeze`).
     ///
     /// The weights are drawn on flex from the run's seed whatever the device, so one seed
     /// gives the same initial weights on every backend.
