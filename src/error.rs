@@ -47,6 +47,9 @@ pub enum Error {
     /// A command asked for something its inputs cannot give.
     #[error("{0}")]
     Usage(String),
+    /// `stoke serve` could not go on (not a mistake in its input).
+    #[error("{0}")]
+    Serve(String),
     #[error("cannot write checkpoint {name}: {detail}\n  the last complete checkpoint is {}", last_good.as_deref().unwrap_or("none"))]
     CheckpointWrite {
         name: String,
@@ -152,7 +155,8 @@ impl Error {
             | Error::CorruptCheckpoint { .. }
             | Error::NoGoodCheckpoint { .. }
             | Error::NonFiniteLoss { .. }
-            | Error::RanksDiverged { .. } => 1,
+            | Error::RanksDiverged { .. }
+            | Error::Serve(_) => 1,
         }
     }
 }

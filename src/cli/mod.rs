@@ -3,6 +3,7 @@
 mod data;
 mod inference;
 mod runs;
+mod serve;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -121,6 +122,12 @@ enum Command {
         /// auto, wgpu, flex or ndarray (default: auto).
         #[arg(long)]
         backend: Option<String>,
+    },
+    /// Serve an artifact over HTTP: /v1/predict, /v1/generate, /v1/model, /healthz,
+    /// /readyz, /metrics and /admin/reload, with dynamic batching and a bounded queue.
+    Serve {
+        #[command(flatten)]
+        args: serve::ServeArgs,
     },
     /// Describe an artifact: model, inputs, labels, metrics, source and files.
     Inspect {
@@ -406,6 +413,7 @@ pub fn run(cli: Cli) -> Result<u8, Error> {
             let backend = backend.as_deref().map(parse_backend).transpose()?;
             return inference::predict(&args, backend);
         }
+        Command::Serve { args } => serve::serve(args)?,
         Command::Inspect { artifact, json } => inference::inspect(&artifact, json)?,
         Command::Data { command } => data::run(command)?,
         Command::Runs { command } => runs::run(command)?,

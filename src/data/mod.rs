@@ -25,7 +25,7 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-pub use image::{ImageSet, Normalization, normalized, read_image};
+pub use image::{ImageSet, Normalization, decode_image, normalized, read_image};
 pub use loader::{
     BatchStream, Ordering, Part, StreamPlan, batch_count, epoch_order, part_of_batches,
 };

@@ -41,7 +41,7 @@ pub const ARTIFACT_FORMAT: &str = "stoke-artifact";
 pub const ARTIFACT_VERSION: u32 = 1;
 
 const MANIFEST_FILE: &str = "manifest.json";
-const SAFETENSORS_FILE: &str = "model.safetensors";
+pub const SAFETENSORS_FILE: &str = "model.safetensors";
 const RECORD_FILE: &str = "model.bpk";
 const TOKENIZER_FILE: &str = "tokenizer.json";
 const ONNX_FILE: &str = "model.onnx";
@@ -335,6 +335,14 @@ pub fn read_manifest(dir: &Path) -> Result<ArtifactManifest, Error> {
 
 /// Opens the artifact at `dir` on `backend_choice` (default: auto, falling back to flex).
 pub fn open(dir: &Path, backend_choice: Option<BackendChoice>) -> Result<Loaded, Error> {
+    open_verified(dir, backend_choice).map(|(_, loaded)| loaded)
+}
+
+/// [`open`], with the manifest whose checksums were verified.
+pub fn open_verified(
+    dir: &Path,
+    backend_choice: Option<BackendChoice>,
+) -> Result<(ArtifactManifest, Loaded), Error> {
     let manifest = read_manifest(dir)?;
     let tokenizer = match &manifest.tokenizer {
         Some(file) => {
@@ -354,12 +362,13 @@ pub fn open(dir: &Path, backend_choice: Option<BackendChoice>) -> Result<Loaded,
     let model = Model::new(&manifest.model, &manifest.input, &Device::flex())?;
     let model =
         checkpoint::load_model_record(&dir.join(RECORD_FILE), model)?.to_device(&backend.device);
-    Ok(Loaded {
-        model_config: manifest.model,
+    let loaded = Loaded {
+        model_config: manifest.model.clone(),
         model,
-        spec: manifest.input,
+        spec: manifest.input.clone(),
         tokenizer,
         backend,
         source: dir.display().to_string(),
-    })
+    };
+    Ok((manifest, loaded))
 }

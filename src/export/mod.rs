@@ -12,7 +12,10 @@ pub use crate::weights::checkpoint::CheckpointChoice;
 pub use artifact::{ArtifactManifest, ExportOptions, ExportReport, export};
 pub use generate::{GenerateOptions, generate};
 pub use hf::{HfReport, export_hf};
-pub use predict::{Prediction, PredictionError, Scored, classify_images, classify_texts};
+pub use predict::{
+    Prediction, PredictionError, Scored, classify_images, classify_texts, image_input,
+    image_logits, text_logits,
+};
 
 use std::path::Path;
 

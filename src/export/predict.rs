@@ -12,7 +12,9 @@ use serde::Serialize;
 
 use super::Loaded;
 use crate::Error;
-use crate::data::{DataSpec, Dataset, ImageSet, labelled_texts, normalized, read_image};
+use crate::data::{
+    DataSpec, Dataset, ImageSet, ImageShape, labelled_texts, normalized, read_image,
+};
 use crate::train::DeviceBatch;
 
 /// One input's answer.
@@ -48,35 +50,22 @@ pub fn classify_images(
     batch_size: usize,
     top_k: usize,
 ) -> Result<Vec<Answer>, Error> {
-    let DataSpec::ImageClassification {
-        input,
-        normalization,
-        ..
-    } = &loaded.spec
-    else {
-        return Err(wrong_input(loaded, "image files"));
-    };
+    let input = image_input(loaded)?;
     let mut answers = Vec::with_capacity(paths.len());
     for chunk in paths.chunks(batch_size.max(1)) {
-        let decoded: Vec<_> = chunk.iter().map(|path| read_image(path, *input)).collect();
+        let decoded: Vec<_> = chunk.iter().map(|path| read_image(path, input)).collect();
         let readable: Vec<&[u8]> = decoded
             .iter()
             .filter_map(|image| image.as_deref().ok())
             .collect();
-        let set = ImageSet {
-            shape: *input,
-            pixels: readable.concat(),
-            labels: vec![0; readable.len()],
-        };
-        let mut scored =
-            score(loaded, &normalized(Arc::new(set), normalization), top_k)?.into_iter();
+        let mut rows = image_logits(loaded, &readable)?.into_iter();
         for (path, image) in chunk.iter().zip(decoded) {
             let input = path.display().to_string();
             answers.push(match image {
-                Ok(_) => Ok(scored
-                    .next()
-                    .expect("one score per readable image")
-                    .named(input)),
+                Ok(_) => {
+                    let logits = rows.next().expect("one row per readable image");
+                    Ok(Prediction::new(loaded, input, logits, top_k))
+                }
                 Err(err) => Err(PredictionError {
                     input,
                     error: err.to_string(),
@@ -94,30 +83,68 @@ pub fn classify_texts(
     batch_size: usize,
     top_k: usize,
 ) -> Result<Vec<Prediction>, Error> {
-    let (DataSpec::TextClassification { max_length, .. }, Some(tokenizer)) =
-        (&loaded.spec, &loaded.tokenizer)
-    else {
-        return Err(wrong_input(loaded, "texts"));
-    };
     let mut predictions = Vec::with_capacity(texts.len());
     for chunk in texts.chunks(batch_size.max(1)) {
         let borrowed: Vec<&str> = chunk.iter().map(String::as_str).collect();
-        let data = labelled_texts(tokenizer, &borrowed, Vec::new(), *max_length);
-        let scored = score(loaded, &data, top_k)?;
+        let rows = text_logits(loaded, &borrowed)?;
         predictions.extend(
-            scored
-                .into_iter()
+            rows.into_iter()
                 .zip(chunk)
-                .map(|(prediction, text)| prediction.named(text.clone())),
+                .map(|(logits, text)| Prediction::new(loaded, text.clone(), logits, top_k)),
         );
     }
     Ok(predictions)
 }
 
+/// The image shape an image classifier reads, or why `loaded` reads something else.
+pub fn image_input(loaded: &Loaded) -> Result<ImageShape, Error> {
+    match &loaded.spec {
+        DataSpec::ImageClassification { input, .. } => Ok(*input),
+        _ => Err(wrong_input(loaded, "image files")),
+    }
+}
+
+/// The model's logits for decoded images (channel-major bytes of [`image_input`]'s
+/// shape), run as one batch: one row per image, classes in the manifest's order.
+pub fn image_logits(loaded: &Loaded, images: &[&[u8]]) -> Result<Vec<Vec<f32>>, Error> {
+    let DataSpec::ImageClassification {
+        input,
+        normalization,
+        ..
+    } = &loaded.spec
+    else {
+        return Err(wrong_input(loaded, "image files"));
+    };
+    let set = ImageSet {
+        shape: *input,
+        pixels: images.concat(),
+        labels: vec![0; images.len()],
+    };
+    logits(loaded, &normalized(Arc::new(set), normalization))
+}
+
+/// The model's logits for texts, tokenised and cut as in training, run as one batch.
+pub fn text_logits(loaded: &Loaded, texts: &[&str]) -> Result<Vec<Vec<f32>>, Error> {
+    let (DataSpec::TextClassification { max_length, .. }, Some(tokenizer)) =
+        (&loaded.spec, &loaded.tokenizer)
+    else {
+        return Err(wrong_input(loaded, "texts"));
+    };
+    logits(
+        loaded,
+        &labelled_texts(tokenizer, texts, Vec::new(), *max_length),
+    )
+}
+
 impl Prediction {
-    fn named(mut self, input: String) -> Self {
-        self.input = input;
-        self
+    /// `input`'s answer from its row of logits: the `top_k` classes by probability.
+    pub fn new(loaded: &Loaded, input: String, logits: Vec<f32>, top_k: usize) -> Self {
+        let classes = loaded.spec.classes().unwrap_or_default();
+        Prediction {
+            input,
+            top: top_classes(&logits, classes, top_k),
+            logits,
+        }
     }
 }
 
@@ -134,26 +161,27 @@ fn wrong_input(loaded: &Loaded, given: &str) -> Error {
     ))
 }
 
-/// Runs every sample of `data` through the model in one batch.
-fn score(loaded: &Loaded, data: &Arc<dyn Dataset>, top_k: usize) -> Result<Vec<Prediction>, Error> {
-    if data.is_empty() {
-        return Ok(Vec::new());
-    }
-    let classes = loaded.spec.classes().unwrap_or_default();
-    let indices: Vec<u32> = (0..data.len() as u32).collect();
+/// Runs every sample of `data` through the model in one batch: one row of logits each.
+///
+/// A batch of one is run as two copies of its sample. On the CPU backends a one-row matrix
+/// product takes another kernel (a matrix-vector product) whose sums round differently, so
+/// an input alone would get logits a few ulps away from the same input in any larger batch;
+/// with this, an answer does not depend on which batch the input was in (`stoke predict`'s
+/// `--batch-size`, or whatever `stoke serve` gathered).
+fn logits(loaded: &Loaded, data: &Arc<dyn Dataset>) -> Result<Vec<Vec<f32>>, Error> {
+    let indices: Vec<u32> = match data.len() {
+        0 => return Ok(Vec::new()),
+        1 => vec![0, 0],
+        len => (0..len as u32).collect(),
+    };
     let batch = DeviceBatch::new(data.batch(&indices), &loaded.backend.device);
     let logits = loaded.model.forward(batch.input); // [batch, classes]
-    let [rows, width] = logits.dims();
+    let [_, width] = logits.dims();
     let values: Vec<f32> = logits.into_data().iter::<f32>().collect();
-    Ok((0..rows)
-        .map(|row| {
-            let logits = values[row * width..(row + 1) * width].to_vec();
-            Prediction {
-                input: String::new(),
-                top: top_classes(&logits, classes, top_k),
-                logits,
-            }
-        })
+    Ok(values
+        .chunks_exact(width)
+        .take(data.len())
+        .map(<[f32]>::to_vec)
         .collect())
 }
 

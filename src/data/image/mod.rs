@@ -53,12 +53,20 @@ pub fn normalized(set: Arc<ImageSet>, normalization: &Normalization) -> Arc<dyn 
 
 /// Reads one image file as channel-major bytes of `shape`, resized as image folders are.
 pub fn read_image(path: &Path, shape: ImageShape) -> Result<Vec<u8>, DataError> {
-    let color = if shape.channels == 3 {
+    folder::decode(path, shape, color_of(shape))
+}
+
+/// [`read_image`] for an encoded image (PNG, JPEG) already in memory, such as an upload.
+pub fn decode_image(bytes: &[u8], shape: ImageShape) -> Result<Vec<u8>, String> {
+    folder::decode_bytes(bytes, shape, color_of(shape))
+}
+
+fn color_of(shape: ImageShape) -> ColorMode {
+    if shape.channels == 3 {
         ColorMode::Rgb
     } else {
         ColorMode::Grayscale
-    };
-    folder::decode(path, shape, color)
+    }
 }
 
 /// Appends channel-major `image` to `pixels`, each channel's bytes normalised as
