@@ -155,9 +155,12 @@ pub fn serve(options: ServeOptions) -> Result<(), Error> {
     }
     let (manifest, loaded) = artifact::open_verified(&options.artifact, options.backend)?;
     eprintln!("backend: {}", loaded.backend.reason);
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("stoke-serve")
+        // Reloads load here; more threads than cores would only hold more memory.
+        .max_blocking_threads(cores)
         .build()
         .map_err(|err| Error::Serve(format!("cannot start the server's runtime: {err}")))?;
     runtime.block_on(run(options, manifest, loaded))
