@@ -440,3 +440,75 @@ fn an_image_folder_split_across_directories_reads_as_one() {
     assert!(stderr.contains("32 train / 4 valid / 4 test"), "{stderr}");
     assert!(stderr.contains("3 classes"), "{stderr}");
 }
+
+#[test]
+fn inspect_reports_every_unreadable_image_and_still_runs_the_other_checks() {
+    let dir = tempfile::tempdir().unwrap();
+    let distinct = |seed: u32| {
+        image::GrayImage::from_fn(20, 20, |x, y| {
+            image::Luma([((x * 7 + y * 13) * (seed + 1) % 251) as u8])
+        })
+    };
+    let mut seed = 0;
+    for (split, class, count) in [
+        ("train", "a", 10),
+        ("train", "b", 10),
+        ("train", "rare", 1),
+        ("test", "a", 3),
+        ("test", "b", 3),
+    ] {
+        let folder = dir.path().join(split).join(class);
+        fs::create_dir_all(&folder).unwrap();
+        for i in 0..count {
+            distinct(seed)
+                .save(folder.join(format!("{i}.png")))
+                .unwrap();
+            seed += 1;
+        }
+    }
+    let train_a = dir.path().join("train/a");
+    for i in 0..3 {
+        fs::write(
+            train_a.join(format!("corrupt{i}.png")),
+            b"\x89PNG not really",
+        )
+        .unwrap();
+    }
+    fs::copy(train_a.join("1.png"), train_a.join("1-copy.png")).unwrap(); // duplicate 1
+    fs::copy(
+        dir.path().join("train/b/2.png"),
+        dir.path().join("train/b/2-copy.png"),
+    )
+    .unwrap(); // duplicate 2
+    fs::copy(train_a.join("5.png"), dir.path().join("test/a/leaked.png")).unwrap(); // leak
+
+    let report = dir.path().join("report.json");
+    let out = stdout_of(
+        stoke()
+            .args(["data", "inspect"])
+            .arg(dir.path())
+            .arg("--report")
+            .arg(&report),
+    );
+    let json = read_json(&report);
+    assert_eq!(json["corrupt"]["count"], 3, "{json}");
+    let examples: Vec<&str> = json["corrupt"]["examples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e.as_str().unwrap())
+        .collect();
+    for i in 0..3 {
+        assert!(
+            examples
+                .iter()
+                .any(|e| e.contains(&format!("corrupt{i}.png")) && e.contains("cannot decode")),
+            "{examples:?}"
+        );
+    }
+    assert_eq!(json["duplicates"]["count"], 2, "{json}");
+    assert_eq!(json["leaks"]["count"], 1, "{json}");
+    assert_eq!(json["imbalanced_classes"][0]["class"], "rare", "{json}");
+    assert_eq!(json["splits"]["train"]["records"], 23, "{json}");
+    assert!(out.contains("3 unreadable records"), "{out}");
+}

@@ -413,6 +413,7 @@ fn every_bad_request_gets_its_status_and_a_message_and_the_server_goes_on() {
         .to_string();
     assert!(metrics.contains(&format!("stoke_model_version{{version=\"{version}\"}} 1")));
     assert!(!server.log().contains("panicked"), "{}", server.log());
+    parsed_by_prometheus_client(&metrics, dir.path());
 
     // A text model names the input that is not a string.
     let data = dir.path().join("texts");
@@ -619,4 +620,45 @@ fn sigterm_answers_every_request_in_flight_then_exits_0() {
             .contains("stopped: every admitted request was answered")
     );
     assert!(ureq::get(&format!("{url}/healthz")).call().is_err());
+}
+
+/// The Prometheus project's Python client parses the page as OpenMetrics and reads the
+/// counters back. CI sets STOKE_REQUIRE_PYTHON so this cannot be skipped there.
+fn parsed_by_prometheus_client(metrics: &str, dir: &Path) {
+    let has_client = Command::new("python3")
+        .args(["-c", "import prometheus_client"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !has_client {
+        assert!(
+            std::env::var_os("STOKE_REQUIRE_PYTHON").is_none(),
+            "STOKE_REQUIRE_PYTHON is set but python3 cannot import prometheus_client"
+        );
+        eprintln!("skipped: python3 with prometheus_client is not installed");
+        return;
+    }
+    let page = dir.join("metrics.txt");
+    fs::write(&page, metrics).unwrap();
+    let script = r#"
+import sys
+from prometheus_client.openmetrics.parser import text_string_to_metric_families
+families = {f.name: f for f in text_string_to_metric_families(open(sys.argv[1]).read())}
+requests = families["stoke_http_requests"]
+print(sum(s.value for s in requests.samples if s.labels == {"route": "/v1/predict", "status": "400"}))
+print(families["stoke_batch_size"].type, families["stoke_queue_capacity"].samples[0].value)
+"#;
+    let output = Command::new("python3")
+        .args(["-c", script])
+        .arg(&page)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "9\nhistogram 1024\n"
+    );
 }

@@ -11,9 +11,8 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
 use super::{ImageSet, ImageSets};
-use crate::config::{ColorMode, DataConfig, ImageDataConfig};
-use crate::data::DataError;
-use crate::data::ImageShape;
+use crate::config::{ColorMode, DataConfig, ImageDataConfig, OnError};
+use crate::data::{DataError, ImageShape, Skipped};
 
 pub fn load(
     config: &DataConfig,
@@ -32,7 +31,8 @@ pub fn load(
         }
     }
     let classes = class_names(&train_roots)?;
-    let train = load_set(&train_roots, &classes, config, image, seed)?;
+    let mut skipped = Skipped::default();
+    let train = load_set(&train_roots, &classes, config, image, seed, &mut skipped)?;
     let test = if test_roots.is_empty() {
         None
     } else {
@@ -45,13 +45,20 @@ pub fn load(
                 });
             }
         }
-        Some(load_set(&test_roots, &classes, config, image, seed)?)
+        Some(load_set(
+            &test_roots,
+            &classes,
+            config,
+            image,
+            seed,
+            &mut skipped,
+        )?)
     };
     Ok(ImageSets {
         train,
         test,
         classes,
-        skipped: Default::default(),
+        skipped,
     })
 }
 
@@ -118,12 +125,15 @@ fn is_image(path: &Path) -> bool {
 }
 
 /// Decodes every image under `<root>/<class>/` of each of `roots`, on `data.workers` threads.
+/// An unreadable image stops the load, or under `data.on_error = "skip"` is counted in
+/// `skipped` with its path and reason and left out.
 fn load_set(
     roots: &[PathBuf],
     classes: &[String],
     config: &DataConfig,
     image: &ImageDataConfig,
     seed: u64,
+    skipped: &mut Skipped,
 ) -> Result<ImageSet, DataError> {
     let mut files = Vec::new();
     for root in roots {
@@ -161,28 +171,38 @@ fn load_set(
     };
     let threads = config.workers.max(1);
     let chunk = files.len().div_ceil(threads);
-    let decoded: Result<Vec<Vec<u8>>, DataError> = std::thread::scope(|scope| {
+    let decoded: Vec<Result<Vec<u8>, DataError>> = std::thread::scope(|scope| {
         let handles: Vec<_> = files
             .chunks(chunk)
             .map(|part| {
-                scope.spawn(move || -> Result<Vec<u8>, DataError> {
-                    let mut pixels = Vec::with_capacity(part.len() * shape.len());
-                    for (path, _) in part {
-                        pixels.extend(decode(path, shape, image.color)?);
-                    }
-                    Ok(pixels)
+                scope.spawn(move || {
+                    part.iter()
+                        .map(|(path, _)| decode(path, shape, image.color))
+                        .collect::<Vec<_>>()
                 })
             })
             .collect();
         handles
             .into_iter()
-            .map(|handle| handle.join().expect("image decoding thread panicked"))
+            .flat_map(|handle| handle.join().expect("image decoding thread panicked"))
             .collect()
     });
+    let mut pixels = Vec::with_capacity(files.len() * shape.len());
+    let mut labels = Vec::with_capacity(files.len());
+    for ((_, label), image) in files.iter().zip(decoded) {
+        match image {
+            Ok(image) => {
+                pixels.extend(image);
+                labels.push(*label);
+            }
+            Err(err) if config.on_error == OnError::Skip => skipped.add(err.to_string()),
+            Err(err) => return Err(err),
+        }
+    }
     Ok(ImageSet {
         shape,
-        pixels: decoded?.concat(),
-        labels: files.iter().map(|(_, label)| *label).collect(),
+        pixels,
+        labels,
     })
 }
 
