@@ -14,6 +14,7 @@ pub mod files;
 pub mod kernels;
 pub mod model;
 pub mod plot;
+pub mod report;
 pub mod serve;
 pub mod train;
 pub mod weights;

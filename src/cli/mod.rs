@@ -72,6 +72,10 @@ enum Command {
         /// auto, wgpu, flex or ndarray (default: the run's own).
         #[arg(long)]
         backend: Option<String>,
+        /// Also write an evaluation report (report.json: per-class metrics, confusion
+        /// matrix, calibration) to this folder (classifiers).
+        #[arg(long, value_name = "DIR")]
+        report: Option<PathBuf>,
     },
     /// Continue a prompt with a trained language model.
     Generate {
@@ -373,9 +377,10 @@ pub fn run(cli: Cli) -> Result<u8, Error> {
             checkpoint,
             split,
             backend,
+            report,
         } => {
             let backend = backend.as_deref().map(parse_backend).transpose()?;
-            let report = train::evaluate_run(&run, &checkpoint, split, backend)?;
+            let report = train::evaluate_run(&run, &checkpoint, split, backend, report.as_deref())?;
             println!(
                 "{}",
                 serde_json::to_string_pretty(&report).expect("report serializes")

@@ -187,11 +187,9 @@ fn logits(loaded: &Loaded, data: &Arc<dyn Dataset>) -> Result<Vec<Vec<f32>>, Err
 
 /// The `k` most likely classes under the softmax of `logits`.
 fn top_classes(logits: &[f32], classes: &[String], k: usize) -> Vec<Scored> {
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-    let weights: Vec<f64> = logits.iter().map(|&l| (l as f64 - max).exp()).collect();
-    let total: f64 = weights.iter().sum();
+    let probabilities = crate::model::probabilities(logits);
     let mut order: Vec<usize> = (0..logits.len()).collect();
-    order.sort_by(|&a, &b| weights[b].total_cmp(&weights[a]));
+    order.sort_by(|&a, &b| probabilities[b].total_cmp(&probabilities[a]));
     order
         .into_iter()
         .take(k.max(1))
@@ -200,7 +198,7 @@ fn top_classes(logits: &[f32], classes: &[String], k: usize) -> Vec<Scored> {
                 .get(class)
                 .cloned()
                 .unwrap_or_else(|| class.to_string()),
-            probability: weights[class] / total,
+            probability: probabilities[class],
         })
         .collect()
 }

@@ -287,3 +287,12 @@ fn activate<const D: usize>(activation: Activation, x: Tensor<D>) -> Tensor<D> {
         Activation::Tanh => tanh(x),
     }
 }
+
+/// The softmax of one row of logits, computed in `f64`: how `predict`, `serve` and the
+/// evaluation report turn logits into probabilities, so that they agree to the bit.
+pub fn probabilities(logits: &[f32]) -> Vec<f64> {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+    let weights: Vec<f64> = logits.iter().map(|&l| (l as f64 - max).exp()).collect();
+    let total: f64 = weights.iter().sum();
+    weights.into_iter().map(|w| w / total).collect()
+}

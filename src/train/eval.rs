@@ -3,16 +3,20 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use burn::module::Module;
 use serde::Serialize;
 
 use super::checkpoint::{self, CheckpointChoice};
 use super::metrics::MetricRecord;
 use super::state::TrainingState;
 use super::step::evaluate;
-use super::{Experiment, RunDir, SplitName};
+use super::{DeviceBatch, Experiment, RunDir, SplitName};
 use crate::Error;
 use crate::backend::{self, BackendName};
 use crate::config::BackendChoice;
+use crate::data::{BatchStream, Part, Split, StreamPlan, part_of_batches};
+use crate::model::{Model, probabilities};
+use crate::report::{self, ClassificationReport, Outcome};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct EvalReport {
@@ -32,11 +36,14 @@ pub struct EvalReport {
     pub samples_per_s: f64,
 }
 
+/// Scores `choice` of the run at `run_path` on `split`; with `report_dir`, also writes the
+/// classification report (`report.json`) there.
 pub fn evaluate_run(
     run_path: &Path,
     choice: &CheckpointChoice,
     split: SplitName,
     backend_choice: Option<BackendChoice>,
+    report_dir: Option<&Path>,
 ) -> Result<EvalReport, Error> {
     let (run, config) = RunDir::open(run_path)?;
     let chosen = run.checkpoints().open(choice)?;
@@ -53,6 +60,15 @@ pub fn evaluate_run(
         SplitName::Valid => &experiment.splits.valid,
         SplitName::Test => &experiment.splits.test,
     };
+    let classes = match (report_dir, experiment.splits.spec.classes()) {
+        (Some(_), None) => {
+            return Err(Error::Usage(format!(
+                "--report covers classifiers for now; {} is a language model",
+                run_path.display()
+            )));
+        }
+        (_, classes) => classes.map(<[String]>::to_vec),
+    };
     let started = Instant::now();
     let metrics = evaluate(
         &model,
@@ -66,7 +82,7 @@ pub fn evaluate_run(
     let state: TrainingState = chosen.state()?;
     let position = (state.global_step, state.epoch, state.lr, 0.0);
     let record = MetricRecord::new(split, &metrics, &experiment.splits.spec, seconds, position);
-    Ok(EvalReport {
+    let eval = EvalReport {
         run_dir: run.path,
         checkpoint: chosen.name,
         split,
@@ -78,5 +94,63 @@ pub fn evaluate_run(
         perplexity: record.perplexity,
         bits_per_char: record.bits_per_char,
         samples_per_s: record.samples_per_s,
-    })
+    };
+    if let (Some(dir), Some(classes)) = (report_dir, classes) {
+        let outcomes = outcomes(
+            &model,
+            data,
+            experiment.config.train.eval_batch_size,
+            experiment.config.data.workers,
+            &device,
+        );
+        let classification = ClassificationReport::new(&outcomes, &classes);
+        let path = report::write(
+            &serde_json::json!({"eval": &eval, "classification": classification}),
+            dir,
+        )?;
+        eprintln!("report: {}", path.display());
+    }
+    Ok(eval)
+}
+
+/// Each example of `split`: its class, the model's top class and that class's probability.
+fn outcomes(
+    model: &Model,
+    split: &Split,
+    batch_size: usize,
+    workers: usize,
+    device: &burn::prelude::Device,
+) -> Vec<Outcome> {
+    let model = model.valid();
+    let device = device.clone().without_autodiff();
+    let plan = StreamPlan {
+        order: part_of_batches(&split.indices, batch_size, Part::WHOLE),
+        batch_size,
+        first: 0,
+        workers,
+        prefetch: 2,
+    };
+    let mut outcomes = Vec::with_capacity(split.indices.len());
+    for batch in BatchStream::new(split.data.clone(), plan) {
+        let batch = DeviceBatch::new(batch, &device);
+        let logits = model.forward(batch.input);
+        let [_, width] = logits.dims();
+        let values: Vec<f32> = logits.into_data().iter::<f32>().collect();
+        let targets = batch.targets.into_data().iter::<i64>().collect::<Vec<_>>();
+        for (row, target) in values.chunks_exact(width).zip(targets) {
+            let probabilities = probabilities(row);
+            let (predicted, confidence) = probabilities.iter().copied().enumerate().fold(
+                (0, f64::NEG_INFINITY),
+                |best, (class, p)| {
+                    if p > best.1 { (class, p) } else { best }
+                },
+            );
+            outcomes.push(Outcome {
+                target: target as usize,
+                predicted,
+                confidence,
+            });
+        }
+    }
+    outcomes
 }
