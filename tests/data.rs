@@ -308,15 +308,7 @@ fn inspect_finds_planted_problems() {
     test.push(line("message number 12 about lunch", "ham")); // leaked from train
     fs::write(dir.path().join("train.jsonl"), train.join("\n") + "\n").unwrap();
     fs::write(dir.path().join("test.jsonl"), test.join("\n") + "\n").unwrap();
-    let report = dir.path().join("report.json");
-    let out = stdout_of(
-        stoke()
-            .args(["data", "inspect"])
-            .arg(dir.path())
-            .arg("--report")
-            .arg(&report),
-    );
-    let json = read_json(&report);
+    let (out, json) = inspect(dir.path());
     assert_eq!(json["dataset"], "text-classification", "{json}");
     assert_eq!(json["corrupt"]["count"], 3, "{json}");
     assert!(
@@ -482,15 +474,7 @@ fn inspect_reports_every_unreadable_image_and_still_runs_the_other_checks() {
     .unwrap(); // duplicate 2
     fs::copy(train_a.join("5.png"), dir.path().join("test/a/leaked.png")).unwrap(); // leak
 
-    let report = dir.path().join("report.json");
-    let out = stdout_of(
-        stoke()
-            .args(["data", "inspect"])
-            .arg(dir.path())
-            .arg("--report")
-            .arg(&report),
-    );
-    let json = read_json(&report);
+    let (out, json) = inspect(dir.path());
     assert_eq!(json["corrupt"]["count"], 3, "{json}");
     let examples: Vec<&str> = json["corrupt"]["examples"]
         .as_array()
@@ -511,4 +495,17 @@ fn inspect_reports_every_unreadable_image_and_still_runs_the_other_checks() {
     assert_eq!(json["imbalanced_classes"][0]["class"], "rare", "{json}");
     assert_eq!(json["splits"]["train"]["records"], 23, "{json}");
     assert!(out.contains("3 unreadable records"), "{out}");
+}
+
+/// `stoke data inspect DIR --report DIR/report.json`: what it printed, and the report.
+fn inspect(dir: &Path) -> (String, serde_json::Value) {
+    let report = dir.join("report.json");
+    let out = stdout_of(
+        stoke()
+            .args(["data", "inspect"])
+            .arg(dir)
+            .arg("--report")
+            .arg(&report),
+    );
+    (out, read_json(&report))
 }

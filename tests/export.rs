@@ -391,16 +391,7 @@ fn a_bad_input_gets_its_own_error_line_and_the_others_are_answered() {
 /// skipped, saying so, without numpy, safetensors and onnxruntime.
 #[test]
 fn numpy_and_onnxruntime_reproduce_the_exported_models_logits() {
-    let has_python = StdCommand::new("python3")
-        .args(["-c", "import numpy, safetensors, onnxruntime"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !has_python {
-        assert!(
-            std::env::var_os("STOKE_REQUIRE_PYTHON").is_none(),
-            "STOKE_REQUIRE_PYTHON is set but python3 cannot import numpy, safetensors and onnxruntime"
-        );
-        eprintln!("skipped: python3 with numpy, safetensors and onnxruntime is not installed");
+    if !common::python_can_import("numpy, safetensors, onnxruntime") {
         return;
     }
     let small_cnn = ["model.channels=[4, 8]", "model.hidden=16"];

@@ -625,16 +625,7 @@ fn sigterm_answers_every_request_in_flight_then_exits_0() {
 /// The Prometheus project's Python client parses the page as OpenMetrics and reads the
 /// counters back. CI sets STOKE_REQUIRE_PYTHON so this cannot be skipped there.
 fn parsed_by_prometheus_client(metrics: &str, dir: &Path) {
-    let has_client = Command::new("python3")
-        .args(["-c", "import prometheus_client"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !has_client {
-        assert!(
-            std::env::var_os("STOKE_REQUIRE_PYTHON").is_none(),
-            "STOKE_REQUIRE_PYTHON is set but python3 cannot import prometheus_client"
-        );
-        eprintln!("skipped: python3 with prometheus_client is not installed");
+    if !common::python_can_import("prometheus_client") {
         return;
     }
     let page = dir.join("metrics.txt");

@@ -26,7 +26,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 
 use super::batcher::{Answer, Inputs, Job, Message};
 use super::{ApiError, Served, Shared};
-use crate::data::{DataSpec, decode_image};
+use crate::data::{DataSpec, ImageShape, decode_image};
 use crate::export::{GenerateOptions, Prediction, artifact};
 
 pub fn router(shared: Arc<Shared>) -> Router {
@@ -297,43 +297,32 @@ async fn read_predict_body(
         top_k,
         logits,
     } = body;
-    let inputs = match (&served.manifest.input, images, texts) {
-        (DataSpec::ImageClassification { input, .. }, Some(images), None) => {
-            count("images", images.len(), shared.options.max_inputs)?;
-            let shape = *input;
-            tokio::task::spawn_blocking(move || {
+    let inputs =
+        match (&served.manifest.input, images, texts) {
+            (DataSpec::ImageClassification { input, .. }, Some(images), None) => {
+                count("images", images.len(), shared.options.max_inputs)?;
+                let shape = *input;
                 let mut names = Vec::with_capacity(images.len());
-                let mut pixels = Vec::with_capacity(images.len());
+                let mut files = Vec::with_capacity(images.len());
                 for (index, encoded) in images.iter().enumerate() {
                     let field = format!("images[{index}]");
-                    let bytes = base64_payload(encoded).map_err(|err| {
+                    files.push(base64_payload(encoded).map_err(|err| {
                         ApiError::bad_request(format!("{field}: not base64: {err}"))
-                    })?;
-                    pixels.push(decode_image(&bytes, shape).map_err(|err| {
-                        ApiError::bad_request(format!("{field}: not an image: {err}"))
                     })?);
                     names.push(field);
                 }
-                Ok(Inputs::Images {
+                Inputs::Images {
                     shape,
                     names,
-                    pixels,
-                })
-            })
-            .await
-            .map_err(|_| {
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "decoding the images failed",
-                )
-            })??
-        }
-        (DataSpec::TextClassification { .. }, None, Some(texts)) => {
-            count("texts", texts.len(), shared.options.max_inputs)?;
-            Inputs::Texts(texts)
-        }
-        (spec, _, _) => return Err(wrong_inputs(spec)),
-    };
+                    pixels: decode_images(files, shape).await?,
+                }
+            }
+            (DataSpec::TextClassification { .. }, None, Some(texts)) => {
+                count("texts", texts.len(), shared.options.max_inputs)?;
+                Inputs::Texts(texts)
+            }
+            (spec, _, _) => return Err(wrong_inputs(spec)),
+        };
     Ok(Parsed {
         inputs,
         top_k,
@@ -398,24 +387,7 @@ async fn read_multipart(
         }
     }
     count("images", files.len(), shared.options.max_inputs)?;
-    let pixels = tokio::task::spawn_blocking(move || {
-        files
-            .iter()
-            .enumerate()
-            .map(|(index, bytes)| {
-                decode_image(bytes, shape).map_err(|err| {
-                    ApiError::bad_request(format!("images[{index}]: not an image: {err}"))
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()
-    })
-    .await
-    .map_err(|_| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "decoding the images failed",
-        )
-    })??;
+    let pixels = decode_images(files, shape).await?;
     Ok(Parsed {
         inputs: Inputs::Images {
             shape,
@@ -425,6 +397,32 @@ async fn read_multipart(
         top_k,
         logits,
     })
+}
+
+/// Decodes uploaded images as `stoke predict` reads files, off the runtime's threads; the
+/// first that is not an image is named by its index.
+async fn decode_images(
+    files: Vec<impl AsRef<[u8]> + Send + 'static>,
+    shape: ImageShape,
+) -> Result<Vec<Vec<u8>>, ApiError> {
+    tokio::task::spawn_blocking(move || {
+        files
+            .iter()
+            .enumerate()
+            .map(|(index, bytes)| {
+                decode_image(bytes.as_ref(), shape).map_err(|err| {
+                    ApiError::bad_request(format!("images[{index}]: not an image: {err}"))
+                })
+            })
+            .collect()
+    })
+    .await
+    .map_err(|_| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "decoding the images failed",
+        )
+    })?
 }
 
 /// The bytes of a base64 string, or of a `data:...;base64,` URL.

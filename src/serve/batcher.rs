@@ -5,6 +5,7 @@
 //! between batches, once every request begun on the old one is answered.
 
 use std::collections::VecDeque;
+use std::ops::Range;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
@@ -50,26 +51,6 @@ impl Inputs {
             | (Inputs::Prompt(_), DataSpec::LanguageModel { .. }) => true,
             _ => false,
         }
-    }
-
-    /// Inputs `range` of an image or text request as one batch of logits.
-    fn logits(
-        &self,
-        loaded: &Loaded,
-        range: std::ops::Range<usize>,
-    ) -> Result<Vec<Vec<f32>>, String> {
-        let result = match self {
-            Inputs::Images { pixels, .. } => {
-                let images: Vec<&[u8]> = pixels[range].iter().map(Vec::as_slice).collect();
-                export::image_logits(loaded, &images)
-            }
-            Inputs::Texts(texts) => {
-                let texts: Vec<&str> = texts[range].iter().map(String::as_str).collect();
-                export::text_logits(loaded, &texts)
-            }
-            Inputs::Prompt(_) => unreachable!("prompts are not batched"),
-        };
-        result.map_err(|err| err.to_string())
     }
 
     fn name(&self, index: usize) -> String {
@@ -280,7 +261,7 @@ impl Batcher {
         }
 
         // Which inputs of which requests go in this batch.
-        let mut parts: Vec<(usize, std::ops::Range<usize>)> = Vec::new();
+        let mut parts: Vec<(usize, Range<usize>)> = Vec::new();
         let mut room = self.max_batch;
         for (index, p) in pending.iter().enumerate() {
             if room == 0
@@ -325,65 +306,28 @@ impl Batcher {
     fn batch_logits(
         &self,
         pending: &VecDeque<Pending>,
-        parts: &[(usize, std::ops::Range<usize>)],
+        parts: &[(usize, Range<usize>)],
     ) -> Vec<Result<Vec<Vec<f32>>, ApiError>> {
-        let together = catch_unwind(AssertUnwindSafe(|| self.together(pending, parts)));
+        let parts: Vec<(&Inputs, Range<usize>)> = parts
+            .iter()
+            .map(|(index, range)| (&pending[*index].job.inputs, range.clone()))
+            .collect();
+        let together = catch_unwind(AssertUnwindSafe(|| forward(&self.loaded, &parts)));
         if let Ok(Ok(rows)) = together {
             return rows.into_iter().map(Ok).collect();
         }
         parts
             .iter()
-            .map(|(index, range)| {
-                let inputs = &pending[*index].job.inputs;
+            .map(|part| {
                 match catch_unwind(AssertUnwindSafe(|| {
-                    inputs.logits(&self.loaded, range.clone())
+                    forward(&self.loaded, std::slice::from_ref(part))
                 })) {
-                    Ok(Ok(rows)) => Ok(rows),
+                    Ok(Ok(mut rows)) => Ok(rows.remove(0)),
                     Ok(Err(err)) => Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, err)),
                     Err(panic) => Err(model_failed(panic)),
                 }
             })
             .collect()
-    }
-
-    /// Every part in one forward pass, split back per part.
-    fn together(
-        &self,
-        pending: &VecDeque<Pending>,
-        parts: &[(usize, std::ops::Range<usize>)],
-    ) -> Result<Vec<Vec<Vec<f32>>>, String> {
-        let first = &pending[parts[0].0].job.inputs;
-        let mut all = match first {
-            Inputs::Images { .. } => {
-                let images: Vec<&[u8]> = parts
-                    .iter()
-                    .flat_map(|(index, range)| match &pending[*index].job.inputs {
-                        Inputs::Images { pixels, .. } => pixels[range.clone()].iter(),
-                        _ => unreachable!("a batch holds one kind of input"),
-                    })
-                    .map(Vec::as_slice)
-                    .collect();
-                export::image_logits(&self.loaded, &images)
-            }
-            Inputs::Texts(_) => {
-                let texts: Vec<&str> = parts
-                    .iter()
-                    .flat_map(|(index, range)| match &pending[*index].job.inputs {
-                        Inputs::Texts(texts) => texts[range.clone()].iter(),
-                        _ => unreachable!("a batch holds one kind of input"),
-                    })
-                    .map(String::as_str)
-                    .collect();
-                export::text_logits(&self.loaded, &texts)
-            }
-            Inputs::Prompt(_) => unreachable!("prompts are not batched"),
-        }
-        .map_err(|err| err.to_string())?
-        .into_iter();
-        Ok(parts
-            .iter()
-            .map(|(_, range)| all.by_ref().take(range.len()).collect())
-            .collect())
     }
 
     fn answer(&self, done: Pending) {
@@ -405,6 +349,45 @@ impl Batcher {
             version: self.served.version.clone(),
         }));
     }
+}
+
+/// The inputs `parts` name (all images or all texts) in one forward pass, through the same
+/// code as `stoke predict`, and the rows of logits split back per part.
+fn forward(
+    loaded: &Loaded,
+    parts: &[(&Inputs, Range<usize>)],
+) -> Result<Vec<Vec<Vec<f32>>>, String> {
+    let mut rows = match parts[0].0 {
+        Inputs::Images { .. } => {
+            let images: Vec<&[u8]> = parts
+                .iter()
+                .flat_map(|(inputs, range)| match inputs {
+                    Inputs::Images { pixels, .. } => pixels[range.clone()].iter(),
+                    _ => unreachable!("a batch holds one kind of input"),
+                })
+                .map(Vec::as_slice)
+                .collect();
+            export::image_logits(loaded, &images)
+        }
+        Inputs::Texts(_) => {
+            let texts: Vec<&str> = parts
+                .iter()
+                .flat_map(|(inputs, range)| match inputs {
+                    Inputs::Texts(texts) => texts[range.clone()].iter(),
+                    _ => unreachable!("a batch holds one kind of input"),
+                })
+                .map(String::as_str)
+                .collect();
+            export::text_logits(loaded, &texts)
+        }
+        Inputs::Prompt(_) => unreachable!("prompts are not batched"),
+    }
+    .map_err(|err| err.to_string())?
+    .into_iter();
+    Ok(parts
+        .iter()
+        .map(|(_, range)| rows.by_ref().take(range.len()).collect())
+        .collect())
 }
 
 fn queued_inputs(pending: &VecDeque<Pending>) -> usize {

@@ -159,7 +159,8 @@ pub fn serve(options: ServeOptions) -> Result<(), Error> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("stoke-serve")
-        // Reloads load here; more threads than cores would only hold more memory.
+        // Image decoding and reloads run here; more threads than cores would only hold
+        // more memory.
         .max_blocking_threads(cores)
         .build()
         .map_err(|err| Error::Serve(format!("cannot start the server's runtime: {err}")))?;

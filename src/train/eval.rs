@@ -3,18 +3,17 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use burn::module::Module;
 use serde::Serialize;
 
 use super::checkpoint::{self, CheckpointChoice};
 use super::metrics::MetricRecord;
 use super::state::TrainingState;
-use super::step::evaluate;
-use super::{DeviceBatch, Experiment, RunDir, SplitName};
+use super::step::{evaluate, for_each_eval_batch};
+use super::{Experiment, RunDir, SplitName};
 use crate::Error;
 use crate::backend::{self, BackendName};
 use crate::config::BackendChoice;
-use crate::data::{BatchStream, Part, Split, StreamPlan, part_of_batches};
+use crate::data::{Part, Split};
 use crate::model::{Model, probabilities};
 use crate::report::{self, ClassificationReport, Outcome};
 
@@ -121,36 +120,33 @@ fn outcomes(
     workers: usize,
     device: &burn::prelude::Device,
 ) -> Vec<Outcome> {
-    let model = model.valid();
-    let device = device.clone().without_autodiff();
-    let plan = StreamPlan {
-        order: part_of_batches(&split.indices, batch_size, Part::WHOLE),
-        batch_size,
-        first: 0,
-        workers,
-        prefetch: 2,
-    };
     let mut outcomes = Vec::with_capacity(split.indices.len());
-    for batch in BatchStream::new(split.data.clone(), plan) {
-        let batch = DeviceBatch::new(batch, &device);
-        let logits = model.forward(batch.input);
-        let [_, width] = logits.dims();
-        let values: Vec<f32> = logits.into_data().iter::<f32>().collect();
-        let targets = batch.targets.into_data().iter::<i64>().collect::<Vec<_>>();
-        for (row, target) in values.chunks_exact(width).zip(targets) {
-            let probabilities = probabilities(row);
-            let (predicted, confidence) = probabilities.iter().copied().enumerate().fold(
-                (0, f64::NEG_INFINITY),
-                |best, (class, p)| {
-                    if p > best.1 { (class, p) } else { best }
-                },
-            );
-            outcomes.push(Outcome {
-                target: target as usize,
-                predicted,
-                confidence,
-            });
-        }
-    }
+    for_each_eval_batch(
+        model,
+        split,
+        batch_size,
+        workers,
+        device,
+        Part::WHOLE,
+        |logits, batch| {
+            let [_, width] = logits.dims();
+            let values: Vec<f32> = logits.into_data().iter::<f32>().collect();
+            let targets = batch.targets.into_data().iter::<i64>().collect::<Vec<_>>();
+            for (row, target) in values.chunks_exact(width).zip(targets) {
+                let probabilities = probabilities(row);
+                let (predicted, confidence) = probabilities.iter().copied().enumerate().fold(
+                    (0, f64::NEG_INFINITY),
+                    |best, (class, p)| {
+                        if p > best.1 { (class, p) } else { best }
+                    },
+                );
+                outcomes.push(Outcome {
+                    target: target as usize,
+                    predicted,
+                    confidence,
+                });
+            }
+        },
+    );
     outcomes
 }

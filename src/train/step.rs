@@ -295,9 +295,42 @@ pub fn evaluate_part(
     device: &Device,
     part: Part,
 ) -> IntervalSums {
+    let loss = CrossEntropyLoss::new(None, &device.clone().without_autodiff());
+    let mut metrics = RunningMetrics::new(spec);
+    for_each_eval_batch(
+        model,
+        split,
+        batch_size,
+        workers,
+        device,
+        part,
+        |logits, batch| {
+            let batch_loss = loss.forward(logits.clone(), batch.targets.clone());
+            metrics.add(
+                logits,
+                batch_loss,
+                batch.targets,
+                batch.samples,
+                batch.tokens,
+            );
+        },
+    );
+    metrics.take_sums()
+}
+
+/// Runs `model` in evaluation mode over `part` of a split's batches, in order, and hands
+/// each batch's logits `[predictions, classes]` with the batch (targets, counts) to `visit`.
+pub fn for_each_eval_batch(
+    model: &Model,
+    split: &Split,
+    batch_size: usize,
+    workers: usize,
+    device: &Device,
+    part: Part,
+    mut visit: impl FnMut(Tensor<2>, EvalTargets),
+) {
     let model = model.valid();
     let device = device.clone().without_autodiff();
-    let loss = CrossEntropyLoss::new(None, &device);
     let plan = StreamPlan {
         order: part_of_batches(&split.indices, batch_size, part),
         batch_size,
@@ -305,18 +338,29 @@ pub fn evaluate_part(
         workers,
         prefetch: 2,
     };
-    let mut metrics = RunningMetrics::new(spec);
     for batch in BatchStream::new(split.data.clone(), plan) {
-        let batch = DeviceBatch::new(batch, &device);
-        let logits = model.forward(batch.input);
-        let batch_loss = loss.forward(logits.clone(), batch.targets.clone());
-        metrics.add(
+        let DeviceBatch {
+            input,
+            targets,
+            samples,
+            tokens,
+        } = DeviceBatch::new(batch, &device);
+        let logits = model.forward(input);
+        visit(
             logits,
-            batch_loss,
-            batch.targets,
-            batch.samples,
-            batch.tokens,
+            EvalTargets {
+                targets,
+                samples,
+                tokens,
+            },
         );
     }
-    metrics.take_sums()
+}
+
+/// What an evaluated batch holds besides its logits.
+pub struct EvalTargets {
+    /// One target per prediction row.
+    pub targets: Tensor<1, Int>,
+    pub samples: usize,
+    pub tokens: usize,
 }
