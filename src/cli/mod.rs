@@ -13,6 +13,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::Error;
 use crate::backend;
 use crate::config::{self, BackendChoice, ExperimentConfig};
+use crate::data::SliceBy;
 use crate::distributed;
 use crate::train::{
     self, BenchOptions, CheckpointChoice, Experiment, Outcome, RunDir, SplitName, TrainOptions,
@@ -72,10 +73,22 @@ enum Command {
         /// auto, wgpu, flex or ndarray (default: the run's own).
         #[arg(long)]
         backend: Option<String>,
-        /// Also write an evaluation report (report.json: per-class metrics, confusion
-        /// matrix, calibration) to this folder (classifiers).
+        /// Also write an evaluation report into this folder: index.html (one self-contained
+        /// page), report.json and the charts.
         #[arg(long, value_name = "DIR")]
         report: Option<PathBuf>,
+        /// Group the examples by this field of the text records (image folders: `folder`)
+        /// in the report, and flag a group the model fails. Without --report, the report
+        /// goes to <run>/report.
+        #[arg(long, value_name = "FIELD", conflicts_with = "slice_file")]
+        slice_by: Option<String>,
+        /// Group images by an attribute from a CSV of `path,<attribute>` (a header row).
+        #[arg(long, value_name = "CSV")]
+        slice_file: Option<PathBuf>,
+        /// The most confidently wrong examples the report lists (default: the run's
+        /// eval.worst_errors).
+        #[arg(long, value_name = "N")]
+        worst_errors: Option<usize>,
     },
     /// Continue a prompt with a trained language model.
     Generate {
@@ -378,9 +391,23 @@ pub fn run(cli: Cli) -> Result<u8, Error> {
             split,
             backend,
             report,
+            slice_by,
+            slice_file,
+            worst_errors,
         } => {
             let backend = backend.as_deref().map(parse_backend).transpose()?;
-            let report = train::evaluate_run(&run, &checkpoint, split, backend, report.as_deref())?;
+            let slice_by = match (slice_by, slice_file) {
+                (Some(field), _) => Some(SliceBy::Field(field)),
+                (None, Some(file)) => Some(SliceBy::File(file)),
+                (None, None) => None,
+            };
+            let request = (report.is_some() || slice_by.is_some() || worst_errors.is_some())
+                .then_some(train::ReportRequest {
+                    dir: report,
+                    slice_by,
+                    worst_errors,
+                });
+            let report = train::evaluate_run(&run, &checkpoint, split, backend, request.as_ref())?;
             println!(
                 "{}",
                 serde_json::to_string_pretty(&report).expect("report serializes")

@@ -26,6 +26,7 @@ const SAFE_TO_CHANGE: &[&str] = &[
     "train.early_stopping",
     "checkpoint.",
     "log.",
+    "eval.",
     "scheduler.min_lr",
 ];
 

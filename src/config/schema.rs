@@ -20,6 +20,34 @@ pub struct ExperimentConfig {
     pub train: TrainConfig,
     pub checkpoint: CheckpointConfig,
     pub log: LogConfig,
+    pub eval: EvalConfig,
+}
+
+/// The evaluation report written into `<run>/report/` at the end of a run (and by `stoke
+/// eval --report`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EvalConfig {
+    /// Write the report at the end of the run.
+    pub report: bool,
+    /// Group the test examples by this field of the text records (image folders: `folder`,
+    /// the folder above the class folders) and flag a group the model fails.
+    pub slice_by: Option<String>,
+    /// Or by an attribute per image file: a CSV of `path,<attribute>` with a header row.
+    pub slice_file: Option<PathBuf>,
+    /// The most confidently wrong examples to list.
+    pub worst_errors: usize,
+}
+
+impl Default for EvalConfig {
+    fn default() -> Self {
+        Self {
+            report: true,
+            slice_by: None,
+            slice_file: None,
+            worst_errors: 16,
+        }
+    }
 }
 
 /// Logs beside `metrics.jsonl` (which is always written, with `metrics.csv` and the plots).

@@ -220,6 +220,20 @@ pub fn validate(config: &ExperimentConfig) -> Problems {
         "checkpoint.every_steps",
         "must be at least 1 (leave it out to save at epoch ends only)".into(),
     );
+
+    let eval = &config.eval;
+    check(
+        !(eval.slice_by.is_some() && eval.slice_file.is_some()),
+        "eval.slice_file",
+        "slice by a field (eval.slice_by) or by a file of attributes, not both".into(),
+    );
+    check(
+        eval.slice_by
+            .as_ref()
+            .is_none_or(|field| !field.trim().is_empty()),
+        "eval.slice_by",
+        "must name a field of the records".into(),
+    );
     problems
 }
 

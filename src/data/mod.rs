@@ -15,6 +15,7 @@ mod loader;
 mod parquet;
 mod shape;
 pub mod shards;
+mod slices;
 mod text;
 
 use std::path::PathBuf;
@@ -25,11 +26,12 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-pub use image::{ImageSet, Normalization, decode_image, normalized, read_image};
+pub use image::{ImageSet, Normalization, Origins, decode_image, normalized, read_image};
 pub use loader::{
     BatchStream, Ordering, Part, StreamPlan, batch_count, epoch_order, part_of_batches,
 };
 pub use shape::ImageShape;
+pub use slices::{FOLDER_FIELD, SliceBy, slice_values};
 pub use text::{Tokenizer, labelled_texts};
 
 use crate::config::{DataConfig, DatasetKind, OnError};
@@ -50,6 +52,42 @@ pub trait Dataset: Send + Sync {
 
     /// Host memory one sample takes in a [`HostBatch`] (at most).
     fn sample_bytes(&self) -> usize;
+
+    /// Sample `index` as a person finds and sees it (for reports); `None` where the dataset
+    /// keeps no such record (streamed shards, LM windows).
+    fn example(&self, _index: u32) -> Option<Example> {
+        None
+    }
+}
+
+/// One sample as a person finds and sees it: where it came from and what it shows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Example {
+    /// The file it was read from, if known.
+    pub file: Option<PathBuf>,
+    /// Its 1-based line (text records) or record number (IDX files) in `file`; `None` for
+    /// an image file of its own.
+    pub line: Option<usize>,
+    pub content: ExampleContent,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ExampleContent {
+    /// The record's first characters (up to 200).
+    Text(String),
+    /// The image as the model saw it before normalisation: channel-major bytes.
+    Image { shape: ImageShape, bytes: Vec<u8> },
+}
+
+impl Example {
+    /// `file:line`, the file, or `None` when the origin is unknown.
+    pub fn location(&self) -> Option<String> {
+        let file = self.file.as_ref()?.display();
+        Some(match self.line {
+            Some(line) => format!("{file}:{line}"),
+            None => file.to_string(),
+        })
+    }
 }
 
 /// A batch in host memory, before it moves to the device.

@@ -119,6 +119,7 @@ pub fn image_logits(loaded: &Loaded, images: &[&[u8]]) -> Result<Vec<Vec<f32>>, 
         shape: *input,
         pixels: images.concat(),
         labels: vec![0; images.len()],
+        origins: Default::default(),
     };
     logits(loaded, &normalized(Arc::new(set), normalization))
 }

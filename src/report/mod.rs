@@ -1,258 +1,133 @@
-//! Evaluation reports a person can act on: from each example's true class, predicted class
-//! and confidence, the confusion matrix (counts and row-normalised), precision, recall, F1
-//! and support per class with macro and weighted averages, the most frequent confusions,
-//! and calibration (expected calibration error over 15 equal-width confidence bins, the
-//! reliability table behind it, and the mean confidence of right and wrong answers).
+//! Evaluation reports a person can act on, written into a folder (`<run>/report/` at the end
+//! of every run, or wherever `stoke eval --report` says): `report.json` with every number,
+//! the charts as SVG and PNG, and `index.html`, one self-contained page.
 //!
-//! It knows nothing of models or data: `train::eval` collects the outcomes, this module
-//! turns them into `report.json`.
+//! For classifiers (`classification.rs`): the confusion matrix, per-class metrics, the most
+//! frequent confusions and calibration; slices of the examples by an attribute, each
+//! against the rest with a Wilson interval (`slices.rs`); the most confidently wrong
+//! examples (`errors.rs`). For language models (`language.rs`): loss by position in the
+//! window and the hardest tokens. `page.rs` lays it all out with the run's training
+//! curves, config and data report.
+//!
+//! It knows no model: `train::eval` runs the model and hands over outcomes and examples.
+
+mod classification;
+mod errors;
+mod language;
+mod page;
+mod slices;
 
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+pub use classification::{
+    Averages, CALIBRATION_BINS, Calibration, ClassMetrics, ClassificationReport, Confusion,
+    Outcome, ReliabilityBin,
+};
+pub use errors::{WorstError, worst_errors};
+pub use language::{LanguageReport, LossSums, TokenLoss};
+pub use slices::{GroupMetrics, Slice, SliceReport, wilson};
+
 use crate::Error;
+use crate::plot::{self, Heatmap, Lines, Reliability};
 
-/// Equal-width confidence bins for the expected calibration error, as in Guo et al. (2017).
-pub const CALIBRATION_BINS: usize = 15;
+/// Where a run keeps the report its training wrote.
+pub const REPORT_DIR: &str = "report";
 
-/// How the model did on one example.
-#[derive(Debug, Clone, Copy)]
-pub struct Outcome {
-    pub target: usize,
-    pub predicted: usize,
-    /// The softmax probability of `predicted`.
-    pub confidence: f64,
+/// Everything the report says, as `report.json` holds it.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub run_dir: PathBuf,
+    pub checkpoint: String,
+    pub split: String,
+    /// The evaluation's numbers (loss, accuracy, macro-F1 or perplexity), as `stoke eval`
+    /// prints them.
+    pub eval: serde_json::Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub classification: Option<ClassificationReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub slices: Option<SliceReport>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub worst_errors: Vec<WorstError>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub language_model: Option<LanguageReport>,
+    /// The `stoke data inspect` report of the run's data, when one was found.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_report: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, Serialize)]
-pub struct ClassificationReport {
-    pub classes: Vec<String>,
-    pub samples: usize,
-    pub accuracy: f64,
-    /// `confusion[true][predicted]`: counts.
-    pub confusion: Vec<Vec<u64>>,
-    /// Each row divided by its class's support (a row of zeros for an absent class).
-    pub confusion_normalized: Vec<Vec<f64>>,
-    pub per_class: Vec<ClassMetrics>,
-    pub macro_avg: Averages,
-    pub weighted_avg: Averages,
-    /// The most frequent (true → predicted) mistakes, most frequent first (at most 10).
-    pub top_confusions: Vec<Confusion>,
-    pub calibration: Calibration,
+/// The charts a report drew, by the stem of their files in the report folder.
+#[derive(Debug, Default)]
+struct Charts {
+    confusion: bool,
+    reliability: bool,
+    loss_by_position: bool,
+    worst_errors_grid: bool,
 }
 
-#[derive(Debug, Clone, Serialize)]
-pub struct ClassMetrics {
-    pub class: String,
-    pub precision: f64,
-    pub recall: f64,
-    pub f1: f64,
-    pub support: u64,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Averages {
-    pub precision: f64,
-    pub recall: f64,
-    pub f1: f64,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Confusion {
-    pub true_class: String,
-    pub predicted: String,
-    pub count: u64,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Calibration {
-    /// Σ over bins of (bin size / samples) × |accuracy − mean confidence|.
-    pub ece: f64,
-    pub bins: usize,
-    pub binning: &'static str,
-    /// The reliability diagram's data, one entry per bin (empty bins included).
-    pub reliability: Vec<ReliabilityBin>,
-    pub mean_confidence_correct: Option<f64>,
-    pub mean_confidence_wrong: Option<f64>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct ReliabilityBin {
-    pub lower: f64,
-    pub upper: f64,
-    pub count: u64,
-    pub accuracy: Option<f64>,
-    pub mean_confidence: Option<f64>,
-}
-
-impl ClassificationReport {
-    pub fn new(outcomes: &[Outcome], classes: &[String]) -> Self {
-        let n = classes.len();
-        let mut confusion = vec![vec![0u64; n]; n];
-        for outcome in outcomes {
-            confusion[outcome.target][outcome.predicted] += 1;
-        }
-        let support: Vec<u64> = confusion.iter().map(|row| row.iter().sum()).collect();
-        let predicted: Vec<u64> = (0..n)
-            .map(|c| confusion.iter().map(|row| row[c]).sum())
-            .collect();
-        let ratio = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
-        let per_class: Vec<ClassMetrics> = (0..n)
-            .map(|c| {
-                let hits = confusion[c][c];
-                let (precision, recall) = (ratio(hits, predicted[c]), ratio(hits, support[c]));
-                let f1 = if precision + recall == 0.0 {
-                    0.0
-                } else {
-                    2.0 * precision * recall / (precision + recall)
-                };
-                ClassMetrics {
-                    class: classes[c].clone(),
-                    precision,
-                    recall,
-                    f1,
-                    support: support[c],
-                }
-            })
-            .collect();
-        let samples = outcomes.len();
-        let average = |weight: &dyn Fn(&ClassMetrics) -> f64| {
-            let total: f64 = per_class.iter().map(weight).sum();
-            let mean = |value: fn(&ClassMetrics) -> f64| {
-                if total == 0.0 {
-                    0.0
-                } else {
-                    per_class.iter().map(|m| weight(m) * value(m)).sum::<f64>() / total
-                }
-            };
-            Averages {
-                precision: mean(|m| m.precision),
-                recall: mean(|m| m.recall),
-                f1: mean(|m| m.f1),
-            }
-        };
-        let macro_avg = average(&|_| 1.0);
-        let weighted_avg = average(&|m| m.support as f64);
-        let mut top_confusions: Vec<Confusion> = (0..n)
-            .flat_map(|t| (0..n).map(move |p| (t, p)))
-            .filter(|&(t, p)| t != p && confusion[t][p] > 0)
-            .map(|(t, p)| Confusion {
-                true_class: classes[t].clone(),
-                predicted: classes[p].clone(),
-                count: confusion[t][p],
-            })
-            .collect();
-        // Stable: ties keep the (true, predicted) class order.
-        top_confusions.sort_by_key(|c| std::cmp::Reverse(c.count));
-        top_confusions.truncate(10);
-        let confusion_normalized = confusion
-            .iter()
-            .zip(&support)
-            .map(|(row, &total)| row.iter().map(|&count| ratio(count, total)).collect())
-            .collect();
-        let correct = outcomes.iter().filter(|o| o.target == o.predicted).count();
-        ClassificationReport {
-            classes: classes.to_vec(),
-            samples,
-            accuracy: ratio(correct as u64, samples as u64),
-            confusion,
-            confusion_normalized,
-            per_class,
-            macro_avg,
-            weighted_avg,
-            top_confusions,
-            calibration: Calibration::new(outcomes),
-        }
-    }
-}
-
-impl Calibration {
-    fn new(outcomes: &[Outcome]) -> Self {
-        let bin_of = |confidence: f64| {
-            // Bins are (lower, upper]; a confidence of 0 goes in the first.
-            ((confidence * CALIBRATION_BINS as f64).ceil() as usize).clamp(1, CALIBRATION_BINS) - 1
-        };
-        let mut counts = [0u64; CALIBRATION_BINS];
-        let mut hits = [0u64; CALIBRATION_BINS];
-        let mut confidence_sums = [0f64; CALIBRATION_BINS];
-        for outcome in outcomes {
-            let bin = bin_of(outcome.confidence);
-            counts[bin] += 1;
-            hits[bin] += u64::from(outcome.target == outcome.predicted);
-            confidence_sums[bin] += outcome.confidence;
-        }
-        let samples = outcomes.len() as f64;
-        let mut ece = 0.0;
-        let reliability = (0..CALIBRATION_BINS)
-            .map(|bin| {
-                let count = counts[bin];
-                let (accuracy, mean_confidence) = if count == 0 {
-                    (None, None)
-                } else {
-                    let accuracy = hits[bin] as f64 / count as f64;
-                    let confidence = confidence_sums[bin] / count as f64;
-                    ece += count as f64 / samples * (accuracy - confidence).abs();
-                    (Some(accuracy), Some(confidence))
-                };
-                ReliabilityBin {
-                    lower: bin as f64 / CALIBRATION_BINS as f64,
-                    upper: (bin + 1) as f64 / CALIBRATION_BINS as f64,
-                    count,
-                    accuracy,
-                    mean_confidence,
-                }
-            })
-            .collect();
-        let mean = |right: bool| {
-            let chosen: Vec<f64> = outcomes
-                .iter()
-                .filter(|o| (o.target == o.predicted) == right)
-                .map(|o| o.confidence)
-                .collect();
-            (!chosen.is_empty()).then(|| chosen.iter().sum::<f64>() / chosen.len() as f64)
-        };
-        Calibration {
-            ece,
-            bins: CALIBRATION_BINS,
-            binning: "15 equal-width bins of the top class's probability, (lower, upper]",
-            reliability,
-            mean_confidence_correct: mean(true),
-            mean_confidence_wrong: mean(false),
-        }
-    }
-}
-
-/// Writes `report` as `dir/report.json` (atomically) and returns that path.
-pub fn write(report: &impl Serialize, dir: &Path) -> Result<PathBuf, Error> {
+/// Writes `report.json`, the charts and `index.html` into `dir` (each file atomically);
+/// returns the page's path.
+pub fn write(report: &Report, dir: &Path) -> Result<PathBuf, Error> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let path = dir.join("report.json");
+    let mut charts = Charts::default();
+    if let Some(classification) = &report.classification {
+        let heatmap = confusion_heatmap(classification);
+        plot::write_chart(&dir.join("confusion"), heatmap.size(), &heatmap)?;
+        charts.confusion = true;
+        let calibration = &classification.calibration;
+        let reliability = Reliability {
+            title: format!(
+                "Reliability ({} equal-width bins, ECE {:.4})",
+                calibration.bins, calibration.ece
+            ),
+            bins: calibration
+                .reliability
+                .iter()
+                .map(|bin| (bin.lower, bin.upper, bin.accuracy))
+                .collect(),
+        };
+        plot::write_chart(&dir.join("reliability"), (640, 560), &reliability)?;
+        charts.reliability = true;
+    }
+    charts.worst_errors_grid =
+        errors::write_grid(&report.worst_errors, &dir.join(errors::GRID_FILE))?;
+    if let Some(language) = &report.language_model {
+        let curve = Lines {
+            title: "Loss by position in the context window".into(),
+            x_label: "position (tokens of context − 1)".into(),
+            y_label: "mean loss (nats per token)".into(),
+            series: vec![(
+                report.split.clone(),
+                language
+                    .loss_by_position
+                    .iter()
+                    .enumerate()
+                    .map(|(position, &loss)| (position as f64, loss))
+                    .collect(),
+            )],
+        };
+        plot::write_lines(&dir.join("loss-by-position"), &curve)?;
+        charts.loss_by_position = true;
+    }
     let json = serde_json::to_string_pretty(report).expect("the report serializes");
-    crate::files::write_atomic(&path, json.as_bytes())?;
-    Ok(path)
+    crate::files::write_atomic(&dir.join("report.json"), json.as_bytes())?;
+    let page = dir.join("index.html");
+    crate::files::write_atomic(&page, page::render(report, dir, &charts).as_bytes())?;
+    Ok(page)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn per_class_metrics_and_calibration_of_a_small_case() {
-        let classes: Vec<String> = ["a", "b"].map(String::from).to_vec();
-        let o = |target, predicted, confidence| Outcome {
-            target,
-            predicted,
-            confidence,
-        };
-        let outcomes = [o(0, 0, 0.9), o(0, 1, 0.6), o(1, 1, 0.95), o(1, 1, 0.5)];
-        let report = ClassificationReport::new(&outcomes, &classes);
-        assert_eq!(report.confusion, vec![vec![1, 1], vec![0, 2]]);
-        assert_eq!(report.per_class[0].recall, 0.5);
-        assert!((report.per_class[1].precision - 2.0 / 3.0).abs() < 1e-12);
-        assert_eq!(report.top_confusions[0].count, 1);
-        // Bins: 0.9 → (13/15, 14/15], 0.95 → (14/15, 1], 0.6 → (8/15, 9/15], 0.5 → (7/15, 8/15].
-        let ece = 0.25 * (1.0 - 0.9) + 0.25 * (1.0 - 0.95) + 0.25 * 0.6 + 0.25 * (1.0 - 0.5);
-        assert!((report.calibration.ece - ece).abs() < 1e-12);
-        assert_eq!(report.calibration.mean_confidence_wrong, Some(0.6));
+fn confusion_heatmap(report: &ClassificationReport) -> Heatmap {
+    Heatmap {
+        title: "Confusion matrix (rows: true class, shade: share of the row)".into(),
+        x_label: "predicted".into(),
+        y_label: "true".into(),
+        labels: report.classes.clone(),
+        shade: report.confusion_normalized.clone(),
+        notes: report
+            .confusion
+            .iter()
+            .map(|row| row.iter().map(u64::to_string).collect())
+            .collect(),
     }
 }

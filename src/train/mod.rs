@@ -26,7 +26,7 @@ mod trainer;
 
 pub use bench::{BenchOptions, BenchReport, bench};
 pub use checkpoint::CheckpointChoice;
-pub use eval::{EvalReport, evaluate_run};
+pub use eval::{EvalReport, ReportOptions, ReportRequest, evaluate_run};
 pub use lr_find::{LrFindOptions, LrFindReport, lr_find};
 pub use measure::{Measured, MetricSpec};
 pub use metrics::{MetricRecord, SplitName, read_metrics};

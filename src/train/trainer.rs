@@ -599,16 +599,67 @@ impl Trainer {
         }
     }
 
+    /// Writes `<run>/report/`: for the test split with the model it was scored with, or
+    /// without a test split for the validation split with the same checkpoint. Like the plots
+    /// it is derived from the run, so failing to write it warns rather than failing the run.
+    fn write_evaluation_report(
+        &self,
+        tested: Option<(Model, MetricRecord, usize)>,
+        choice: &CheckpointChoice,
+    ) {
+        let written = (|| -> Result<Option<std::path::PathBuf>, Error> {
+            let splits = &self.experiment.splits;
+            let checkpoint = self.checkpoints.open(choice)?;
+            let (model, record, samples, split, data) = match tested {
+                Some((model, record, samples)) => {
+                    (model, record, samples, SplitName::Test, &splits.test)
+                }
+                None if splits.valid.is_empty() => return Ok(None),
+                None => {
+                    let model = checkpoint::load_model(&checkpoint.dir, self.model.clone())?;
+                    let (measured, seconds) = self.evaluate(&model, &splits.valid);
+                    let record = self.record(SplitName::Valid, &measured, seconds);
+                    (
+                        model,
+                        record,
+                        measured.samples,
+                        SplitName::Valid,
+                        &splits.valid,
+                    )
+                }
+            };
+            let subject = super::eval::Subject {
+                experiment: &self.experiment,
+                model: &model,
+                split,
+                data,
+                run_dir: &self.run.path,
+                checkpoint: &checkpoint.name,
+            };
+            let options = super::eval::ReportOptions::from_config(&self.experiment.config.eval);
+            let dir = self.run.path.join(crate::report::REPORT_DIR);
+            let eval = super::eval::headline(&record, samples);
+            super::eval::write_report(&subject, eval, &options, &dir).map(Some)
+        })();
+        match written {
+            Ok(Some(page)) => self.progress.say(&format!("report: {}", page.display())),
+            Ok(None) => {}
+            Err(err) => self.progress.say(&format!(
+                "warning: cannot write the evaluation report: {err}"
+            )),
+        }
+    }
+
     fn finish(&mut self, stop: Stop) -> Result<Summary, Error> {
         let splits = &self.experiment.splits;
-        let (test, test_checkpoint) = if splits.test.is_empty() {
-            (None, None)
+        let choice = if self.state.best.is_empty() {
+            CheckpointChoice::Last
         } else {
-            let choice = if self.state.best.is_empty() {
-                CheckpointChoice::Last
-            } else {
-                CheckpointChoice::Best
-            };
+            CheckpointChoice::Best
+        };
+        let (test, test_checkpoint, tested) = if splits.test.is_empty() {
+            (None, None, None)
+        } else {
             let checkpoint = self.checkpoints.open(&choice)?;
             let model = checkpoint::load_model(&checkpoint.dir, self.model.clone())?;
             let (measured, seconds) = self.evaluate(&model, &splits.test);
@@ -619,10 +670,18 @@ impl Trainer {
                 &record,
                 &format!(" ({choice} checkpoint {})", checkpoint.name),
             );
-            (Some(measured), Some(checkpoint.name))
+            let samples = measured.samples;
+            (
+                Some(measured),
+                Some(checkpoint.name),
+                Some((model, record, samples)),
+            )
         };
         if self.world.is_root() {
             self.write_reports();
+            if self.experiment.config.eval.report {
+                self.write_evaluation_report(tested, &choice);
+            }
         }
         let state = &self.state;
         let summary = Summary {

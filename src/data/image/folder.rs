@@ -10,7 +10,7 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
-use super::{ImageSet, ImageSets};
+use super::{ImageSet, ImageSets, Origins};
 use crate::config::{ColorMode, DataConfig, ImageDataConfig, OnError};
 use crate::data::{DataError, ImageShape, Skipped};
 
@@ -189,11 +189,13 @@ fn load_set(
     });
     let mut pixels = Vec::with_capacity(files.len() * shape.len());
     let mut labels = Vec::with_capacity(files.len());
-    for ((_, label), image) in files.iter().zip(decoded) {
+    let mut paths = Vec::with_capacity(files.len());
+    for ((path, label), image) in files.iter().zip(decoded) {
         match image {
             Ok(image) => {
                 pixels.extend(image);
                 labels.push(*label);
+                paths.push(path.clone());
             }
             Err(err) if config.on_error == OnError::Skip => skipped.add(err.to_string()),
             Err(err) => return Err(err),
@@ -203,6 +205,7 @@ fn load_set(
         shape,
         pixels,
         labels,
+        origins: Origins::Files(paths),
     })
 }
 

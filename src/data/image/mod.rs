@@ -4,11 +4,12 @@ mod folder;
 pub(crate) mod idx;
 mod parquet;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::{
-    DataError, DataSpec, Dataset, HostBatch, Skipped, Split, Splits, TEST_SPLIT_SALT, split_off,
+    DataError, DataSpec, Dataset, Example, ExampleContent, HostBatch, Skipped, Split, Splits,
+    TEST_SPLIT_SALT, split_off,
 };
 use crate::config::{ColorMode, DataConfig, DatasetKind, ImageDataConfig};
 use crate::data::ImageShape;
@@ -18,6 +19,18 @@ pub struct ImageSet {
     pub shape: ImageShape,
     pub pixels: Vec<u8>,
     pub labels: Vec<u16>,
+    pub origins: Origins,
+}
+
+/// Where each image of a set was read from, so that reports can point at it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum Origins {
+    #[default]
+    Unknown,
+    /// One file per image, in the set's order.
+    Files(Vec<PathBuf>),
+    /// Image `i` is record `i + 1` of one file (IDX).
+    Records(PathBuf),
 }
 
 impl ImageSet {
@@ -134,6 +147,23 @@ impl Dataset for NormalizedImages {
 
     fn sample_bytes(&self) -> usize {
         self.set.shape.len() * 4 + 8
+    }
+
+    fn example(&self, index: u32) -> Option<Example> {
+        let index = index as usize;
+        let (file, line) = match &self.set.origins {
+            Origins::Unknown => (None, None),
+            Origins::Files(paths) => (paths.get(index).cloned(), None),
+            Origins::Records(path) => (Some(path.clone()), Some(index + 1)),
+        };
+        Some(Example {
+            file,
+            line,
+            content: ExampleContent::Image {
+                shape: self.set.shape,
+                bytes: self.set.image(index).to_vec(),
+            },
+        })
     }
 }
 
@@ -280,6 +310,7 @@ fn load_idx_pair(config: &DataConfig) -> Result<(ImageSet, ImageSet), DataError>
             },
             pixels: images.bytes,
             labels: labels.bytes.into_iter().map(u16::from).collect(),
+            origins: Origins::Records(images_path),
         })
     };
     Ok((read_pair("train")?, read_pair("t10k")?))
@@ -341,6 +372,7 @@ mod tests {
             },
             pixels: (0..n).flat_map(|_| [0u8, 255]).collect(),
             labels: (0..n).map(|i| (i % 3) as u16).collect(),
+            origins: Origins::Unknown,
         }
     }
 

@@ -31,6 +31,7 @@ pub fn load(config: &DataConfig, image: &ImageDataConfig) -> Result<ImageSets, D
             shape,
             pixels: Vec::with_capacity(rows.len() * shape.len()),
             labels: Vec::with_capacity(rows.len()),
+            origins: Default::default(),
         };
         for (row, (pixels, label)) in rows.into_iter().enumerate() {
             match classes.iter().position(|class| *class == label) {

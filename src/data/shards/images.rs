@@ -152,6 +152,7 @@ impl ShardedImages {
             shape: self.shape,
             pixels,
             labels: indices.iter().map(|&i| self.labels[i as usize]).collect(),
+            origins: Default::default(),
         }
     }
 }

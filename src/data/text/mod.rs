@@ -13,7 +13,8 @@ use rayon::prelude::*;
 pub use tokenizer::Tokenizer;
 
 use super::{
-    DataError, DataSpec, Dataset, HostBatch, Skipped, Split, Splits, TEST_SPLIT_SALT, split_off,
+    DataError, DataSpec, Dataset, Example, ExampleContent, HostBatch, Skipped, Split, Splits,
+    TEST_SPLIT_SALT, split_off,
 };
 use crate::config::{DataConfig, OnError};
 
@@ -22,7 +23,20 @@ struct LabelledTokens {
     ids: Vec<Vec<u32>>,
     labels: Vec<u16>,
     pad_id: u32,
+    /// Where each record came from and how it begins, when read from files.
+    origins: Option<RecordOrigins>,
 }
+
+/// The file and line of each record, and its first characters, for reports.
+struct RecordOrigins {
+    files: Vec<PathBuf>,
+    /// Per record: (index into `files`, 1-based line).
+    records: Vec<(u16, u32)>,
+    previews: Vec<String>,
+}
+
+/// Characters of a record kept to show it in reports.
+const PREVIEW_CHARS: usize = 200;
 
 impl Dataset for LabelledTokens {
     fn len(&self) -> usize {
@@ -50,6 +64,17 @@ impl Dataset for LabelledTokens {
         // Ids, length and label of the longest text.
         let longest = self.ids.iter().map(Vec::len).max().unwrap_or(0);
         longest * 8 + 16
+    }
+
+    fn example(&self, index: u32) -> Option<Example> {
+        let origins = self.origins.as_ref()?;
+        let index = index as usize;
+        let (file, line) = origins.records[index];
+        Some(Example {
+            file: Some(origins.files[usize::from(file)].clone()),
+            line: Some(line as usize),
+            content: ExampleContent::Text(origins.previews[index].clone()),
+        })
     }
 }
 
@@ -85,20 +110,30 @@ pub(crate) fn classifier_ids(tokenizer: &Tokenizer, text: &str, max_length: usiz
 pub fn labelled_texts(
     tokenizer: &Tokenizer,
     texts: &[&str],
-    mut labels: Vec<u16>,
+    labels: Vec<u16>,
     max_length: usize,
 ) -> Arc<dyn Dataset> {
+    Arc::new(tokenized(tokenizer, texts, labels, max_length))
+}
+
+fn tokenized(
+    tokenizer: &Tokenizer,
+    texts: &[&str],
+    mut labels: Vec<u16>,
+    max_length: usize,
+) -> LabelledTokens {
     let pad_id = tokenizer.pad_id();
     let ids = texts
         .par_iter()
         .map(|text| classifier_ids(tokenizer, text, max_length))
         .collect();
     labels.resize(texts.len(), 0);
-    Arc::new(LabelledTokens {
+    LabelledTokens {
         ids,
         labels,
         pad_id,
-    })
+        origins: None,
+    }
 }
 
 /// Windows of a token stream: sample `i` reads `context` tokens from `starts[i]` and
@@ -292,7 +327,27 @@ pub fn load_classification(
     };
     let texts: Vec<&str> = pool.iter().map(|r| r.text.as_str()).collect();
     let pad_id = tokenizer.pad_id();
-    let data = labelled_texts(&tokenizer, &texts, labels, text.max_length);
+    let mut data = tokenized(&tokenizer, &texts, labels, text.max_length);
+    let mut files = vec![train_file.clone()];
+    let mut file_of = vec![0u16; training_records];
+    for (path, range) in [&valid_part, &test_part].into_iter().flatten() {
+        file_of.resize(range.start, 0);
+        file_of.resize(range.end, files.len() as u16);
+        files.push(path.clone());
+    }
+    data.origins = Some(RecordOrigins {
+        files,
+        records: pool
+            .iter()
+            .zip(file_of)
+            .map(|(record, file)| (file, record.line as u32))
+            .collect(),
+        previews: pool
+            .iter()
+            .map(|record| record.text.chars().take(PREVIEW_CHARS).collect())
+            .collect(),
+    });
+    let data: Arc<dyn Dataset> = Arc::new(data);
     Ok(Splits {
         train: Split::new(data.clone(), train),
         valid: Split::new(data.clone(), valid),
@@ -459,6 +514,7 @@ mod tests {
             ids: vec![vec![5, 6, 7], vec![8]],
             labels: vec![1, 0],
             pad_id: 0,
+            origins: None,
         };
         let HostBatch::Tokens {
             ids,

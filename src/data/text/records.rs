@@ -2,6 +2,7 @@
 //! invalid JSON, a missing or mistyped field) stops the load with its file and line, or is
 //! skipped and counted with `data.on_error = "skip"`.
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use crate::config::{OnError, TextDataConfig, TextFormat};
@@ -23,22 +24,7 @@ pub fn read(
     on_error: OnError,
     skipped: &mut Skipped,
 ) -> Result<Vec<Record>, DataError> {
-    let format = match config.format {
-        TextFormat::Auto => match path.extension().and_then(|e| e.to_str()) {
-            Some("csv") => TextFormat::Csv,
-            Some("jsonl" | "ndjson" | "json") => TextFormat::Jsonl,
-            Some("parquet") => TextFormat::Parquet,
-            _ => {
-                return Err(DataError::Corrupt {
-                    path: path.to_path_buf(),
-                    detail:
-                        "cannot tell CSV, JSONL or Parquet by the extension; set data.text.format"
-                            .into(),
-                });
-            }
-        },
-        format => format,
-    };
+    let format = format_of(path, config)?;
     let mut records = Vec::new();
     let mut bad = |line: usize, detail: String| skipped.bad_record(on_error, path, line, detail);
     let limit = limit.unwrap_or(usize::MAX);
@@ -146,6 +132,101 @@ pub fn read(
         TextFormat::Auto => unreachable!("resolved above"),
     }
     Ok(records)
+}
+
+/// The format of `path`: `data.text.format`, or told by the extension.
+fn format_of(path: &Path, config: &TextDataConfig) -> Result<TextFormat, DataError> {
+    Ok(match config.format {
+        TextFormat::Auto => match path.extension().and_then(|e| e.to_str()) {
+            Some("csv") => TextFormat::Csv,
+            Some("jsonl" | "ndjson" | "json") => TextFormat::Jsonl,
+            Some("parquet") => TextFormat::Parquet,
+            _ => {
+                return Err(DataError::Corrupt {
+                    path: path.to_path_buf(),
+                    detail:
+                        "cannot tell CSV, JSONL or Parquet by the extension; set data.text.format"
+                            .into(),
+                });
+            }
+        },
+        format => format,
+    })
+}
+
+/// The value of `field` in the records of `path`, by line (row for Parquet) as [`read`]
+/// numbers them: strings as they are, numbers and booleans as written. A record without
+/// the field (or whose record is unreadable) is absent from the map; a CSV or Parquet file
+/// without the column is an error that lists the columns it has.
+pub fn read_column(
+    path: &Path,
+    config: &TextDataConfig,
+    field: &str,
+) -> Result<HashMap<usize, String>, DataError> {
+    let corrupt = |detail: String| DataError::Corrupt {
+        path: path.to_path_buf(),
+        detail,
+    };
+    let mut values = HashMap::new();
+    match format_of(path, config)? {
+        TextFormat::Jsonl => {
+            let bytes = std::fs::read(path).map_err(|source| DataError::Io {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            let mut seen = false;
+            for (index, raw) in bytes.split(|&b| b == b'\n').enumerate() {
+                let Ok(serde_json::Value::Object(record)) = serde_json::from_slice(raw) else {
+                    continue;
+                };
+                let value = match record.get(field) {
+                    Some(serde_json::Value::String(text)) => text.clone(),
+                    Some(serde_json::Value::Null) | None => continue,
+                    Some(other) => other.to_string(),
+                };
+                seen = true;
+                values.insert(index + 1, value);
+            }
+            if !seen && !bytes.is_empty() {
+                return Err(corrupt(format!("no record has a field \"{field}\"")));
+            }
+        }
+        TextFormat::Csv => {
+            let mut reader = csv::ReaderBuilder::new()
+                .flexible(false)
+                .from_path(path)
+                .map_err(|err| corrupt(err.to_string()))?;
+            let headers = reader
+                .byte_headers()
+                .map_err(|err| corrupt(format!("cannot read the header row: {err}")))?;
+            let column = headers
+                .iter()
+                .position(|h| h == field.as_bytes())
+                .ok_or_else(|| {
+                    corrupt(format!(
+                        "no column \"{field}\" in the header row (columns: {})",
+                        String::from_utf8_lossy(headers.as_slice())
+                    ))
+                })?;
+            for record in reader.byte_records().flatten() {
+                let line = record.position().map_or(0, |p| p.line() as usize);
+                if let Some(Ok(value)) = record.get(column).map(std::str::from_utf8) {
+                    values.insert(line, value.to_string());
+                }
+            }
+        }
+        TextFormat::Parquet => {
+            let rows =
+                crate::data::parquet::read::<String>(path, &[field], &config.label_field, None)?;
+            for row in rows {
+                if let Ok((value, _)) = row.value {
+                    values.insert(row.row, value);
+                }
+            }
+        }
+        TextFormat::Auto => unreachable!("resolved by format_of"),
+    }
+    Ok(values)
 }
 
 pub(crate) fn parse_json_record(
