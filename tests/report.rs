@@ -282,6 +282,13 @@ fn a_slice_planted_with_label_noise_is_flagged_and_clean_slices_are_not() {
     let location = worst[0]["location"].as_str().unwrap();
     assert!(location.contains("test.jsonl:"), "{location}");
     assert!(worst[0]["text"].as_str().is_some_and(|t| !t.is_empty()));
+    let id = worst[0]["id"].as_str().unwrap();
+    let line: usize = location.rsplit(':').next().unwrap().parse().unwrap();
+    assert_eq!(
+        id,
+        format!("test.jsonl-{}", line - 1),
+        "the id of the record at {location}"
+    );
 
     // A field the records lack is named, with exit 2.
     let output = stoke()

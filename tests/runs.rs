@@ -4,7 +4,7 @@
 mod common;
 
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use common::{metrics, read_json, stdout_of, stoke, train};
 
@@ -108,6 +108,27 @@ fn finished_runs_have_plots_and_csv_and_are_listed_and_compared() {
         "{compare}"
     );
     assert!(!compare.contains("run.name"), "{compare}");
+    // Per-class F1 from each run's report, the second run's with its change from the first.
+    assert!(compare.contains("per-class F1"), "{compare}");
+    let f1 = |dir: &PathBuf, class: usize| {
+        read_json(&dir.join("report/report.json"))["classification"]["per_class"][class]["f1"]
+            .as_f64()
+            .unwrap()
+    };
+    for class in 0..10 {
+        let (first, second) = (f1(&run_dirs[0], class), f1(&run_dirs[1], class));
+        let line = compare
+            .lines()
+            .find(|line| line.starts_with(&format!("  {class:<5} ")))
+            .unwrap_or_else(|| panic!("no line for class {class} in\n{compare}"));
+        let expected = format!("{first:.4} {second:.4} ({:+.4})", second - first);
+        let cells = line
+            .split_whitespace()
+            .skip(1)
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert_eq!(cells, expected, "{compare}");
+    }
     let overlay = fs::read_to_string(out.join("compare-loss.svg")).unwrap();
     for dir in &run_dirs {
         let name = dir.file_name().unwrap().to_string_lossy();

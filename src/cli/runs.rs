@@ -155,8 +155,58 @@ fn compare(runs: &[RunInfo], out: &Path) -> Result<(), Error> {
             format_duration(run.wall_time_s)
         );
     }
+    if let Some(classes) = runs::per_class_f1(runs) {
+        print_per_class(runs, &classes, width);
+    }
     for file in runs::write_overlays(runs, out)? {
         eprintln!("wrote {}", file.display());
     }
     Ok(())
+}
+
+/// Per-class F1 from the runs' reports, each run after the first with its change from it.
+fn print_per_class(runs: &[RunInfo], classes: &[(String, Vec<Option<f64>>)], width: usize) {
+    println!();
+    let splits: Vec<String> = runs
+        .iter()
+        .map(|run| {
+            run.per_class
+                .as_ref()
+                .map_or("-".into(), |p| p.split.clone())
+        })
+        .collect();
+    println!(
+        "per-class F1 (from each run's report/report.json; splits: {}), change against {}:",
+        splits.join(", "),
+        runs[0].name
+    );
+    let class_width = classes
+        .iter()
+        .map(|(c, _)| c.chars().count())
+        .max()
+        .unwrap_or(5)
+        .clamp(5, 30);
+    let column = width.clamp(18, 24);
+    print!("  {:<class_width$}", "class");
+    for run in runs {
+        print!(" {:>column$}", truncate(&run.name, column));
+    }
+    println!();
+    for (class, values) in classes {
+        print!("  {:<class_width$}", truncate(class, class_width));
+        let first = values[0];
+        for (index, value) in values.iter().enumerate() {
+            let cell = match (value, first) {
+                (None, _) => "-".to_string(),
+                (Some(v), Some(base)) if index > 0 => format!("{v:.4} ({:+.4})", v - base),
+                (Some(v), _) => format!("{v:.4}"),
+            };
+            print!(" {cell:>column$}");
+        }
+        println!();
+    }
+}
+
+fn truncate(text: &str, width: usize) -> String {
+    text.chars().take(width).collect()
 }

@@ -234,6 +234,27 @@ pub fn validate(config: &ExperimentConfig) -> Problems {
         "eval.slice_by",
         "must name a field of the records".into(),
     );
+    if let Some(field) = &eval.slice_by {
+        let sliceable = match config.data.dataset {
+            DatasetKind::TextClassification => true,
+            DatasetKind::ImageFolder => field == "folder",
+            _ => false,
+        };
+        check(
+            sliceable,
+            "eval.slice_by",
+            format!(
+                "a {} dataset cannot be sliced by \"{field}\": text-classification records by \
+                 any of their fields, image-folder sets by \"folder\" (or eval.slice_file)",
+                config.data.dataset.name()
+            ),
+        );
+    }
+    check(
+        eval.slice_file.is_none() || config.data.dataset == DatasetKind::ImageFolder,
+        "eval.slice_file",
+        "names image files, so it slices image-folder data only".into(),
+    );
     problems
 }
 
@@ -574,5 +595,31 @@ mod tests {
         config.data.valid_fraction = 1.5;
         let keys: Vec<String> = validate(&config).into_iter().map(|(key, _)| key).collect();
         assert_eq!(keys, ["data.valid_fraction", "train.batch_size"]);
+    }
+
+    #[test]
+    fn slices_must_fit_the_dataset() {
+        let mut config = named_default();
+        config.data.dataset = DatasetKind::Mnist;
+        config.eval.slice_by = Some("source".into());
+        config.eval.slice_file = Some("sites.csv".into());
+        let problems = validate(&config);
+        let keys: Vec<&str> = problems.iter().map(|(key, _)| key.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["eval.slice_file", "eval.slice_by", "eval.slice_file"]
+        );
+        assert!(
+            problems[1].1.contains("cannot be sliced by \"source\""),
+            "{problems:?}"
+        );
+        config.data.dataset = DatasetKind::ImageFolder;
+        config.eval.slice_by = Some("folder".into());
+        config.eval.slice_file = None;
+        let problems = validate(&config);
+        assert!(
+            problems.iter().all(|(key, _)| !key.starts_with("eval.")),
+            "{problems:?}"
+        );
     }
 }

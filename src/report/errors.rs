@@ -23,6 +23,9 @@ pub struct WorstError {
     pub true_class: String,
     pub predicted: String,
     pub confidence: f64,
+    /// The record's `id` field, when the records have one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
     /// The text's first characters.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
@@ -59,6 +62,7 @@ pub fn worst_errors(
                 true_class: classes[outcomes[i].target].clone(),
                 predicted: classes[outcomes[i].predicted].clone(),
                 confidence: outcomes[i].confidence,
+                id: None,
                 text,
                 example,
             }

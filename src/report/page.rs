@@ -274,24 +274,35 @@ fn worst_errors(html: &mut String, report: &Report, dir: &Path, charts: &Charts)
             base64::engine::general_purpose::STANDARD.encode(png)
         );
     }
+    let ids = report.worst_errors.iter().any(|e| e.id.is_some());
     let texts = report.worst_errors.iter().any(|e| e.text.is_some());
     let rows = report.worst_errors.iter().enumerate().map(|(rank, e)| {
-        let mut row = vec![
-            (rank + 1).to_string(),
+        let mut row = vec![(rank + 1).to_string()];
+        if ids {
+            row.push(e.id.clone().unwrap_or_default());
+        }
+        row.extend([
             e.location
                 .clone()
                 .unwrap_or_else(|| format!("#{}", e.index)),
             e.true_class.clone(),
             e.predicted.clone(),
             format!("{:.4}", e.confidence),
-        ];
+        ]);
         if texts {
             row.push(e.text.clone().unwrap_or_default());
         }
         row
     });
-    let headers = ["rank", "where", "true", "predicted", "confidence", "text"];
-    table(html, &headers[..if texts { 6 } else { 5 }], rows);
+    let mut headers = vec!["rank"];
+    if ids {
+        headers.push("id");
+    }
+    headers.extend(["where", "true", "predicted", "confidence"]);
+    if texts {
+        headers.push("text");
+    }
+    table(html, &headers, rows);
     html.push_str("</section>\n");
 }
 

@@ -13,11 +13,12 @@ use super::{Experiment, RunDir, SplitName};
 use crate::Error;
 use crate::backend::{self, BackendName};
 use crate::config::BackendChoice;
-use crate::config::EvalConfig;
+use crate::config::{DataConfig, EvalConfig};
 use crate::data::{DataSpec, Part, SliceBy, Split, slice_values};
 use crate::model::{Model, probabilities};
 use crate::report::{
-    self, ClassificationReport, LossSums, Outcome, REPORT_DIR, Report, SliceReport, worst_errors,
+    self, ClassificationReport, LossSums, Outcome, REPORT_DIR, Report, SliceReport, WorstError,
+    worst_errors,
 };
 
 #[derive(Debug, Clone, Serialize)]
@@ -246,11 +247,27 @@ pub(super) fn write_report(
                 options.worst_errors,
                 |index| subject.data.data.example(index),
             );
+            name_errors_by_id(&mut report.worst_errors, &config.data, subject.data);
             report.classification = Some(ClassificationReport::new(&outcomes, classes));
         }
     }
     report::write(&report, dir)
 }
+
+/// Gives each of `errors` its record's `id` field, where the records have one.
+fn name_errors_by_id(errors: &mut [WorstError], data: &DataConfig, split: &Split) {
+    let indices = errors.iter().map(|e| e.index).collect();
+    let records = Split::new(split.data.clone(), indices);
+    // Records without ids (or images) are shown by their location alone.
+    if let Ok((_, ids)) = slice_values(data, &records, &SliceBy::Field(RECORD_ID.into())) {
+        for (error, id) in errors.iter_mut().zip(ids) {
+            error.id = id;
+        }
+    }
+}
+
+/// The field that names a record, when the records have one.
+const RECORD_ID: &str = "id";
 
 /// A `stoke data inspect` report of the data at `data_path`: `data-report.json` in the run
 /// directory, the data folder, beside it, or the working directory, if it names that data.

@@ -31,6 +31,9 @@ pub struct RunInfo {
     pub records: Vec<MetricRecord>,
     #[serde(skip)]
     pub summary: Option<Summary>,
+    /// Per-class F1 from the run's evaluation report (`report/report.json`), if it has one.
+    #[serde(skip)]
+    pub per_class: Option<PerClass>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -86,7 +89,68 @@ pub fn open(path: &Path) -> Result<RunInfo, Error> {
         config,
         records,
         summary,
+        per_class: PerClass::read(&path.join(crate::report::REPORT_DIR).join("report.json")),
     })
+}
+
+/// A run's per-class F1, and the split it was measured on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PerClass {
+    pub split: String,
+    pub f1: Vec<(String, f64)>,
+}
+
+impl PerClass {
+    fn read(path: &Path) -> Option<Self> {
+        let report: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()?;
+        let f1 = report["classification"]["per_class"]
+            .as_array()?
+            .iter()
+            .map(|class| Some((class["class"].as_str()?.to_string(), class["f1"].as_f64()?)))
+            .collect::<Option<Vec<_>>>()?;
+        Some(PerClass {
+            split: report["split"].as_str()?.to_string(),
+            f1,
+        })
+    }
+}
+
+/// Per-class F1 of `runs` side by side: each class of any run's report, with each run's F1
+/// (`None` where the run has no report or not that class), in the first report's class
+/// order. `None` unless at least two runs have reports.
+pub fn per_class_f1(runs: &[RunInfo]) -> Option<Vec<(String, Vec<Option<f64>>)>> {
+    let reports: Vec<&PerClass> = runs.iter().filter_map(|r| r.per_class.as_ref()).collect();
+    if reports.len() < 2 {
+        return None;
+    }
+    let mut classes: Vec<&str> = Vec::new();
+    for report in &reports {
+        for (class, _) in &report.f1 {
+            if !classes.contains(&class.as_str()) {
+                classes.push(class);
+            }
+        }
+    }
+    Some(
+        classes
+            .into_iter()
+            .map(|class| {
+                let values = runs
+                    .iter()
+                    .map(|run| {
+                        let report = run.per_class.as_ref()?;
+                        report
+                            .f1
+                            .iter()
+                            .find(|(c, _)| c == class)
+                            .map(|(_, f1)| *f1)
+                    })
+                    .collect();
+                (class.to_string(), values)
+            })
+            .collect(),
+    )
 }
 
 /// Every run under `runs_dir` (directories with a config.toml), oldest first.
