@@ -60,12 +60,19 @@ pub fn slice_values(
                 detail: format!(
                     "cannot slice a {} dataset by \"{field}\": text records are sliced by one of \
                      their fields, image folders by \"{FOLDER_FIELD}\" (the folder above the \
-                     class folders), any image set by a CSV of path,attribute (--slice-file)",
+                     class folders) or by a CSV of path,attribute (--slice-file)",
                     config.dataset.name()
                 ),
             }),
         },
-        SliceBy::File(csv) => by_file(csv, &origins),
+        SliceBy::File(csv) if config.dataset == DatasetKind::ImageFolder => by_file(csv, &origins),
+        SliceBy::File(csv) => Err(DataError::Corrupt {
+            path: csv.clone(),
+            detail: format!(
+                "names image files, so it slices image-folder data, not a {} dataset",
+                config.dataset.name()
+            ),
+        }),
     }
 }
 

@@ -97,8 +97,13 @@ pub fn evaluate_run(
     };
     if data.is_empty() {
         return Err(Error::Usage(format!(
-            "the {split} split of {} is empty",
-            run_path.display()
+            "the {split} split of {} is empty{}",
+            run_path.display(),
+            if split == SplitName::Test {
+                " (the run holds out no test data; --split valid scores the validation split)"
+            } else {
+                ""
+            }
         )));
     }
     let started = Instant::now();
@@ -205,6 +210,13 @@ pub(super) fn write_report(
         data_report: find_data_report(&config.data.path, subject.run_dir),
     };
     match &experiment.splits.spec {
+        DataSpec::LanguageModel { .. } if options.slice_by.is_some() => {
+            return Err(Error::Usage(
+                "slices are for classifiers; a language model's report has its loss by \
+                 position and token"
+                    .into(),
+            ));
+        }
         DataSpec::LanguageModel { context_length, .. } => {
             let tokenizer = experiment.splits.tokenizer.as_deref();
             let sums = token_losses(
