@@ -218,7 +218,8 @@ fn slices(html: &mut String, report: &Report) {
     let _ = writeln!(
         html,
         "<p>By <b>{}</b>: {} slices, <b>{flagged} flagged</b> (accuracy interval wholly below \
-         the rest's). Intervals: {}. {} examples have no value.{}</p>",
+         the rest's). Accuracy intervals: {}; macro-F1 intervals: 95 % percentile \
+         bootstrap, 1000 resamples. {} examples have no value.{}</p>",
         escape(&slices.attribute),
         slices.slices.len(),
         escape(slices.interval),
@@ -231,15 +232,15 @@ fn slices(html: &mut String, report: &Report) {
     );
     html.push_str(
         "<table>\n<tr><th class=\"text\">value</th><th>samples</th><th>accuracy</th>\
-         <th>95 % interval</th><th>macro-F1</th><th>rest accuracy</th><th>rest interval</th>\
-         <th>gap</th><th class=\"text\">flag</th></tr>\n",
+         <th>95 % interval</th><th>macro-F1</th><th>95 % interval</th><th>rest accuracy</th>\
+         <th>rest interval</th><th>gap</th><th class=\"text\">flag</th></tr>\n",
     );
     for slice in &slices.slices {
         let interval = |i: [f64; 2]| format!("{:.3} – {:.3}", i[0], i[1]);
         let _ = writeln!(
             html,
             "<tr{}><td class=\"text\">{}</td><td>{}</td><td>{:.4}</td><td>{}</td><td>{:.4}</td>\
-             <td>{:.4}</td><td>{}</td><td>{:+.4}</td><td class=\"text\">{}</td></tr>",
+             <td>{}</td><td>{:.4}</td><td>{}</td><td>{:+.4}</td><td class=\"text\">{}</td></tr>",
             if slice.flagged {
                 " class=\"flagged\""
             } else {
@@ -250,6 +251,7 @@ fn slices(html: &mut String, report: &Report) {
             slice.metrics.accuracy,
             interval(slice.metrics.accuracy_interval),
             slice.metrics.macro_f1,
+            interval(slice.metrics.macro_f1_interval),
             slice.rest.accuracy,
             interval(slice.rest.accuracy_interval),
             slice.accuracy_gap,

@@ -5,6 +5,8 @@
 
 use std::collections::BTreeMap;
 
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
 use super::Outcome;
@@ -50,6 +52,9 @@ pub struct GroupMetrics {
     pub accuracy_interval: [f64; 2],
     /// Mean F1 over the classes that occur in the group (as targets or predictions).
     pub macro_f1: f64,
+    /// 95 % percentile bootstrap interval of the macro-F1 (F1 is not a proportion, so it has
+    /// no Wilson interval): 1000 resamples of the group, seeded, so reports are repeatable.
+    pub macro_f1_interval: [f64; 2],
 }
 
 impl SliceReport {
@@ -122,7 +127,63 @@ impl GroupMetrics {
                 correct as f64 / samples as f64
             },
             accuracy_interval: wilson(correct, samples),
-            macro_f1: macro_f1(outcomes, classes),
+            macro_f1: ClassCounts::of(outcomes.iter(), classes).macro_f1(),
+            macro_f1_interval: bootstrap_macro_f1(outcomes, classes),
+        }
+    }
+}
+
+/// Resamples for the macro-F1 interval.
+const BOOTSTRAP_RESAMPLES: usize = 1000;
+
+fn bootstrap_macro_f1(outcomes: &[Outcome], classes: usize) -> [f64; 2] {
+    if outcomes.is_empty() {
+        return [0.0, 1.0];
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(0x5_11ce);
+    let mut values: Vec<f64> = (0..BOOTSTRAP_RESAMPLES)
+        .map(|_| {
+            let drawn = (0..outcomes.len()).map(|_| &outcomes[rng.random_range(0..outcomes.len())]);
+            ClassCounts::of(drawn, classes).macro_f1()
+        })
+        .collect();
+    values.sort_by(f64::total_cmp);
+    let at = |q: f64| values[((BOOTSTRAP_RESAMPLES - 1) as f64 * q).round() as usize];
+    [at(0.025), at(0.975)]
+}
+
+/// Per class: right answers, targets and predictions.
+struct ClassCounts {
+    hits: Vec<u64>,
+    targets: Vec<u64>,
+    predicted: Vec<u64>,
+}
+
+impl ClassCounts {
+    fn of<'a>(outcomes: impl Iterator<Item = &'a Outcome>, classes: usize) -> Self {
+        let mut counts = ClassCounts {
+            hits: vec![0; classes],
+            targets: vec![0; classes],
+            predicted: vec![0; classes],
+        };
+        for o in outcomes {
+            counts.targets[o.target] += 1;
+            counts.predicted[o.predicted] += 1;
+            counts.hits[o.target] += u64::from(o.target == o.predicted);
+        }
+        counts
+    }
+
+    /// Mean F1 over the classes that occur among the targets or predictions.
+    fn macro_f1(&self) -> f64 {
+        let present: Vec<f64> = (0..self.hits.len())
+            .filter(|&c| self.targets[c] + self.predicted[c] > 0)
+            .map(|c| 2.0 * self.hits[c] as f64 / (self.targets[c] + self.predicted[c]) as f64)
+            .collect();
+        if present.is_empty() {
+            0.0
+        } else {
+            present.iter().sum::<f64>() / present.len() as f64
         }
     }
 }
@@ -139,29 +200,6 @@ pub fn wilson(successes: usize, trials: usize) -> [f64; 2] {
     let centre = (p + z2 / (2.0 * n)) / denominator;
     let half = Z_95 / denominator * (p * (1.0 - p) / n + z2 / (4.0 * n * n)).sqrt();
     [(centre - half).max(0.0), (centre + half).min(1.0)]
-}
-
-/// Mean F1 over the classes that occur among the targets or predictions of `outcomes`.
-fn macro_f1(outcomes: &[Outcome], classes: usize) -> f64 {
-    let (mut hits, mut targets, mut predicted) = (
-        vec![0u64; classes],
-        vec![0u64; classes],
-        vec![0u64; classes],
-    );
-    for o in outcomes {
-        targets[o.target] += 1;
-        predicted[o.predicted] += 1;
-        hits[o.target] += u64::from(o.target == o.predicted);
-    }
-    let present: Vec<f64> = (0..classes)
-        .filter(|&c| targets[c] + predicted[c] > 0)
-        .map(|c| 2.0 * hits[c] as f64 / (targets[c] + predicted[c]) as f64)
-        .collect();
-    if present.is_empty() {
-        0.0
-    } else {
-        present.iter().sum::<f64>() / present.len() as f64
-    }
 }
 
 #[cfg(test)]
@@ -203,5 +241,8 @@ mod tests {
         assert_eq!(report.slices[0].value, "noisy");
         assert!(report.slices[0].flagged, "{report:?}");
         assert!(report.slices[1..].iter().all(|s| !s.flagged), "{report:?}");
+        let noisy = &report.slices[0].metrics;
+        let [low, high] = noisy.macro_f1_interval;
+        assert!(low < noisy.macro_f1 && noisy.macro_f1 < high, "{noisy:?}");
     }
 }
