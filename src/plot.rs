@@ -137,7 +137,8 @@ impl Heatmap {
             .max()
             .unwrap_or(1) as u32;
         let margin = 90 + 8 * longest.min(24);
-        (margin + cell * n + 40, margin + cell * n + 30)
+        // Wide enough for the title however few the classes.
+        ((margin + cell * n + 40).max(720), margin + cell * n + 30)
     }
 }
 
