@@ -130,15 +130,15 @@ impl Heatmap {
     pub fn size(&self) -> (u32, u32) {
         let n = self.labels.len() as u32;
         let cell = if n <= 12 { 56 } else { (900 / n.max(1)).max(8) };
-        let longest = self
-            .labels
-            .iter()
-            .map(|l| l.chars().count())
-            .max()
-            .unwrap_or(1) as u32;
-        let margin = 90 + 8 * longest.min(24);
+        let margin = 50 + self.label_space();
         // Wide enough for the title however few the classes.
         ((margin + cell * n + 40).max(720), margin + cell * n + 30)
+    }
+
+    /// Pixels beside and below the cells for the longest class name (up to 24 characters).
+    fn label_space(&self) -> u32 {
+        let longest = self.labels.iter().map(|l| l.chars().count()).max();
+        40 + 8 * longest.unwrap_or(1).min(24) as u32
     }
 }
 
@@ -146,13 +146,7 @@ impl Chart for Heatmap {
     fn draw<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> Result<(), String> {
         area.fill(&WHITE).map_err(|e| e.to_string())?;
         let n = self.labels.len().max(1) as u32;
-        let longest = self
-            .labels
-            .iter()
-            .map(|l| l.chars().count())
-            .max()
-            .unwrap_or(1) as u32;
-        let label_space = 40 + 8 * longest.min(24);
+        let label_space = self.label_space();
         let mut chart = ChartBuilder::on(area)
             .caption(&self.title, (FAMILY, 20))
             .margin(12)

@@ -9,7 +9,9 @@ mod common;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use common::{classifier_sets, lm_sets, read_json, stdout_of, stoke, tiny, train};
+use common::{
+    SpamOrHam, classifier_sets, lm_sets, read_json, stdout_of, stoke, succeeded, tiny, train,
+};
 use serde_json::Value;
 
 /// Three classes of RGB images whose brightness ranges overlap, so a small model errs.
@@ -191,41 +193,18 @@ fn the_reports_confusion_and_calibration_equal_recounts_from_predict() {
 /// Labelled texts whose class is told by their words, from four sources; the labels of
 /// `noisy` are flipped for 30 % of its records, in training and test alike.
 fn write_sourced_texts(dir: &Path, noisy: &str) {
-    let spam = [
-        "win", "free", "prize", "cheap", "offer", "click", "money", "now",
-    ];
-    let ham = [
-        "meeting", "notes", "tuesday", "review", "patch", "lunch", "draft", "team",
-    ];
-    let filler = ["the", "a", "for", "and", "with", "your", "our", "this"];
-    let mut x: u64 = 11;
-    let mut next = |n: usize| {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        (x % n as u64) as usize
-    };
+    let mut words = SpamOrHam::new(11);
     fs::create_dir_all(dir).unwrap();
     for (file, count) in [("train.jsonl", 1200), ("test.jsonl", 480)] {
         let mut lines = String::new();
         for i in 0..count {
             let source = ["news", "mail", "chat", "forum"][i % 4];
             let is_spam = (i / 4) % 2 == 0;
-            let words = if is_spam { &spam } else { &ham };
-            let text: Vec<&str> = (0..8 + next(6))
-                .map(|j| {
-                    if j % 2 == 0 {
-                        words[next(8)]
-                    } else {
-                        filler[next(8)]
-                    }
-                })
-                .collect();
             let flipped = source == noisy && (i / 4) % 10 < 3;
             let label = if is_spam != flipped { "spam" } else { "ham" };
             let record = serde_json::json!({
                 "id": format!("{file}-{i}"),
-                "text": text.join(" "),
+                "text": words.text(is_spam, 8),
                 "label": label,
                 "source": source,
             });
@@ -353,24 +332,20 @@ fn page_renders_in_chromium(page: &Path) {
     let profile = tempfile::tempdir().unwrap();
     let url = format!("file://{}", page.canonicalize().unwrap().display());
     let headless = |extra: &[&str]| {
-        let output = std::process::Command::new(chromium)
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--hide-scrollbars",
-            ])
-            .arg(format!("--user-data-dir={}", profile.path().display()))
-            .args(extra)
-            .arg(&url)
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        output
+        succeeded(
+            std::process::Command::new(chromium)
+                .args([
+                    "--headless",
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--hide-scrollbars",
+                ])
+                .arg(format!("--user-data-dir={}", profile.path().display()))
+                .args(extra)
+                .arg(&url)
+                .output()
+                .unwrap(),
+        )
     };
     let dom = String::from_utf8(headless(&["--dump-dom"]).stdout).unwrap();
     for section in [

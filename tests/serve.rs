@@ -14,7 +14,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use common::{classifier_sets, lm_sets, stdout_of, stoke, tiny, train, write_labelled_set};
+use common::{
+    classifier_sets, lm_sets, stdout_of, stoke, succeeded, tiny, train, write_labelled_set,
+};
 use serde_json::{Value, json};
 
 /// A `stoke serve` process; killed when dropped.
@@ -638,15 +640,12 @@ requests = families["stoke_http_requests"]
 print(sum(s.value for s in requests.samples if s.labels == {"route": "/v1/predict", "status": "400"}))
 print(families["stoke_batch_size"].type, families["stoke_queue_capacity"].samples[0].value)
 "#;
-    let output = Command::new("python3")
-        .args(["-c", script])
-        .arg(&page)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+    let output = succeeded(
+        Command::new("python3")
+            .args(["-c", script])
+            .arg(&page)
+            .output()
+            .unwrap(),
     );
     assert_eq!(
         String::from_utf8_lossy(&output.stdout),

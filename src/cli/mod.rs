@@ -396,11 +396,7 @@ pub fn run(cli: Cli) -> Result<u8, Error> {
             worst_errors,
         } => {
             let backend = backend.as_deref().map(parse_backend).transpose()?;
-            let slice_by = match (slice_by, slice_file) {
-                (Some(field), _) => Some(SliceBy::Field(field)),
-                (None, Some(file)) => Some(SliceBy::File(file)),
-                (None, None) => None,
-            };
+            let slice_by = SliceBy::chosen(slice_by, slice_file);
             let request = (report.is_some() || slice_by.is_some() || worst_errors.is_some())
                 .then_some(train::ReportRequest {
                     dir: report,

@@ -53,8 +53,8 @@ pub trait Dataset: Send + Sync {
     /// Host memory one sample takes in a [`HostBatch`] (at most).
     fn sample_bytes(&self) -> usize;
 
-    /// Sample `index` as a person finds and sees it (for reports); `None` where the dataset
-    /// keeps no such record (streamed shards, LM windows).
+    /// Where sample `index` came from and, for images, what it shows (for reports); `None`
+    /// where the dataset keeps no such record (streamed shards, LM windows).
     fn example(&self, _index: u32) -> Option<Example> {
         None
     }
@@ -66,17 +66,11 @@ pub struct Example {
     /// The file it was read from, if known.
     pub file: Option<PathBuf>,
     /// Its 1-based line (text records) or record number (IDX files) in `file`; `None` for
-    /// an image file of its own.
+    /// an image file of its own. (A text record's fields are read from there when wanted,
+    /// rather than kept in memory for every record.)
     pub line: Option<usize>,
-    pub content: ExampleContent,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum ExampleContent {
-    /// The record's first characters (up to 200).
-    Text(String),
-    /// The image as the model saw it before normalisation: channel-major bytes.
-    Image { shape: ImageShape, bytes: Vec<u8> },
+    /// An image as the model saw it before normalisation: its shape and channel-major bytes.
+    pub image: Option<(ImageShape, Vec<u8>)>,
 }
 
 impl Example {

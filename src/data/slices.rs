@@ -19,6 +19,14 @@ pub enum SliceBy {
     File(PathBuf),
 }
 
+impl SliceBy {
+    /// A field, else a file, else no slicing: `--slice-by`/`--slice-file` and
+    /// `eval.slice_by`/`eval.slice_file` (both are refused before this).
+    pub fn chosen(field: Option<String>, file: Option<PathBuf>) -> Option<Self> {
+        field.map(SliceBy::Field).or(file.map(SliceBy::File))
+    }
+}
+
 /// The name image folders are sliced by: the folder that holds the class folders.
 pub const FOLDER_FIELD: &str = "folder";
 

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::Outcome;
 use crate::Error;
-use crate::data::{Example, ExampleContent};
+use crate::data::Example;
 use crate::plot::{Tile, write_image_grid};
 
 /// The grid's file in the report folder.
@@ -23,10 +23,10 @@ pub struct WorstError {
     pub true_class: String,
     pub predicted: String,
     pub confidence: f64,
-    /// The record's `id` field, when the records have one.
+    /// The record's `id` field, when the records have one (filled in from the records).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
-    /// The text's first characters.
+    /// The text's first characters (filled in from the records).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
     #[serde(skip)]
@@ -52,10 +52,6 @@ pub fn worst_errors(
         .into_iter()
         .map(|i| {
             let example = example(indices[i]);
-            let text = example.as_ref().and_then(|e| match &e.content {
-                ExampleContent::Text(text) => Some(text.clone()),
-                ExampleContent::Image { .. } => None,
-            });
             WorstError {
                 index: indices[i],
                 location: example.as_ref().and_then(Example::location),
@@ -63,7 +59,7 @@ pub fn worst_errors(
                 predicted: classes[outcomes[i].predicted].clone(),
                 confidence: outcomes[i].confidence,
                 id: None,
-                text,
+                text: None,
                 example,
             }
         })
@@ -75,9 +71,7 @@ pub fn write_grid(errors: &[WorstError], path: &Path) -> Result<bool, Error> {
     let tiles: Vec<Tile> = errors
         .iter()
         .filter_map(|error| {
-            let ExampleContent::Image { shape, bytes } = &error.example.as_ref()?.content else {
-                return None;
-            };
+            let (shape, bytes) = error.example.as_ref()?.image.as_ref()?;
             let (width, height) = (shape.width as u32, shape.height as u32);
             let plane = shape.height * shape.width;
             let image = image::RgbImage::from_fn(width, height, |x, y| {

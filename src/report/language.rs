@@ -34,7 +34,7 @@ pub struct LossSums {
 }
 
 impl LossSums {
-    /// `losses[i]` is the loss of predicting `targets[i]` at `positions[i]`.
+    /// The loss of predicting `target` at `position` of a window.
     pub fn add(&mut self, position: usize, target: u32, loss: f64) {
         if self.by_position.len() <= position {
             self.by_position.resize(position + 1, (0.0, 0));

@@ -57,24 +57,13 @@ pub struct Report {
     pub data_report: Option<PathBuf>,
 }
 
-/// The charts a report drew, by the stem of their files in the report folder.
-#[derive(Debug, Default)]
-struct Charts {
-    confusion: bool,
-    reliability: bool,
-    loss_by_position: bool,
-    worst_errors_grid: bool,
-}
-
 /// Writes `report.json`, the charts and `index.html` into `dir` (each file atomically);
 /// returns the page's path.
 pub fn write(report: &Report, dir: &Path) -> Result<PathBuf, Error> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let mut charts = Charts::default();
     if let Some(classification) = &report.classification {
         let heatmap = confusion_heatmap(classification);
         plot::write_chart(&dir.join("confusion"), heatmap.size(), &heatmap)?;
-        charts.confusion = true;
         let calibration = &classification.calibration;
         let reliability = Reliability {
             title: format!(
@@ -88,10 +77,8 @@ pub fn write(report: &Report, dir: &Path) -> Result<PathBuf, Error> {
                 .collect(),
         };
         plot::write_chart(&dir.join("reliability"), (640, 560), &reliability)?;
-        charts.reliability = true;
     }
-    charts.worst_errors_grid =
-        errors::write_grid(&report.worst_errors, &dir.join(errors::GRID_FILE))?;
+    let grid = errors::write_grid(&report.worst_errors, &dir.join(errors::GRID_FILE))?;
     if let Some(language) = &report.language_model {
         let curve = Lines {
             title: "Loss by position in the context window".into(),
@@ -108,12 +95,11 @@ pub fn write(report: &Report, dir: &Path) -> Result<PathBuf, Error> {
             )],
         };
         plot::write_lines(&dir.join("loss-by-position"), &curve)?;
-        charts.loss_by_position = true;
     }
     let json = serde_json::to_string_pretty(report).expect("the report serializes");
     crate::files::write_atomic(&dir.join("report.json"), json.as_bytes())?;
     let page = dir.join("index.html");
-    crate::files::write_atomic(&page, page::render(report, dir, &charts).as_bytes())?;
+    crate::files::write_atomic(&page, page::render(report, dir, grid).as_bytes())?;
     Ok(page)
 }
 

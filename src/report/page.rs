@@ -7,7 +7,7 @@ use std::path::Path;
 
 use base64::Engine;
 
-use super::{Charts, Report, errors};
+use super::{Report, errors};
 use crate::train::reports::PLOTS_DIR;
 
 const STYLE: &str = "
@@ -23,8 +23,9 @@ pre { background: #f6f6f6; padding: 0.8rem; overflow-x: auto; }
 .note { color: #555; font-size: 0.95rem; }
 ";
 
-/// The page for `report`, whose charts were written into `dir`.
-pub(super) fn render(report: &Report, dir: &Path, charts: &Charts) -> String {
+/// The page for `report`, whose charts were written into `dir` (with the image grid of the
+/// worst errors when `grid`).
+pub(super) fn render(report: &Report, dir: &Path, grid: bool) -> String {
     let mut html = String::new();
     let title = format!(
         "Evaluation report: {}",
@@ -48,9 +49,7 @@ pub(super) fn render(report: &Report, dir: &Path, charts: &Charts) -> String {
     if let Some(classification) = &report.classification {
         per_class(&mut html, classification);
         section(&mut html, "confusion", "Confusion matrix");
-        if charts.confusion {
-            html.push_str(&inline_svg(&dir.join("confusion.svg")));
-        }
+        html.push_str(&inline_svg(&dir.join("confusion.svg")));
         html.push_str("<h3>Most frequent confusions</h3>\n");
         table(
             &mut html,
@@ -64,9 +63,9 @@ pub(super) fn render(report: &Report, dir: &Path, charts: &Charts) -> String {
             }),
         );
         html.push_str("</section>\n");
-        calibration(&mut html, classification, dir, charts);
+        calibration(&mut html, classification, dir);
         slices(&mut html, report);
-        worst_errors(&mut html, report, dir, charts);
+        worst_errors(&mut html, report, dir, grid);
     }
     if let Some(language) = &report.language_model {
         section(
@@ -74,9 +73,7 @@ pub(super) fn render(report: &Report, dir: &Path, charts: &Charts) -> String {
             "language-model",
             "Loss by position and the hardest tokens",
         );
-        if charts.loss_by_position {
-            html.push_str(&inline_svg(&dir.join("loss-by-position.svg")));
-        }
+        html.push_str(&inline_svg(&dir.join("loss-by-position.svg")));
         let _ = writeln!(
             html,
             "<h3>Tokens with the highest mean loss</h3>\n<p class=\"note\">Among tokens seen \
@@ -180,12 +177,7 @@ fn per_class(html: &mut String, report: &super::ClassificationReport) {
     html.push_str("</section>\n");
 }
 
-fn calibration(
-    html: &mut String,
-    report: &super::ClassificationReport,
-    dir: &Path,
-    charts: &Charts,
-) {
+fn calibration(html: &mut String, report: &super::ClassificationReport, dir: &Path) {
     let calibration = &report.calibration;
     section(html, "calibration", "Calibration");
     let mean = |value: Option<f64>| value.map_or("none".into(), |v| format!("{v:.4}"));
@@ -198,9 +190,7 @@ fn calibration(
         mean(calibration.mean_confidence_correct),
         mean(calibration.mean_confidence_wrong)
     );
-    if charts.reliability {
-        html.push_str(&inline_svg(&dir.join("reliability.svg")));
-    }
+    html.push_str(&inline_svg(&dir.join("reliability.svg")));
     html.push_str("</section>\n");
 }
 
@@ -251,7 +241,10 @@ fn slices(html: &mut String, report: &Report) {
             slice.metrics.accuracy,
             interval(slice.metrics.accuracy_interval),
             slice.metrics.macro_f1,
-            interval(slice.metrics.macro_f1_interval),
+            slice
+                .metrics
+                .macro_f1_interval
+                .map_or(String::new(), interval),
             slice.rest.accuracy,
             interval(slice.rest.accuracy_interval),
             slice.accuracy_gap,
@@ -261,15 +254,13 @@ fn slices(html: &mut String, report: &Report) {
     html.push_str("</table>\n</section>\n");
 }
 
-fn worst_errors(html: &mut String, report: &Report, dir: &Path, charts: &Charts) {
+fn worst_errors(html: &mut String, report: &Report, dir: &Path, grid: bool) {
     section(html, "errors", "Most confidently wrong");
     if report.worst_errors.is_empty() {
         html.push_str("<p>No example was misclassified.</p>\n</section>\n");
         return;
     }
-    if charts.worst_errors_grid
-        && let Ok(png) = std::fs::read(dir.join(errors::GRID_FILE))
-    {
+    if grid && let Ok(png) = std::fs::read(dir.join(errors::GRID_FILE)) {
         let _ = writeln!(
             html,
             "<img alt=\"the most confidently wrong images\" src=\"data:image/png;base64,{}\">",

@@ -3,18 +3,20 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use burn::prelude::*;
 use serde::Serialize;
 
 use super::checkpoint::{self, CheckpointChoice};
+use super::measure::Measured;
 use super::metrics::MetricRecord;
 use super::state::TrainingState;
-use super::step::{evaluate, for_each_eval_batch};
+use super::step::evaluate;
 use super::{Experiment, RunDir, SplitName};
 use crate::Error;
 use crate::backend::{self, BackendName};
 use crate::config::BackendChoice;
-use crate::config::{DataConfig, EvalConfig};
-use crate::data::{DataSpec, Part, SliceBy, Split, slice_values};
+use crate::config::{DataConfig, DatasetKind, EvalConfig};
+use crate::data::{DataSpec, SliceBy, Split, slice_values};
 use crate::model::{Model, probabilities};
 use crate::report::{
     self, ClassificationReport, LossSums, Outcome, REPORT_DIR, Report, SliceReport, WorstError,
@@ -50,13 +52,8 @@ pub struct ReportOptions {
 impl ReportOptions {
     /// The options of a run's `[eval]` section.
     pub fn from_config(eval: &EvalConfig) -> Self {
-        let slice_by = match (&eval.slice_by, &eval.slice_file) {
-            (Some(field), _) => Some(SliceBy::Field(field.clone())),
-            (None, Some(file)) => Some(SliceBy::File(file.clone())),
-            (None, None) => None,
-        };
         ReportOptions {
-            slice_by,
+            slice_by: SliceBy::chosen(eval.slice_by.clone(), eval.slice_file.clone()),
             worst_errors: eval.worst_errors,
         }
     }
@@ -106,16 +103,7 @@ pub fn evaluate_run(
             }
         )));
     }
-    let started = Instant::now();
-    let metrics = evaluate(
-        &model,
-        data,
-        experiment.metric_spec(),
-        experiment.config.train.eval_batch_size,
-        experiment.config.data.workers,
-        &device,
-    );
-    let seconds = started.elapsed().as_secs_f64();
+    let (metrics, seconds, gathered) = score(&experiment, &model, data, report.is_some());
     let state: TrainingState = chosen.state()?;
     let position = (state.global_step, state.epoch, state.lr, 0.0);
     let record = MetricRecord::new(split, &metrics, &experiment.splits.spec, seconds, position);
@@ -144,22 +132,27 @@ pub fn evaluate_run(
             .unwrap_or_else(|| run.path.join(REPORT_DIR));
         let subject = Subject {
             experiment: &experiment,
-            model: &model,
             split,
             data,
             run_dir: &run.path,
             checkpoint: &chosen.name,
         };
-        let page = write_report(&subject, headline(&record, metrics.samples), &options, &dir)?;
+        let gathered = gathered.expect("gathered for the report");
+        let page = write_report(
+            &subject,
+            headline(&record, metrics.samples),
+            gathered,
+            &options,
+            &dir,
+        )?;
         eprintln!("report: {}", page.display());
     }
     Ok(eval)
 }
 
-/// What a report is about: a model of a run on one of its splits.
+/// What a report is about: a checkpoint of a run on one of its splits.
 pub(super) struct Subject<'a> {
     pub experiment: &'a Experiment,
-    pub model: &'a Model,
     pub split: SplitName,
     pub data: &'a Split,
     pub run_dir: &'a Path,
@@ -186,18 +179,44 @@ pub(super) fn headline(record: &MetricRecord, samples: usize) -> serde_json::Val
     numbers
 }
 
-/// Runs `subject`'s model over its split once more to collect what the report needs, and
-/// writes the report into `dir`; returns the page's path.
+/// Scores `model` on the whole of `split` in one pass (no collectives: one process, or
+/// rank 0 alone), and with `gather` also gathers what a report needs from each batch.
+/// Returns the metrics, the seconds the pass took and what was gathered.
+pub(super) fn score(
+    experiment: &Experiment,
+    model: &Model,
+    split: &Split,
+    gather: bool,
+) -> (Measured, f64, Option<Gathered>) {
+    let mut gathered = gather.then(|| Gathered::for_task(&experiment.splits.spec));
+    let started = Instant::now();
+    let measured = evaluate(
+        model,
+        split,
+        experiment.metric_spec(),
+        experiment.config.train.eval_batch_size,
+        experiment.config.data.workers,
+        &experiment.backend.device,
+        |logits, targets| {
+            if let Some(gathered) = gathered.as_mut() {
+                gathered.add(logits, targets);
+            }
+        },
+    );
+    (measured, started.elapsed().as_secs_f64(), gathered)
+}
+
+/// Writes the report on `subject` from what its evaluation `gathered` into `dir`; returns
+/// the page's path.
 pub(super) fn write_report(
     subject: &Subject,
     eval: serde_json::Value,
+    gathered: Gathered,
     options: &ReportOptions,
     dir: &Path,
 ) -> Result<PathBuf, Error> {
     let experiment = subject.experiment;
     let config = &experiment.config;
-    let device = &experiment.backend.device;
-    let (batch_size, workers) = (config.train.eval_batch_size, config.data.workers);
     let mut report = Report {
         run_dir: subject.run_dir.to_path_buf(),
         checkpoint: subject.checkpoint.to_string(),
@@ -209,32 +228,23 @@ pub(super) fn write_report(
         language_model: None,
         data_report: find_data_report(&config.data.path, subject.run_dir),
     };
-    match &experiment.splits.spec {
-        DataSpec::LanguageModel { .. } if options.slice_by.is_some() => {
+    match gathered {
+        Gathered::TokenLosses { .. } if options.slice_by.is_some() => {
             return Err(Error::Usage(
                 "slices are for classifiers; a language model's report has its loss by \
                  position and token"
                     .into(),
             ));
         }
-        DataSpec::LanguageModel { context_length, .. } => {
+        Gathered::TokenLosses { sums, .. } => {
             let tokenizer = experiment.splits.tokenizer.as_deref();
-            let sums = token_losses(
-                subject.model,
-                subject.data,
-                *context_length,
-                batch_size,
-                workers,
-                device,
-            );
             report.language_model = Some(sums.finish(|id| match tokenizer {
                 Some(tokenizer) => tokenizer.decode(&[id]),
                 None => id.to_string(),
             }));
         }
-        spec => {
-            let classes = spec.classes().unwrap_or_default();
-            let outcomes = outcomes(subject.model, subject.data, batch_size, workers, device);
+        Gathered::Outcomes(outcomes) => {
+            let classes = experiment.splits.spec.classes().unwrap_or_default();
             if let Some(by) = &options.slice_by {
                 let (attribute, values) = slice_values(&config.data, subject.data, by)?;
                 let sliced = SliceReport::new(&attribute, &outcomes, &values, classes.len());
@@ -259,27 +269,38 @@ pub(super) fn write_report(
                 options.worst_errors,
                 |index| subject.data.data.example(index),
             );
-            name_errors_by_id(&mut report.worst_errors, &config.data, subject.data);
+            describe_records(&mut report.worst_errors, &config.data, subject.data);
             report.classification = Some(ClassificationReport::new(&outcomes, classes));
         }
     }
     report::write(&report, dir)
 }
 
-/// Gives each of `errors` its record's `id` field, where the records have one.
-fn name_errors_by_id(errors: &mut [WorstError], data: &DataConfig, split: &Split) {
-    let indices = errors.iter().map(|e| e.index).collect();
-    let records = Split::new(split.data.clone(), indices);
-    // Records without ids (or images) are shown by their location alone.
-    if let Ok((_, ids)) = slice_values(data, &records, &SliceBy::Field(RECORD_ID.into())) {
-        for (error, id) in errors.iter_mut().zip(ids) {
-            error.id = id;
-        }
+/// Gives each of `errors` that is a text record its `id` field (where the records have one)
+/// and its text's first characters, read back from the records' files.
+fn describe_records(errors: &mut [WorstError], data: &DataConfig, split: &Split) {
+    if data.dataset != DatasetKind::TextClassification {
+        return;
+    }
+    let text_field = data.text.clone().unwrap_or_default().text_field;
+    let records = Split::new(split.data.clone(), errors.iter().map(|e| e.index).collect());
+    // Images and records without ids are shown by their location alone.
+    let field = |name: &str| {
+        slice_values(data, &records, &SliceBy::Field(name.into()))
+            .map_or_else(|_| vec![None; errors.len()], |(_, values)| values)
+    };
+    let (ids, texts) = (field(RECORD_ID), field(&text_field));
+    for ((error, id), text) in errors.iter_mut().zip(ids).zip(texts) {
+        error.id = id;
+        error.text = text.map(|text| text.chars().take(TEXT_SHOWN).collect());
     }
 }
 
 /// The field that names a record, when the records have one.
 const RECORD_ID: &str = "id";
+
+/// Characters of a wrongly classified text the report shows.
+const TEXT_SHOWN: usize = 200;
 
 /// A `stoke data inspect` report of the data at `data_path`: `data-report.json` in the run
 /// directory, the data folder, beside it, or the working directory, if it names that data.
@@ -305,77 +326,67 @@ fn find_data_report(data_path: &Path, run_dir: &Path) -> Option<PathBuf> {
     })
 }
 
-/// Each example of `split`: its class, the model's top class and that class's probability.
-fn outcomes(
-    model: &Model,
-    split: &Split,
-    batch_size: usize,
-    workers: usize,
-    device: &burn::prelude::Device,
-) -> Vec<Outcome> {
-    let mut outcomes = Vec::with_capacity(split.indices.len());
-    for_each_eval_batch(
-        model,
-        split,
-        batch_size,
-        workers,
-        device,
-        Part::WHOLE,
-        |logits, batch| {
-            let [_, width] = logits.dims();
-            let values: Vec<f32> = logits.into_data().iter::<f32>().collect();
-            let targets = batch.targets.into_data().iter::<i64>().collect::<Vec<_>>();
-            for (row, target) in values.chunks_exact(width).zip(targets) {
-                let probabilities = probabilities(row);
-                let (predicted, confidence) = probabilities.iter().copied().enumerate().fold(
-                    (0, f64::NEG_INFINITY),
-                    |best, (class, p)| {
-                        if p > best.1 { (class, p) } else { best }
-                    },
-                );
-                outcomes.push(Outcome {
-                    target: target as usize,
-                    predicted,
-                    confidence,
-                });
-            }
-        },
-    );
-    outcomes
+/// What a report takes from each evaluated batch besides the metrics.
+pub(super) enum Gathered {
+    /// Each example's class, the model's top class and that class's probability, in the
+    /// split's order.
+    Outcomes(Vec<Outcome>),
+    /// A language model's loss on every token, by position in the window and by target.
+    TokenLosses {
+        sums: LossSums,
+        context_length: usize,
+    },
 }
 
-/// A language model's loss on every token of `split`, summed by position in the window and
-/// by target token. Rows of the logits are the windows' positions in order.
-fn token_losses(
-    model: &Model,
-    split: &Split,
-    context_length: usize,
-    batch_size: usize,
-    workers: usize,
-    device: &burn::prelude::Device,
-) -> LossSums {
-    let mut sums = LossSums::default();
-    for_each_eval_batch(
-        model,
-        split,
-        batch_size,
-        workers,
-        device,
-        Part::WHOLE,
-        |logits, batch| {
-            let [rows, _] = logits.dims();
-            let targets = batch.targets;
-            let log_probabilities = burn::tensor::activation::log_softmax(logits, 1)
-                .gather(1, targets.clone().reshape([rows, 1]));
-            let losses = log_probabilities
-                .into_data()
-                .iter::<f32>()
-                .collect::<Vec<_>>();
-            let targets = targets.into_data().iter::<i64>().collect::<Vec<_>>();
-            for (row, (loss, target)) in losses.into_iter().zip(targets).enumerate() {
-                sums.add(row % context_length, target as u32, -f64::from(loss));
+impl Gathered {
+    pub(super) fn for_task(spec: &DataSpec) -> Self {
+        match spec {
+            DataSpec::LanguageModel { context_length, .. } => Gathered::TokenLosses {
+                sums: LossSums::default(),
+                context_length: *context_length,
+            },
+            _ => Gathered::Outcomes(Vec::new()),
+        }
+    }
+
+    /// One batch: `logits` `[predictions, classes]` and a target per prediction (for a
+    /// language model the rows are the windows' positions in order).
+    pub(super) fn add(&mut self, logits: &Tensor<2>, targets: &Tensor<1, Int>) {
+        match self {
+            Gathered::Outcomes(outcomes) => {
+                let [_, width] = logits.dims();
+                let values: Vec<f32> = logits.to_data().iter::<f32>().collect();
+                let targets = targets.to_data().iter::<i64>().collect::<Vec<_>>();
+                for (row, target) in values.chunks_exact(width).zip(targets) {
+                    let probabilities = probabilities(row);
+                    let (predicted, confidence) = probabilities.iter().copied().enumerate().fold(
+                        (0, f64::NEG_INFINITY),
+                        |best, (class, p)| {
+                            if p > best.1 { (class, p) } else { best }
+                        },
+                    );
+                    outcomes.push(Outcome {
+                        target: target as usize,
+                        predicted,
+                        confidence,
+                    });
+                }
             }
-        },
-    );
-    sums
+            Gathered::TokenLosses {
+                sums,
+                context_length,
+            } => {
+                let [rows, _] = logits.dims();
+                let losses: Vec<f32> = burn::tensor::activation::log_softmax(logits.clone(), 1)
+                    .gather(1, targets.clone().reshape([rows, 1]))
+                    .into_data()
+                    .iter::<f32>()
+                    .collect();
+                let targets = targets.to_data().iter::<i64>().collect::<Vec<_>>();
+                for (row, (loss, target)) in losses.into_iter().zip(targets).enumerate() {
+                    sums.add(row % *context_length, target as u32, -f64::from(loss));
+                }
+            }
+        }
+    }
 }

@@ -271,7 +271,7 @@ impl Stepper {
 }
 
 /// Loss, accuracy (and macro-F1 and top-k accuracy, as `spec` says) of `model` on a whole split, without
-/// gradients or dropout.
+/// gradients or dropout. `also` sees each batch's logits and targets (for reports).
 pub fn evaluate(
     model: &Model,
     split: &Split,
@@ -279,13 +279,25 @@ pub fn evaluate(
     batch_size: usize,
     workers: usize,
     device: &Device,
+    also: impl FnMut(&Tensor<2>, &Tensor<1, Int>),
 ) -> Measured {
-    let sums = evaluate_part(model, split, spec, batch_size, workers, device, Part::WHOLE);
+    let sums = evaluate_part(
+        model,
+        split,
+        spec,
+        batch_size,
+        workers,
+        device,
+        Part::WHOLE,
+        also,
+    );
     Measured::of_split(&sums, spec)
 }
 
 /// The metric sums of `model` on `part` of a split's batches (the part of each group of
-/// `part.count` batches that one rank of a distributed evaluation takes).
+/// `part.count` batches that one rank of a distributed evaluation takes); `also` sees each
+/// batch's logits and targets.
+#[allow(clippy::too_many_arguments)]
 pub fn evaluate_part(
     model: &Model,
     split: &Split,
@@ -294,6 +306,7 @@ pub fn evaluate_part(
     workers: usize,
     device: &Device,
     part: Part,
+    mut also: impl FnMut(&Tensor<2>, &Tensor<1, Int>),
 ) -> IntervalSums {
     let loss = CrossEntropyLoss::new(None, &device.clone().without_autodiff());
     let mut metrics = RunningMetrics::new(spec);
@@ -305,6 +318,7 @@ pub fn evaluate_part(
         device,
         part,
         |logits, batch| {
+            also(&logits, &batch.targets);
             let batch_loss = loss.forward(logits.clone(), batch.targets.clone());
             metrics.add(
                 logits,
@@ -320,7 +334,7 @@ pub fn evaluate_part(
 
 /// Runs `model` in evaluation mode over `part` of a split's batches, in order, and hands
 /// each batch's logits `[predictions, classes]` with the batch (targets, counts) to `visit`.
-pub fn for_each_eval_batch(
+fn for_each_eval_batch(
     model: &Model,
     split: &Split,
     batch_size: usize,

@@ -11,6 +11,7 @@ use burn::prelude::*;
 
 use super::Experiment;
 use super::checkpoint::{self, CheckpointChoice, Checkpoints, Snapshot};
+use super::eval;
 use super::measure::{Measured, RunningMetrics};
 use super::metrics::{MetricRecord, MetricsLog, SplitName};
 use super::optim::{build_optimizer, build_scheduler};
@@ -425,9 +426,14 @@ impl Trainer {
         )
     }
 
-    /// Evaluates `model` on `split`, each rank on its share of the batches; returns the
-    /// metrics and the seconds it took.
-    fn evaluate(&self, model: &Model, split: &crate::data::Split) -> (Measured, f64) {
+    /// Evaluates `model` on `split`, each rank on its share of the batches (`also` sees this
+    /// rank's batches: logits and targets); returns the metrics and the seconds it took.
+    fn evaluate(
+        &self,
+        model: &Model,
+        split: &crate::data::Split,
+        also: impl FnMut(&Tensor<2>, &Tensor<1, Int>),
+    ) -> (Measured, f64) {
         let started = Instant::now();
         let spec = self.experiment.metric_spec();
         let sums = evaluate_part(
@@ -438,6 +444,7 @@ impl Trainer {
             self.experiment.config.data.workers,
             &self.device,
             ranks::own_part(self.world),
+            also,
         );
         let sums = ranks::sum_over_ranks(self.world, sums, spec);
         let measured = Measured::of_split(&sums, spec);
@@ -451,7 +458,7 @@ impl Trainer {
         if splits.valid.is_empty() {
             return Ok(());
         }
-        let (measured, seconds) = self.evaluate(&self.model, &splits.valid);
+        let (measured, seconds) = self.evaluate(&self.model, &splits.valid, |_, _| {});
         let mut record = self.record(SplitName::Valid, &measured, seconds);
         if self.state.batch_in_epoch == 0 {
             record.epoch = self.state.epoch; // An epoch-end validation belongs to that epoch.
@@ -599,47 +606,51 @@ impl Trainer {
         }
     }
 
-    /// Writes `<run>/report/`: for the test split with the model it was scored with, or
-    /// without a test split for the validation split with the same checkpoint. Like the plots
-    /// it is derived from the run, so failing to write it warns rather than failing the run.
-    fn write_evaluation_report(
-        &self,
-        tested: Option<(Model, MetricRecord, usize)>,
-        choice: &CheckpointChoice,
-    ) {
+    /// Writes `<run>/report/` on rank 0: for the test split with the model and the pass it
+    /// was scored with (`tested`), or without a test split for the validation split with the
+    /// same checkpoint. Like the plots it is derived from the run, so failing to write it
+    /// warns rather than failing the run.
+    fn write_evaluation_report(&self, tested: Option<Tested>, choice: &CheckpointChoice) {
         let written = (|| -> Result<Option<std::path::PathBuf>, Error> {
             let splits = &self.experiment.splits;
-            let checkpoint = self.checkpoints.open(choice)?;
-            let (model, record, samples, split, data) = match tested {
-                Some((model, record, samples)) => {
-                    (model, record, samples, SplitName::Test, &splits.test)
-                }
+            // Rank 0 alone from here: its passes over a split are its own (`eval::score`),
+            // never the collective `self.evaluate`.
+            let (tested, split, data) = match tested {
+                Some(tested) => (tested, SplitName::Test, &splits.test),
                 None if splits.valid.is_empty() => return Ok(None),
                 None => {
+                    let checkpoint = self.checkpoints.open(choice)?;
                     let model = checkpoint::load_model(&checkpoint.dir, self.model.clone())?;
-                    let (measured, seconds) = self.evaluate(&model, &splits.valid);
-                    let record = self.record(SplitName::Valid, &measured, seconds);
-                    (
+                    let (measured, seconds, gathered) =
+                        eval::score(&self.experiment, &model, &splits.valid, true);
+                    let tested = Tested {
+                        record: self.record(SplitName::Valid, &measured, seconds),
+                        samples: measured.samples,
                         model,
-                        record,
-                        measured.samples,
-                        SplitName::Valid,
-                        &splits.valid,
-                    )
+                        checkpoint: checkpoint.name,
+                        gathered,
+                    };
+                    (tested, SplitName::Valid, &splits.valid)
                 }
             };
-            let subject = super::eval::Subject {
+            // On several ranks each gathered only its part of the test split: go over it whole.
+            let gathered = match tested.gathered {
+                Some(gathered) => gathered,
+                None => eval::score(&self.experiment, &tested.model, data, true)
+                    .2
+                    .expect("asked to gather"),
+            };
+            let subject = eval::Subject {
                 experiment: &self.experiment,
-                model: &model,
                 split,
                 data,
                 run_dir: &self.run.path,
-                checkpoint: &checkpoint.name,
+                checkpoint: &tested.checkpoint,
             };
-            let options = super::eval::ReportOptions::from_config(&self.experiment.config.eval);
+            let options = eval::ReportOptions::from_config(&self.experiment.config.eval);
             let dir = self.run.path.join(crate::report::REPORT_DIR);
-            let eval = super::eval::headline(&record, samples);
-            super::eval::write_report(&subject, eval, &options, &dir).map(Some)
+            let headline = eval::headline(&tested.record, tested.samples);
+            eval::write_report(&subject, headline, gathered, &options, &dir).map(Some)
         })();
         match written {
             Ok(Some(page)) => self.progress.say(&format!("report: {}", page.display())),
@@ -657,12 +668,19 @@ impl Trainer {
         } else {
             CheckpointChoice::Best
         };
-        let (test, test_checkpoint, tested) = if splits.test.is_empty() {
-            (None, None, None)
+        let (test, tested) = if splits.test.is_empty() {
+            (None, None)
         } else {
             let checkpoint = self.checkpoints.open(&choice)?;
             let model = checkpoint::load_model(&checkpoint.dir, self.model.clone())?;
-            let (measured, seconds) = self.evaluate(&model, &splits.test);
+            // In one process the test pass also gathers what the report needs.
+            let mut gathered = (self.experiment.config.eval.report && self.world.size() == 1)
+                .then(|| eval::Gathered::for_task(&splits.spec));
+            let (measured, seconds) = self.evaluate(&model, &splits.test, |logits, targets| {
+                if let Some(gathered) = gathered.as_mut() {
+                    gathered.add(logits, targets);
+                }
+            });
             let mut record = self.record(SplitName::Test, &measured, seconds);
             record.epoch = self.state.epoch.max(1);
             self.log.append(&record)?;
@@ -670,13 +688,16 @@ impl Trainer {
                 &record,
                 &format!(" ({choice} checkpoint {})", checkpoint.name),
             );
-            let samples = measured.samples;
-            (
-                Some(measured),
-                Some(checkpoint.name),
-                Some((model, record, samples)),
-            )
+            let tested = Tested {
+                record,
+                samples: measured.samples,
+                model,
+                checkpoint: checkpoint.name,
+                gathered,
+            };
+            (Some(measured), Some(tested))
         };
+        let test_checkpoint = tested.as_ref().map(|t| t.checkpoint.clone());
         if self.world.is_root() {
             self.write_reports();
             if self.experiment.config.eval.report {
@@ -735,6 +756,16 @@ impl Trainer {
         ));
         Ok(summary)
     }
+}
+
+/// The end-of-run evaluation a report is written from.
+struct Tested {
+    record: MetricRecord,
+    samples: usize,
+    model: Model,
+    checkpoint: String,
+    /// What the pass gathered for the report (in one process; `None` on several ranks).
+    gathered: Option<eval::Gathered>,
 }
 
 fn monitored(monitor: Monitor, measured: &Measured) -> f64 {

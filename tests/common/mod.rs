@@ -106,41 +106,68 @@ pub fn write_fake_idx_dataset(dir: &Path, count: usize) {
 
 /// A small labelled set whose classes depend on the words: "spam" texts sell things.
 pub fn write_labelled_set(dir: &Path, count: usize) {
-    let spam = [
-        "win", "free", "prize", "cheap", "offer", "click", "money", "now",
-    ];
-    let ham = [
-        "meeting", "notes", "tuesday", "review", "patch", "lunch", "draft", "team",
-    ];
-    let filler = ["the", "a", "for", "and", "with", "your", "our", "this"];
+    let mut words = SpamOrHam::new(7);
     let mut lines = String::new();
-    let mut x: u64 = 7;
-    let mut next = |n: usize| {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        (x % n as u64) as usize
-    };
     for i in 0..count {
-        let (label, words) = if i % 2 == 0 {
-            ("spam", &spam)
-        } else {
-            ("ham", &ham)
-        };
-        let text: Vec<&str> = (0..8 + next(8))
-            .map(|j| {
-                if j % 2 == 0 {
-                    words[next(8)]
-                } else {
-                    filler[next(8)]
-                }
-            })
-            .collect();
-        lines.push_str(&serde_json::json!({"text": text.join(" "), "label": label}).to_string());
+        let spam = i % 2 == 0;
+        let text = words.text(spam, 8);
+        let label = if spam { "spam" } else { "ham" };
+        lines.push_str(&serde_json::json!({"text": text, "label": label}).to_string());
         lines.push('\n');
     }
     fs::create_dir_all(dir).unwrap();
     fs::write(dir.join("train.jsonl"), lines).unwrap();
+}
+
+/// Texts whose class is told by their words, drawn from a seeded xorshift.
+pub struct SpamOrHam(u64);
+
+impl SpamOrHam {
+    pub fn new(seed: u64) -> Self {
+        SpamOrHam(seed)
+    }
+
+    pub fn next(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % n as u64) as usize
+    }
+
+    /// `min_words` to twice as many words, alternately telling (spam or ham) and filler.
+    pub fn text(&mut self, spam: bool, min_words: usize) -> String {
+        let telling = if spam {
+            [
+                "win", "free", "prize", "cheap", "offer", "click", "money", "now",
+            ]
+        } else {
+            [
+                "meeting", "notes", "tuesday", "review", "patch", "lunch", "draft", "team",
+            ]
+        };
+        let filler = ["the", "a", "for", "and", "with", "your", "our", "this"];
+        let count = min_words + self.next(min_words);
+        let words: Vec<&str> = (0..count)
+            .map(|j| {
+                if j % 2 == 0 {
+                    telling[self.next(8)]
+                } else {
+                    filler[self.next(8)]
+                }
+            })
+            .collect();
+        words.join(" ")
+    }
+}
+
+/// `output` of a command that must have succeeded; panics with its stderr otherwise.
+pub fn succeeded(output: std::process::Output) -> std::process::Output {
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
 }
 
 /// Overrides for a small, fast text classifier on `data` (a labelled JSONL set).

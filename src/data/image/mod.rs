@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::{
-    DataError, DataSpec, Dataset, Example, ExampleContent, HostBatch, Skipped, Split, Splits,
-    TEST_SPLIT_SALT, split_off,
+    DataError, DataSpec, Dataset, Example, HostBatch, Skipped, Split, Splits, TEST_SPLIT_SALT,
+    split_off,
 };
 use crate::config::{ColorMode, DataConfig, DatasetKind, ImageDataConfig};
 use crate::data::ImageShape;
@@ -159,10 +159,7 @@ impl Dataset for NormalizedImages {
         Some(Example {
             file,
             line,
-            content: ExampleContent::Image {
-                shape: self.set.shape,
-                bytes: self.set.image(index).to_vec(),
-            },
+            image: Some((self.set.shape, self.set.image(index).to_vec())),
         })
     }
 }

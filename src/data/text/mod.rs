@@ -13,8 +13,8 @@ use rayon::prelude::*;
 pub use tokenizer::Tokenizer;
 
 use super::{
-    DataError, DataSpec, Dataset, Example, ExampleContent, HostBatch, Skipped, Split, Splits,
-    TEST_SPLIT_SALT, split_off,
+    DataError, DataSpec, Dataset, Example, HostBatch, Skipped, Split, Splits, TEST_SPLIT_SALT,
+    split_off,
 };
 use crate::config::{DataConfig, OnError};
 
@@ -27,16 +27,12 @@ struct LabelledTokens {
     origins: Option<RecordOrigins>,
 }
 
-/// The file and line of each record, and its first characters, for reports.
+/// The file and line of each record, for reports.
 struct RecordOrigins {
     files: Vec<PathBuf>,
     /// Per record: (index into `files`, 1-based line).
     records: Vec<(u16, u32)>,
-    previews: Vec<String>,
 }
-
-/// Characters of a record kept to show it in reports.
-const PREVIEW_CHARS: usize = 200;
 
 impl Dataset for LabelledTokens {
     fn len(&self) -> usize {
@@ -57,7 +53,8 @@ impl Dataset for LabelledTokens {
 
     fn resident_bytes(&self) -> usize {
         let ids: usize = self.ids.iter().map(|ids| ids.capacity() * 4 + 24).sum();
-        ids + self.labels.len() * 2
+        let origins = self.origins.as_ref().map_or(0, |o| o.records.len() * 8);
+        ids + self.labels.len() * 2 + origins
     }
 
     fn sample_bytes(&self) -> usize {
@@ -73,7 +70,7 @@ impl Dataset for LabelledTokens {
         Some(Example {
             file: Some(origins.files[usize::from(file)].clone()),
             line: Some(line as usize),
-            content: ExampleContent::Text(origins.previews[index].clone()),
+            image: None,
         })
     }
 }
@@ -341,10 +338,6 @@ pub fn load_classification(
             .iter()
             .zip(file_of)
             .map(|(record, file)| (file, record.line as u32))
-            .collect(),
-        previews: pool
-            .iter()
-            .map(|record| record.text.chars().take(PREVIEW_CHARS).collect())
             .collect(),
     });
     let data: Arc<dyn Dataset> = Arc::new(data);

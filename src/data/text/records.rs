@@ -60,20 +60,10 @@ pub fn read(
                 path: path.to_path_buf(),
                 detail: format!("cannot read the header row: {err}"),
             })?;
-            let column = |field: &str| {
-                headers
-                    .iter()
-                    .position(|h| h == field.as_bytes())
-                    .ok_or_else(|| DataError::Corrupt {
-                        path: path.to_path_buf(),
-                        detail: format!(
-                            "no column \"{field}\" in the header row (columns: {})",
-                            String::from_utf8_lossy(headers.as_slice())
-                        ),
-                    })
-            };
-            let (text_column, label_column) =
-                (column(&config.text_field)?, column(&config.label_field)?);
+            let (text_column, label_column) = (
+                csv_column(headers, &config.text_field, path)?,
+                csv_column(headers, &config.label_field, path)?,
+            );
             for result in reader.byte_records() {
                 if records.len() >= limit {
                     break;
@@ -132,6 +122,20 @@ pub fn read(
         TextFormat::Auto => unreachable!("resolved above"),
     }
     Ok(records)
+}
+
+/// The position of the column `field` in the CSV header row of `path`.
+fn csv_column(headers: &csv::ByteRecord, field: &str, path: &Path) -> Result<usize, DataError> {
+    headers
+        .iter()
+        .position(|h| h == field.as_bytes())
+        .ok_or_else(|| DataError::Corrupt {
+            path: path.to_path_buf(),
+            detail: format!(
+                "no column \"{field}\" in the header row (columns: {})",
+                String::from_utf8_lossy(headers.as_slice())
+            ),
+        })
 }
 
 /// The format of `path`: `data.text.format`, or told by the extension.
@@ -199,15 +203,7 @@ pub fn read_column(
             let headers = reader
                 .byte_headers()
                 .map_err(|err| corrupt(format!("cannot read the header row: {err}")))?;
-            let column = headers
-                .iter()
-                .position(|h| h == field.as_bytes())
-                .ok_or_else(|| {
-                    corrupt(format!(
-                        "no column \"{field}\" in the header row (columns: {})",
-                        String::from_utf8_lossy(headers.as_slice())
-                    ))
-                })?;
+            let column = csv_column(headers, field, path)?;
             for record in reader.byte_records().flatten() {
                 let line = record.position().map_or(0, |p| p.line() as usize);
                 if let Some(Ok(value)) = record.get(column).map(std::str::from_utf8) {
