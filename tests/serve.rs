@@ -60,7 +60,7 @@ impl Server {
     }
 
     fn get(&self, path: &str) -> (u16, Value) {
-        answer(ureq::get(&format!("{}{path}", self.url)).call())
+        answer(agent().get(&format!("{}{path}", self.url)).call())
     }
 
     fn post(&self, path: &str, body: &Value) -> (u16, Value) {
@@ -69,9 +69,10 @@ impl Server {
 
     fn post_bytes(&self, path: &str, content_type: &str, body: &[u8]) -> (u16, Value) {
         answer(
-            ureq::post(&format!("{}{path}", self.url))
-                .set("content-type", content_type)
-                .send_bytes(body),
+            agent()
+                .post(&format!("{}{path}", self.url))
+                .header("content-type", content_type)
+                .send(body),
         )
     }
 
@@ -106,15 +107,22 @@ impl Drop for Server {
     }
 }
 
-fn answer(result: Result<ureq::Response, ureq::Error>) -> (u16, Value) {
-    let response = match result {
-        Ok(response) => response,
-        Err(ureq::Error::Status(_, response)) => response,
-        Err(err) => panic!("request failed: {err}"),
-    };
-    let status = response.status();
-    let retry_after = response.header("retry-after").map(str::to_string);
-    let text = response.into_string().unwrap();
+/// A client that hands back 4xx and 5xx answers with their bodies instead of as errors.
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into()
+}
+
+fn answer(result: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> (u16, Value) {
+    let mut response = result.unwrap_or_else(|err| panic!("request failed: {err}"));
+    let status = response.status().as_u16();
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .map(|value| value.to_str().unwrap().to_string());
+    let text = response.body_mut().read_to_string().unwrap();
     let mut body: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
     if let (Some(retry), Value::Object(map)) = (retry_after, &mut body) {
         map.insert("retry-after".into(), retry.into());
@@ -586,9 +594,10 @@ fn sigterm_answers_every_request_in_flight_then_exits_0() {
             thread::spawn(move || {
                 let body = json!({"images": [png.clone(), png]});
                 answer(
-                    ureq::post(&format!("{url}/v1/predict"))
-                        .set("content-type", "application/json")
-                        .send_bytes(body.to_string().as_bytes()),
+                    agent()
+                        .post(&format!("{url}/v1/predict"))
+                        .header("content-type", "application/json")
+                        .send(body.to_string().as_bytes()),
                 )
             })
         })
@@ -621,7 +630,7 @@ fn sigterm_answers_every_request_in_flight_then_exits_0() {
             .log()
             .contains("stopped: every admitted request was answered")
     );
-    assert!(ureq::get(&format!("{url}/healthz")).call().is_err());
+    assert!(agent().get(&format!("{url}/healthz")).call().is_err());
 }
 
 /// The Prometheus project's Python client parses the page as OpenMetrics and reads the
