@@ -55,10 +55,16 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     let temp = temp_path(path);
     write_synced(&temp, bytes)?;
     fs::rename(&temp, path).map_err(|source| Error::io(path, source))?;
-    if let Some(parent) = path.parent() {
-        sync_dir(parent)?;
+    sync_dir(parent_dir(path))
+}
+
+/// The directory that holds `path`'s entry: its parent, or `.` for a bare file name such as
+/// `report.json` (whose `Path::parent` is the empty path, which cannot be opened).
+pub fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
     }
-    Ok(())
 }
 
 /// Where a file is written before it is renamed to `path`: beside it, hidden.
@@ -79,10 +85,7 @@ pub fn replace_dir(temp: &Path, target: &Path) -> Result<(), Error> {
         fs::remove_dir_all(target).map_err(|source| Error::io(target, source))?;
     }
     fs::rename(temp, target).map_err(|source| Error::io(target, source))?;
-    match target.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => sync_dir(parent),
-        _ => sync_dir(Path::new(".")),
-    }
+    sync_dir(parent_dir(target))
 }
 
 /// A file written under a temporary name beside `path` and moved into place by
@@ -110,7 +113,7 @@ impl PendingFile {
             .map_err(|source| Error::io(&self.temp, source))
     }
 
-    /// Flushes and fsyncs the file and renames it to its path.
+    /// Flushes and fsyncs the file, renames it to its path and fsyncs the directory entry.
     pub fn commit(self) -> Result<(), Error> {
         let file = self
             .writer
@@ -118,7 +121,8 @@ impl PendingFile {
             .map_err(|err| Error::io(&self.temp, err.into_error()))?;
         file.sync_all()
             .map_err(|source| Error::io(&self.temp, source))?;
-        fs::rename(&self.temp, &self.path).map_err(|source| Error::io(&self.path, source))
+        fs::rename(&self.temp, &self.path).map_err(|source| Error::io(&self.path, source))?;
+        sync_dir(parent_dir(&self.path))
     }
 }
 

@@ -20,3 +20,21 @@ pub mod train;
 pub mod weights;
 
 pub use error::Error;
+
+/// The integration tests' table of checks that need optional tools (Python packages,
+/// Chromium, a Vulkan driver, Open MPI), included here so that the library's unit tests,
+/// which `cargo test` runs first, list once what this machine will skip.
+#[cfg(test)]
+#[allow(dead_code)] // The tests' side of the table: only `summary` is used here.
+#[path = "../tests/common/optional.rs"]
+mod optional_checks;
+
+#[cfg(test)]
+#[test]
+fn list_the_optional_checks_this_machine_skips() {
+    if let Some(summary) = optional_checks::summary() {
+        use std::io::Write;
+        // Straight to stderr: libtest hides what passing tests print.
+        let _ = std::io::stderr().write_all(summary.as_bytes());
+    }
+}

@@ -4,36 +4,10 @@ mod common;
 
 use common::{losses, stoke, tiny, train};
 
-/// Whether the wgpu tests run here. CI installs lavapipe and sets STOKE_REQUIRE_WGPU=1 so they
-/// cannot be skipped there; elsewhere they are skipped, with one line saying why, when no
-/// adapter opens or when the only one is OpenGL on the CPU (Mesa's llvmpipe without its Vulkan
-/// driver), where compiling the shaders for one training step takes over ten minutes.
+/// Whether the wgpu tests run here: an adapter fit to test on opens (`common::optional`; CI
+/// installs lavapipe and requires it) and trains one step.
 fn wgpu_available() -> bool {
-    let required = std::env::var("STOKE_REQUIRE_WGPU").is_ok_and(|v| v == "1");
-    let devices = stoke().args(["devices", "--json"]).output().unwrap();
-    assert!(devices.status.success(), "{devices:?}");
-    let devices: serde_json::Value = serde_json::from_slice(&devices.stdout).unwrap();
-    let wgpu = &devices["wgpu"];
-    let skip = if let Some(why) = wgpu["error"].as_str() {
-        Some(format!(
-            "no wgpu adapter on this machine ({why}); install mesa-vulkan-drivers"
-        ))
-    } else if wgpu["software"] == true && wgpu["api"] == "Gl" {
-        Some(format!(
-            "the only wgpu adapter is OpenGL on the CPU ({}), too slow to test on; install mesa-vulkan-drivers",
-            wgpu["adapter"]
-        ))
-    } else {
-        None
-    };
-    if let Some(why) = skip {
-        assert!(
-            !required,
-            "wgpu is required here (STOKE_REQUIRE_WGPU=1) but {why}"
-        );
-        // Straight to stderr: libtest captures eprintln! of tests that pass.
-        use std::io::Write;
-        let _ = writeln!(std::io::stderr(), "SKIPPED wgpu tests: {why}");
+    if !common::optional::available(&common::optional::WGPU) {
         return false;
     }
     let bench = stoke()
@@ -52,8 +26,7 @@ fn wgpu_available() -> bool {
         .unwrap();
     assert!(
         bench.status.success(),
-        "wgpu opened {} but did not train:\n{}",
-        wgpu["adapter"],
+        "wgpu opened an adapter but did not train:\n{}",
         String::from_utf8_lossy(&bench.stderr)
     );
     true

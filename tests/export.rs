@@ -387,11 +387,10 @@ fn a_bad_input_gets_its_own_error_line_and_the_others_are_answered() {
 
 /// The safetensors weights recomputed with numpy (scripts/check_safetensors.py) and the ONNX
 /// graph run by onnxruntime give `stoke predict`'s logits to 1e-4, for the MLP and a CNN.
-/// CI sets STOKE_REQUIRE_PYTHON so the check cannot be skipped there; elsewhere it is
-/// skipped, saying so, without numpy, safetensors and onnxruntime.
+/// Skipped without numpy, safetensors and onnxruntime, except in CI (`common::optional`).
 #[test]
 fn numpy_and_onnxruntime_reproduce_the_exported_models_logits() {
-    if !common::python_can_import("numpy, safetensors, onnxruntime") {
+    if !common::optional::available(&common::optional::NUMPY_ONNXRUNTIME) {
         return;
     }
     let small_cnn = ["model.channels=[4, 8]", "model.hidden=16"];

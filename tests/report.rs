@@ -310,25 +310,13 @@ fn a_language_models_report_has_loss_by_position_and_the_hardest_tokens() {
 }
 
 /// Headless Chromium from the distribution renders the page with every section; the
-/// screenshot is kept where STOKE_REPORT_SCREENSHOT says (to look at). Skipped, saying so,
-/// without a Chromium, except where CI sets STOKE_REQUIRE_CHROMIUM.
+/// screenshot is kept where STOKE_REPORT_SCREENSHOT says (to look at). Skipped without a
+/// Chromium, except in CI (`common::optional`).
 fn page_renders_in_chromium(page: &Path) {
-    let Some(chromium) = ["chromium", "chromium-browser", "google-chrome"]
-        .into_iter()
-        .find(|name| {
-            std::process::Command::new(name)
-                .arg("--version")
-                .output()
-                .is_ok_and(|o| o.status.success())
-        })
-    else {
-        assert!(
-            std::env::var_os("STOKE_REQUIRE_CHROMIUM").is_none(),
-            "STOKE_REQUIRE_CHROMIUM is set but no chromium is installed"
-        );
-        eprintln!("skipped: no chromium to render {}", page.display());
+    if !common::optional::available(&common::optional::CHROMIUM) {
         return;
-    };
+    }
+    let chromium = common::optional::chromium().unwrap();
     let profile = tempfile::tempdir().unwrap();
     let url = format!("file://{}", page.canonicalize().unwrap().display());
     let headless = |extra: &[&str]| {

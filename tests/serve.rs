@@ -634,9 +634,9 @@ fn sigterm_answers_every_request_in_flight_then_exits_0() {
 }
 
 /// The Prometheus project's Python client parses the page as OpenMetrics and reads the
-/// counters back. CI sets STOKE_REQUIRE_PYTHON so this cannot be skipped there.
+/// counters back. Skipped without it, except in CI (`common::optional`).
 fn parsed_by_prometheus_client(metrics: &str, dir: &Path) {
-    if !common::python_can_import("prometheus_client") {
+    if !common::optional::available(&common::optional::PROMETHEUS) {
         return;
     }
     let page = dir.join("metrics.txt");

@@ -214,11 +214,7 @@ fn a_bert_run_exports_a_hugging_face_folder_that_reads_back_the_same() {
 
     // With transformers at hand, the same folder gives stoke's logits there.
     write_stoke_logits(&trained.model, &fixture, &out);
-    let python = std::process::Command::new("python3")
-        .args(["-c", "import transformers, torch"])
-        .output();
-    let has_transformers = python.is_ok_and(|out| out.status.success());
-    if has_transformers {
+    if common::optional::available(&common::optional::TRANSFORMERS) {
         let check = std::process::Command::new("python3")
             .arg(repo().join("scripts/hf_fixtures.py"))
             .arg("check-export")
@@ -232,8 +228,6 @@ fn a_bert_run_exports_a_hugging_face_folder_that_reads_back_the_same() {
             String::from_utf8_lossy(&check.stdout),
             String::from_utf8_lossy(&check.stderr)
         );
-    } else {
-        eprintln!("note: transformers is not installed; the export was checked by stoke alone");
     }
 }
 

@@ -30,7 +30,7 @@ use crate::Error;
 use crate::backend::{self, SelectedBackend};
 use crate::config::{BackendChoice, CpuBackend, ModelConfig, Network};
 use crate::data::{DataSpec, Tokenizer};
-use crate::files::{FileDigest, digest, replace_dir, verify_digests, write_synced};
+use crate::files::{FileDigest, digest, parent_dir, replace_dir, verify_digests, write_synced};
 use crate::model::Model;
 use crate::train::{Measured, RunDir, Summary};
 use crate::weights::checkpoint::{self, CheckpointChoice};
@@ -257,11 +257,8 @@ pub(super) fn write_directory(out: &Path, files: &[(&str, Vec<u8>)]) -> Result<(
         .file_name()
         .ok_or_else(|| Error::Usage(format!("--out {} names no directory", out.display())))?
         .to_string_lossy();
-    let parent = match out.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    fs::create_dir_all(&parent).map_err(|e| Error::io(&parent, e))?;
+    let parent = parent_dir(out);
+    fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
     let temp = parent.join(format!(".tmp-{name}"));
     if temp.exists() {
         fs::remove_dir_all(&temp).map_err(|e| Error::io(&temp, e))?;

@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use assert_cmd::Command;
 use serde_json::Value;
 
+pub mod optional;
+
 /// The repository root: tests run the binary from here so `datasets/` and `configs/` resolve.
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -210,22 +212,4 @@ pub fn lm_sets(backend: &str) -> Vec<String> {
         "scheduler.warmup_steps=5".into(),
     ]
     .to_vec()
-}
-
-/// Whether python3 can import `modules` (comma-separated). When it cannot, the check that
-/// needs them is skipped, saying so, except where CI sets STOKE_REQUIRE_PYTHON: there the
-/// test fails instead.
-pub fn python_can_import(modules: &str) -> bool {
-    let importable = std::process::Command::new("python3")
-        .args(["-c", &format!("import {modules}")])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !importable {
-        assert!(
-            std::env::var_os("STOKE_REQUIRE_PYTHON").is_none(),
-            "STOKE_REQUIRE_PYTHON is set but python3 cannot import {modules}"
-        );
-        eprintln!("skipped: python3 cannot import {modules}");
-    }
-    importable
 }
