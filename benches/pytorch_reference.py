@@ -142,6 +142,29 @@ class LanguageModel(Transformer):
         return (x @ self.tokens.weight.T).flatten(0, 1)
 
 
+class TabularMlp(nn.Module):
+    """configs/diamonds-tabular.toml: 6 standardised numeric columns and 3 categorical ones
+    (cut 5, colour 7, clarity 8 values, each embedded at fastai's width, with a row for
+    unknown values), then 256-256-128 ReLU layers and one output."""
+
+    CATEGORIES = [5, 7, 8]
+
+    def __init__(self):
+        super().__init__()
+        widths = [min(600, round(1.6 * n**0.56)) for n in self.CATEGORIES]
+        self.embeddings = nn.ModuleList(nn.Embedding(n + 1, w) for n, w in zip(self.CATEGORIES, widths))
+        sizes = [6 + sum(widths), 256, 256, 128]
+        self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes, sizes[1:]))
+        self.output = nn.Linear(128, 1)
+
+    def forward(self, numeric, categorical):
+        parts = [numeric] + [e(categorical[:, i]) for i, e in enumerate(self.embeddings)]
+        x = torch.cat(parts, 1)
+        for layer in self.hidden:
+            x = F.relu(layer(x))
+        return self.output(x)
+
+
 def workload(name, batch=None, activation="relu", device="cpu"):
     """(model, optimizer, batch maker, samples per batch, tokens per batch); `batch` replaces
     the config's batch size, `activation` the transformers' (relu or gelu)."""
@@ -182,7 +205,25 @@ def workload(name, batch=None, activation="relu", device="cpu"):
 
         opt = torch.optim.AdamW(model.parameters(), lr=2e-3, betas=(0.9, 0.99), weight_decay=0.01)
         return model, opt, make, batch, batch * length
+    if name == "tabular-mlp":
+        model, batch = TabularMlp().to(device), batch or 256
+
+        def make():
+            numeric = torch.randn(batch, 6, generator=g)
+            categorical = torch.stack(
+                [torch.randint(1, n + 1, (batch,), generator=g) for n in TabularMlp.CATEGORIES], 1)
+            return (numeric, categorical), torch.randn(batch, 1, generator=g)
+
+        opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-4)
+        return model, opt, make, batch, 0
     raise SystemExit(f"unknown model {name}")
+
+
+def loss_of(name, outputs, targets):
+    """The task's loss: mean squared error for the regression, cross-entropy otherwise."""
+    if name == "tabular-mlp":
+        return F.mse_loss(outputs, targets)
+    return F.cross_entropy(outputs, targets)
 
 
 def bench(name, steps, warmup, batch=None, activation="relu", device="cpu", compile=False,
@@ -203,7 +244,7 @@ def bench(name, steps, warmup, batch=None, activation="relu", device="cpu", comp
         inputs, targets = batches[i % len(batches)]
         opt.zero_grad(set_to_none=True)
         with torch.autocast(device, dtype=half, enabled=half is not None):
-            loss = F.cross_entropy(forward(*inputs), targets)
+            loss = loss_of(name, forward(*inputs), targets)
         if scaler is None:
             loss.backward()
             opt.step()
@@ -248,7 +289,7 @@ def bench(name, steps, warmup, batch=None, activation="relu", device="cpu", comp
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="all",
-                        help="mlp, cnn, resnet, text-classifier, lm or all")
+                        help="mlp, cnn, resnet, text-classifier, lm, tabular-mlp or all")
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None, help="default: PyTorch's own")
@@ -262,7 +303,8 @@ def main():
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    names = ["mlp", "cnn", "resnet", "text-classifier", "lm"] if args.model == "all" else [args.model]
+    names = (["mlp", "cnn", "resnet", "text-classifier", "lm", "tabular-mlp"]
+             if args.model == "all" else [args.model])
     for name in names:
         report = bench(name, args.steps, args.warmup, args.batch_size, args.activation,
                        args.device, args.compile, args.autocast)

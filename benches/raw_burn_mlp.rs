@@ -12,8 +12,9 @@ use burn::nn::loss::CrossEntropyLoss;
 use burn::optim::GradientsParams;
 use stoke::backend;
 use stoke::config::{self, BackendChoice, CpuBackend};
-use stoke::data::{BatchStream, StreamPlan, epoch_order};
-use stoke::train::{DeviceBatch, Experiment, build_optimizer, seed_step};
+use stoke::data::{BatchStream, DeviceBatch, StreamPlan, Targets, epoch_order};
+use stoke::model::Mlp;
+use stoke::train::{Experiment, Held, build_optimizer, seed_step};
 
 /// The same allocator as the stoke binary, so the comparison measures the loop alone.
 #[global_allocator]
@@ -40,20 +41,29 @@ fn main() {
     let experiment = Experiment::prepare(config, selected, None).expect("MNIST");
     let config = &experiment.config;
     let device = experiment.backend.device.clone().autodiff();
-    let mut model = experiment.new_model(&device).expect("the model");
+    // The same model stoke trains, initialised the same way, taken out of its box.
+    let net = experiment.new_model(&device).expect("the model");
+    let mut model: Mlp = net
+        .as_any()
+        .downcast_ref::<Held<Mlp>>()
+        .expect("configs/mnist-mlp.toml is an MLP")
+        .model
+        .clone();
     let mut optimizer = build_optimizer(&config.optimizer, &config.train);
     let loss = CrossEntropyLoss::new(None, &device);
     let train = &experiment.splits.train;
     let plan = StreamPlan {
         order: epoch_order(train, config.run.seed, 0),
         batch_size: config.train.batch_size,
+        pass_size: config.train.batch_size,
         first: 0,
         workers: 0,
         prefetch: 1,
     };
-    let batches: Vec<DeviceBatch> = BatchStream::new(train.data.clone(), plan)
+    let context = experiment.batch_context(&device, Some(0));
+    let batches: Vec<DeviceBatch> = BatchStream::new(train.data.clone(), plan, context)
         .take(16)
-        .map(|batch| DeviceBatch::new(batch, &device))
+        .map(|mut passes| passes.pop().unwrap().take().expect("image batches"))
         .collect();
 
     let mut started = Instant::now();
@@ -64,8 +74,14 @@ fn main() {
         }
         seed_step(&device, config.run.seed, step);
         let batch = &batches[step % batches.len()];
-        let logits = model.forward(batch.input.clone());
-        let value = loss.forward(logits, batch.targets.clone());
+        let stoke::data::Input::Images(images) = batch.input.clone() else {
+            unreachable!("MNIST gives images")
+        };
+        let Targets::Classes(targets) = batch.targets.clone() else {
+            unreachable!("MNIST gives classes")
+        };
+        let logits = model.logits(images);
+        let value = loss.forward(logits, targets);
         let grads = GradientsParams::from_grads(value.backward(), &model);
         model = optimizer.step(config.optimizer.lr(), model, grads);
         if step + 1 == warmup + steps {

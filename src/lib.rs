@@ -2,6 +2,16 @@
 //!
 //! Data flows one way: [`config`] → [`data`] + [`model`] + optimizer → [`train`] loop → run
 //! directory. [`backend`] picks the device once; [`cli`] is the command line over all of it.
+//!
+//! stoke is also a library: a model of your own ([`Model`]) and data of your own ([`Data`])
+//! train through the same loop, with every guarantee, from a binary of your own:
+//!
+//! ```no_run
+//! fn main() -> std::process::ExitCode {
+//!     stoke::Cli::with_builtins() // .model::<MyModel>().data::<MyData>()
+//!         .run()
+//! }
+//! ```
 
 pub mod backend;
 pub mod cli;
@@ -14,12 +24,19 @@ pub mod files;
 pub mod kernels;
 pub mod model;
 pub mod plot;
+mod process;
+pub mod registry;
 pub mod report;
 pub mod serve;
+pub mod task;
 pub mod train;
 pub mod weights;
 
+pub use cli::Cli;
+pub use data::{Batch, BatchContext, Data, DataContext, DataSpec, Parts, Spec};
 pub use error::Error;
+pub use model::Model;
+pub use task::{Output, Scored, Task, TaskSpec};
 
 /// The integration tests' table of checks that need optional tools (Python packages,
 /// Chromium, a Vulkan driver, Open MPI), included here so that the library's unit tests,

@@ -1,78 +1,9 @@
-use std::process::ExitCode;
-
-use clap::Parser;
+//! The stock `stoke` binary: stoke's command line over the built-in model and data kinds.
 
 /// Why not the system allocator: see the mimalloc entry in Cargo.toml.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-fn main() -> ExitCode {
-    keep_freed_pages();
-    quiet_vulkan_loader();
-    keep_default_device_on_the_cpu();
-    // Before any thread starts: MPI wants to be initialised first. Held to the end of `main`,
-    // where dropping it leaves MPI.
-    let _membership = match stoke::distributed::init() {
-        Ok(membership) => membership,
-        Err(err) => {
-            eprintln!("error: {err}");
-            return ExitCode::from(err.exit_code());
-        }
-    };
-    let cli = stoke::cli::Cli::parse();
-    let code = match stoke::cli::run(cli) {
-        Ok(code) => code,
-        Err(err) => report(&err),
-    };
-    ExitCode::from(code)
-}
-
-/// Prints `err` and returns its exit code. A rank of a distributed run says which rank it is
-/// and, unless every rank met the same error at the same point, ends the whole job: the
-/// others would wait for it forever.
-fn report(err: &stoke::Error) -> u8 {
-    let world = stoke::distributed::world();
-    if !world.is_distributed() {
-        eprintln!("error: {err}");
-        return err.exit_code();
-    }
-    eprintln!("error (rank {} of {}): {err}", world.rank(), world.size());
-    if !err.is_collective() {
-        world.abort(err.exit_code());
-    }
-    err.exit_code()
-}
-
-/// Mesa's Vulkan drivers print an error per adapter when XDG_RUNTIME_DIR is unset, which
-/// would drown the one line saying which backend was chosen.
-fn quiet_vulkan_loader() {
-    if std::env::var_os("XDG_RUNTIME_DIR").is_some() {
-        return;
-    }
-    let dir = std::env::temp_dir().join("stoke-runtime");
-    if std::fs::create_dir_all(&dir).is_ok() {
-        // SAFETY: no other thread exists yet to read the environment concurrently.
-        unsafe { std::env::set_var("XDG_RUNTIME_DIR", &dir) };
-    }
-}
-
-/// burn restores optimizer state onto `Device::default()` before moving it to each
-/// parameter's device; unpinned, that default is the wgpu GPU, which may not exist.
-fn keep_default_device_on_the_cpu() {
-    if std::env::var_os("BURN_DEVICE").is_none() {
-        // SAFETY: no other thread exists yet to read the environment concurrently.
-        unsafe { std::env::set_var("BURN_DEVICE", "flex") };
-    }
-}
-
-/// mimalloc hands freed pages back to the kernel after 10 ms; a training step frees and
-/// reallocates the same large tensor buffers every few milliseconds, so each step would fault
-/// them in and zero them again (7–13 % of a transformer step in `perf`). Never purging keeps
-/// the peak mapped, as PyTorch's caching allocator does: memory use is the step's peak, as
-/// before, without the faults.
-fn keep_freed_pages() {
-    /// `mi_option_purge_delay` in mimalloc.h (v2 and v3), which libmimalloc-sys does not name.
-    const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
-    // SAFETY: sets one option; no allocation depends on its previous value.
-    unsafe { libmimalloc_sys::mi_option_set(PURGE_DELAY, -1) };
+fn main() -> std::process::ExitCode {
+    stoke::Cli::with_builtins().run()
 }

@@ -33,6 +33,11 @@ fn check_validates_every_shipped_config() {
     let mnist_run = fake_runs.path().join("mnist-cnn");
     common::train("configs/mnist-cnn.toml", &common::tiny(64, 1), &mnist_run);
     let tiny_bert = repo().join("tests/fixtures/hf/bert-tiny");
+    let fake_tables = tempfile::tempdir().unwrap();
+    let diamonds = fake_tables.path().join("diamonds.csv");
+    let yeast = fake_tables.path().join("yeast.csv");
+    common::write_fake_diamonds(&diamonds, 60);
+    common::write_fake_yeast(&yeast, 60);
     let mut configs: Vec<_> = walk(&repo().join("configs"))
         .into_iter()
         .filter(|path| path.extension().is_some_and(|ext| ext == "toml"))
@@ -50,6 +55,8 @@ fn check_validates_every_shipped_config() {
             ("fashion-mnist", fake_fashion.path()),
             ("datasets/spam-assassin", fake_spam.path()),
             ("datasets/mnist-synth", synth_dir.as_path()),
+            ("datasets/diamonds/diamonds.csv", diamonds.as_path()),
+            ("datasets/yeast/yeast.csv", yeast.as_path()),
         ] {
             if text.contains(fetched) {
                 command.args(["--set", &format!("data.path={}", stand_in.display())]);

@@ -92,26 +92,20 @@ mod ranks {
     }
 
     /// Every parameter of a run's last checkpoint, flattened in module order.
+    /// Every parameter of the run's last checkpoint, in path order.
     fn weights(run: &Path) -> Vec<f32> {
-        use burn::module::{Module, ModuleVisitor, Param};
-        use burn::prelude::Tensor;
-
-        struct Collect(Vec<f32>);
-        impl ModuleVisitor for Collect {
-            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-                let data = param.val().into_data().convert::<f32>();
-                self.0.extend_from_slice(data.as_slice::<f32>().unwrap());
-            }
-        }
         let loaded = stoke::export::load(
             run,
             &stoke::train::CheckpointChoice::Last,
             Some(stoke::config::BackendChoice::Flex),
         )
         .unwrap();
-        let mut collect = Collect(Vec::new());
-        loaded.model.visit(&mut collect);
-        collect.0
+        loaded
+            .model
+            .parameters()
+            .into_values()
+            .flat_map(|data| data.to_vec::<f32>().unwrap())
+            .collect()
     }
 
     fn assert_close(what: &str, a: &[f64], b: &[f64], relative: f64) {

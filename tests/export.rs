@@ -312,7 +312,7 @@ fn altered_missing_newer_or_unknown_artifacts_are_refused() {
 
     let unknown = copy("unknown");
     edit_manifest(&unknown, &|m| m["model"]["kind"] = "diffusion".into());
-    refused(&unknown, "model kind \"diffusion\" is unknown");
+    refused(&unknown, "no model kind \"diffusion\"");
 
     stoke()
         .arg("inspect")

@@ -11,9 +11,10 @@ use burn::prelude::*;
 use serde_json::Value;
 
 use common::{repo, stoke};
-use stoke::config::{BertConfig, BertPooling, Gpt2Config, ModelConfig, Network};
+use stoke::config::{BertConfig, BertPooling, Gpt2Config, ModelConfig};
 use stoke::data::DataSpec;
-use stoke::model::{Input, Model};
+use stoke::model::{Bert, Input};
+use stoke::train::{Held, Net};
 use stoke::weights;
 
 fn fixture(name: &str) -> PathBuf {
@@ -51,24 +52,41 @@ fn assert_close(got: Tensor<2>, want: &[f32], tolerance: f32, what: &str) {
     assert!(worst <= tolerance, "{what}: largest difference {worst:e}");
 }
 
-/// `network` completed from the fixture's config.json and built for `spec` with the fixture's
+/// `model` completed from the fixture's config.json and built for `spec` with the fixture's
 /// weights, as a fresh run with `model.init_from` does.
-fn pretrained(name: &str, network: Network, spec: &DataSpec) -> Model {
-    pretrained_from(&fixture(name), network, spec)
+fn pretrained(name: &str, model: ModelConfig, spec: &DataSpec) -> Box<dyn Net> {
+    pretrained_from(&fixture(name), model, spec)
 }
 
-fn pretrained_from(folder: &Path, network: Network, spec: &DataSpec) -> Model {
+fn pretrained_from(folder: &Path, model: ModelConfig, spec: &DataSpec) -> Box<dyn Net> {
     let mut config = stoke::config::ExperimentConfig {
         model: ModelConfig {
             init_from: Some(folder.to_path_buf()),
-            ..ModelConfig::from(network)
+            ..model
         },
         ..Default::default()
     };
     weights::resolve(&mut config).unwrap();
-    let device = Device::flex();
-    let model = Model::new(&config.model, spec, &device).unwrap();
-    weights::initial_weights(model, &config.model, spec).unwrap()
+    let mut model = common::build(&config.model, spec);
+    weights::initial_weights(model.as_mut(), &config.model, spec).unwrap();
+    model
+}
+
+fn bert_config(config: BertConfig) -> ModelConfig {
+    ModelConfig::of("bert", &config)
+}
+
+/// The BERT a built model is.
+fn as_bert(model: &dyn Net) -> &Bert {
+    &model
+        .as_any()
+        .downcast_ref::<Held<Bert>>()
+        .expect("a bert model")
+        .model
+}
+
+fn scores(model: &dyn Net, input: Input) -> Tensor<2> {
+    model.scores(input).expect("the model reads stoke's inputs")
 }
 
 fn text_spec(classes: usize) -> DataSpec {
@@ -84,12 +102,10 @@ fn text_spec(classes: usize) -> DataSpec {
 fn bert_matches_transformers_bert_model_and_its_pooler() {
     let model = pretrained(
         "bert-tiny-base",
-        Network::Bert(BertConfig::default()),
+        bert_config(BertConfig::default()),
         &text_spec(2),
     );
-    let Model::Bert(bert) = model else {
-        panic!("a bert model")
-    };
+    let bert = as_bert(model.as_ref());
     let device = Device::flex();
     for (index, case) in expected("bert-tiny-base").iter().enumerate() {
         let ids = tensor(&ints(&case["input_ids"]), &device);
@@ -127,12 +143,10 @@ fn bert_matches_transformers_bert_model_and_its_pooler() {
 fn bert_for_sequence_classification_gives_the_same_logits() {
     let model = pretrained(
         "bert-tiny",
-        Network::Bert(BertConfig::default()),
+        bert_config(BertConfig::default()),
         &text_spec(3),
     );
-    let Model::Bert(bert) = &model else {
-        panic!("a bert model")
-    };
+    let bert = as_bert(model.as_ref());
     let device = Device::flex();
     for (index, case) in expected("bert-tiny").iter().enumerate() {
         let ids = tensor(&ints(&case["input_ids"]), &device);
@@ -153,7 +167,7 @@ fn bert_for_sequence_classification_gives_the_same_logits() {
             .all(|&t| t == 0)
         {
             assert_close(
-                model.forward(Input::Tokens { ids, padding }),
+                scores(model.as_ref(), Input::Tokens { ids, padding }),
                 &want,
                 1e-4,
                 &what,
@@ -169,11 +183,12 @@ fn gpt2_matches_transformers_gpt2_lm_head_model() {
         context_length: 16,
         chars_per_token: 1.0,
     };
-    let model = pretrained("gpt2-tiny", Network::Gpt2(Gpt2Config::default()), &spec);
+    let gpt2 = ModelConfig::of("gpt2", &Gpt2Config::default());
+    let model = pretrained("gpt2-tiny", gpt2, &spec);
     let device = Device::flex();
     for (index, case) in expected("gpt2-tiny").iter().enumerate() {
         let ids = tensor(&ints(&case["input_ids"]), &device);
-        let logits = model.forward(Input::Sequences(ids));
+        let logits = scores(model.as_ref(), Input::Sequences(ids));
         assert_close(
             logits,
             &floats(&case["logits"]),
@@ -185,7 +200,7 @@ fn gpt2_matches_transformers_gpt2_lm_head_model() {
 
 #[test]
 fn mean_pooling_reads_the_real_tokens_only() {
-    let network = Network::Bert(BertConfig {
+    let network = bert_config(BertConfig {
         pooling: BertPooling::Mean,
         ..BertConfig::default()
     });
@@ -198,18 +213,23 @@ fn mean_pooling_reads_the_real_tokens_only() {
         TensorData::from([[false, false, false, false, true, true]]),
         &device,
     );
-    let a: Vec<f32> = model
-        .forward(Input::Tokens {
+    let a: Vec<f32> = scores(
+        model.as_ref(),
+        Input::Tokens {
             ids: short,
             padding: none,
-        })
-        .into_data()
-        .try_to_vec()
-        .unwrap();
-    let b = model.forward(Input::Tokens {
-        ids: padded,
-        padding: some,
-    });
+        },
+    )
+    .into_data()
+    .try_to_vec()
+    .unwrap();
+    let b = scores(
+        model.as_ref(),
+        Input::Tokens {
+            ids: padded,
+            padding: some,
+        },
+    );
     assert_close(b, &a, 1e-5, "padded and unpadded");
 }
 
@@ -494,9 +514,9 @@ fn a_gpt2_checkpoint_fine_tunes_on_a_corpus_and_generates() {
     let spec = trained.spec.clone();
     let mut model_config = trained.model_config.clone();
     model_config.init_from = Some(out);
-    let fresh = Model::new(&model_config, &spec, &Device::flex()).unwrap();
-    let reread = weights::initial_weights(fresh, &model_config, &spec).unwrap();
-    assert_eq!(reread.weights_sha256(), trained.model.weights_sha256());
+    let mut reread = common::build(&model_config, &spec);
+    weights::initial_weights(reread.as_mut(), &model_config, &spec).unwrap();
+    assert_eq!(reread.weights_digest(), trained.model.weights_digest());
 }
 
 #[test]
@@ -528,11 +548,11 @@ fn sharded_checkpoints_load_like_one_file() {
         serde_json::json!({"metadata": {}, "weight_map": weight_map}).to_string(),
     )
     .unwrap();
-    let sharded = pretrained_from(&copy, Network::Bert(BertConfig::default()), &text_spec(3));
+    let sharded = pretrained_from(&copy, bert_config(BertConfig::default()), &text_spec(3));
     let whole = pretrained(
         "bert-tiny",
-        Network::Bert(BertConfig::default()),
+        bert_config(BertConfig::default()),
         &text_spec(3),
     );
-    assert_eq!(sharded.weights_sha256(), whole.weights_sha256());
+    assert_eq!(sharded.weights_digest(), whole.weights_digest());
 }

@@ -76,7 +76,12 @@ fn finished_runs_have_plots_and_csv_and_are_listed_and_compared() {
     let csv = fs::read_to_string(fast.join("metrics.csv")).unwrap();
     let jsonl = fs::read_to_string(fast.join("metrics.jsonl")).unwrap();
     assert_eq!(csv.lines().count(), jsonl.lines().count() + 1);
-    assert!(csv.starts_with("step,epoch,split,loss,accuracy,lr,"));
+    let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+    for column in [
+        "step", "epoch", "split", "loss", "lr", "accuracy", "macro_f1",
+    ] {
+        assert!(header.contains(&column), "{column}: {header:?}");
+    }
     assert_eq!(read_json(&fast.join("status.json"))["state"], "finished");
 
     let list = stdout_of(

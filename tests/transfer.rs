@@ -11,14 +11,16 @@ use burn::prelude::*;
 
 use common::{read_json, repo, stdout_of, stoke, tiny, train};
 use stoke::export::{CheckpointChoice, load};
-use stoke::model::Model;
+use stoke::train::Net;
 use stoke::weights;
 
 /// Every parameter of the run's `checkpoint`, by path.
 fn parameters(run: &Path, checkpoint: &str) -> BTreeMap<String, Vec<f32>> {
     let choice: CheckpointChoice = checkpoint.parse().unwrap();
     let loaded = load(run, &choice, Some(stoke::config::BackendChoice::Flex)).unwrap();
-    weights::parameters(&loaded.model)
+    loaded
+        .model
+        .parameters()
         .into_iter()
         .map(|(path, data)| (path, data.try_to_vec::<f32>().unwrap()))
         .collect()
@@ -207,13 +209,12 @@ fn a_bert_run_exports_a_hugging_face_folder_that_reads_back_the_same() {
     };
     config.model.init_from = Some(out.clone());
     weights::resolve(&mut config).unwrap();
-    let device = Device::flex();
-    let fresh = Model::new(&config.model, &trained.spec, &device).unwrap();
-    let reread = weights::initial_weights(fresh, &config.model, &trained.spec).unwrap();
-    assert_eq!(reread.weights_sha256(), trained.model.weights_sha256());
+    let mut reread = common::build(&config.model, &trained.spec);
+    weights::initial_weights(reread.as_mut(), &config.model, &trained.spec).unwrap();
+    assert_eq!(reread.weights_digest(), trained.model.weights_digest());
 
     // With transformers at hand, the same folder gives stoke's logits there.
-    write_stoke_logits(&trained.model, &fixture, &out);
+    write_stoke_logits(trained.model.as_ref(), &fixture, &out);
     if common::optional::available(&common::optional::TRANSFORMERS) {
         let check = std::process::Command::new("python3")
             .arg(repo().join("scripts/hf_fixtures.py"))
@@ -232,7 +233,7 @@ fn a_bert_run_exports_a_hugging_face_folder_that_reads_back_the_same() {
 }
 
 /// stoke's logits on the fixture's inputs (token types 0), for scripts/hf_fixtures.py.
-fn write_stoke_logits(model: &Model, fixture: &Path, out: &Path) {
+fn write_stoke_logits(model: &dyn Net, fixture: &Path, out: &Path) {
     let expected = read_json(&fixture.join("expected.json"));
     let device = Device::flex();
     let logits: Vec<Vec<Vec<f32>>> = expected["cases"]
@@ -246,10 +247,12 @@ fn write_stoke_logits(model: &Model, fixture: &Path, out: &Path) {
             let shape = [ids.len(), ids[0].len()];
             let ids = Tensor::<2, Int>::from_ints(TensorData::new(ids.concat(), shape), &device);
             let mask = Tensor::<2, Int>::from_ints(TensorData::new(mask.concat(), shape), &device);
-            let logits = model.forward(stoke::model::Input::Tokens {
-                ids,
-                padding: mask.equal_elem(0),
-            });
+            let logits = model
+                .scores(stoke::model::Input::Tokens {
+                    ids,
+                    padding: mask.equal_elem(0),
+                })
+                .expect("a text classifier reads tokens");
             let [rows, cols] = logits.dims();
             let flat: Vec<f32> = logits.into_data().try_to_vec().unwrap();
             (0..rows)

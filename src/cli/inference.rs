@@ -35,6 +35,9 @@ pub struct PredictArgs {
     /// --file, a text classifier reads lines from standard input.
     #[arg(long, value_name = "PATH")]
     pub file: Option<PathBuf>,
+    /// Table rows to predict: a CSV file with a header row naming the model's columns.
+    #[arg(long, value_name = "CSV")]
+    pub rows: Option<PathBuf>,
     /// Classes to report per input (classifiers); sample among the K most likely tokens
     /// (--generate).
     #[arg(long, value_name = "K")]
@@ -167,6 +170,21 @@ pub fn predict(args: &PredictArgs, backend: Option<BackendChoice>) -> Result<u8,
                 args.model.display()
             )));
         }
+        DataSpec::Tabular { .. } => {
+            let Some(rows) = &args.rows else {
+                return Err(Error::Usage(format!(
+                    "{} predicts table rows: give them with --rows FILE.csv (a header row naming its columns)",
+                    args.model.display()
+                )));
+            };
+            export::predict_rows(&loaded, rows, args.batch_size, top_k)?
+        }
+        DataSpec::Custom { kind, .. } => {
+            return Err(Error::Usage(format!(
+                "{} was trained on data of kind \"{kind}\", whose inputs stoke cannot read: predict with the binary that registers it, or load model.safetensors yourself",
+                args.model.display()
+            )));
+        }
     };
     if !args.logits {
         answers
@@ -234,12 +252,18 @@ fn print_answers(answers: &[Result<Prediction, PredictionError>], format: Format
                 .map(|answer| {
                     let (input, outcome) = match answer {
                         Ok(p) => {
-                            let top: Vec<String> = p
+                            let mut shown: Vec<String> = p
                                 .top
                                 .iter()
                                 .map(|s| format!("{} {:.4}", s.label, s.probability))
                                 .collect();
-                            (&p.input, top.join(", "))
+                            if let Some(values) = &p.values {
+                                shown = values
+                                    .iter()
+                                    .map(|(name, value)| format!("{name} {value:.4}"))
+                                    .collect();
+                            }
+                            (&p.input, shown.join(", "))
                         }
                         Err(e) => (&e.input, format!("error: {}", e.error)),
                     };
@@ -309,6 +333,19 @@ fn describe(dir: &Path, manifest: &ArtifactManifest) -> String {
             "         tokenizer: {}",
             manifest.tokenizer.as_deref().unwrap_or("none")
         )),
+        DataSpec::Tabular {
+            numeric,
+            categorical,
+            ..
+        } => {
+            let names = |columns: Vec<&str>| columns.join(", ");
+            line(format!(
+                "         numeric: {}; categorical: {}",
+                names(numeric.iter().map(|c| c.name.as_str()).collect()),
+                names(categorical.iter().map(|c| c.name.as_str()).collect())
+            ))
+        }
+        DataSpec::Custom { .. } => {}
     }
     if let Some(classes) = manifest.input.classes() {
         line(format!("labels:  {}", classes.join(", ")));
@@ -318,15 +355,17 @@ fn describe(dir: &Path, manifest: &ArtifactManifest) -> String {
         ("test", &manifest.metrics.test),
     ] {
         if let Some(m) = measured {
-            let f1 = m
-                .macro_f1
-                .map(|f| format!(", macro-F1 {f:.4}"))
-                .unwrap_or_default();
+            let metrics: Vec<String> = m
+                .metrics
+                .iter()
+                .filter(|(name, _)| !name.contains('/'))
+                .map(|(name, value)| format!(", {name} {value:.4}"))
+                .collect();
             line(format!(
-                "{:9}loss {:.4}, accuracy {:.2} %{f1} ({} samples)",
+                "{:9}loss {:.4}{} ({} samples)",
                 format!("{split}:"),
                 m.loss,
-                100.0 * m.accuracy,
+                metrics.concat(),
                 m.samples
             ));
         }

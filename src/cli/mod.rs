@@ -1,4 +1,6 @@
-//! The `stoke` command line: argument parsing and dispatch to the library.
+//! The `stoke` command line: argument parsing and dispatch to the library, and [`Cli`], the
+//! whole command line over the kinds a binary registers (the stock `stoke` binary registers
+//! the built-in ones; a user's binary adds its own model and data kinds).
 
 mod data;
 mod inference;
@@ -9,6 +11,10 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use clap::{Args, Parser, Subcommand};
+
+use crate::data::Data;
+use crate::model::Model;
+use crate::registry::{self, Registry};
 
 use crate::Error;
 use crate::backend;
@@ -22,9 +28,81 @@ use crate::train::{
 /// stoke: train image classifiers from TOML experiment configs, on wgpu or the CPU.
 #[derive(Debug, Parser)]
 #[command(name = "stoke", version, about)]
-pub struct Cli {
+pub struct Arguments {
     #[command(subcommand)]
     command: Command,
+}
+
+/// stoke's whole command line (train, resume, eval, bench, export, predict, serve, runs, ...)
+/// over the model and data kinds a binary registers:
+///
+/// ```no_run
+/// # struct Forecaster;
+/// fn main() -> std::process::ExitCode {
+///     stoke::Cli::with_builtins()
+///         // .model::<Forecaster>()
+///         // .data::<SensorWindows>()
+///         .run()
+/// }
+/// ```
+///
+/// A run or artifact of a kind the binary does not know is refused, naming the kind.
+pub struct Cli {
+    registry: Registry,
+    /// Registrations refused (a name already taken), reported when the binary runs.
+    refused: Vec<String>,
+}
+
+impl Cli {
+    /// The built-in model and data kinds, as the stock `stoke` binary has them.
+    pub fn with_builtins() -> Self {
+        Self {
+            registry: Registry::builtins(),
+            refused: Vec::new(),
+        }
+    }
+
+    /// Adds a model kind of the user's (`[model] kind = M::KIND`).
+    pub fn model<M: Model>(mut self) -> Self {
+        if let Err(err) = self.registry.model::<M>() {
+            self.refused.push(err);
+        }
+        self
+    }
+
+    /// Adds a data kind of the user's (`[data] dataset = D::KIND`).
+    pub fn data<D: Data>(mut self) -> Self {
+        if let Err(err) = self.registry.data::<D>() {
+            self.refused.push(err);
+        }
+        self
+    }
+
+    /// Parses the process's arguments and runs the command; returns its exit code (0 done,
+    /// 2 a mistake in the input, 1 a failure while running, 130 interrupted). Call it first
+    /// in `main`: the process joins an MPI job here, before any thread starts.
+    pub fn run(self) -> std::process::ExitCode {
+        crate::process::prepare();
+        // Held to the end, where dropping it leaves MPI.
+        let _membership = match distributed::init() {
+            Ok(membership) => membership,
+            Err(err) => {
+                eprintln!("error: {err}");
+                return std::process::ExitCode::from(err.exit_code());
+            }
+        };
+        if let Some(refused) = self.refused.first() {
+            eprintln!("error: {refused}");
+            return std::process::ExitCode::from(2);
+        }
+        registry::install(self.registry).expect("the kinds are installed once, here");
+        let arguments = Arguments::parse();
+        let code = match run(arguments) {
+            Ok(code) => code,
+            Err(err) => crate::process::report(&err),
+        };
+        std::process::ExitCode::from(code)
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -318,7 +396,7 @@ fn prepare(config: ExperimentConfig) -> Result<Experiment, Error> {
 }
 
 /// Runs the command; returns the process's exit code.
-pub fn run(cli: Cli) -> Result<u8, Error> {
+pub fn run(cli: Arguments) -> Result<u8, Error> {
     let started = Instant::now();
     let world = distributed::world();
     if world.is_distributed() && !matches!(cli.command, Command::Train { .. }) {
@@ -382,7 +460,7 @@ pub fn run(cli: Cli) -> Result<u8, Error> {
         Command::Devices { json } => devices(json),
         Command::Check { config } => {
             let config = config.load()?;
-            crate::data::load_splits(&config.data, config.run.seed, None)?;
+            registry::load_data(&config.data, config.run.seed, None)?;
             print!("{}", config::to_toml(&config));
         }
         Command::Eval {

@@ -120,7 +120,7 @@ pub fn flatten(config: &ExperimentConfig) -> BTreeMap<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Network, OptimizerConfig};
+    use crate::config::OptimizerConfig;
 
     #[test]
     fn length_cadence_and_placement_may_change() {
@@ -139,9 +139,10 @@ mod tests {
     fn model_data_and_optimisation_may_not() {
         let saved = ExperimentConfig::default();
         let mut requested = saved.clone();
-        if let Network::Mlp(mlp) = &mut requested.model.network {
-            mlp.hidden = vec![10];
-        }
+        requested
+            .model
+            .settings
+            .insert("hidden".into(), toml::Value::Array(vec![10.into()]));
         if let OptimizerConfig::Adam(adam) = &mut requested.optimizer {
             adam.lr = 0.5;
         }

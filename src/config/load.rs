@@ -29,7 +29,8 @@ pub fn load_str(
     let source = Source::parse(path, text)?;
     let mut table: toml::Table = toml::from_str(text).map_err(|err| source.syntax_error(&err))?;
     fill_default_kinds(&mut table);
-    let from_file = source.deserialize(&table, &[])?;
+    let mut from_file = source.deserialize(&table, &[])?;
+    source.resolve_kinds(&mut from_file, &[])?;
 
     // Overrides are typed by the values the file (with defaults) resolved to.
     let typed = toml::Value::try_from(&from_file).expect("the schema serializes to TOML");
@@ -42,6 +43,7 @@ pub fn load_str(
     }
     fill_default_kinds(&mut table);
     let mut config = source.deserialize(&table, &overrides)?;
+    source.resolve_kinds(&mut config, &overrides)?;
     fill_derived_defaults(&mut config, path);
     let issues = validate(&config);
     if issues.is_empty() {
@@ -179,6 +181,28 @@ impl<'a> Source<'a> {
             key,
             message,
             hint,
+        })
+    }
+
+    /// Checks the model kind's keys (and a user data kind's) with the kind registered under
+    /// its name, and completes them with their defaults.
+    fn resolve_kinds(
+        &self,
+        config: &mut ExperimentConfig,
+        overrides: &[Override],
+    ) -> Result<(), ConfigError> {
+        crate::registry::resolve_kinds(&mut config.model, &mut config.data).map_err(|issues| {
+            ConfigError::Invalid(
+                issues
+                    .into_iter()
+                    .map(|(key, message, hint)| Issue {
+                        origin: self.origin_of(&key, overrides),
+                        key,
+                        message,
+                        hint,
+                    })
+                    .collect(),
+            )
         })
     }
 
@@ -377,7 +401,7 @@ fn typed_value(raw: &str, expected: Option<&toml::Value>) -> toml::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::schema::{Network, OptimizerConfig};
+    use crate::config::schema::OptimizerConfig;
 
     fn load_text(text: &str, overrides: &[&str]) -> Result<ExperimentConfig, ConfigError> {
         let overrides: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
@@ -396,7 +420,8 @@ mod tests {
         assert_eq!(config.run.name, "test");
         assert_eq!(config.data.path, PathBuf::from("datasets/mnist"));
         assert_eq!(config.train.epochs, 10);
-        assert!(matches!(config.model.network, Network::Mlp(_)));
+        assert_eq!(config.model.kind, "mlp");
+        assert_eq!(config.model.settings["hidden"].as_array().unwrap().len(), 2);
     }
 
     #[test]

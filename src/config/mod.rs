@@ -10,6 +10,6 @@ mod validate;
 
 pub use bytes::{format_bytes, parse_bytes};
 pub use compat::{Change, changes_from, definition_hash, fixed_keys, fixed_keys_digest, flatten};
-pub use error::{ConfigError, Issue, Origin};
+pub use error::{ConfigError, Issue, Origin, did_you_mean, humanize_serde_message};
 pub use load::{load, load_str, to_toml};
 pub use schema::*;

@@ -21,6 +21,10 @@ pub struct ExperimentConfig {
     pub checkpoint: CheckpointConfig,
     pub log: LogConfig,
     pub eval: EvalConfig,
+    /// How the task's loss is computed (regression loss, multi-label threshold). Left out at
+    /// its defaults, so that runs from before it existed keep their definition.
+    #[serde(skip_serializing_if = "crate::task::TaskConfig::is_default")]
+    pub task: crate::task::TaskConfig,
 }
 
 /// The evaluation report written into `<run>/report/` at the end of a run (and by `stoke
@@ -101,7 +105,7 @@ pub enum CpuBackend {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct DataConfig {
     pub dataset: DatasetKind,
     /// Where the dataset lives. Empty: `datasets/<dataset>` for the IDX sets.
@@ -132,6 +136,11 @@ pub struct DataConfig {
     pub text: Option<TextDataConfig>,
     /// Text datasets only; filled with defaults for them.
     pub tokenizer: Option<TokenizerConfig>,
+    /// `dataset = "tabular"` only: which columns are features and targets.
+    pub tabular: Option<TabularDataConfig>,
+    /// A user's data kind's own keys, read by the kind registered under its name.
+    #[serde(flatten)]
+    pub settings: toml::Table,
 }
 
 impl Default for DataConfig {
@@ -150,6 +159,8 @@ impl Default for DataConfig {
             image: None,
             text: None,
             tokenizer: None,
+            tabular: None,
+            settings: toml::Table::new(),
         }
     }
 }
@@ -161,8 +172,8 @@ pub enum OnError {
     Skip,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+/// `data.dataset`: a built-in kind, or a user's kind registered under its name.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DatasetKind {
     Mnist,
     FashionMnist,
@@ -177,10 +188,27 @@ pub enum DatasetKind {
     ImageParquet,
     /// JSONL shards of labelled texts (`stoke data pack`) streamed from disk.
     TextShards,
+    /// Rows of a CSV or Parquet table (`[data.tabular]` names the columns).
+    Tabular,
+    /// A data kind a user's binary registered (`Cli::data::<D>()`).
+    Custom(String),
 }
 
 impl DatasetKind {
-    pub fn name(self) -> &'static str {
+    /// The built-in kinds.
+    pub const BUILT_IN: [DatasetKind; 9] = [
+        DatasetKind::Mnist,
+        DatasetKind::FashionMnist,
+        DatasetKind::ImageFolder,
+        DatasetKind::TextClassification,
+        DatasetKind::TextCorpus,
+        DatasetKind::ImageShards,
+        DatasetKind::ImageParquet,
+        DatasetKind::TextShards,
+        DatasetKind::Tabular,
+    ];
+
+    pub fn name(&self) -> &str {
         match self {
             DatasetKind::Mnist => "mnist",
             DatasetKind::FashionMnist => "fashion-mnist",
@@ -190,25 +218,110 @@ impl DatasetKind {
             DatasetKind::ImageShards => "image-shards",
             DatasetKind::ImageParquet => "image-parquet",
             DatasetKind::TextShards => "text-shards",
+            DatasetKind::Tabular => "tabular",
+            DatasetKind::Custom(name) => name,
         }
     }
 
     /// Read from disk as batches are made instead of held in memory.
-    pub fn is_streamed(self) -> bool {
+    pub fn is_streamed(&self) -> bool {
         matches!(self, DatasetKind::ImageShards | DatasetKind::TextShards)
     }
 
     /// Kinds whose files are not found under `datasets/<name>` by default.
-    pub fn needs_path(self) -> bool {
+    pub fn needs_path(&self) -> bool {
         !matches!(self, DatasetKind::Mnist | DatasetKind::FashionMnist)
     }
 
-    pub fn is_text(self) -> bool {
+    pub fn is_text(&self) -> bool {
         matches!(
             self,
             DatasetKind::TextClassification | DatasetKind::TextCorpus | DatasetKind::TextShards
         )
     }
+
+    pub fn is_image(&self) -> bool {
+        matches!(
+            self,
+            DatasetKind::Mnist
+                | DatasetKind::FashionMnist
+                | DatasetKind::ImageFolder
+                | DatasetKind::ImageShards
+                | DatasetKind::ImageParquet
+        )
+    }
+}
+
+impl Serialize for DatasetKind {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for DatasetKind {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        Ok(Self::BUILT_IN
+            .into_iter()
+            .find(|kind| kind.name() == name)
+            .unwrap_or(DatasetKind::Custom(name)))
+    }
+}
+
+/// `[data.tabular]`: which columns of the table are what. A name may hold `*` (any run of
+/// characters) or `?` (one): `numeric = ["Att*"]` is every column whose name starts `Att`, in
+/// the file's order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TabularDataConfig {
+    /// Numeric feature columns, standardised with the training split's statistics.
+    pub numeric: Vec<String>,
+    /// Categorical feature columns, each value embedded (a value unseen in training reads as
+    /// unknown).
+    pub categorical: Vec<String>,
+    /// Target columns: one or more numbers (regression), one class (classification), or one
+    /// 0/1 column per label (multi-label).
+    pub targets: Vec<String>,
+    pub task: TabularTask,
+    /// `auto` goes by the file extension (.parquet, else CSV).
+    pub format: TableFormat,
+    /// Regression: train on standardised targets (metrics are reported in the targets' own
+    /// units either way).
+    pub standardize_targets: bool,
+    /// A column that assigns each row to `train`, `valid` or `test`, instead of holding out
+    /// `data.valid_fraction` and `data.test_fraction` at random.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub split_column: Option<String>,
+}
+
+impl Default for TabularDataConfig {
+    fn default() -> Self {
+        Self {
+            numeric: Vec::new(),
+            categorical: Vec::new(),
+            targets: Vec::new(),
+            task: TabularTask::Regression,
+            format: TableFormat::Auto,
+            standardize_targets: true,
+            split_column: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TabularTask {
+    Regression,
+    Classification,
+    MultiLabel,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TableFormat {
+    Auto,
+    Csv,
+    Parquet,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -325,13 +438,16 @@ impl ColorMode {
 /// The `[model]` table: the network (`kind` and its keys) and where its weights start.
 ///
 /// `init_from`, `freeze` and `lr_by_prefix` apply to every kind, so they sit beside the
-/// network's keys rather than in each kind's table; the network's own table still refuses keys
-/// it does not know.
+/// network's keys rather than in each kind's table. The kind's own keys are read by the kind
+/// registered under that name (`crate::registry`), which refuses keys it does not know and
+/// fills the rest with their defaults when the config is loaded.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ModelConfig {
+    pub kind: String,
+    /// The kind's own keys, completed with its defaults.
     #[serde(flatten)]
-    pub network: Network,
+    pub settings: toml::Table,
     /// Start from these weights instead of random ones: a Hugging Face folder (`config.json`
     /// + `model.safetensors`), a stoke run directory or a stoke artifact.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -352,7 +468,8 @@ pub struct ModelConfig {
 impl Default for ModelConfig {
     fn default() -> Self {
         Self {
-            network: Network::default(),
+            kind: "mlp".into(),
+            settings: toml::Table::new(),
             init_from: None,
             init_checkpoint: "best".into(),
             freeze: Vec::new(),
@@ -366,61 +483,24 @@ fn is_best(choice: &str) -> bool {
 }
 
 impl ModelConfig {
-    pub fn kind(&self) -> &'static str {
-        self.network.kind()
+    pub fn kind(&self) -> &str {
+        &self.kind
     }
-}
 
-impl From<Network> for ModelConfig {
-    fn from(network: Network) -> Self {
+    /// A model of `kind` with the keys of `settings` (its config struct).
+    pub fn of<T: Serialize>(kind: &str, settings: &T) -> Self {
         Self {
-            network,
+            kind: kind.into(),
+            settings: toml::Table::try_from(settings).expect("a model config serializes to TOML"),
             ..Self::default()
         }
     }
-}
 
-/// The network, chosen by `kind`; the other keys belong to that kind.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "kebab-case")]
-pub enum Network {
-    Mlp(MlpConfig),
-    Cnn(CnnConfig),
-    Resnet(ResnetConfig),
-    TextClassifier(TransformerConfig),
-    Lm(LmConfig),
-    Bert(BertConfig),
-    Gpt2(Gpt2Config),
-}
-
-impl Default for Network {
-    fn default() -> Self {
-        Network::Mlp(MlpConfig::default())
-    }
-}
-
-impl Network {
-    /// Every kind `kind()` returns: what this build can build (and read from artifacts).
-    pub const KINDS: [&'static str; 7] = [
-        "mlp",
-        "cnn",
-        "resnet",
-        "text-classifier",
-        "lm",
-        "bert",
-        "gpt2",
-    ];
-
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Network::Mlp(_) => "mlp",
-            Network::Cnn(_) => "cnn",
-            Network::Resnet(_) => "resnet",
-            Network::TextClassifier(_) => "text-classifier",
-            Network::Lm(_) => "lm",
-            Network::Bert(_) => "bert",
-            Network::Gpt2(_) => "gpt2",
-        }
+    /// The kind's keys read as its config struct `T`.
+    pub fn settings<T: serde::de::DeserializeOwned>(&self) -> Result<T, String> {
+        toml::Value::Table(self.settings.clone())
+            .try_into()
+            .map_err(|err: toml::de::Error| err.message().to_string())
     }
 }
 
@@ -869,7 +949,9 @@ pub struct TrainConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct EarlyStoppingConfig {
     pub monitor: Monitor,
-    pub mode: MonitorMode,
+    /// `min` or `max`; by default the way the metric improves.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode: Option<MonitorMode>,
     pub patience: usize,
     pub min_delta: f64,
 }
@@ -877,8 +959,8 @@ pub struct EarlyStoppingConfig {
 impl Default for EarlyStoppingConfig {
     fn default() -> Self {
         Self {
-            monitor: Monitor::ValidLoss,
-            mode: MonitorMode::Min,
+            monitor: Monitor::valid("loss"),
+            mode: None,
             patience: 3,
             min_delta: 0.0,
         }
@@ -967,10 +1049,14 @@ pub struct CheckpointConfig {
     pub keep_last: usize,
     /// Keep the K best checkpoints by `monitor`; never deleted by `keep_last`.
     pub keep_best: usize,
-    /// Metric that ranks checkpoints, as `<split>.<metric>`. Only checkpoints validated at
-    /// their step (epoch ends, or `train.eval_every` steps) are ranked.
-    pub monitor: Monitor,
-    pub mode: MonitorMode,
+    /// Metric that ranks checkpoints, as `valid.<metric>`; by default `valid.accuracy` for
+    /// a classifier and `valid.loss` otherwise. Only checkpoints validated at their step
+    /// (epoch ends, or `train.eval_every` steps) are ranked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub monitor: Option<Monitor>,
+    /// `min` or `max`; by default the way the metric improves.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode: Option<MonitorMode>,
 }
 
 impl Default for CheckpointConfig {
@@ -980,26 +1066,32 @@ impl Default for CheckpointConfig {
             every_steps: None,
             keep_last: 2,
             keep_best: 1,
-            monitor: Monitor::ValidAccuracy,
-            mode: MonitorMode::Max,
+            monitor: None,
+            mode: None,
         }
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Monitor {
-    #[serde(rename = "valid.accuracy")]
-    ValidAccuracy,
-    #[serde(rename = "valid.loss")]
-    ValidLoss,
+/// A validation metric, as `valid.<metric>`: `valid.loss`, `valid.accuracy`, `valid.rmse`, ...
+/// (the task's metrics; checked against them when the experiment is prepared).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Monitor(pub String);
+
+impl Monitor {
+    pub fn valid(metric: &str) -> Self {
+        Monitor(format!("valid.{metric}"))
+    }
+
+    /// The metric's name without the split, or `None` when it does not start `valid.`.
+    pub fn metric(&self) -> Option<&str> {
+        self.0.strip_prefix("valid.")
+    }
 }
 
 impl std::fmt::Display for Monitor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Monitor::ValidAccuracy => "valid.accuracy",
-            Monitor::ValidLoss => "valid.loss",
-        })
+        f.write_str(&self.0)
     }
 }
 

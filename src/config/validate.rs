@@ -2,8 +2,8 @@
 //! (key path, what was expected), so the loader can locate it.
 
 use super::schema::{
-    DatasetKind, ExperimentConfig, ImageDataConfig, ModelConfig, Network, OptimizerConfig,
-    SchedulerConfig, TextDataConfig, TokenizerKind,
+    DatasetKind, ExperimentConfig, ImageDataConfig, ModelConfig, OptimizerConfig, SchedulerConfig,
+    TabularDataConfig, TabularTask, TextDataConfig, TokenizerKind,
 };
 
 type Problems = Vec<(String, String)>;
@@ -46,11 +46,14 @@ pub fn validate(config: &ExperimentConfig) -> Problems {
         "data.limit",
         "must be at least 1 (leave it out to use every sample)".into(),
     );
-    let image_dataset = !data.dataset.is_text();
+    let image_dataset = data.dataset.is_image();
+    let text_dataset = data.dataset.is_text();
+    let tabular = data.dataset == DatasetKind::Tabular;
     for (key, given, applies) in [
         ("data.image", data.image.is_some(), image_dataset),
-        ("data.text", data.text.is_some(), !image_dataset),
-        ("data.tokenizer", data.tokenizer.is_some(), !image_dataset),
+        ("data.text", data.text.is_some(), text_dataset),
+        ("data.tokenizer", data.tokenizer.is_some(), text_dataset),
+        ("data.tabular", data.tabular.is_some(), tabular),
     ] {
         check(
             !given || applies,
@@ -67,12 +70,15 @@ pub fn validate(config: &ExperimentConfig) -> Problems {
         format!("is required for dataset = \"{}\"", data.dataset.name()),
     );
     if let Some(image) = data.image.as_ref().filter(|_| image_dataset) {
-        validate_image(image, data.dataset, &mut check);
+        validate_image(image, &data.dataset, &mut check);
     }
-    if let Some(text) = data.text.as_ref().filter(|_| !image_dataset) {
+    if let Some(text) = data.text.as_ref().filter(|_| text_dataset) {
         validate_text(text, &mut check);
     }
-    if let Some(tokenizer) = data.tokenizer.as_ref().filter(|_| !image_dataset) {
+    if tabular {
+        validate_tabular(data.tabular.as_ref(), &mut check);
+    }
+    if let Some(tokenizer) = data.tokenizer.as_ref().filter(|_| text_dataset) {
         check(
             tokenizer.kind == TokenizerKind::Char
                 || tokenizer.kind == TokenizerKind::File
@@ -101,36 +107,6 @@ pub fn validate(config: &ExperimentConfig) -> Problems {
         data.shuffle_buffer != Some(0),
         "data.shuffle_buffer",
         "must be at least 1 record".into(),
-    );
-    let needs = match config.model.network {
-        Network::Mlp(_) | Network::Cnn(_) | Network::Resnet(_) => None,
-        Network::TextClassifier(_) | Network::Bert(_) => Some(DatasetKind::TextClassification),
-        Network::Lm(_) | Network::Gpt2(_) => Some(DatasetKind::TextCorpus),
-    };
-    let fits = match needs {
-        Some(DatasetKind::TextClassification) => matches!(
-            data.dataset,
-            DatasetKind::TextClassification | DatasetKind::TextShards
-        ),
-        Some(kind) => data.dataset == kind,
-        None => image_dataset,
-    };
-    check(
-        fits,
-        "model.kind",
-        match needs {
-            Some(kind) => format!(
-                "\"{}\" needs data.dataset = \"{}\", not \"{}\"",
-                config.model.kind(),
-                kind.name(),
-                data.dataset.name()
-            ),
-            None => format!(
-                "\"{}\" is an image model; data.dataset = \"{}\" is text",
-                config.model.kind(),
-                data.dataset.name()
-            ),
-        },
     );
     check(
         data.prefetch > 0,
@@ -235,7 +211,7 @@ pub fn validate(config: &ExperimentConfig) -> Problems {
         "must name a field of the records".into(),
     );
     if let Some(field) = &eval.slice_by {
-        let sliceable = match config.data.dataset {
+        let sliceable = match &config.data.dataset {
             DatasetKind::TextClassification => true,
             DatasetKind::ImageFolder => field == "folder",
             _ => false,
@@ -260,7 +236,7 @@ pub fn validate(config: &ExperimentConfig) -> Problems {
 
 fn validate_image(
     image: &ImageDataConfig,
-    dataset: DatasetKind,
+    dataset: &DatasetKind,
     check: &mut impl FnMut(bool, &str, String),
 ) {
     check(
@@ -299,6 +275,37 @@ fn validate_image(
         image.std.iter().all(|&s| s > 0.0),
         "data.image.std",
         "values must be above 0".into(),
+    );
+}
+
+fn validate_tabular(table: Option<&TabularDataConfig>, check: &mut impl FnMut(bool, &str, String)) {
+    let Some(table) = table else {
+        check(
+            false,
+            "data.tabular",
+            "is required with dataset = \"tabular\": the numeric, categorical and target columns"
+                .into(),
+        );
+        return;
+    };
+    check(
+        !table.numeric.is_empty() || !table.categorical.is_empty(),
+        "data.tabular",
+        "names no feature column: list them in numeric and categorical".into(),
+    );
+    check(
+        !table.targets.is_empty(),
+        "data.tabular.targets",
+        "names no target column".into(),
+    );
+    let patterns = table.targets.iter().any(|t| t.contains(['*', '?']));
+    check(
+        table.task != TabularTask::Classification || table.targets.len() == 1 || patterns,
+        "data.tabular.targets",
+        format!(
+            "a classification has one target column (its class), got {}",
+            table.targets.len()
+        ),
     );
 }
 
@@ -360,125 +367,6 @@ fn validate_model(model: &ModelConfig, check: &mut impl FnMut(bool, &str, String
             model.init_checkpoint
         ),
     );
-    match &model.network {
-        Network::Mlp(mlp) => {
-            check(
-                mlp.hidden.iter().all(|&h| h > 0),
-                "model.hidden",
-                "layer sizes must be at least 1".into(),
-            );
-            validate_dropout("model.dropout", mlp.dropout, check);
-        }
-        Network::Cnn(cnn) => {
-            check(
-                !cnn.channels.is_empty() && cnn.channels.iter().all(|&c| c > 0),
-                "model.channels",
-                "needs at least one convolution, each with at least 1 channel".into(),
-            );
-            check(
-                cnn.kernel_size > 0,
-                "model.kernel_size",
-                "must be at least 1".into(),
-            );
-            check(cnn.hidden > 0, "model.hidden", "must be at least 1".into());
-            validate_dropout("model.dropout", cnn.dropout, check);
-            validate_dropout("model.fc_dropout", cnn.fc_dropout, check);
-        }
-        Network::Resnet(resnet) => {
-            check(
-                resnet.depth >= 8 && (resnet.depth - 2) % 6 == 0,
-                "model.depth",
-                format!("must be 6n + 2 (8, 14, 20, …), got {}", resnet.depth),
-            );
-            check(resnet.width > 0, "model.width", "must be at least 1".into());
-        }
-        Network::TextClassifier(t) => {
-            validate_transformer(t.d_model, t.n_heads, t.n_layers, t.d_ff, check);
-            validate_dropout("model.dropout", t.dropout, check);
-        }
-        Network::Lm(lm) => {
-            validate_transformer(lm.d_model, lm.n_heads, lm.n_layers, lm.d_ff, check);
-            validate_dropout("model.dropout", lm.dropout, check);
-        }
-        Network::Bert(bert) => {
-            validate_transformer(
-                bert.hidden(),
-                bert.heads(),
-                bert.layers(),
-                bert.intermediate(),
-                check,
-            );
-            validate_dropout("model.dropout", bert.dropout_prob(), check);
-            validate_sizes(
-                &[
-                    ("model.vocab_size", bert.vocab_size),
-                    ("model.max_positions", bert.max_positions),
-                    ("model.type_vocab_size", bert.type_vocab_size),
-                ],
-                bert.epsilon(),
-                check,
-            );
-        }
-        Network::Gpt2(gpt2) => {
-            validate_transformer(
-                gpt2.hidden(),
-                gpt2.heads(),
-                gpt2.layers(),
-                gpt2.intermediate(),
-                check,
-            );
-            validate_dropout("model.dropout", gpt2.dropout_prob(), check);
-            validate_sizes(
-                &[
-                    ("model.vocab_size", gpt2.vocab_size),
-                    ("model.max_positions", gpt2.max_positions),
-                ],
-                gpt2.epsilon(),
-                check,
-            );
-        }
-    }
-}
-
-/// The embedding sizes a pretrained family's config sets (the others come from the checkpoint
-/// or the data), and its layer norm's ε.
-fn validate_sizes(
-    sizes: &[(&str, Option<usize>)],
-    epsilon: f64,
-    check: &mut impl FnMut(bool, &str, String),
-) {
-    for (key, size) in sizes {
-        check(*size != Some(0), key, "must be at least 1".into());
-    }
-    check(
-        epsilon > 0.0 && epsilon < 1.0,
-        "model.layer_norm_eps",
-        format!("must be above 0 and below 1, got {epsilon}"),
-    );
-}
-
-fn validate_dropout(key: &str, probability: f64, check: &mut impl FnMut(bool, &str, String)) {
-    check(
-        (0.0..1.0).contains(&probability),
-        key,
-        format!("must be at least 0 and below 1, got {probability}"),
-    );
-}
-
-fn validate_transformer(
-    d_model: usize,
-    n_heads: usize,
-    n_layers: usize,
-    d_ff: usize,
-    check: &mut impl FnMut(bool, &str, String),
-) {
-    check(
-        n_heads > 0 && d_model > 0 && d_model.is_multiple_of(n_heads),
-        "model.d_model",
-        format!("must be a positive multiple of model.n_heads ({n_heads}), got {d_model}"),
-    );
-    check(n_layers > 0, "model.n_layers", "must be at least 1".into());
-    check(d_ff > 0, "model.d_ff", "must be at least 1".into());
 }
 
 fn validate_optimizer(optimizer: &OptimizerConfig, check: &mut impl FnMut(bool, &str, String)) {

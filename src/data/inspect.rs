@@ -128,7 +128,7 @@ pub fn inspect(config: &DataConfig) -> Result<DataReport, DataError> {
         on_error: OnError::Skip,
         ..config.clone()
     };
-    let classes = match config.dataset {
+    let classes = match &config.dataset {
         DatasetKind::TextClassification | DatasetKind::TextShards => {
             let text = config.text.clone().unwrap_or_default();
             let mut skipped = Skipped::default();
@@ -191,10 +191,13 @@ pub fn inspect(config: &DataConfig) -> Result<DataReport, DataError> {
             }
             opened.classes
         }
-        DatasetKind::TextCorpus => {
+        DatasetKind::TextCorpus | DatasetKind::Tabular | DatasetKind::Custom(_) => {
             return Err(DataError::Corrupt {
                 path: config.path.clone(),
-                detail: "stoke data inspect reads labelled datasets; a text corpus has no records to compare".into(),
+                detail: format!(
+                    "stoke data inspect reads labelled image and text datasets; dataset = \"{}\" is not one",
+                    config.dataset.name()
+                ),
             });
         }
     };

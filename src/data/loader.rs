@@ -13,7 +13,7 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::{Dataset, HostBatch, Split};
+use super::{AnyBatch, BatchContext, Dataset, Split};
 
 /// The order of the training split in `epoch` (counted from 0), seeded by the run's seed and
 /// the epoch, so any epoch's order (and with it a streamed split's shuffle buffer at any
@@ -122,27 +122,43 @@ pub fn batch_count(samples: usize, batch_size: usize) -> usize {
     samples.div_ceil(batch_size)
 }
 
-/// What a [`BatchStream`] reads: `order` cut into batches, starting at batch `first`.
+/// What a [`BatchStream`] reads: `order` cut into batches (one per optimizer step, or per
+/// evaluation round), each cut into passes of `pass_size` samples, starting at batch `first`.
 pub struct StreamPlan {
     pub order: Arc<Vec<u32>>,
     pub batch_size: usize,
+    /// Samples per forward pass: `batch_size` over the step's gradient accumulation.
+    pub pass_size: usize,
     pub first: usize,
     pub workers: usize,
     pub prefetch: usize,
 }
 
-/// The batches of one pass, in order, prepared ahead by worker threads.
+/// The passes of batch `batch` of `plan`, made by `data` in `context`.
+fn passes(data: &dyn Dataset, plan: &StreamPlan, batch: usize, context: &BatchContext) -> Passes {
+    let start = batch * plan.batch_size;
+    let indices = &plan.order[start..(start + plan.batch_size).min(plan.order.len())];
+    indices
+        .chunks(plan.pass_size.max(1))
+        .map(|pass| data.batch(pass, context))
+        .collect()
+}
+
+/// One batch's passes, on the device.
+pub type Passes = Vec<AnyBatch>;
+
+/// The batches of one pass over a split, in order, prepared ahead by worker threads.
 pub struct BatchStream {
     first: usize,
     next: usize,
     end: usize,
-    receivers: Vec<Receiver<HostBatch>>,
+    receivers: Vec<Receiver<Passes>>,
     workers: Vec<JoinHandle<()>>,
-    inline: Option<(Arc<dyn Dataset>, StreamPlan)>,
+    inline: Option<(Arc<dyn Dataset>, StreamPlan, BatchContext)>,
 }
 
 impl BatchStream {
-    pub fn new(data: Arc<dyn Dataset>, plan: StreamPlan) -> Self {
+    pub fn new(data: Arc<dyn Dataset>, plan: StreamPlan, context: BatchContext) -> Self {
         let end = batch_count(plan.order.len(), plan.batch_size);
         if plan.workers == 0 {
             return Self {
@@ -151,27 +167,27 @@ impl BatchStream {
                 end,
                 receivers: Vec::new(),
                 workers: Vec::new(),
-                inline: Some((data, plan)),
+                inline: Some((data, plan, context)),
             };
         }
-        let (senders, receivers): (Vec<SyncSender<HostBatch>>, Vec<_>) = (0..plan.workers)
+        let (senders, receivers): (Vec<SyncSender<Passes>>, Vec<_>) = (0..plan.workers)
             .map(|_| sync_channel(plan.prefetch))
             .unzip();
+        let plan = Arc::new(plan);
         let workers = senders
             .into_iter()
             .enumerate()
             .map(|(worker, sender)| {
-                let data = data.clone();
-                let order = plan.order.clone();
-                let (batch_size, first, stride) = (plan.batch_size, plan.first, plan.workers);
+                let (data, plan, context) = (data.clone(), plan.clone(), context.clone());
                 std::thread::Builder::new()
                     .name(format!("stoke-data-{worker}"))
                     .spawn(move || {
                         yield_to_the_model();
-                        for batch in (first + worker..end).step_by(stride) {
-                            let start = batch * batch_size;
-                            let indices = &order[start..(start + batch_size).min(order.len())];
-                            if sender.send(data.batch(indices)).is_err() {
+                        for batch in (plan.first + worker..end).step_by(plan.workers) {
+                            if sender
+                                .send(passes(data.as_ref(), &plan, batch, &context))
+                                .is_err()
+                            {
                                 return; // The consumer stopped early.
                             }
                         }
@@ -212,18 +228,16 @@ fn yield_to_the_model() {
 }
 
 impl Iterator for BatchStream {
-    type Item = HostBatch;
+    type Item = Passes;
 
-    fn next(&mut self) -> Option<HostBatch> {
+    fn next(&mut self) -> Option<Passes> {
         if self.next >= self.end {
             return None;
         }
         let batch = self.next;
         self.next += 1;
-        if let Some((data, plan)) = &self.inline {
-            let start = batch * plan.batch_size;
-            let stop = (start + plan.batch_size).min(plan.order.len());
-            return Some(data.batch(&plan.order[start..stop]));
+        if let Some((data, plan, context)) = &self.inline {
+            return Some(passes(data.as_ref(), plan, batch, context));
         }
         let worker = (batch - self.first) % self.receivers.len();
         Some(
@@ -248,10 +262,13 @@ impl Drop for BatchStream {
 mod tests {
     use super::*;
 
+    use crate::data::{DeviceBatch, HostBatch, Samples, Targets};
+    use burn::prelude::Device;
+
     /// Sample `i` is a batch whose label is `i`.
     struct Counting(usize);
 
-    impl Dataset for Counting {
+    impl Samples for Counting {
         fn len(&self) -> usize {
             self.0
         }
@@ -277,14 +294,23 @@ mod tests {
         let plan = StreamPlan {
             order: Arc::new((0..10).rev().collect()),
             batch_size: 3,
+            pass_size: 3,
             first,
             workers,
             prefetch: 1,
         };
-        BatchStream::new(Arc::new(Counting(10)), plan)
-            .map(|batch| match batch {
-                HostBatch::Images { labels, .. } => labels,
-                other => panic!("unexpected {other:?}"),
+        let context = BatchContext {
+            device: Device::flex(),
+            seed: 0,
+            epoch: Some(0),
+        };
+        BatchStream::new(Arc::new(Counting(10)), plan, context)
+            .map(|mut passes| {
+                let batch: DeviceBatch = passes.pop().unwrap().take().unwrap();
+                match batch.targets {
+                    Targets::Classes(labels) => labels.to_data().iter::<i64>().collect(),
+                    other => panic!("unexpected {other:?}"),
+                }
             })
             .collect()
     }

@@ -9,6 +9,8 @@
 //! To add a dataset: read it in `image/` or `text/`, implement [`Dataset`] (or reuse one),
 //! and branch to it in [`load_splits`].
 
+mod batch;
+mod custom;
 mod image;
 pub mod inspect;
 mod loader;
@@ -16,6 +18,7 @@ mod parquet;
 mod shape;
 pub mod shards;
 mod slices;
+pub mod tabular;
 mod text;
 
 use std::path::PathBuf;
@@ -26,17 +29,24 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+pub use batch::{AnyBatch, Batch, BatchContext, DeviceBatch, Input, Targets};
+#[cfg(feature = "burn-dataset")]
+pub use custom::BurnData;
+pub(crate) use custom::load as load_custom;
+pub use custom::{Data, DataContext, Parts, Spec};
 pub use image::{ImageSet, Normalization, Origins, decode_image, normalized, read_image};
 pub use loader::{
-    BatchStream, Ordering, Part, StreamPlan, batch_count, epoch_order, part_of_batches,
+    BatchStream, Ordering, Part, Passes, StreamPlan, batch_count, epoch_order, part_of_batches,
 };
 pub use shape::ImageShape;
 pub use slices::{FOLDER_FIELD, SliceBy, slice_values};
 pub use text::{Tokenizer, labelled_texts};
 
 use crate::config::{DataConfig, DatasetKind, OnError};
+use crate::task::TaskSpec;
 
-/// Samples that can be batched by index.
+/// Samples the loop batches by index onto a device: every dataset a run trains on, the
+/// built-in ones (through [`Samples`]) and a user's (through [`Data`]).
 pub trait Dataset: Send + Sync {
     fn len(&self) -> usize;
 
@@ -44,7 +54,42 @@ pub trait Dataset: Send + Sync {
         self.len() == 0
     }
 
-    /// The samples `indices` name, as one batch.
+    /// The samples `indices` names, as one batch on `context.device`.
+    fn batch(&self, indices: &[u32], context: &BatchContext) -> AnyBatch;
+
+    /// Host memory the dataset holds, for `data.memory_budget` (0 where it does not say).
+    fn resident_bytes(&self) -> usize {
+        0
+    }
+
+    /// Host memory one sample takes in a batch (at most; 0 where it does not say).
+    fn sample_bytes(&self) -> usize {
+        0
+    }
+
+    /// Where sample `index` came from and, for images, what it shows (for reports); `None`
+    /// where the dataset keeps no such record.
+    fn example(&self, _index: u32) -> Option<Example> {
+        None
+    }
+
+    /// The samples as a host batch, where the dataset is a built-in one (`stoke bench
+    /// --data-only` times this part alone).
+    fn host_batch(&self, _indices: &[u32]) -> Option<HostBatch> {
+        None
+    }
+}
+
+/// A built-in dataset: samples batched by index in host memory, moved onto the device as a
+/// [`DeviceBatch`].
+pub trait Samples: Send + Sync {
+    fn len(&self) -> usize;
+
+    fn is_empty(&self) -> bool {
+        Samples::len(self) == 0
+    }
+
+    /// The samples `indices` names, as one batch.
     fn batch(&self, indices: &[u32]) -> HostBatch;
 
     /// Host memory the dataset holds, for `data.memory_budget`.
@@ -57,6 +102,35 @@ pub trait Dataset: Send + Sync {
     /// where the dataset keeps no such record (streamed shards, LM windows).
     fn example(&self, _index: u32) -> Option<Example> {
         None
+    }
+}
+
+impl<S: Samples> Dataset for S {
+    fn len(&self) -> usize {
+        Samples::len(self)
+    }
+
+    fn batch(&self, indices: &[u32], context: &BatchContext) -> AnyBatch {
+        AnyBatch::new(DeviceBatch::new(
+            Samples::batch(self, indices),
+            &context.device,
+        ))
+    }
+
+    fn resident_bytes(&self) -> usize {
+        Samples::resident_bytes(self)
+    }
+
+    fn sample_bytes(&self) -> usize {
+        Samples::sample_bytes(self)
+    }
+
+    fn example(&self, index: u32) -> Option<Example> {
+        Samples::example(self, index)
+    }
+
+    fn host_batch(&self, indices: &[u32]) -> Option<HostBatch> {
+        Some(Samples::batch(self, indices))
     }
 }
 
@@ -107,6 +181,31 @@ pub enum HostBatch {
         targets: Vec<i64>,
         shape: [usize; 2],
     },
+    /// Table rows: standardised numeric features `[batch, numeric_width]`, category ids
+    /// `[batch, categorical_width]` and the rows' targets.
+    Rows {
+        numeric: Vec<f32>,
+        numeric_width: usize,
+        categorical: Vec<i64>,
+        categorical_width: usize,
+        targets: RowTargets,
+    },
+}
+
+/// What table rows are scored against.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RowTargets {
+    Classes(Vec<i64>),
+    /// Standardised values, `width` per row.
+    Values {
+        values: Vec<f32>,
+        width: usize,
+    },
+    /// Each label's presence (0 or 1), `width` per row.
+    Labels {
+        present: Vec<i64>,
+        width: usize,
+    },
 }
 
 impl HostBatch {
@@ -115,71 +214,18 @@ impl HostBatch {
         match self {
             HostBatch::Images { shape, .. } => shape[0],
             HostBatch::Tokens { shape, .. } | HostBatch::Sequences { shape, .. } => shape[0],
-        }
-    }
-
-    /// The batch cut into batches of at most `size` samples, in order.
-    pub fn split(self, size: usize) -> Vec<HostBatch> {
-        let samples = self.size();
-        if samples <= size {
-            return vec![self];
-        }
-        let ranges: Vec<std::ops::Range<usize>> = (0..samples)
-            .step_by(size)
-            .map(|start| start..(start + size).min(samples))
-            .collect();
-        match self {
-            HostBatch::Images {
-                pixels,
-                shape,
-                labels,
-            } => {
-                let per = shape[1] * shape[2] * shape[3];
-                ranges
-                    .into_iter()
-                    .map(|r| HostBatch::Images {
-                        pixels: pixels[r.start * per..r.end * per].to_vec(),
-                        shape: [r.len(), shape[1], shape[2], shape[3]],
-                        labels: labels[r].to_vec(),
-                    })
-                    .collect()
-            }
-            HostBatch::Tokens {
-                ids,
-                shape,
-                lengths,
-                labels,
-            } => ranges
-                .into_iter()
-                .map(|r| HostBatch::Tokens {
-                    ids: ids[r.start * shape[1]..r.end * shape[1]].to_vec(),
-                    shape: [r.len(), shape[1]],
-                    lengths: lengths[r.clone()].to_vec(),
-                    labels: labels[r].to_vec(),
-                })
-                .collect(),
-            HostBatch::Sequences {
-                inputs,
-                targets,
-                shape,
-            } => ranges
-                .into_iter()
-                .map(|r| {
-                    let rows = r.start * shape[1]..r.end * shape[1];
-                    HostBatch::Sequences {
-                        inputs: inputs[rows.clone()].to_vec(),
-                        targets: targets[rows].to_vec(),
-                        shape: [r.len(), shape[1]],
-                    }
-                })
-                .collect(),
+            HostBatch::Rows { targets, .. } => match targets {
+                RowTargets::Classes(classes) => classes.len(),
+                RowTargets::Values { values, width } => values.len() / width.max(&1),
+                RowTargets::Labels { present, width } => present.len() / width.max(&1),
+            },
         }
     }
 
     /// Tokens the model reads (0 for images).
     pub fn tokens(&self) -> usize {
         match self {
-            HostBatch::Images { .. } => 0,
+            HostBatch::Images { .. } | HostBatch::Rows { .. } => 0,
             HostBatch::Tokens { lengths, .. } => lengths.iter().sum(),
             HostBatch::Sequences { shape, .. } => shape[0] * shape[1],
         }
@@ -218,7 +264,7 @@ impl Split {
 }
 
 /// What a model is built for and an artifact must reproduce: the task, its inputs and its
-/// outputs.
+/// outputs. A user's data kind describes itself in [`DataSpec::Custom`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "task", rename_all = "kebab-case")]
 pub enum DataSpec {
@@ -240,15 +286,84 @@ pub enum DataSpec {
         /// character.
         chars_per_token: f64,
     },
+    /// Table rows (`dataset = "tabular"`): the feature columns, how to read them, and the
+    /// task their targets pose.
+    Tabular {
+        numeric: Vec<NumericColumn>,
+        categorical: Vec<CategoricalColumn>,
+        target: TaskSpec,
+    },
+    /// A user's data kind, with the spec it wrote (read back by the models trained on it).
+    Custom {
+        kind: String,
+        target: TaskSpec,
+        summary: String,
+        spec: serde_json::Value,
+    },
+}
+
+/// A numeric feature column and how it is standardised: `(x - mean) / std`, from the
+/// training split.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NumericColumn {
+    pub name: String,
+    pub mean: f64,
+    pub std: f64,
+}
+
+/// A categorical feature column and the values seen in training: value `i` has id `i + 1`,
+/// any other value id 0.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CategoricalColumn {
+    pub name: String,
+    pub values: Vec<String>,
 }
 
 impl DataSpec {
-    /// Classes, for classification tasks.
-    pub fn classes(&self) -> Option<&[String]> {
+    /// The task the data's targets pose.
+    pub fn task(&self) -> TaskSpec {
         match self {
             DataSpec::ImageClassification { classes, .. }
-            | DataSpec::TextClassification { classes, .. } => Some(classes),
-            DataSpec::LanguageModel { .. } => None,
+            | DataSpec::TextClassification { classes, .. } => TaskSpec::Classification {
+                classes: classes.clone(),
+            },
+            DataSpec::LanguageModel {
+                vocab_size,
+                context_length,
+                chars_per_token,
+            } => TaskSpec::LanguageModel {
+                vocab_size: *vocab_size,
+                context_length: *context_length,
+                chars_per_token: *chars_per_token,
+            },
+            DataSpec::Tabular { target, .. } | DataSpec::Custom { target, .. } => target.clone(),
+        }
+    }
+
+    /// Classes, for single-label classification.
+    pub fn classes(&self) -> Option<Vec<String>> {
+        self.task().classes().map(<[String]>::to_vec)
+    }
+
+    /// A user data kind's spec, as its data wrote it.
+    pub fn custom<S: Spec>(kind: &str, spec: &S) -> Self {
+        DataSpec::Custom {
+            kind: kind.to_string(),
+            target: spec.task(),
+            summary: spec.describe(),
+            spec: serde_json::to_value(spec).expect("a data spec serializes"),
+        }
+    }
+
+    /// The spec a user's data kind wrote, read back as `S`.
+    pub fn custom_spec<S: Spec>(&self) -> Result<S, String> {
+        match self {
+            DataSpec::Custom { kind, spec, .. } => serde_json::from_value(spec.clone())
+                .map_err(|err| format!("the spec of data kind \"{kind}\" does not read: {err}")),
+            other => Err(format!(
+                "this model takes a data kind of its own, not {}",
+                other.describe()
+            )),
         }
     }
 
@@ -272,6 +387,18 @@ impl DataSpec {
                 context_length,
                 ..
             } => format!("windows of {context_length} tokens ({vocab_size} in the vocabulary)"),
+            DataSpec::Tabular {
+                numeric,
+                categorical,
+                target,
+            } => format!(
+                "table rows of {} numeric and {} categorical columns, {} of {}",
+                numeric.len(),
+                categorical.len(),
+                target.name(),
+                target.outputs()
+            ),
+            DataSpec::Custom { kind, summary, .. } => format!("{kind}: {summary}"),
         }
     }
 }
@@ -326,6 +453,9 @@ pub struct Splits {
     /// The text tokenizer, trained on the training split or given.
     pub tokenizer: Option<Arc<Tokenizer>>,
     pub skipped: Skipped,
+    /// Table rows: per categorical column, the validation and test values not seen in
+    /// training (read as unknown).
+    pub unseen_categories: std::collections::BTreeMap<String, usize>,
 }
 
 impl Splits {
@@ -402,11 +532,18 @@ pub fn load_splits(
     seed: u64,
     tokenizer: Option<Tokenizer>,
 ) -> Result<Splits, DataError> {
-    match config.dataset {
+    match &config.dataset {
         DatasetKind::Mnist
         | DatasetKind::FashionMnist
         | DatasetKind::ImageFolder
         | DatasetKind::ImageParquet => image::load(config, seed),
+        DatasetKind::Tabular => tabular::load(config, seed),
+        DatasetKind::Custom(name) => Err(DataError::Corrupt {
+            path: config.path.clone(),
+            detail: format!(
+                "data kind \"{name}\" is a registered one: load it through the registry"
+            ),
+        }),
         DatasetKind::ImageShards => shards::load(config, seed),
         DatasetKind::TextShards => shards::load_texts(config, seed, tokenizer),
         DatasetKind::TextClassification => text::load_classification(config, seed, tokenizer),

@@ -7,7 +7,8 @@ use std::path::Path;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{
-    Int8Type, Int16Type, Int32Type, Int64Type, UInt8Type, UInt16Type, UInt32Type, UInt64Type,
+    Float32Type, Float64Type, Int8Type, Int16Type, Int32Type, Int64Type, UInt8Type, UInt16Type,
+    UInt32Type, UInt64Type,
 };
 use arrow_array::{Array, RecordBatch};
 use arrow_schema::DataType;
@@ -56,12 +57,7 @@ pub fn read<T: Payload>(
         path: path.to_path_buf(),
         detail,
     };
-    let file = File::open(path).map_err(|source| DataError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
-        .map_err(|err| corrupt(format!("not a readable Parquet file: {err}")))?;
+    let builder = open(path)?;
     let schema = builder.schema().clone();
     let columns: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
     let payload = payload_columns
@@ -124,6 +120,77 @@ pub fn read<T: Payload>(
     Ok(rows)
 }
 
+/// The names of a Parquet file's columns, in its schema's order.
+pub fn column_names(path: &Path) -> Result<Vec<String>, DataError> {
+    Ok(open(path)?
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect())
+}
+
+/// A reader of the Parquet file at `path`, or why it cannot be read.
+fn open(path: &Path) -> Result<ParquetRecordBatchReaderBuilder<File>, DataError> {
+    let file = File::open(path).map_err(|source| DataError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    ParquetRecordBatchReaderBuilder::try_new(file).map_err(|err| DataError::Corrupt {
+        path: path.to_path_buf(),
+        detail: format!("not a readable Parquet file: {err}"),
+    })
+}
+
+/// Reads up to `limit` rows of the columns `names`, every value as text (numbers as Rust
+/// writes them, booleans as `true`/`false`, null as `None`): the table as CSV would give it.
+pub fn read_columns(
+    path: &Path,
+    names: &[&str],
+    limit: Option<usize>,
+) -> Result<Vec<Vec<Option<String>>>, DataError> {
+    let corrupt = |detail: String| DataError::Corrupt {
+        path: path.to_path_buf(),
+        detail,
+    };
+    let builder = open(path)?;
+    let schema = builder.schema().clone();
+    let columns: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+    if let Some(missing) = names.iter().find(|name| !columns.contains(name)) {
+        return Err(corrupt(format!(
+            "no column \"{missing}\" (columns: {})",
+            columns.join(", ")
+        )));
+    }
+    let reader = builder
+        .with_batch_size(4096)
+        .build()
+        .map_err(|err| corrupt(err.to_string()))?;
+    let limit = limit.unwrap_or(usize::MAX);
+    let mut rows: Vec<Vec<Option<String>>> = Vec::new();
+    for batch in reader {
+        let batch: RecordBatch = batch.map_err(|err| corrupt(err.to_string()))?;
+        let mut columns = Vec::with_capacity(names.len());
+        for name in names {
+            let array = batch.column_by_name(name).expect("checked above");
+            let values = strings(array.as_ref()).ok_or_else(|| {
+                corrupt(format!(
+                    "column \"{name}\" is {}; expected numbers, booleans or strings",
+                    array.data_type()
+                ))
+            })?;
+            columns.push(values);
+        }
+        for row in 0..batch.num_rows() {
+            if rows.len() >= limit {
+                return Ok(rows);
+            }
+            rows.push(columns.iter().map(|column| column[row].clone()).collect());
+        }
+    }
+    Ok(rows)
+}
+
 fn strings(array: &dyn Array) -> Option<Vec<Option<String>>> {
     fn collect<'a>(values: impl Iterator<Item = Option<&'a str>>) -> Vec<Option<String>> {
         values.map(|v| v.map(str::to_string)).collect()
@@ -143,6 +210,9 @@ fn strings(array: &dyn Array) -> Option<Vec<Option<String>>> {
         DataType::UInt16 => numbers(array.as_primitive::<UInt16Type>().iter()),
         DataType::UInt32 => numbers(array.as_primitive::<UInt32Type>().iter()),
         DataType::UInt64 => numbers(array.as_primitive::<UInt64Type>().iter()),
+        DataType::Float32 => numbers(array.as_primitive::<Float32Type>().iter()),
+        DataType::Float64 => numbers(array.as_primitive::<Float64Type>().iter()),
+        DataType::Boolean => numbers(array.as_boolean().iter()),
         _ => return None,
     })
 }

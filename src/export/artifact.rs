@@ -20,18 +20,15 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use burn::module::Module;
 use burn::prelude::Device;
-use burn::store::{BurnToPyTorchAdapter, ModuleSnapshot, SafetensorsStore};
 use serde::{Deserialize, Serialize};
 
 use super::Loaded;
 use crate::Error;
 use crate::backend::{self, SelectedBackend};
-use crate::config::{BackendChoice, CpuBackend, ModelConfig, Network};
+use crate::config::{BackendChoice, CpuBackend, ModelConfig};
 use crate::data::{DataSpec, Tokenizer};
 use crate::files::{FileDigest, digest, parent_dir, replace_dir, verify_digests, write_synced};
-use crate::model::Model;
 use crate::train::{Measured, RunDir, Summary};
 use crate::weights::checkpoint::{self, CheckpointChoice};
 
@@ -120,23 +117,12 @@ pub fn export(run_path: &Path, options: &ExportOptions) -> Result<ExportReport, 
     let chosen = run.checkpoints().open(&options.checkpoint)?;
     let spec = chosen.spec()?;
     let tokenizer = chosen.tokenizer()?;
-    let device = Device::flex();
-    let model = Model::new(&config.model, &spec, &device)?;
+    let model = super::build(&config.model, &spec, &Device::flex())?;
     let model = checkpoint::load_model(&chosen.dir, model)?;
-
-    let mut store = SafetensorsStore::from_bytes(None)
-        .with_to_adapter(BurnToPyTorchAdapter)
-        .skip_enum_variants(true)
-        // transformers' loaders refuse a file whose `format` is not one of theirs ("pt" for
-        // PyTorch tensors); burn writes "safetensors" by default.
-        .metadata("format", "pt")
-        .metadata("stoke_model", config.model.kind());
-    let safetensors_error = |err: burn::store::SafetensorsStoreError| Error::Record {
+    let safetensors = model.safetensors().map_err(|detail| Error::Record {
         path: out.join(SAFETENSORS_FILE),
-        detail: err.to_string(),
-    };
-    model.save_into(&mut store).map_err(safetensors_error)?;
-    let safetensors = store.get_bytes().map_err(safetensors_error)?;
+        detail,
+    })?;
     let record_path = chosen.dir.join(checkpoint::MODEL_FILE);
     let record = fs::read(&record_path).map_err(|e| Error::io(&record_path, e))?;
 
@@ -149,10 +135,7 @@ pub fn export(run_path: &Path, options: &ExportOptions) -> Result<ExportReport, 
         files.push((TOKENIZER_FILE, tokenizer.to_json().into_bytes()));
     }
     if options.onnx {
-        files.push((
-            ONNX_FILE,
-            super::onnx::to_onnx(&model, config.model.kind(), &spec).map_err(Error::Usage)?,
-        ));
+        files.push((ONNX_FILE, model.onnx(&spec).map_err(Error::Usage)?));
     }
     let digests: BTreeMap<String, FileDigest> = files
         .iter()
@@ -311,13 +294,9 @@ pub fn read_manifest(dir: &Path) -> Result<ArtifactManifest, Error> {
         None => return Err(refuse(format!("{MANIFEST_FILE} has no format_version"))),
     }
     let kind = value["model"]["kind"].as_str().unwrap_or_default();
-    if !Network::KINDS.contains(&kind) {
-        return Err(refuse(format!(
-            "its model kind \"{kind}\" is unknown to this stoke {} (it knows {})",
-            env!("CARGO_PKG_VERSION"),
-            Network::KINDS.join(", ")
-        )));
-    }
+    crate::registry::registry()
+        .model_kind(kind)
+        .map_err(&refuse)?;
     let manifest: ArtifactManifest =
         serde_json::from_value(value).map_err(|err| refuse(format!("{MANIFEST_FILE}: {err}")))?;
     for required in [SAFETENSORS_FILE, RECORD_FILE] {
@@ -356,9 +335,9 @@ pub fn open_verified(
         backend_choice.unwrap_or(BackendChoice::Auto),
         CpuBackend::Flex,
     )?;
-    let model = Model::new(&manifest.model, &manifest.input, &Device::flex())?;
-    let model =
-        checkpoint::load_model_record(&dir.join(RECORD_FILE), model)?.to_device(&backend.device);
+    let mut model = super::build(&manifest.model, &manifest.input, &Device::flex())?;
+    checkpoint::load_model_record(&dir.join(RECORD_FILE), model.as_mut())?;
+    model.to_device(&backend.device);
     let loaded = Loaded {
         model_config: manifest.model.clone(),
         model,

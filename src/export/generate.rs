@@ -45,7 +45,12 @@ pub fn generate(loaded: &Loaded, options: &GenerateOptions) -> Result<String, Er
         let window = &ids[ids.len().saturating_sub(context_length)..];
         let input: Vec<i64> = window.iter().map(|&id| i64::from(id)).collect();
         let input = Tensor::<2, Int>::from_data(TensorData::new(input, [1, window.len()]), &device);
-        let logits = model.forward(Input::Sequences(input)); // [window, vocab]
+        let logits = model.scores(Input::Sequences(input)).ok_or_else(|| {
+            Error::Usage(format!(
+                "a {} model takes inputs of its own: it cannot continue a prompt",
+                loaded.model_config.kind()
+            ))
+        })?; // [window, vocab]
         let [rows, vocab] = logits.dims();
         let last: Vec<f32> = logits
             .slice([rows - 1..rows, 0..vocab])

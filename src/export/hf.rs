@@ -7,8 +7,7 @@ use std::path::Path;
 use super::{CheckpointChoice, Loaded, load};
 use crate::Error;
 use crate::config::BackendChoice;
-use crate::model::Model;
-use crate::weights::{self, hf};
+use crate::weights::hf;
 
 /// What `export_hf` wrote.
 pub struct HfReport {
@@ -33,19 +32,15 @@ pub fn export_hf(
         source,
         ..
     } = load(run_path, choice, Some(BackendChoice::Flex))?;
-    let parameters = match &model {
-        Model::Bert(bert) => weights::parameters(bert),
-        Model::Gpt2(gpt2) => weights::parameters(gpt2),
-        _ => {
-            return Err(Error::Usage(format!(
-                "--format hf writes bert and gpt2 models; {} is a {} run (export it as an artifact)",
-                run_path.display(),
-                model_config.kind()
-            )));
-        }
-    };
-    let labels = spec.classes().map(<[String]>::to_vec).unwrap_or_default();
-    let export = hf::export(&model_config.network, parameters, &labels).map_err(Error::Usage)?;
+    if !["bert", "gpt2"].contains(&model_config.kind()) {
+        return Err(Error::Usage(format!(
+            "--format hf writes bert and gpt2 models; {} is a {} run (export it as an artifact)",
+            run_path.display(),
+            model_config.kind()
+        )));
+    }
+    let labels = spec.classes().unwrap_or_default();
+    let export = hf::export(&model_config, model.parameters(), &labels).map_err(Error::Usage)?;
     let config = serde_json::to_vec_pretty(&export.config).expect("the config serializes");
     let mut files = vec![
         (hf::CONFIG_FILE, config),

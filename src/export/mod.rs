@@ -5,7 +5,7 @@
 pub mod artifact;
 mod generate;
 mod hf;
-mod onnx;
+pub(crate) mod onnx;
 mod predict;
 
 pub use crate::weights::checkpoint::CheckpointChoice;
@@ -14,20 +14,18 @@ pub use generate::{GenerateOptions, generate};
 pub use hf::{HfReport, export_hf};
 pub use predict::{
     Prediction, PredictionError, Scored, classify_images, classify_texts, image_input,
-    image_logits, text_logits,
+    image_logits, predict_rows, text_logits,
 };
 
 use std::path::Path;
 
-use burn::module::Module;
 use burn::prelude::Device;
 
 use crate::Error;
 use crate::backend::{self, SelectedBackend};
 use crate::config::{BackendChoice, ModelConfig};
 use crate::data::{DataSpec, Tokenizer};
-use crate::model::Model;
-use crate::train::RunDir;
+use crate::train::{Net, RunDir};
 use crate::weights::checkpoint;
 
 /// A model ready for inference, with what it needs to read its inputs.
@@ -35,7 +33,7 @@ pub struct Loaded {
     pub model_config: ModelConfig,
     /// On a device without autodiff: dropout is off and batch norm uses its running
     /// statistics, as in evaluation.
-    pub model: Model,
+    pub model: Box<dyn Net>,
     /// What the model reads and outputs (image shape and normalisation, or vocabulary and
     /// lengths; class names).
     pub spec: DataSpec,
@@ -73,7 +71,8 @@ pub fn load(
         backend_choice.unwrap_or(config.run.backend),
         config.run.cpu_backend,
     )?;
-    let model = Model::new(&config.model, &spec, &Device::flex())?.to_device(&backend.device);
+    let mut model = build(&config.model, &spec, &Device::flex())?;
+    model.to_device(&backend.device);
     let model = checkpoint::load_model(&chosen.dir, model)?;
     Ok(Loaded {
         model_config: config.model,
@@ -83,4 +82,17 @@ pub fn load(
         backend,
         source: format!("{} {}", run_path.display(), chosen.name),
     })
+}
+
+/// A model of `config`'s kind for `spec`, built on `device` by the kind registered under its
+/// name: a run or artifact of a kind this binary does not know is refused, naming it.
+pub(crate) fn build(
+    config: &ModelConfig,
+    spec: &DataSpec,
+    device: &Device,
+) -> Result<Box<dyn Net>, Error> {
+    crate::registry::registry()
+        .model_kind(&config.kind)
+        .map_err(Error::Usage)?
+        .build(config, spec, device)
 }

@@ -6,12 +6,12 @@
 use burn::prelude::*;
 use burn_onnx::export::{AxisSpec, InputSpec, OnnxExporter};
 
-use crate::data::DataSpec;
-use crate::model::{Input, Model};
+use crate::data::{DataSpec, Input};
+use crate::model::Model;
 
-/// The ONNX bytes of `model` (a `kind` model on a CPU device, not autodiff), or why it
-/// cannot be exported.
-pub fn to_onnx(model: &Model, kind: &str, spec: &DataSpec) -> Result<Vec<u8>, String> {
+/// The ONNX bytes of `model` (on a CPU device, not autodiff), or why it cannot be exported.
+pub(crate) fn to_onnx<M: Model>(model: &M, spec: &DataSpec) -> Result<Vec<u8>, String> {
+    let kind = M::KIND;
     let DataSpec::ImageClassification { input, .. } = spec else {
         return Err(format!(
             "ONNX export covers image classifiers; this model reads {}",
@@ -28,9 +28,16 @@ pub fn to_onnx(model: &Model, kind: &str, spec: &DataSpec) -> Result<Vec<u8>, St
         AxisSpec::Static,
         AxisSpec::Static,
     ])];
+    if model.scores(Input::Images(batch(1))).is_none() {
+        return Err(format!(
+            "ONNX export covers models over stoke's image input; a {kind} model takes inputs of its own"
+        ));
+    }
     OnnxExporter::new()
-        .export_dynamic(model, batch(1), batch(2), &axes, |model: &Model, images| {
-            model.forward(Input::Images(images))
+        .export_dynamic(model, batch(1), batch(2), &axes, |model: &M, images| {
+            model
+                .scores(Input::Images(images))
+                .expect("checked above: the model takes images")
         })
         .map(|onnx| onnx.into_bytes())
         .map_err(|err| format!("burn-onnx cannot export this {kind}: {err}"))

@@ -12,17 +12,26 @@ use serde::Serialize;
 
 use super::Loaded;
 use crate::Error;
+use crate::data::DeviceBatch;
 use crate::data::{
     DataSpec, Dataset, ImageSet, ImageShape, labelled_texts, normalized, read_image,
 };
-use crate::train::DeviceBatch;
+use crate::task::TaskSpec;
 
 /// One input's answer.
 #[derive(Debug, Clone, Serialize)]
 pub struct Prediction {
     pub input: String,
-    /// The `top_k` most likely classes, most likely first.
+    /// The `top_k` most likely classes, most likely first (for multi-label data every
+    /// label, each with its own probability).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub top: Vec<Scored>,
+    /// Regression: each target's predicted value, in the target's units.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub values: Option<std::collections::BTreeMap<String, f64>>,
+    /// Multi-label: the labels predicted present (probability 0.5 or above).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub labels: Option<Vec<String>>,
     /// The model's raw outputs, one per class in the manifest's order.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub logits: Vec<f32>,
@@ -143,7 +152,9 @@ impl Prediction {
         let classes = loaded.spec.classes().unwrap_or_default();
         Prediction {
             input,
-            top: top_classes(&logits, classes, top_k),
+            top: top_classes(&logits, &classes, top_k),
+            values: None,
+            labels: None,
             logits,
         }
     }
@@ -154,12 +165,170 @@ fn wrong_input(loaded: &Loaded, given: &str) -> Error {
         DataSpec::ImageClassification { .. } => "image files",
         DataSpec::TextClassification { .. } => "texts (--text, --file or standard input)",
         DataSpec::LanguageModel { .. } => "a prompt to continue (--generate N --prompt TEXT)",
+        DataSpec::Tabular { .. } => "table rows (--rows FILE.csv)",
+        DataSpec::Custom { .. } => {
+            "inputs of its own, which predict cannot read (export its weights with stoke export)"
+        }
     };
     Error::Usage(format!(
         "{} is a {} model: it takes {expected}, not {given}",
         loaded.source,
         loaded.model_config.kind()
     ))
+}
+
+/// Predicts the rows of a CSV file (a header row naming the columns) with a model of table
+/// rows: each row read as training read its table, `batch_size` at a time; a row that cannot
+/// be read gets an error of its own.
+pub fn predict_rows(
+    loaded: &Loaded,
+    path: &std::path::Path,
+    batch_size: usize,
+    top_k: usize,
+) -> Result<Vec<Answer>, Error> {
+    let DataSpec::Tabular {
+        numeric,
+        categorical,
+        target,
+    } = &loaded.spec
+    else {
+        return Err(wrong_input(loaded, "table rows"));
+    };
+    let mut reader = csv::ReaderBuilder::new()
+        .flexible(true)
+        .from_path(path)
+        .map_err(|err| Error::Usage(format!("{}: {err}", path.display())))?;
+    let headers: Vec<String> = reader
+        .headers()
+        .map_err(|err| Error::Usage(format!("{}: {err}", path.display())))?
+        .iter()
+        .map(|h| h.trim().to_string())
+        .collect();
+    let mut rows = Vec::new();
+    for record in reader.records() {
+        let line = record
+            .as_ref()
+            .map_or(0, |r| r.position().map_or(0, |p| p.line() as usize));
+        let input = format!("{}:{line}", path.display());
+        let encoded = record.map_err(|err| err.to_string()).and_then(|record| {
+            let row = headers
+                .iter()
+                .cloned()
+                .zip(record.iter().map(str::to_string))
+                .collect();
+            crate::data::tabular::encode_row(&loaded.spec, &row)
+        });
+        rows.push((input, encoded));
+    }
+    let mut answers = Vec::with_capacity(rows.len());
+    for chunk in rows.chunks(batch_size.max(1)) {
+        let readable: Vec<&(Vec<f32>, Vec<i64>)> = chunk
+            .iter()
+            .filter_map(|(_, row)| row.as_ref().ok())
+            .collect();
+        // A batch of one runs as two copies, as for images and texts.
+        let copies = if readable.len() == 1 { 2 } else { 1 };
+        let batch: Vec<&(Vec<f32>, Vec<i64>)> = readable
+            .iter()
+            .flat_map(|row| std::iter::repeat_n(*row, copies))
+            .collect();
+        let scores = match batch.len() {
+            0 => Vec::new(),
+            size => {
+                let device = &loaded.backend.device;
+                let numbers: Vec<f32> = batch.iter().flat_map(|(n, _)| n.clone()).collect();
+                let ids: Vec<i64> = batch.iter().flat_map(|(_, c)| c.clone()).collect();
+                let input = crate::data::Input::Rows {
+                    numeric: burn::prelude::Tensor::from_data(
+                        burn::prelude::TensorData::new(numbers, [size, numeric.len()]),
+                        device,
+                    ),
+                    categorical: burn::prelude::Tensor::from_data(
+                        burn::prelude::TensorData::new(ids, [size, categorical.len()]),
+                        device,
+                    ),
+                };
+                let scores = loaded.model.scores(input).ok_or_else(|| {
+                    Error::Usage(format!(
+                        "a {} model does not read table rows",
+                        loaded.model_config.kind()
+                    ))
+                })?;
+                let [_, width] = scores.dims();
+                let values: Vec<f32> = scores.into_data().iter::<f32>().collect();
+                values
+                    .chunks_exact(width)
+                    .step_by(copies)
+                    .map(<[f32]>::to_vec)
+                    .collect()
+            }
+        };
+        let mut scores = scores.into_iter();
+        for (input, row) in chunk {
+            answers.push(match row {
+                Ok(_) => {
+                    let logits = scores.next().expect("one row of scores per readable row");
+                    Ok(row_answer(input.clone(), logits, target, top_k))
+                }
+                Err(error) => Err(PredictionError {
+                    input: input.clone(),
+                    error: error.clone(),
+                }),
+            });
+        }
+    }
+    Ok(answers)
+}
+
+/// A table row's answer from its scores, as its task reads them.
+fn row_answer(input: String, logits: Vec<f32>, task: &TaskSpec, top_k: usize) -> Prediction {
+    let mut prediction = Prediction {
+        input,
+        top: Vec::new(),
+        values: None,
+        labels: None,
+        logits: Vec::new(),
+    };
+    match task {
+        TaskSpec::Regression { targets, scales } => {
+            prediction.values = Some(
+                targets
+                    .iter()
+                    .enumerate()
+                    .map(|(t, name)| {
+                        let value = f64::from(logits[t]);
+                        let value = scales.get(t).map_or(value, |scale| scale.restore(value));
+                        (name.clone(), value)
+                    })
+                    .collect(),
+            );
+        }
+        TaskSpec::MultiLabel { labels } => {
+            let mut scored: Vec<Scored> = labels
+                .iter()
+                .zip(&logits)
+                .map(|(label, &logit)| Scored {
+                    label: label.clone(),
+                    probability: 1.0 / (1.0 + (-f64::from(logit)).exp()),
+                })
+                .collect();
+            prediction.labels = Some(
+                scored
+                    .iter()
+                    .filter(|s| s.probability >= 0.5)
+                    .map(|s| s.label.clone())
+                    .collect(),
+            );
+            scored.sort_by(|a, b| b.probability.total_cmp(&a.probability));
+            prediction.top = scored;
+        }
+        TaskSpec::Classification { classes } => {
+            prediction.top = top_classes(&logits, classes, top_k);
+        }
+        TaskSpec::LanguageModel { .. } => {}
+    }
+    prediction.logits = logits;
+    prediction
 }
 
 /// Runs every sample of `data` through the model in one batch: one row of logits each.
@@ -175,8 +344,17 @@ fn logits(loaded: &Loaded, data: &Arc<dyn Dataset>) -> Result<Vec<Vec<f32>>, Err
         1 => vec![0, 0],
         len => (0..len as u32).collect(),
     };
-    let batch = DeviceBatch::new(data.batch(&indices), &loaded.backend.device);
-    let logits = loaded.model.forward(batch.input); // [batch, classes]
+    let host = data
+        .host_batch(&indices)
+        .expect("predict reads inputs through stoke's own datasets");
+    let batch = DeviceBatch::new(host, &loaded.backend.device);
+    let logits = loaded.model.scores(batch.input).ok_or_else(|| {
+        Error::Usage(format!(
+            "{} is a {} model, which takes inputs of its own: predict reads images, texts and table rows",
+            loaded.source,
+            loaded.model_config.kind()
+        ))
+    })?; // [batch, classes]
     let [_, width] = logits.dims();
     let values: Vec<f32> = logits.into_data().iter::<f32>().collect();
     Ok(values

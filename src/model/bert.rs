@@ -14,8 +14,13 @@ use burn::prelude::*;
 use burn::tensor::activation::tanh;
 
 use super::encoder::{EncoderConfig, FeedForward, SelfAttention, layer_norm_with};
-use super::{Dropout, positions, project};
+use super::{
+    Dropout, builtin_forward, check_dropout, check_sizes, check_transformer, fits_positions,
+    positions, project, vocabulary, wrong_data,
+};
 use crate::config::{Activation, BertConfig, BertPooling};
+use crate::data::{DataSpec, DeviceBatch, Input};
+use crate::task::{Output, Task};
 
 /// BERT's initializer, N(0, 0.02), for weights trained from scratch.
 fn bert_init() -> Initializer {
@@ -55,9 +60,65 @@ pub struct Bert {
     epsilon: f64,
 }
 
+impl super::Model for Bert {
+    const KIND: &'static str = "bert";
+    type Config = BertConfig;
+    type Spec = DataSpec;
+    type Batch = DeviceBatch;
+
+    fn new(config: &BertConfig, spec: &DataSpec, device: &Device) -> Result<Self, String> {
+        let DataSpec::TextClassification {
+            classes,
+            vocab_size,
+            max_length,
+            ..
+        } = spec
+        else {
+            return Err(wrong_data(Self::KIND, spec));
+        };
+        let vocab = vocabulary(config.vocab_size, *vocab_size)?;
+        fits_positions("data.max_length", *max_length, config.positions())?;
+        Ok(Self::build(config, vocab, classes.len(), device))
+    }
+
+    fn forward(&self, batch: DeviceBatch, task: &Task) -> Output {
+        builtin_forward(self, batch, task)
+    }
+
+    fn check(config: &BertConfig) -> Vec<(String, String)> {
+        let mut problems = check_transformer(
+            ("hidden_size", config.hidden()),
+            ("num_heads", config.heads()),
+            ("num_layers", config.layers()),
+            ("intermediate_size", config.intermediate()),
+        );
+        problems.extend(check_dropout("dropout", config.dropout_prob()));
+        problems.extend(check_sizes(
+            &[
+                ("vocab_size", config.vocab_size),
+                ("max_positions", config.max_positions),
+                ("type_vocab_size", config.type_vocab_size),
+            ],
+            config.epsilon(),
+        ));
+        problems
+    }
+
+    fn head() -> &'static [&'static str] {
+        &["classifier"]
+    }
+
+    fn scores(&self, input: Input) -> Option<Tensor<2>> {
+        match input {
+            Input::Tokens { ids, padding } => Some(self.text_logits(ids, padding)),
+            _ => None,
+        }
+    }
+}
+
 impl Bert {
     /// A BERT of `config`'s shape over `vocab` tokens with a head for `classes`.
-    pub fn new(config: &BertConfig, vocab: usize, classes: usize, device: &Device) -> Self {
+    pub fn build(config: &BertConfig, vocab: usize, classes: usize, device: &Device) -> Self {
         let hidden = config.hidden();
         let dropout = config.dropout_prob();
         let embedding = |count| {
@@ -117,7 +178,7 @@ impl Bert {
 
     /// Class logits `[batch, classes]` for token ids `[batch, length]`, `padding` true after
     /// each text's end; every token is of type 0 (one text per example).
-    pub fn forward(&self, ids: Tensor<2, Int>, padding: Tensor<2, Bool>) -> Tensor<2> {
+    pub fn text_logits(&self, ids: Tensor<2, Int>, padding: Tensor<2, Bool>) -> Tensor<2> {
         let types = ids.zeros_like();
         self.logits(ids, types, padding)
     }

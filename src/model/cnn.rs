@@ -7,9 +7,14 @@ use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::activation::relu;
 
-use super::{Dropout, ImageShape, ModelError, convolve, project};
+use super::{
+    Dropout, ImageShape, ModelError, builtin_forward, check_dropout, convolve, image_classes,
+    project,
+};
 use crate::config::CnnConfig;
+use crate::data::{DataSpec, DeviceBatch, Input};
 use crate::kernels;
+use crate::task::{Output, Task};
 
 #[derive(Module, Debug)]
 pub struct Cnn {
@@ -21,8 +26,54 @@ pub struct Cnn {
     output: Linear,
 }
 
+impl super::Model for Cnn {
+    const KIND: &'static str = "cnn";
+    type Config = CnnConfig;
+    type Spec = DataSpec;
+    type Batch = DeviceBatch;
+
+    fn new(config: &CnnConfig, spec: &DataSpec, device: &Device) -> Result<Self, String> {
+        let (input, classes) = image_classes(Self::KIND, spec)?;
+        Self::build(config, input, classes, device).map_err(|e| e.to_string())
+    }
+
+    fn forward(&self, batch: DeviceBatch, task: &Task) -> Output {
+        builtin_forward(self, batch, task)
+    }
+
+    fn check(config: &CnnConfig) -> Vec<(String, String)> {
+        let mut problems = Vec::new();
+        if config.channels.is_empty() || config.channels.contains(&0) {
+            problems.push((
+                "channels".into(),
+                "needs at least one convolution, each with at least 1 channel".into(),
+            ));
+        }
+        if config.kernel_size == 0 {
+            problems.push(("kernel_size".into(), "must be at least 1".into()));
+        }
+        if config.hidden == 0 {
+            problems.push(("hidden".into(), "must be at least 1".into()));
+        }
+        problems.extend(check_dropout("dropout", config.dropout));
+        problems.extend(check_dropout("fc_dropout", config.fc_dropout));
+        problems
+    }
+
+    fn head() -> &'static [&'static str] {
+        &["output"]
+    }
+
+    fn scores(&self, input: Input) -> Option<Tensor<2>> {
+        match input {
+            Input::Images(images) => Some(self.logits(images)),
+            _ => None,
+        }
+    }
+}
+
 impl Cnn {
-    pub fn new(
+    pub fn build(
         config: &CnnConfig,
         input: ImageShape,
         classes: usize,
@@ -64,7 +115,7 @@ impl Cnn {
         })
     }
 
-    pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
+    pub fn logits(&self, images: Tensor<4>) -> Tensor<2> {
         let x = self
             .convs
             .iter()

@@ -10,8 +10,13 @@ use burn::nn::{Embedding, EmbeddingConfig, Initializer, LayerNorm, LayerNormConf
 use burn::prelude::*;
 
 use super::encoder::{EncoderConfig, FeedForward, SelfAttention, layer_norm_with};
-use super::{Dropout, no_padding, positions};
+use super::{
+    Dropout, builtin_forward, check_dropout, check_sizes, check_transformer, fits_positions,
+    no_padding, positions, vocabulary, wrong_data,
+};
 use crate::config::{Activation, Gpt2Config};
+use crate::data::{DataSpec, DeviceBatch, Input};
+use crate::task::{Output, Task};
 
 #[derive(Module, Debug)]
 struct Gpt2Block {
@@ -33,9 +38,62 @@ pub struct Gpt2 {
     epsilon: f64,
 }
 
+impl super::Model for Gpt2 {
+    const KIND: &'static str = "gpt2";
+    type Config = Gpt2Config;
+    type Spec = DataSpec;
+    type Batch = DeviceBatch;
+
+    fn new(config: &Gpt2Config, spec: &DataSpec, device: &Device) -> Result<Self, String> {
+        let DataSpec::LanguageModel {
+            vocab_size,
+            context_length,
+            ..
+        } = spec
+        else {
+            return Err(wrong_data(Self::KIND, spec));
+        };
+        let vocab = vocabulary(config.vocab_size, *vocab_size)?;
+        let positions = config.max_positions.unwrap_or(*context_length);
+        fits_positions("data.context_length", *context_length, positions)?;
+        Ok(Self::build(config, vocab, positions, device))
+    }
+
+    fn forward(&self, batch: DeviceBatch, task: &Task) -> Output {
+        builtin_forward(self, batch, task)
+    }
+
+    fn check(config: &Gpt2Config) -> Vec<(String, String)> {
+        let mut problems = check_transformer(
+            ("hidden_size", config.hidden()),
+            ("num_heads", config.heads()),
+            ("num_layers", config.layers()),
+            ("intermediate_size", config.intermediate()),
+        );
+        problems.extend(check_dropout("dropout", config.dropout_prob()));
+        problems.extend(check_sizes(
+            &[
+                ("vocab_size", config.vocab_size),
+                ("max_positions", config.max_positions),
+            ],
+            config.epsilon(),
+        ));
+        problems
+    }
+
+    // The tied output projection is the token embedding: nothing to start fresh.
+
+    fn scores(&self, input: Input) -> Option<Tensor<2>> {
+        match input {
+            Input::Sequences(ids) => Some(self.logits(ids)),
+            _ => None,
+        }
+    }
+}
+
 impl Gpt2 {
     /// A GPT-2 of `config`'s shape over `vocab` tokens with `positions` learned positions.
-    pub fn new(config: &Gpt2Config, vocab: usize, positions: usize, device: &Device) -> Self {
+    pub fn build(config: &Gpt2Config, vocab: usize, positions: usize, device: &Device) -> Self {
         let hidden = config.hidden();
         let dropout = config.dropout_prob();
         // GPT-2's N(0, 0.02): the output logits are dot products with the token rows.
@@ -84,7 +142,7 @@ impl Gpt2 {
     }
 
     /// Next-token logits at every position, `[batch × length, vocab]`.
-    pub fn forward(&self, ids: Tensor<2, Int>) -> Tensor<2> {
+    pub fn logits(&self, ids: Tensor<2, Int>) -> Tensor<2> {
         let [batch, length] = ids.dims();
         let (positions, no_padding) = (positions(&ids), no_padding(&ids));
         let x = self.wte.forward(ids) + self.wpe.forward(positions);

@@ -1,7 +1,8 @@
-//! The networks stoke trains, one file per family, behind one `Model` the loop calls.
+//! The networks stoke trains: the [`Model`] trait every kind implements (the built-in
+//! families here, one file each, and a user's own), and the layers they share.
 //!
-//! To add a family: write `<family>.rs` with its config-driven constructor and `forward`, add
-//! a variant here and to `config::ModelConfig`.
+//! To add a family: write `<family>.rs` with its config, `new` and `forward` as an
+//! implementation of [`Model`], and register it in `crate::registry::builtins`.
 
 mod bert;
 mod cnn;
@@ -10,15 +11,18 @@ mod encoder;
 mod gpt2;
 mod mlp;
 mod resnet;
+mod tabular;
 mod transformer;
 
-use burn::module::{ModuleVisitor, Param};
+use burn::module::{Module, ModuleVisitor, Param};
 use burn::nn::conv::Conv2d;
 use burn::nn::{Linear, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::FloatDType;
 use burn::tensor::activation::{gelu_approximate, relu, tanh};
 use burn::tensor::ops::ConvOptions;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
 pub use bert::Bert;
@@ -27,11 +31,14 @@ pub use dropout::Dropout;
 pub use gpt2::Gpt2;
 pub use mlp::Mlp;
 pub use resnet::Resnet;
+pub use tabular::TabularMlp;
 pub use transformer::{LanguageModel, TextClassifier};
 
-use crate::config::{Activation, ModelConfig, Network};
-use crate::data::{DataSpec, ImageShape};
+use crate::config::Activation;
+pub use crate::data::Input;
+use crate::data::{Batch, DataSpec, DeviceBatch, ImageShape, Spec};
 use crate::kernels;
+use crate::task::{Output, Task};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
@@ -53,169 +60,200 @@ pub enum ModelError {
         asked: usize,
         positions: usize,
     },
+    /// A model kind refused its config or data.
+    #[error("model kind \"{kind}\": {detail}")]
+    Build { kind: String, detail: String },
+    /// A model's forward pass gave what the loop cannot use (a mistake in the model's code).
+    #[error("model kind \"{kind}\": {detail}")]
+    Output { kind: String, detail: String },
 }
 
-#[derive(Module, Debug)]
-pub enum Model {
-    Mlp(Mlp),
-    Cnn(Cnn),
-    Resnet(Resnet),
-    TextClassifier(TextClassifier),
-    Lm(LanguageModel),
-    Bert(Bert),
-    Gpt2(Gpt2),
-}
+/// A network stoke trains: a burn module built from its `[model]` table for the data it is
+/// given, turning a batch into a loss and what the task's metrics read. stoke runs the
+/// backward pass, so loss weighting, loss scaling, clipping, the all-reduce and the optimizer
+/// stay stoke's: an implementation never calls `backward()` or an optimizer.
+///
+/// Every built-in family implements it; a user's own is registered with
+/// `Cli::with_builtins().model::<M>()`.
+pub trait Model: Module + 'static {
+    /// The kind's name in configs (`[model] kind = "..."`), runs and artifacts.
+    const KIND: &'static str;
+    /// Its keys in the `[model]` table, as a serde struct; `#[serde(default)]` gives keys
+    /// their defaults. A key the struct does not know is refused with its file and line.
+    type Config: Serialize + DeserializeOwned + Clone + std::fmt::Debug + Send + Sync + 'static;
+    /// What it is built from: stoke's [`DataSpec`] for the built-in data kinds, or the spec
+    /// of a user's data kind.
+    type Spec: FromData;
+    /// The batch it takes: [`DeviceBatch`] from the built-in data kinds, or a user data
+    /// kind's own.
+    type Batch: Batch;
 
-/// A batch as a model takes it.
-// One per step, moved straight into `forward`: the size difference costs nothing.
-#[allow(clippy::large_enum_variant)]
-#[derive(Clone)]
-pub enum Input {
-    /// Normalised images, `[batch, channels, height, width]`.
-    Images(Tensor<4>),
-    /// Token ids `[batch, length]`, with `padding` true after each text's end.
-    Tokens {
-        ids: Tensor<2, Int>,
-        padding: Tensor<2, Bool>,
-    },
-    /// Language-model windows `[batch, length]`; one prediction per position.
-    Sequences(Tensor<2, Int>),
-}
+    /// Builds the network on `device` with fresh weights (stoke seeds the device first); an
+    /// error says, for people, why this config or data cannot be built.
+    fn new(config: &Self::Config, spec: &Self::Spec, device: &Device) -> Result<Self, String>;
 
-impl Model {
-    pub fn new(config: &ModelConfig, data: &DataSpec, device: &Device) -> Result<Self, ModelError> {
-        let wrong_data = || ModelError::WrongData {
-            model: config.kind().to_string(),
-            data: data.describe(),
-        };
-        let vocabulary = |asked: Option<usize>, tokenizer: usize| match asked {
-            Some(model) if model < tokenizer => {
-                Err(ModelError::VocabularyTooLarge { tokenizer, model })
-            }
-            asked => Ok(asked.unwrap_or(tokenizer)),
-        };
-        let fits = |what, asked: usize, positions: usize| match asked > positions {
-            true => Err(ModelError::TooLong {
-                what,
-                asked,
-                positions,
-            }),
-            false => Ok(()),
-        };
-        Ok(match (&config.network, data) {
-            (
-                Network::Bert(bert),
-                DataSpec::TextClassification {
-                    classes,
-                    vocab_size,
-                    max_length,
-                    ..
-                },
-            ) => {
-                let vocab = vocabulary(bert.vocab_size, *vocab_size)?;
-                fits("data.max_length", *max_length, bert.positions())?;
-                Model::Bert(Bert::new(bert, vocab, classes.len(), device))
-            }
-            (
-                Network::Gpt2(gpt2),
-                DataSpec::LanguageModel {
-                    vocab_size,
-                    context_length,
-                    ..
-                },
-            ) => {
-                let vocab = vocabulary(gpt2.vocab_size, *vocab_size)?;
-                let positions = gpt2.max_positions.unwrap_or(*context_length);
-                fits("data.context_length", *context_length, positions)?;
-                Model::Gpt2(Gpt2::new(gpt2, vocab, positions, device))
-            }
-            (Network::Mlp(mlp), DataSpec::ImageClassification { input, classes, .. }) => {
-                Model::Mlp(Mlp::new(mlp, *input, classes.len(), device))
-            }
-            (Network::Cnn(cnn), DataSpec::ImageClassification { input, classes, .. }) => {
-                Model::Cnn(Cnn::new(cnn, *input, classes.len(), device)?)
-            }
-            (Network::Resnet(resnet), DataSpec::ImageClassification { input, classes, .. }) => {
-                Model::Resnet(Resnet::new(resnet, *input, classes.len(), device))
-            }
-            (
-                Network::TextClassifier(transformer),
-                DataSpec::TextClassification {
-                    classes,
-                    vocab_size,
-                    max_length,
-                    ..
-                },
-            ) => Model::TextClassifier(TextClassifier::new(
-                transformer,
-                *vocab_size,
-                *max_length,
-                classes.len(),
-                device,
-            )),
-            (
-                Network::Lm(lm),
-                DataSpec::LanguageModel {
-                    vocab_size,
-                    context_length,
-                    ..
-                },
-            ) => Model::Lm(LanguageModel::new(lm, *vocab_size, *context_length, device)),
-            _ => return Err(wrong_data()),
-        })
+    /// The loss on one batch and what the task's metrics read. Hand the model's scores to
+    /// `task.output` for the task's own loss (cross-entropy, MSE, ...), or build an
+    /// [`Output`] from a loss of the model's own.
+    fn forward(&self, batch: Self::Batch, task: &Task) -> Output;
+
+    /// Range checks on the config the types alone cannot express: each problem as (the key
+    /// under `model.`, what was expected).
+    fn check(_config: &Self::Config) -> Vec<(String, String)> {
+        Vec::new()
     }
 
-    /// Logits `[predictions, classes]`: one row per image or text, or one per position of
-    /// every language-model window.
-    ///
-    /// # Panics
-    /// If `input` is not the kind the model takes; `DeviceBatch` builds it from the same
-    /// `DataSpec` the model was built from.
-    pub fn forward(&self, input: Input) -> Tensor<2> {
-        match (self, input) {
-            (Model::Mlp(model), Input::Images(images)) => model.forward(images),
-            (Model::Cnn(model), Input::Images(images)) => model.forward(images),
-            (Model::Resnet(model), Input::Images(images)) => model.forward(images),
-            (Model::TextClassifier(model), Input::Tokens { ids, padding }) => {
-                model.forward(ids, padding)
-            }
-            (Model::Lm(model), Input::Sequences(ids)) => model.forward(ids),
-            (Model::Bert(model), Input::Tokens { ids, padding }) => model.forward(ids, padding),
-            (Model::Gpt2(model), Input::Sequences(ids)) => model.forward(ids),
-            _ => unreachable!("a batch of the wrong kind for the model"),
+    /// Parameter path prefixes of the layer that maps features to outputs: what a model
+    /// started from weights trained for other classes gets fresh.
+    fn head() -> &'static [&'static str] {
+        &[]
+    }
+
+    /// Scores `[rows, outputs]` for inputs stoke reads itself (images, texts, token windows,
+    /// table rows), for predict, serve, generate, reports and ONNX export; `None` for a model
+    /// that takes inputs of its own.
+    fn scores(&self, _input: Input) -> Option<Tensor<2>> {
+        None
+    }
+}
+
+/// How a model's spec is read from what the data described: stoke's [`DataSpec`] as it is,
+/// or a user's [`Spec`] from the description its data kind saved.
+pub trait FromData: Sized + Send + Sync + 'static {
+    fn from_data(spec: &DataSpec) -> Result<Self, String>;
+}
+
+impl FromData for DataSpec {
+    fn from_data(spec: &DataSpec) -> Result<Self, String> {
+        Ok(spec.clone())
+    }
+}
+
+impl<S: Spec> FromData for S {
+    fn from_data(spec: &DataSpec) -> Result<Self, String> {
+        spec.custom_spec()
+    }
+}
+
+/// A built-in model's forward pass: its scores for the batch's input, against the batch's
+/// targets, under the task's loss.
+fn builtin_forward<M: Model>(model: &M, batch: DeviceBatch, task: &Task) -> Output {
+    let scores = model
+        .scores(batch.input)
+        .expect("the data the model was built for gives it inputs it takes");
+    task.output(batch.targets.scored(scores))
+}
+
+/// The vocabulary a text model is built for: `asked` (the weights') when given, which must
+/// hold the tokenizer's `tokenizer` ids, else the tokenizer's.
+fn vocabulary(asked: Option<usize>, tokenizer: usize) -> Result<usize, String> {
+    match asked {
+        Some(model) if model < tokenizer => {
+            Err(ModelError::VocabularyTooLarge { tokenizer, model }.to_string())
+        }
+        asked => Ok(asked.unwrap_or(tokenizer)),
+    }
+}
+
+/// Refuses texts or windows longer than the model's learned positions.
+fn fits_positions(what: &'static str, asked: usize, positions: usize) -> Result<(), String> {
+    match asked > positions {
+        true => Err(ModelError::TooLong {
+            what,
+            asked,
+            positions,
+        }
+        .to_string()),
+        false => Ok(()),
+    }
+}
+
+/// A problem with a dropout probability `key`, if it is not in [0, 1).
+fn check_dropout(key: &str, probability: f64) -> Option<(String, String)> {
+    (!(0.0..1.0).contains(&probability)).then(|| {
+        (
+            key.to_string(),
+            format!("must be at least 0 and below 1, got {probability}"),
+        )
+    })
+}
+
+/// Problems with a transformer's shape.
+fn check_transformer(
+    d_model: (&str, usize),
+    n_heads: (&str, usize),
+    n_layers: (&str, usize),
+    d_ff: (&str, usize),
+) -> Vec<(String, String)> {
+    let mut problems = Vec::new();
+    let (heads_key, heads) = n_heads;
+    if heads == 0 || d_model.1 == 0 || !d_model.1.is_multiple_of(heads) {
+        problems.push((
+            d_model.0.to_string(),
+            format!(
+                "must be a positive multiple of model.{heads_key} ({heads}), got {}",
+                d_model.1
+            ),
+        ));
+    }
+    for (key, value) in [n_layers, d_ff] {
+        if value == 0 {
+            problems.push((key.to_string(), "must be at least 1".into()));
         }
     }
+    problems
 }
 
-impl Model {
-    /// The module that maps features to classes (or tokens): what a model started from weights
-    /// trained for other classes gets fresh.
-    pub fn head(&self) -> &'static [&'static str] {
-        match self {
-            Model::Mlp(_) | Model::Cnn(_) | Model::Resnet(_) | Model::Lm(_) => &["output"],
-            Model::TextClassifier(_) => &["head"],
-            Model::Bert(_) => &["classifier"],
-            // The tied output projection is the token embedding.
-            Model::Gpt2(_) => &[],
-        }
+/// Problems with sizes that must be at least 1 when given, and a layer-norm epsilon.
+fn check_sizes(sizes: &[(&str, Option<usize>)], epsilon: f64) -> Vec<(String, String)> {
+    let mut problems: Vec<(String, String)> = sizes
+        .iter()
+        .filter(|(_, size)| *size == Some(0))
+        .map(|(key, _)| (key.to_string(), "must be at least 1".into()))
+        .collect();
+    if !(epsilon > 0.0 && epsilon < 1.0) {
+        problems.push((
+            "layer_norm_eps".into(),
+            format!("must be above 0 and below 1, got {epsilon}"),
+        ));
     }
+    problems
+}
 
-    /// SHA-256 of every parameter and running statistic, in module order: equal digests mean
-    /// bitwise-equal weights.
-    pub fn weights_sha256(&self) -> String {
-        self.weights_digest()
-            .iter()
-            .map(|byte| format!("{byte:02x}"))
-            .collect()
+/// The image shape and class count an image classifier is built for, or why `spec` is not
+/// an image classification.
+fn image_classes(kind: &str, spec: &DataSpec) -> Result<(ImageShape, usize), String> {
+    match spec {
+        DataSpec::ImageClassification { input, classes, .. } => Ok((*input, classes.len())),
+        _ => Err(wrong_data(kind, spec)),
     }
+}
 
-    /// SHA-256 of every weight and buffer, in module order.
-    pub fn weights_digest(&self) -> [u8; 32] {
-        let mut hasher = WeightHasher(Sha256::new());
-        // `valid()` first folds pending batch-norm running-statistic updates in.
-        self.valid().visit(&mut hasher);
-        hasher.0.finalize().into()
+/// The error a built-in model gives for data of another kind than it takes.
+fn wrong_data(kind: &str, spec: &DataSpec) -> String {
+    ModelError::WrongData {
+        model: kind.to_string(),
+        data: spec.describe(),
     }
+    .to_string()
+}
+
+/// SHA-256 of every parameter and running statistic of `model`, in module order: equal
+/// digests mean bitwise-equal weights.
+pub fn weights_digest<M: Module>(model: &M) -> [u8; 32] {
+    let mut hasher = WeightHasher(Sha256::new());
+    // `valid()` first folds pending batch-norm running-statistic updates in.
+    model.valid().visit(&mut hasher);
+    hasher.0.finalize().into()
+}
+
+/// [`weights_digest`] in hex.
+pub fn weights_sha256<M: Module>(model: &M) -> String {
+    hex(&weights_digest(model))
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
 struct WeightHasher(Sha256);

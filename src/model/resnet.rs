@@ -8,8 +8,10 @@ use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d
 use burn::prelude::*;
 use burn::tensor::activation::relu;
 
-use super::{ImageShape, convolve, in_f32, project};
+use super::{ImageShape, builtin_forward, convolve, image_classes, in_f32, project};
 use crate::config::ResnetConfig;
+use crate::data::{DataSpec, DeviceBatch, Input};
+use crate::task::{Output, Task};
 
 #[derive(Module, Debug)]
 pub struct Resnet {
@@ -19,8 +21,54 @@ pub struct Resnet {
     output: Linear,
 }
 
+impl super::Model for Resnet {
+    const KIND: &'static str = "resnet";
+    type Config = ResnetConfig;
+    type Spec = DataSpec;
+    type Batch = DeviceBatch;
+
+    fn new(config: &ResnetConfig, spec: &DataSpec, device: &Device) -> Result<Self, String> {
+        let (input, classes) = image_classes(Self::KIND, spec)?;
+        Ok(Self::build(config, input, classes, device))
+    }
+
+    fn forward(&self, batch: DeviceBatch, task: &Task) -> Output {
+        builtin_forward(self, batch, task)
+    }
+
+    fn check(config: &ResnetConfig) -> Vec<(String, String)> {
+        let mut problems = Vec::new();
+        if config.depth < 8 || !(config.depth - 2).is_multiple_of(6) {
+            problems.push((
+                "depth".into(),
+                format!("must be 6n + 2 (8, 14, 20, …), got {}", config.depth),
+            ));
+        }
+        if config.width == 0 {
+            problems.push(("width".into(), "must be at least 1".into()));
+        }
+        problems
+    }
+
+    fn head() -> &'static [&'static str] {
+        &["output"]
+    }
+
+    fn scores(&self, input: Input) -> Option<Tensor<2>> {
+        match input {
+            Input::Images(images) => Some(self.logits(images)),
+            _ => None,
+        }
+    }
+}
+
 impl Resnet {
-    pub fn new(config: &ResnetConfig, input: ImageShape, classes: usize, device: &Device) -> Self {
+    pub fn build(
+        config: &ResnetConfig,
+        input: ImageShape,
+        classes: usize,
+        device: &Device,
+    ) -> Self {
         let blocks_per_stage = (config.depth - 2) / 6;
         let stem = ConvNorm::new(input.channels, config.width, 3, 1, device);
         let mut blocks = Vec::new();
@@ -41,7 +89,7 @@ impl Resnet {
         }
     }
 
-    pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
+    pub fn logits(&self, images: Tensor<4>) -> Tensor<2> {
         let x = relu(self.stem.forward(images)); // [batch, w, h, w]
         let x = self.blocks.iter().fold(x, |x, block| block.forward(x)); // [batch, 4w, h/4, w/4]
         let x = self.pool.forward(x).flatten(1, 3); // [batch, 4w]

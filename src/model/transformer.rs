@@ -9,8 +9,13 @@ use burn::nn::{
 use burn::prelude::*;
 
 use super::encoder::{Encoder, EncoderConfig, layer_norm};
-use super::{Dropout, no_padding, positions, project};
+use super::{
+    Dropout, builtin_forward, check_dropout, check_transformer, no_padding, positions, project,
+    wrong_data,
+};
 use crate::config::{Activation, LmConfig, Pooling, TransformerConfig};
+use crate::data::{DataSpec, DeviceBatch, Input};
+use crate::task::{Output, Task};
 
 /// Token plus learned position embeddings, then dropout.
 #[derive(Module, Debug)]
@@ -76,8 +81,59 @@ pub struct TextClassifier {
     pooling: Pooling,
 }
 
+impl super::Model for TextClassifier {
+    const KIND: &'static str = "text-classifier";
+    type Config = TransformerConfig;
+    type Spec = DataSpec;
+    type Batch = DeviceBatch;
+
+    fn new(config: &TransformerConfig, spec: &DataSpec, device: &Device) -> Result<Self, String> {
+        match spec {
+            DataSpec::TextClassification {
+                classes,
+                vocab_size,
+                max_length,
+                ..
+            } => Ok(Self::build(
+                config,
+                *vocab_size,
+                *max_length,
+                classes.len(),
+                device,
+            )),
+            _ => Err(wrong_data(Self::KIND, spec)),
+        }
+    }
+
+    fn forward(&self, batch: DeviceBatch, task: &Task) -> Output {
+        builtin_forward(self, batch, task)
+    }
+
+    fn check(config: &TransformerConfig) -> Vec<(String, String)> {
+        let mut problems = check_transformer(
+            ("d_model", config.d_model),
+            ("n_heads", config.n_heads),
+            ("n_layers", config.n_layers),
+            ("d_ff", config.d_ff),
+        );
+        problems.extend(check_dropout("dropout", config.dropout));
+        problems
+    }
+
+    fn head() -> &'static [&'static str] {
+        &["head"]
+    }
+
+    fn scores(&self, input: Input) -> Option<Tensor<2>> {
+        match input {
+            Input::Tokens { ids, padding } => Some(self.logits(ids, padding)),
+            _ => None,
+        }
+    }
+}
+
 impl TextClassifier {
-    pub fn new(
+    pub fn build(
         config: &TransformerConfig,
         vocab: usize,
         max_length: usize,
@@ -102,7 +158,7 @@ impl TextClassifier {
     }
 
     /// `padding` is true at the positions after each text's end.
-    pub fn forward(&self, ids: Tensor<2, Int>, padding: Tensor<2, Bool>) -> Tensor<2> {
+    pub fn logits(&self, ids: Tensor<2, Int>, padding: Tensor<2, Bool>) -> Tensor<2> {
         let [batch, length] = ids.dims();
         let x = self.embeddings.forward(ids);
         let x = self.encoder.forward(x, padding.clone(), false);
@@ -132,8 +188,52 @@ pub struct LanguageModel {
     output: Option<Linear>,
 }
 
+impl super::Model for LanguageModel {
+    const KIND: &'static str = "lm";
+    type Config = LmConfig;
+    type Spec = DataSpec;
+    type Batch = DeviceBatch;
+
+    fn new(config: &LmConfig, spec: &DataSpec, device: &Device) -> Result<Self, String> {
+        match spec {
+            DataSpec::LanguageModel {
+                vocab_size,
+                context_length,
+                ..
+            } => Ok(Self::build(config, *vocab_size, *context_length, device)),
+            _ => Err(wrong_data(Self::KIND, spec)),
+        }
+    }
+
+    fn forward(&self, batch: DeviceBatch, task: &Task) -> Output {
+        builtin_forward(self, batch, task)
+    }
+
+    fn check(config: &LmConfig) -> Vec<(String, String)> {
+        let mut problems = check_transformer(
+            ("d_model", config.d_model),
+            ("n_heads", config.n_heads),
+            ("n_layers", config.n_layers),
+            ("d_ff", config.d_ff),
+        );
+        problems.extend(check_dropout("dropout", config.dropout));
+        problems
+    }
+
+    fn head() -> &'static [&'static str] {
+        &["output"]
+    }
+
+    fn scores(&self, input: Input) -> Option<Tensor<2>> {
+        match input {
+            Input::Sequences(ids) => Some(self.logits(ids)),
+            _ => None,
+        }
+    }
+}
+
 impl LanguageModel {
-    pub fn new(config: &LmConfig, vocab: usize, context: usize, device: &Device) -> Self {
+    pub fn build(config: &LmConfig, vocab: usize, context: usize, device: &Device) -> Self {
         Self {
             embeddings: Embeddings::new(vocab, context, config.d_model, config.dropout, device),
             encoder: encoder(
@@ -155,7 +255,7 @@ impl LanguageModel {
     }
 
     /// Next-token logits at every position, `[batch × length, vocab]`.
-    pub fn forward(&self, ids: Tensor<2, Int>) -> Tensor<2> {
+    pub fn logits(&self, ids: Tensor<2, Int>) -> Tensor<2> {
         let [batch, length] = ids.dims();
         let no_padding = no_padding(&ids);
         let x = self.embeddings.forward(ids);
@@ -192,7 +292,7 @@ mod tests {
         device.seed(3);
         for pooling in [Pooling::Mean, Pooling::Max] {
             let model =
-                TextClassifier::new(&TransformerConfig { pooling, ..tiny() }, 20, 8, 3, &device);
+                TextClassifier::build(&TransformerConfig { pooling, ..tiny() }, 20, 8, 3, &device);
             let short = Tensor::<2, Int>::from_ints([[5, 6, 7]], &device);
             let padded = Tensor::<2, Int>::from_ints([[5, 6, 7, 0, 0, 0]], &device);
             let no_padding = Tensor::<2, Bool>::from_bool(TensorData::from([[false; 3]]), &device);
@@ -200,8 +300,8 @@ mod tests {
                 TensorData::from([[false, false, false, true, true, true]]),
                 &device,
             );
-            let a = model.forward(short, no_padding).into_data();
-            let b = model.forward(padded, padding).into_data();
+            let a = model.logits(short, no_padding).into_data();
+            let b = model.logits(padded, padding).into_data();
             a.assert_approx_eq::<f32>(&b, burn::tensor::Tolerance::absolute(1e-5));
         }
     }
@@ -219,9 +319,9 @@ mod tests {
             dropout: 0.0,
             tie_weights: true,
         };
-        let model = LanguageModel::new(&config, 12, 6, &device);
-        let a = model.forward(Tensor::<2, Int>::from_ints([[1, 2, 3, 4]], &device));
-        let b = model.forward(Tensor::<2, Int>::from_ints([[1, 2, 3, 9]], &device));
+        let model = LanguageModel::build(&config, 12, 6, &device);
+        let a = model.logits(Tensor::<2, Int>::from_ints([[1, 2, 3, 4]], &device));
+        let b = model.logits(Tensor::<2, Int>::from_ints([[1, 2, 3, 9]], &device));
         assert_eq!(a.dims(), [4, 12]);
         // Changing the last token changes only the last position's prediction.
         let first_three = |t: Tensor<2>| t.slice([0..3, 0..12]).into_data();

@@ -6,7 +6,8 @@
 //! frequent confusions and calibration; slices of the examples by an attribute, each
 //! against the rest with a Wilson interval (`slices.rs`); the most confidently wrong
 //! examples (`errors.rs`). For language models (`language.rs`): loss by position in the
-//! window and the hardest tokens. `page.rs` lays it all out with the run's training
+//! window and the hardest tokens. For regression and multi-label data (`targets.rs`): each
+//! target's or label's scores, and the rows predicted worst. `page.rs` lays it all out with the run's training
 //! curves, config and data report.
 //!
 //! It knows no model: `train::eval` runs the model and hands over outcomes and examples.
@@ -16,6 +17,7 @@ mod errors;
 mod language;
 mod page;
 mod slices;
+mod targets;
 
 use std::path::{Path, PathBuf};
 
@@ -28,6 +30,7 @@ pub use classification::{
 pub use errors::{WorstError, worst_errors};
 pub use language::{LanguageReport, LossSums, TokenLoss};
 pub use slices::{GroupMetrics, Slice, SliceReport, wilson};
+pub use targets::{MultiLabelReport, RegressionReport, RegressionRows, TargetScores, WorstRow};
 
 use crate::Error;
 use crate::plot::{self, Heatmap, Lines, Reliability};
@@ -52,6 +55,10 @@ pub struct Report {
     pub worst_errors: Vec<WorstError>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub language_model: Option<LanguageReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub regression: Option<RegressionReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub multi_label: Option<MultiLabelReport>,
     /// The `stoke data inspect` report of the run's data, when one was found.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data_report: Option<PathBuf>,

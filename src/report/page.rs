@@ -94,6 +94,12 @@ pub(super) fn render(report: &Report, dir: &Path, grid: bool) -> String {
         );
         html.push_str("</section>\n");
     }
+    if let Some(regression) = &report.regression {
+        per_target(&mut html, regression);
+    }
+    if let Some(multi_label) = &report.multi_label {
+        per_label(&mut html, multi_label);
+    }
     curves(&mut html, &report.run_dir);
     section(&mut html, "config", "Config");
     match std::fs::read_to_string(report.run_dir.join("config.toml")) {
@@ -106,6 +112,87 @@ pub(super) fn render(report: &Report, dir: &Path, grid: bool) -> String {
     data_report(&mut html, report);
     html.push_str("</body>\n</html>\n");
     html
+}
+
+fn per_target(html: &mut String, report: &super::RegressionReport) {
+    section(html, "per-target", "Per target");
+    let _ = writeln!(
+        html,
+        "<p class=\"note\">{} rows, errors in each target's own units; bias is the mean of \
+         predicted − true.</p>",
+        report.rows
+    );
+    table(
+        html,
+        &[
+            "target",
+            "MAE",
+            "RMSE",
+            "R²",
+            "bias",
+            "|error| p50",
+            "p90",
+            "p99",
+            "std",
+        ],
+        report.targets.iter().map(|t| {
+            let [p50, p90, p99] = t.absolute_error_percentiles;
+            vec![
+                t.target.clone(),
+                format!("{:.4}", t.mae),
+                format!("{:.4}", t.rmse),
+                format!("{:.4}", t.r2),
+                format!("{:.4}", t.bias),
+                format!("{p50:.4}"),
+                format!("{p90:.4}"),
+                format!("{p99:.4}"),
+                format!("{:.4}", t.std),
+            ]
+        }),
+    );
+    html.push_str("<h3>Rows predicted worst</h3>\n");
+    table(
+        html,
+        &["row", "true → predicted"],
+        report.worst_rows.iter().map(|row| {
+            let values: Vec<String> = row
+                .values
+                .iter()
+                .map(|(actual, predicted)| format!("{actual:.4} → {predicted:.4}"))
+                .collect();
+            vec![
+                row.location
+                    .clone()
+                    .unwrap_or_else(|| row.index.to_string()),
+                values.join(", "),
+            ]
+        }),
+    );
+    html.push_str("</section>\n");
+}
+
+fn per_label(html: &mut String, report: &super::MultiLabelReport) {
+    section(html, "per-label", "Per label");
+    let _ = writeln!(
+        html,
+        "<p class=\"note\">A label is predicted present at probability {} or above. \
+         Micro-F1 {:.4}, macro-F1 {:.4}.</p>",
+        report.threshold, report.micro_f1, report.macro_f1
+    );
+    table(
+        html,
+        &["label", "precision", "recall", "F1", "support"],
+        report.labels.iter().map(|l| {
+            vec![
+                l.label.clone(),
+                format!("{:.4}", l.precision),
+                format!("{:.4}", l.recall),
+                format!("{:.4}", l.f1),
+                l.support.to_string(),
+            ]
+        }),
+    );
+    html.push_str("</section>\n");
 }
 
 fn section(html: &mut String, id: &str, heading: &str) {

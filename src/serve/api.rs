@@ -460,6 +460,12 @@ fn wrong_inputs(spec: &DataSpec) -> ApiError {
         DataSpec::LanguageModel { .. } => {
             "this model is a language model: POST {\"prompt\": \"...\", \"tokens\": N} to /v1/generate"
         }
+        DataSpec::Tabular { .. } => {
+            "this model reads table rows, which stoke serve does not take yet: predict them with stoke predict --rows FILE.csv"
+        }
+        DataSpec::Custom { .. } => {
+            "this model reads inputs of its own kind, which stoke serve cannot read"
+        }
     })
 }
 

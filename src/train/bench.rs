@@ -3,17 +3,17 @@
 
 use std::time::Instant;
 
-use burn::module::Module;
+use burn::prelude::Device;
 use serde::Serialize;
 
 use super::Experiment;
 use super::measure::RunningMetrics;
 use super::optim::{build_optimizer, build_scheduler};
-use super::step::{DeviceBatch, StepShare, Stepper};
+use super::step::{StepShare, Stepper, predictions};
 use super::trainer::seed_step;
 use crate::Error;
 use crate::backend::BackendName;
-use crate::data::{BatchStream, HostBatch, StreamPlan, epoch_order};
+use crate::data::{BatchStream, Passes, StreamPlan, epoch_order};
 
 pub struct BenchOptions {
     pub steps: usize,
@@ -68,30 +68,30 @@ pub fn bench(
         &config.model.lr_by_prefix,
         total,
     );
-    let mut stepper = Stepper::new(&config.train, &device);
-    let mut batches = Batches::new(&experiment);
-    let mut metrics = RunningMetrics::new(experiment.metric_spec());
+    let mut stepper = Stepper::new(&config.train, &experiment.task);
+    let mut batches = Batches::new(&experiment, &device);
+    let mut metrics = RunningMetrics::new(&experiment.task);
 
-    let mut step = |model: crate::model::Model, metrics: &mut RunningMetrics, index: usize| {
+    let mut step = |metrics: &mut RunningMetrics, index: usize| {
         seed_step(&device, config.run.seed, index);
-        let batch = DeviceBatch::passes(batches.next(), config.train.batch_size, &device);
-        let share = StepShare::alone(&batch);
-        stepper.step(
-            model,
+        let passes = batches.next();
+        let share = StepShare::alone(predictions(&passes));
+        model.step(
+            &mut stepper,
             &mut optimizer,
             scheduler.step(),
-            batch,
+            passes,
             share,
             metrics,
         )
     };
 
-    model = step(model, &mut metrics, 0);
+    step(&mut metrics, 0)?;
     metrics.take(); // Reading the loss waits for the device.
     let time_to_first_step = started.elapsed().as_secs_f64();
     let warming = Instant::now();
     for index in 1..options.warmup {
-        model = step(model, &mut metrics, index);
+        step(&mut metrics, index)?;
     }
     metrics.take();
     let warmup_s = warming.elapsed().as_secs_f64();
@@ -99,7 +99,7 @@ pub fn bench(
     let warmup = options.warmup.max(1);
     let timed = Instant::now();
     for index in 0..options.steps {
-        model = step(model, &mut metrics, warmup + index);
+        step(&mut metrics, warmup + index)?;
     }
     let measured = metrics.take();
     let seconds = timed.elapsed().as_secs_f64();
@@ -160,21 +160,21 @@ fn bench_data_path(
     started: Instant,
 ) -> Result<BenchReport, Error> {
     let device = &experiment.backend.device;
-    let mut batches = Batches::new(experiment);
-    drop(DeviceBatch::new(batches.next(), device));
+    let mut batches = Batches::new(experiment, device);
+    drop(batches.next());
     let time_to_first_step = started.elapsed().as_secs_f64();
     let warming = Instant::now();
     for _ in 1..options.warmup {
-        drop(DeviceBatch::new(batches.next(), device));
+        drop(batches.next());
     }
     let warmup_s = warming.elapsed().as_secs_f64();
     let timed = Instant::now();
     let (mut samples, mut tokens) = (0, 0);
     for _ in 0..options.steps {
-        let batch = batches.next();
-        samples += batch.size();
-        tokens += batch.tokens();
-        drop(DeviceBatch::new(batch, device));
+        for pass in batches.next() {
+            samples += pass.samples();
+            tokens += pass.tokens();
+        }
     }
     let timing = Timing {
         warmup_steps: options.warmup,
@@ -188,43 +188,49 @@ fn bench_data_path(
     Ok(report(experiment, options, "data path", timing))
 }
 
-/// Training batches without end: epoch after epoch through the real data pipeline.
+/// Training batches without end: epoch after epoch through the real data pipeline, on
+/// `device`.
 pub(super) struct Batches<'a> {
     experiment: &'a Experiment,
+    device: Device,
     epoch: usize,
     stream: BatchStream,
 }
 
 impl<'a> Batches<'a> {
-    pub(super) fn new(experiment: &'a Experiment) -> Self {
+    pub(super) fn new(experiment: &'a Experiment, device: &Device) -> Self {
         Self {
             experiment,
+            device: device.clone(),
             epoch: 0,
-            stream: Self::stream(experiment, 0),
+            stream: Self::stream(experiment, device, 0),
         }
     }
 
-    fn stream(experiment: &Experiment, epoch: usize) -> BatchStream {
+    fn stream(experiment: &Experiment, device: &Device, epoch: usize) -> BatchStream {
         let config = &experiment.config;
         BatchStream::new(
             experiment.splits.train.data.clone(),
             StreamPlan {
                 order: epoch_order(&experiment.splits.train, config.run.seed, epoch),
                 batch_size: config.train.samples_per_step(),
+                pass_size: config.train.batch_size,
                 first: 0,
                 workers: config.data.workers,
                 prefetch: config.data.prefetch,
             },
+            experiment.batch_context(device, Some(epoch)),
         )
     }
 
-    pub(super) fn next(&mut self) -> HostBatch {
+    /// The next step's passes.
+    pub(super) fn next(&mut self) -> Passes {
         loop {
-            if let Some(batch) = self.stream.next() {
-                return batch;
+            if let Some(passes) = self.stream.next() {
+                return passes;
             }
             self.epoch += 1;
-            self.stream = Self::stream(self.experiment, self.epoch);
+            self.stream = Self::stream(self.experiment, &self.device, self.epoch);
         }
     }
 }

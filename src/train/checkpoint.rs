@@ -14,14 +14,13 @@ use std::path::{Path, PathBuf};
 use burn::lr_scheduler::LrSchedulerRecord;
 use burn::lr_scheduler::module_lr_scheduler::ModuleLrScheduler;
 use burn::optim::ModuleOptimizer;
-use burn::prelude::*;
 
 use super::fault;
+use super::net::Net;
 use super::state::TrainingState;
 use crate::Error;
 use crate::data::{DataSpec, Tokenizer};
 use crate::files::{digest, replace_dir, write_atomic, write_synced};
-use crate::model::Model;
 pub use crate::weights::checkpoint::{
     CheckpointChoice, Checkpoints, DATA_FILE, FORMAT_VERSION, MANIFEST_FILE, MODEL_FILE, Manifest,
     OPTIMIZER_FILE, SCHEDULER_FILE, STATE_FILE, TOKENIZER_FILE, VerifiedCheckpoint, load_model,
@@ -30,7 +29,7 @@ pub use crate::weights::checkpoint::{
 
 /// The parts of a checkpoint that live on the device.
 pub struct Snapshot<'a> {
-    pub model: &'a Model,
+    pub model: &'a dyn Net,
     pub optimizer: &'a ModuleOptimizer,
     pub scheduler: &'a ModuleLrScheduler,
     pub state: &'a TrainingState,
@@ -75,14 +74,7 @@ impl Checkpoints {
             path: final_dir.clone(),
             detail: err.to_string(),
         };
-        // `valid()` folds pending running-statistic updates (batch norm) into the values the
-        // record reads; without it a checkpoint would hold them one update behind.
-        let model = snapshot
-            .model
-            .valid()
-            .into_record()
-            .into_bytes()
-            .map_err(record_error)?;
+        let model = snapshot.model.record_bytes().map_err(record_error)?;
         let optimizer = snapshot.optimizer.into_bytes().map_err(record_error)?;
         let scheduler = snapshot
             .scheduler

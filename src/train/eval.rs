@@ -3,12 +3,15 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use std::collections::BTreeMap;
+
 use burn::prelude::*;
 use serde::Serialize;
 
 use super::checkpoint::{self, CheckpointChoice};
 use super::measure::Measured;
 use super::metrics::MetricRecord;
+use super::net::Net;
 use super::state::TrainingState;
 use super::step::evaluate;
 use super::{Experiment, RunDir, SplitName};
@@ -16,12 +19,13 @@ use crate::Error;
 use crate::backend::{self, BackendName};
 use crate::config::BackendChoice;
 use crate::config::{DataConfig, DatasetKind, EvalConfig};
-use crate::data::{DataSpec, SliceBy, Split, slice_values};
-use crate::model::{Model, probabilities};
+use crate::data::{SliceBy, Split, slice_values};
+use crate::model::probabilities;
 use crate::report::{
-    self, ClassificationReport, LossSums, Outcome, REPORT_DIR, Report, SliceReport, WorstError,
-    worst_errors,
+    self, ClassificationReport, LossSums, MultiLabelReport, Outcome, REPORT_DIR, RegressionReport,
+    RegressionRows, Report, SliceReport, WorstError, worst_errors,
 };
+use crate::task::{Scored, Task, TaskSpec, TaskSums};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct EvalReport {
@@ -31,14 +35,10 @@ pub struct EvalReport {
     pub backend: BackendName,
     pub samples: usize,
     pub loss: f64,
-    pub accuracy: f64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub macro_f1: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub perplexity: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub bits_per_char: Option<f64>,
     pub samples_per_s: f64,
+    /// The task's metrics.
+    #[serde(flatten)]
+    pub metrics: BTreeMap<String, f64>,
 }
 
 /// What the evaluation report holds beyond the numbers: how to slice the examples and how
@@ -87,6 +87,7 @@ pub fn evaluate_run(
     let experiment = Experiment::prepare(config, selected, chosen.tokenizer()?)?;
     let device = experiment.backend.device.clone();
     let model = checkpoint::load_model(&chosen.dir, experiment.new_model(&device)?)?;
+    let model = model.as_ref();
     let data = match split {
         SplitName::Train => &experiment.splits.train,
         SplitName::Valid => &experiment.splits.valid,
@@ -103,10 +104,10 @@ pub fn evaluate_run(
             }
         )));
     }
-    let (metrics, seconds, gathered) = score(&experiment, &model, data, report.is_some());
+    let (metrics, seconds, gathered) = score(&experiment, model, data, report.is_some())?;
     let state: TrainingState = chosen.state()?;
     let position = (state.global_step, state.epoch, state.lr, 0.0);
-    let record = MetricRecord::new(split, &metrics, &experiment.splits.spec, seconds, position);
+    let record = MetricRecord::new(split, &metrics, seconds, position);
     let eval = EvalReport {
         run_dir: run.path.clone(),
         checkpoint: chosen.name.clone(),
@@ -114,11 +115,8 @@ pub fn evaluate_run(
         backend: experiment.backend.name,
         samples: metrics.samples,
         loss: record.loss,
-        accuracy: record.accuracy,
-        macro_f1: record.macro_f1,
-        perplexity: record.perplexity,
-        bits_per_char: record.bits_per_char,
         samples_per_s: record.samples_per_s,
+        metrics: record.metrics.clone(),
     };
     if let Some(request) = report {
         let mut options = ReportOptions::from_config(&experiment.config.eval);
@@ -164,17 +162,9 @@ pub(super) fn headline(record: &MetricRecord, samples: usize) -> serde_json::Val
     let mut numbers = serde_json::json!({
         "samples": samples,
         "loss": record.loss,
-        "accuracy": record.accuracy,
     });
-    for (key, value) in [
-        ("macro_f1", record.macro_f1),
-        ("top_k_accuracy", record.top_k_accuracy),
-        ("perplexity", record.perplexity),
-        ("bits_per_char", record.bits_per_char),
-    ] {
-        if let Some(value) = value {
-            numbers[key] = value.into();
-        }
+    for (key, value) in &record.metrics {
+        numbers[key] = (*value).into();
     }
     numbers
 }
@@ -184,26 +174,26 @@ pub(super) fn headline(record: &MetricRecord, samples: usize) -> serde_json::Val
 /// Returns the metrics, the seconds the pass took and what was gathered.
 pub(super) fn score(
     experiment: &Experiment,
-    model: &Model,
+    model: &dyn Net,
     split: &Split,
     gather: bool,
-) -> (Measured, f64, Option<Gathered>) {
-    let mut gathered = gather.then(|| Gathered::for_task(&experiment.splits.spec));
+) -> Result<(Measured, f64, Option<Gathered>), Error> {
+    let mut gathered = gather.then(|| Gathered::for_task(&experiment.task));
     let started = Instant::now();
     let measured = evaluate(
         model,
+        &experiment.task,
         split,
-        experiment.metric_spec(),
         experiment.config.train.eval_batch_size,
         experiment.config.data.workers,
-        &experiment.backend.device,
-        |logits, targets| {
+        &experiment.batch_context(&experiment.backend.device, None),
+        |output| {
             if let Some(gathered) = gathered.as_mut() {
-                gathered.add(logits, targets);
+                gathered.add(&output.scored);
             }
         },
-    );
-    (measured, started.elapsed().as_secs_f64(), gathered)
+    )?;
+    Ok((measured, started.elapsed().as_secs_f64(), gathered))
 }
 
 /// Writes the report on `subject` from what its evaluation `gathered` into `dir`; returns
@@ -226,15 +216,37 @@ pub(super) fn write_report(
         slices: None,
         worst_errors: Vec::new(),
         language_model: None,
+        regression: None,
+        multi_label: None,
         data_report: find_data_report(&config.data.path, subject.run_dir),
     };
     match gathered {
-        Gathered::TokenLosses { .. } if options.slice_by.is_some() => {
-            return Err(Error::Usage(
-                "slices are for classifiers; a language model's report has its loss by \
-                 position and token"
-                    .into(),
+        Gathered::TokenLosses { .. } | Gathered::Values(_) | Gathered::Labels { .. }
+            if options.slice_by.is_some() =>
+        {
+            return Err(Error::Usage(format!(
+                "slices are for classifiers; this is {} data",
+                experiment.task.spec().name()
+            )));
+        }
+        Gathered::Values(rows) => {
+            let TaskSpec::Regression { targets, scales } = experiment.task.spec() else {
+                unreachable!("values are gathered for regression");
+            };
+            report.regression = Some(RegressionReport::new(
+                &rows,
+                targets,
+                scales,
+                &subject.data.indices,
+                options.worst_errors,
+                |index| subject.data.data.example(index),
             ));
+        }
+        Gathered::Labels { sums, threshold } => {
+            let TaskSpec::MultiLabel { labels } = experiment.task.spec() else {
+                unreachable!("labels are gathered for multi-label data");
+            };
+            report.multi_label = Some(MultiLabelReport::new(&sums, labels, threshold));
         }
         Gathered::TokenLosses { sums, .. } => {
             let tokenizer = experiment.splits.tokenizer.as_deref();
@@ -245,6 +257,7 @@ pub(super) fn write_report(
         }
         Gathered::Outcomes(outcomes) => {
             let classes = experiment.splits.spec.classes().unwrap_or_default();
+            let classes = classes.as_slice();
             if let Some(by) = &options.slice_by {
                 let (attribute, values) = slice_values(&config.data, subject.data, by)?;
                 let sliced = SliceReport::new(&attribute, &outcomes, &values, classes.len());
@@ -336,24 +349,33 @@ pub(super) enum Gathered {
         sums: LossSums,
         context_length: usize,
     },
+    /// Each row's predicted and true values (regression).
+    Values(RegressionRows),
+    /// Per-label counts (multi-label) at the task's threshold.
+    Labels { sums: TaskSums, threshold: f64 },
 }
 
 impl Gathered {
-    pub(super) fn for_task(spec: &DataSpec) -> Self {
-        match spec {
-            DataSpec::LanguageModel { context_length, .. } => Gathered::TokenLosses {
+    pub(super) fn for_task(task: &Task) -> Self {
+        match task.spec() {
+            TaskSpec::LanguageModel { context_length, .. } => Gathered::TokenLosses {
                 sums: LossSums::default(),
                 context_length: *context_length,
             },
-            _ => Gathered::Outcomes(Vec::new()),
+            TaskSpec::Regression { .. } => Gathered::Values(RegressionRows::default()),
+            TaskSpec::MultiLabel { .. } => Gathered::Labels {
+                sums: TaskSums::new(),
+                threshold: task.threshold(),
+            },
+            TaskSpec::Classification { .. } => Gathered::Outcomes(Vec::new()),
         }
     }
 
-    /// One batch: `logits` `[predictions, classes]` and a target per prediction (for a
-    /// language model the rows are the windows' positions in order).
-    pub(super) fn add(&mut self, logits: &Tensor<2>, targets: &Tensor<1, Int>) {
-        match self {
-            Gathered::Outcomes(outcomes) => {
+    /// One batch's scores (for a language model the rows are the windows' positions in
+    /// order).
+    pub(super) fn add(&mut self, scored: &Scored) {
+        match (self, scored) {
+            (Gathered::Outcomes(outcomes), Scored::Classes { logits, targets }) => {
                 let [_, width] = logits.dims();
                 let values: Vec<f32> = logits.to_data().iter::<f32>().collect();
                 let targets = targets.to_data().iter::<i64>().collect::<Vec<_>>();
@@ -372,10 +394,13 @@ impl Gathered {
                     });
                 }
             }
-            Gathered::TokenLosses {
-                sums,
-                context_length,
-            } => {
+            (
+                Gathered::TokenLosses {
+                    sums,
+                    context_length,
+                },
+                Scored::Classes { logits, targets },
+            ) => {
                 let [rows, _] = logits.dims();
                 let losses: Vec<f32> = burn::tensor::activation::log_softmax(logits.clone(), 1)
                     .gather(1, targets.clone().reshape([rows, 1]))
@@ -387,6 +412,42 @@ impl Gathered {
                     sums.add(row % *context_length, target as u32, -f64::from(loss));
                 }
             }
+            (Gathered::Values(rows), Scored::Values { predicted, targets }) => {
+                let [_, width] = predicted.dims();
+                let read = |t: &Tensor<2>| -> Vec<Vec<f64>> {
+                    let values: Vec<f64> = t.to_data().iter::<f32>().map(f64::from).collect();
+                    values.chunks_exact(width).map(<[f64]>::to_vec).collect()
+                };
+                rows.predicted.extend(read(predicted));
+                rows.actual.extend(read(targets));
+            }
+            (Gathered::Labels { sums, threshold }, Scored::Labels { logits, targets }) => {
+                let [_, width] = logits.dims();
+                let cut = (*threshold / (1.0 - *threshold)).ln() as f32;
+                let logits: Vec<f32> = logits.to_data().iter::<f32>().collect();
+                let targets: Vec<i64> = targets.to_data().iter::<i64>().collect();
+                let mut add = |name: &str, label: usize| {
+                    let counts = sums
+                        .entry(name.to_string())
+                        .or_insert_with(|| vec![0.0; width]);
+                    counts[label] += 1.0;
+                };
+                for (i, (&logit, &target)) in logits.iter().zip(&targets).enumerate() {
+                    let (predicted, actual) = (logit >= cut, target == 1);
+                    let label = i % width;
+                    if predicted {
+                        add("predicted", label);
+                    }
+                    if actual {
+                        add("actual", label);
+                    }
+                    if predicted && actual {
+                        add("true_positives", label);
+                    }
+                }
+            }
+            // A model's own loss alone, or scores the task check refused: nothing to report.
+            _ => {}
         }
     }
 }

@@ -12,9 +12,9 @@ use burn::module::{Module, ModuleMapper, Param, ParamGroup, ParamId};
 use burn::prelude::*;
 use burn::store::ModuleSnapshot;
 
+use super::net::Net;
 use crate::Error;
 use crate::config::ModelConfig;
-use crate::model::Model;
 
 /// True when `path` lies under `prefix`, whole segments at a time.
 fn under(path: &str, prefix: &str) -> bool {
@@ -44,8 +44,8 @@ impl ModuleMapper for Freezer {
     }
 }
 
-/// Every float parameter's path (burn-store's, without the `Model` variant) and id.
-fn parameters(model: &Model) -> Vec<(String, ParamId)> {
+/// Every float parameter's path (burn-store's) and id.
+fn parameters<M: Module>(model: &M) -> Vec<(String, ParamId)> {
     model
         .collect(None, None, true)
         .into_iter()
@@ -55,8 +55,9 @@ fn parameters(model: &Model) -> Vec<(String, ParamId)> {
 
 /// Refuses a `model.freeze` or `model.lr_by_prefix` prefix that matches no parameter, naming
 /// the model's top-level modules.
-pub fn check_prefixes(model: &Model, config: &ModelConfig) -> Result<(), Error> {
-    let paths: Vec<String> = parameters(model)
+pub fn check_prefixes(model: &dyn Net, config: &ModelConfig) -> Result<(), Error> {
+    let paths: Vec<String> = model
+        .parameter_ids()
         .into_iter()
         .map(|(path, _)| path)
         .collect();
@@ -88,7 +89,7 @@ pub fn check_prefixes(model: &Model, config: &ModelConfig) -> Result<(), Error> 
 }
 
 /// `model` with the parameters under `model.freeze` taking no gradient; says how many.
-pub fn freeze(model: Model, config: &ModelConfig) -> Model {
+pub fn freeze<M: Module>(model: M, config: &ModelConfig) -> M {
     if config.freeze.is_empty() {
         return model;
     }

@@ -11,7 +11,7 @@ use super::Experiment;
 use super::bench::Batches;
 use super::measure::RunningMetrics;
 use super::optim::build_optimizer;
-use super::step::{DeviceBatch, StepShare, Stepper};
+use super::step::{StepShare, Stepper, predictions};
 use super::trainer::seed_step;
 use crate::Error;
 use crate::plot::{Lines, write_lines};
@@ -47,17 +47,24 @@ pub fn lr_find(
     let device = experiment.backend.device.clone().autodiff();
     let mut model = experiment.new_model(&device)?;
     let mut optimizer = build_optimizer(&config.optimizer, &config.train);
-    let mut stepper = Stepper::new(&config.train, &device);
-    let mut batches = Batches::new(&experiment);
-    let mut metrics = RunningMetrics::new(experiment.metric_spec());
+    let mut stepper = Stepper::new(&config.train, &experiment.task);
+    let mut batches = Batches::new(&experiment, &device);
+    let mut metrics = RunningMetrics::new(&experiment.task);
     let growth = (options.end_lr / options.start_lr).powf(1.0 / (options.steps.max(2) - 1) as f64);
     let (mut points, mut average, mut lowest) = (Vec::new(), 0.0, f64::INFINITY);
     for step in 0..options.steps {
         let lr = options.start_lr * growth.powi(step as i32);
         seed_step(&device, config.run.seed, step);
-        let passes = DeviceBatch::passes(batches.next(), config.train.batch_size, &device);
-        let share = StepShare::alone(&passes);
-        model = stepper.step(model, &mut optimizer, lr, passes, share, &mut metrics);
+        let passes = batches.next();
+        let share = StepShare::alone(predictions(&passes));
+        model.step(
+            &mut stepper,
+            &mut optimizer,
+            lr.into(),
+            passes,
+            share,
+            &mut metrics,
+        )?;
         let loss = metrics.take().map_or(f64::NAN, |m| m.loss);
         average = SMOOTHING * average + (1.0 - SMOOTHING) * loss;
         let smoothed = average / (1.0 - SMOOTHING.powi(step as i32 + 1));

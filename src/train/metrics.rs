@@ -6,9 +6,10 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use std::collections::BTreeMap;
+
 use super::measure::Measured;
 use crate::Error;
-use crate::data::DataSpec;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -36,62 +37,65 @@ pub struct MetricRecord {
     pub epoch: usize,
     pub split: SplitName,
     pub loss: f64,
-    pub accuracy: f64,
     pub lr: f64,
     /// Training throughput over the interval, or evaluation throughput.
     pub samples_per_s: f64,
     /// Seconds since the run started.
     pub time_s: f64,
-    /// Classification: mean F1 over the classes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub macro_f1: Option<f64>,
-    /// Language modelling: exp(loss).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub perplexity: Option<f64>,
-    /// Language modelling: the loss in bits per character of text.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bits_per_char: Option<f64>,
     /// Text tasks: tokens read per second.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tokens_per_s: Option<f64>,
-    /// With `train.top_k`: the share of predictions with the target among the top k.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub top_k_accuracy: Option<f64>,
+    /// The task's metrics: `accuracy`, `macro_f1`, `top_k_accuracy` (classification);
+    /// `perplexity`, `bits_per_char` (language models); `mae`, `rmse`, `r2` (regression);
+    /// `micro_f1`, `macro_f1`, `exact_match` (multi-label).
+    #[serde(flatten)]
+    pub metrics: BTreeMap<String, f64>,
 }
 
 impl MetricRecord {
-    /// A record of `measured` at `seconds` of throughput time, with the metrics `spec`'s task
-    /// reports.
+    /// A record of `measured` at `seconds` of throughput time.
     pub fn new(
         split: SplitName,
         measured: &Measured,
-        spec: &DataSpec,
         seconds: f64,
         position: (usize, usize, f64, f64),
     ) -> Self {
         let (step, epoch, lr, time_s) = position;
-        let language = match spec {
-            DataSpec::LanguageModel {
-                chars_per_token, ..
-            } => Some(*chars_per_token),
-            _ => None,
-        };
         Self {
             step,
             epoch,
             split,
             loss: measured.loss,
-            accuracy: measured.accuracy,
             lr,
             samples_per_s: measured.samples as f64 / seconds,
             time_s,
-            macro_f1: measured.macro_f1,
-            perplexity: language.map(|_| measured.loss.exp()),
-            bits_per_char: language
-                .map(|chars_per_token| measured.loss / std::f64::consts::LN_2 / chars_per_token),
             tokens_per_s: (measured.tokens > 0).then(|| measured.tokens as f64 / seconds),
-            top_k_accuracy: measured.top_k_accuracy,
+            metrics: measured.metrics.clone(),
         }
+    }
+
+    /// The value of `name`: the loss or one of the task's metrics.
+    pub fn get(&self, name: &str) -> Option<f64> {
+        match name {
+            "loss" => Some(self.loss),
+            name => self.metrics.get(name).copied(),
+        }
+    }
+}
+
+/// The metric a run is read by, from the names its records hold: perplexity (language
+/// models), RMSE (regression), micro-F1 (multi-label), else accuracy; with whether higher is
+/// better.
+pub fn headline(records: &[MetricRecord]) -> (&'static str, bool) {
+    let has = |name: &str| records.iter().any(|r| r.metrics.contains_key(name));
+    if has("perplexity") {
+        ("perplexity", false)
+    } else if has("rmse") {
+        ("rmse", false)
+    } else if has("micro_f1") {
+        ("micro_f1", true)
+    } else {
+        ("accuracy", true)
     }
 }
 

@@ -11,6 +11,7 @@ mod interrupt;
 mod lr_find;
 mod measure;
 pub mod metrics;
+pub mod net;
 mod optim;
 pub mod precision;
 mod progress;
@@ -28,29 +29,30 @@ pub use bench::{BenchOptions, BenchReport, bench};
 pub use checkpoint::CheckpointChoice;
 pub use eval::{EvalReport, ReportOptions, ReportRequest, evaluate_run};
 pub use lr_find::{LrFindOptions, LrFindReport, lr_find};
-pub use measure::{Measured, MetricSpec};
+pub use measure::Measured;
 pub use metrics::{MetricRecord, SplitName, read_metrics};
+pub use net::{Held, Net};
 pub use optim::build_optimizer;
 pub use progress::format_duration;
 pub use run_dir::{RunDir, Summary};
 pub use session::{Outcome, TrainOptions, resume, train};
-pub use step::DeviceBatch;
 pub use trainer::seed_step;
 
-use burn::module::{Module, ModuleVisitor, Param};
-use burn::prelude::{Device, Tensor};
+use burn::prelude::Device;
 
 use crate::Error;
 use crate::backend::{BackendName, SelectedBackend};
-use crate::config::{ExperimentConfig, Precision};
-use crate::data::{DataError, Splits, Tokenizer, load_splits};
-use crate::model::Model;
+use crate::config::{ExperimentConfig, MonitorMode, Precision};
+use crate::data::{BatchContext, DataError, Splits, Tokenizer};
+use crate::task::{Direction, Task};
 
 /// A config with its data loaded and its backend chosen: what every command starts from.
 pub struct Experiment {
     pub config: ExperimentConfig,
     pub backend: SelectedBackend,
     pub splits: Splits,
+    /// The task the data poses, with the config's loss settings.
+    pub task: Task,
 }
 
 impl Experiment {
@@ -68,7 +70,7 @@ impl Experiment {
                 config.train.precision, backend.name
             );
         }
-        let mut splits = load_splits(&config.data, config.run.seed, tokenizer)?;
+        let mut splits = crate::registry::load_data(&config.data, config.run.seed, tokenizer)?;
         if let Some(batches) = config.train.overfit_batches {
             overfit(&mut splits, batches * config.train.samples_per_step());
         }
@@ -80,19 +82,14 @@ impl Experiment {
             );
         }
         check_memory_budget(&config, &splits)?;
-        let outputs = match &splits.spec {
-            crate::data::DataSpec::LanguageModel { vocab_size, .. } => *vocab_size,
-            spec => spec.classes().map_or(0, <[String]>::len),
-        };
-        if let Some(k) = config.train.top_k.filter(|&k| k >= outputs) {
-            return Err(Error::Usage(format!(
-                "train.top_k = {k} must be below the {outputs} classes the model chooses from"
-            )));
-        }
+        let task = Task::new(splits.spec.task(), config.task.clone(), config.train.top_k)
+            .map_err(Error::Usage)?;
+        check_monitors(&config, &task)?;
         Ok(Self {
             config,
             backend,
             splits,
+            task,
         })
     }
 
@@ -101,44 +98,103 @@ impl Experiment {
     ///
     /// The weights are drawn on flex from the run's seed whatever the device, so one seed
     /// gives the same initial weights on every backend.
-    pub fn new_model(&self, device: &Device) -> Result<Model, Error> {
+    pub fn new_model(&self, device: &Device) -> Result<Box<dyn Net>, Error> {
         self.model_on(device, false)
     }
 
     /// The model a fresh run starts from: [`Self::new_model`] with the weights
     /// `model.init_from` names, when it names some.
-    pub fn initial_model(&self, device: &Device) -> Result<Model, Error> {
+    pub fn initial_model(&self, device: &Device) -> Result<Box<dyn Net>, Error> {
         self.model_on(device, true)
     }
 
-    fn model_on(&self, device: &Device, pretrained: bool) -> Result<Model, Error> {
+    fn model_on(&self, device: &Device, pretrained: bool) -> Result<Box<dyn Net>, Error> {
         let init_device = Device::flex();
         init_device.seed(self.config.run.seed);
-        let model = Model::new(&self.config.model, &self.splits.spec, &init_device)?;
+        let kind = crate::registry::registry()
+            .model_kind(&self.config.model.kind)
+            .map_err(Error::Usage)?;
+        let mut model = kind.build(&self.config.model, &self.splits.spec, &init_device)?;
         // Parameters initialise lazily, on whatever device they are on at first use.
-        model.visit(&mut InitialiseNow);
-        let model = match pretrained {
-            true => crate::weights::initial_weights(model, &self.config.model, &self.splits.spec)?,
-            false => model,
-        };
-        finetune::check_prefixes(&model, &self.config.model)?;
-        let model = model.to_device(&device.clone().without_autodiff());
-        Ok(if device.is_autodiff() {
+        model.initialize();
+        if pretrained {
+            crate::weights::initial_weights(model.as_mut(), &self.config.model, &self.splits.spec)?;
+        }
+        finetune::check_prefixes(model.as_ref(), &self.config.model)?;
+        model.to_device(&device.clone().without_autodiff());
+        if device.is_autodiff() {
             // Frozen parameters take no gradient: set on the device that tracks them.
-            finetune::freeze(model.train(), &self.config.model)
-        } else {
-            model
-        })
+            model.train_mode(&self.config.model);
+        }
+        Ok(model)
     }
 
-    /// What the metrics count: classes of a classification task (for per-class metrics)
-    /// and `train.top_k`.
-    pub fn metric_spec(&self) -> MetricSpec {
-        MetricSpec {
-            classes: self.splits.spec.classes().map(<[String]>::len),
-            top_k: self.config.train.top_k,
+    /// Where training batches are made: the device and the epoch, for per-sample draws.
+    pub fn batch_context(&self, device: &Device, epoch: Option<usize>) -> BatchContext {
+        BatchContext {
+            device: device.clone(),
+            seed: self.config.run.seed,
+            epoch,
         }
     }
+
+    /// What ranks checkpoints: `checkpoint.monitor` and its mode, or the task's default.
+    pub fn checkpoint_monitor(&self) -> (String, MonitorMode) {
+        let policy = &self.config.checkpoint;
+        let metric = policy
+            .monitor
+            .as_ref()
+            .and_then(|monitor| monitor.metric())
+            .unwrap_or(self.task.default_monitor())
+            .to_string();
+        let mode = policy.mode.unwrap_or_else(|| self.mode_of(&metric));
+        (metric, mode)
+    }
+
+    /// Early stopping's metric and mode, if it is set.
+    pub fn early_stopping_monitor(&self) -> Option<(String, MonitorMode)> {
+        let early = self.config.train.early_stopping.as_ref()?;
+        let metric = early.monitor.metric().unwrap_or("loss").to_string();
+        let mode = early.mode.unwrap_or_else(|| self.mode_of(&metric));
+        Some((metric, mode))
+    }
+
+    fn mode_of(&self, metric: &str) -> MonitorMode {
+        match self.task.direction(metric) {
+            Some(Direction::Higher) => MonitorMode::Max,
+            _ => MonitorMode::Min,
+        }
+    }
+}
+
+/// Refuses a `checkpoint.monitor` or `train.early_stopping.monitor` the task does not report.
+fn check_monitors(config: &ExperimentConfig, task: &Task) -> Result<(), Error> {
+    let monitors = [
+        ("checkpoint.monitor", config.checkpoint.monitor.as_ref()),
+        (
+            "train.early_stopping.monitor",
+            config.train.early_stopping.as_ref().map(|e| &e.monitor),
+        ),
+    ];
+    for (key, monitor) in monitors {
+        let Some(monitor) = monitor else { continue };
+        let known = monitor
+            .metric()
+            .is_some_and(|metric| task.direction(metric).is_some());
+        if !known {
+            let names: Vec<String> = task
+                .monitors()
+                .into_iter()
+                .map(|(name, _)| format!("valid.{name}"))
+                .collect();
+            return Err(Error::Usage(format!(
+                "{key} = \"{monitor}\" is not a metric of this {} data; it reports {}",
+                task.spec().name(),
+                names.join(", ")
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Narrows training to the first `samples` of the training split and validates on the same
@@ -182,12 +238,4 @@ fn check_memory_budget(config: &ExperimentConfig, splits: &Splits) -> Result<(),
         crate::config::format_bytes(budget)
     );
     Ok(())
-}
-
-struct InitialiseNow;
-
-impl ModuleVisitor for InitialiseNow {
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        let _ = param.val();
-    }
 }

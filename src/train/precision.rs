@@ -20,7 +20,6 @@ use serde::{Deserialize, Serialize};
 use crate::Error;
 use crate::backend::SelectedBackend;
 use crate::config::Precision;
-use crate::model::{Input, Model};
 
 /// Where f16 loss scaling starts (PyTorch's `GradScaler` default).
 const INITIAL_SCALE: f64 = 65536.0;
@@ -78,21 +77,18 @@ impl Autocast {
         compute_dtype(precision).map(|dtype| Self { dtype })
     }
 
+    /// The half type.
+    pub fn dtype(&self) -> FloatDType {
+        self.dtype
+    }
+
     /// `model` with its weights cast to the half type, batch norm excepted. The casts are
     /// tracked, so gradients reach the f32 weights under their own parameter ids.
-    pub fn model(&self, model: &Model) -> Model {
+    pub fn model<M: Module>(&self, model: &M) -> M {
         model.clone().map(&mut CastWeights {
             dtype: self.dtype,
             batch_norm_depth: 0,
         })
-    }
-
-    /// `input` with its float tensors in the half type (token ids stay integers).
-    pub fn input(&self, input: Input) -> Input {
-        match input {
-            Input::Images(images) => Input::Images(images.cast(self.dtype)),
-            tokens => tokens,
-        }
     }
 }
 
@@ -202,7 +198,7 @@ mod tests {
         }
     }
 
-    fn dtypes(model: &Model, grads: Option<&GradientsParams>) -> Vec<DType> {
+    fn dtypes(model: &Resnet, grads: Option<&GradientsParams>) -> Vec<DType> {
         let mut visitor = Dtypes {
             grads,
             found: Vec::new(),
@@ -221,7 +217,7 @@ mod tests {
             width: 8,
         };
         let config = ResnetConfig { depth: 8, width: 4 };
-        let model = Model::Resnet(Resnet::new(&config, input, 3, &device));
+        let model = Resnet::build(&config, input, 3, &device);
         let autocast = Autocast::new(Precision::Bf16Mixed).expect("a half type");
         let half = autocast.model(&model);
 
@@ -235,7 +231,7 @@ mod tests {
         assert!(cast.contains(&DType::BF16), "{cast:?}");
 
         let images = Tensor::<4>::random([2, 1, 8, 8], Distribution::Default, &device);
-        let logits = half.forward(autocast.input(Input::Images(images)));
+        let logits = half.logits(images.cast(autocast.dtype()));
         assert_eq!(logits.dtype(), DType::BF16);
         let loss = logits.cast(FloatDType::F32).mean();
         let grads = GradientsParams::from_grads(loss.backward(), &model);

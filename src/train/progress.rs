@@ -143,21 +143,27 @@ impl Progress {
     }
 }
 
-/// Loss and accuracy, with the task's own metrics.
+/// The loss, with the task's own metrics.
 fn quality(record: &MetricRecord) -> String {
-    let mut text = format!(
-        "loss {:.4} · acc {:.2}%",
-        record.loss,
-        record.accuracy * 100.0
-    );
-    if let Some(top_k) = record.top_k_accuracy {
-        text.push_str(&format!(" · top-k {:.2}%", top_k * 100.0));
-    }
-    if let Some(f1) = record.macro_f1 {
-        text.push_str(&format!(" · macro-F1 {f1:.4}"));
-    }
-    if let (Some(perplexity), Some(bpc)) = (record.perplexity, record.bits_per_char) {
-        text.push_str(&format!(" · ppl {perplexity:.2} · {bpc:.3} bits/char"));
+    let mut text = format!("loss {:.4}", record.loss);
+    let shown = [
+        ("accuracy", "acc", true),
+        ("top_k_accuracy", "top-k", true),
+        ("macro_f1", "macro-F1", false),
+        ("micro_f1", "micro-F1", false),
+        ("exact_match", "exact", true),
+        ("perplexity", "ppl", false),
+        ("bits_per_char", "bits/char", false),
+        ("mae", "MAE", false),
+        ("rmse", "RMSE", false),
+        ("r2", "R²", false),
+    ];
+    for (name, label, percent) in shown {
+        match (record.get(name), percent) {
+            (Some(value), true) => text.push_str(&format!(" · {label} {:.2}%", value * 100.0)),
+            (Some(value), false) => text.push_str(&format!(" · {label} {value:.4}")),
+            (None, _) => {}
+        }
     }
     text
 }

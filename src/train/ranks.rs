@@ -6,12 +6,12 @@
 use sha2::{Digest, Sha256};
 
 use super::Experiment;
-use super::measure::MetricSpec;
 use super::state::IntervalSums;
 use crate::Error;
 use crate::config;
 use crate::data::Part;
 use crate::distributed::World;
+use crate::task::Task;
 
 /// Checks that every rank runs the same stoke on the same backend, with the same config
 /// (every key a resume may not change) and the same data (split sizes, classes or
@@ -75,24 +75,20 @@ pub fn agree_on_step(world: &World, predictions: usize, stop: bool) -> (usize, b
 }
 
 /// `sums` added over all ranks.
-pub fn sum_over_ranks(world: &World, sums: IntervalSums, spec: MetricSpec) -> IntervalSums {
+pub fn sum_over_ranks(world: &World, sums: IntervalSums, task: &Task) -> IntervalSums {
     if !world.is_distributed() {
         return sums;
     }
-    let classes = spec.classes.unwrap_or(0);
-    let mut values = sums.to_values(classes);
+    let layout = task.sum_layout();
+    let mut values = sums.to_values(&layout);
     world.sum_f64(&mut values);
-    IntervalSums::from_values(&values, classes)
+    IntervalSums::from_values(&values, &layout)
 }
 
 /// Every rank's `sums`, by rank (for a checkpoint, which rank 0 alone writes).
-pub fn gather_from_ranks(
-    world: &World,
-    sums: &IntervalSums,
-    spec: MetricSpec,
-) -> Vec<IntervalSums> {
-    let classes = spec.classes.unwrap_or(0);
-    let own = sums.to_values(classes);
+pub fn gather_from_ranks(world: &World, sums: &IntervalSums, task: &Task) -> Vec<IntervalSums> {
+    let layout = task.sum_layout();
+    let own = sums.to_values(&layout);
     let width = own.len();
     // Each rank fills its own slot of a zeroed table; the sum is every rank's row.
     let mut table = vec![0.0; width * world.size()];
@@ -100,6 +96,6 @@ pub fn gather_from_ranks(
     world.sum_f64(&mut table);
     table
         .chunks_exact(width)
-        .map(|row| IntervalSums::from_values(row, classes))
+        .map(|row| IntervalSums::from_values(row, &layout))
         .collect()
 }

@@ -4,32 +4,12 @@
 
 use std::path::Path;
 
-use serde::Serialize;
-
 use super::metrics::{MetricRecord, SplitName, read_metrics};
 use crate::Error;
 use crate::plot::{Lines, write_lines};
 
 pub const CSV_FILE: &str = "metrics.csv";
 pub const PLOTS_DIR: &str = "plots";
-
-/// One CSV row: every field of a record, empty where the task has no such metric.
-#[derive(Serialize)]
-struct Row<'a> {
-    step: usize,
-    epoch: usize,
-    split: &'a str,
-    loss: f64,
-    accuracy: f64,
-    lr: f64,
-    samples_per_s: f64,
-    time_s: f64,
-    macro_f1: Option<f64>,
-    perplexity: Option<f64>,
-    bits_per_char: Option<f64>,
-    tokens_per_s: Option<f64>,
-    top_k_accuracy: Option<f64>,
-}
 
 /// Rewrites `metrics.csv`, the plots and, with `tensorboard`, the TensorBoard event file of
 /// the run in `run_dir` from its metrics log.
@@ -51,27 +31,52 @@ pub fn write(run_dir: &Path, tensorboard: bool) -> Result<(), Error> {
     Ok(())
 }
 
+/// `metrics.csv`: one row per record, the loop's columns then every metric any record has
+/// (in name order), empty where a record has none.
 fn write_csv(path: &Path, records: &[MetricRecord]) -> Result<(), Error> {
+    let metrics: std::collections::BTreeSet<&str> = records
+        .iter()
+        .flat_map(|r| r.metrics.keys().map(String::as_str))
+        .collect();
     let mut writer = csv::Writer::from_writer(Vec::new());
+    let fixed = [
+        "step",
+        "epoch",
+        "split",
+        "loss",
+        "lr",
+        "samples_per_s",
+        "time_s",
+        "tokens_per_s",
+    ];
+    let header: Vec<&str> = fixed
+        .iter()
+        .copied()
+        .chain(metrics.iter().copied())
+        .collect();
+    writer
+        .write_record(&header)
+        .expect("writing to memory cannot fail");
     for record in records {
-        let split = record.split.to_string();
+        let optional = |value: Option<f64>| value.map_or_else(String::new, |v| v.to_string());
+        let mut row = vec![
+            record.step.to_string(),
+            record.epoch.to_string(),
+            record.split.to_string(),
+            record.loss.to_string(),
+            record.lr.to_string(),
+            record.samples_per_s.to_string(),
+            record.time_s.to_string(),
+            optional(record.tokens_per_s),
+        ];
+        row.extend(
+            metrics
+                .iter()
+                .map(|name| optional(record.metrics.get(*name).copied())),
+        );
         writer
-            .serialize(Row {
-                step: record.step,
-                epoch: record.epoch,
-                split: &split,
-                loss: record.loss,
-                accuracy: record.accuracy,
-                lr: record.lr,
-                samples_per_s: record.samples_per_s,
-                time_s: record.time_s,
-                macro_f1: record.macro_f1,
-                perplexity: record.perplexity,
-                bits_per_char: record.bits_per_char,
-                tokens_per_s: record.tokens_per_s,
-                top_k_accuracy: record.top_k_accuracy,
-            })
-            .expect("metric rows serialise");
+            .write_record(&row)
+            .expect("writing to memory cannot fail");
     }
     let bytes = writer.into_inner().expect("writing to memory cannot fail");
     crate::files::write_atomic(path, &bytes)
@@ -99,26 +104,31 @@ pub fn charts(records: &[MetricRecord]) -> Vec<(&'static str, Lines)> {
         y_label: y_label.into(),
         series,
     };
-    let language = records.iter().any(|r| r.perplexity.is_some());
-    let quality = if language {
-        chart(
-            "Perplexity",
-            "perplexity (exp of loss per token)",
-            both(&|r| r.perplexity),
+    // The task's headline metric: what a person reads the run by.
+    let has = |name: &str| records.iter().any(|r| r.metrics.contains_key(name));
+    let (name, quality) = if has("perplexity") {
+        let curve = both(&|r| r.get("perplexity"));
+        (
+            "perplexity",
+            chart("Perplexity", "perplexity (exp of loss per token)", curve),
+        )
+    } else if has("rmse") {
+        (
+            "rmse",
+            chart("RMSE", "root mean squared error", both(&|r| r.get("rmse"))),
+        )
+    } else if has("micro_f1") {
+        (
+            "f1",
+            chart("Micro-F1", "micro-F1", both(&|r| r.get("micro_f1"))),
         )
     } else {
-        chart(
-            "Accuracy",
-            "accuracy (%)",
-            both(&|r| Some(r.accuracy * 100.0)),
-        )
+        let curve = both(&|r| r.get("accuracy").map(|a| a * 100.0));
+        ("accuracy", chart("Accuracy", "accuracy (%)", curve))
     };
     vec![
-        (
-            "loss",
-            chart("Loss", "cross-entropy loss (nats)", both(&|r| Some(r.loss))),
-        ),
-        (if language { "perplexity" } else { "accuracy" }, quality),
+        ("loss", chart("Loss", "loss", both(&|r| Some(r.loss)))),
+        (name, quality),
         (
             "lr",
             chart(

@@ -220,6 +220,10 @@ pub struct Summary {
     pub data: DataSpec,
     /// Bad records skipped under `data.on_error = "skip"`.
     pub skipped_records: Skipped,
+    /// Table rows: per categorical column, the validation and test values not seen in
+    /// training (read as unknown).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub unseen_categories: std::collections::BTreeMap<String, usize>,
     pub steps: usize,
     /// `train.precision`, and under f16 the loss scale at the end and the steps it skipped.
     #[serde(default)]

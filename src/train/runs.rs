@@ -52,24 +52,14 @@ pub fn open(path: &Path) -> Result<RunInfo, Error> {
         (None, Some(_)) => RunState::Finished.to_string(),
         (None, None) => "unknown".into(),
     };
-    let language = records.iter().any(|r| r.perplexity.is_some());
+    let (metric, higher) = super::metrics::headline(&records);
+    let pick: fn(f64, f64) -> f64 = if higher { f64::max } else { f64::min };
     let quality = |split: SplitName, pick: fn(f64, f64) -> f64| {
         records
             .iter()
             .filter(|r| r.split == split)
-            .map(|r| {
-                if language {
-                    r.perplexity.unwrap_or(f64::NAN)
-                } else {
-                    r.accuracy
-                }
-            })
+            .filter_map(|r| r.get(metric))
             .reduce(pick)
-    };
-    let (metric, pick): (&str, fn(f64, f64) -> f64) = if language {
-        ("perplexity", f64::min)
-    } else {
-        ("accuracy", f64::max)
     };
     Ok(RunInfo {
         path: path.to_path_buf(),
@@ -193,9 +183,8 @@ pub fn config_differences(runs: &[RunInfo]) -> BTreeMap<String, Vec<String>> {
 /// returns the files written.
 pub fn write_overlays(runs: &[RunInfo], out: &Path) -> Result<Vec<PathBuf>, Error> {
     std::fs::create_dir_all(out).map_err(|source| Error::io(out, source))?;
-    let language = runs
-        .iter()
-        .any(|r| r.records.iter().any(|x| x.perplexity.is_some()));
+    let all: Vec<MetricRecord> = runs.iter().flat_map(|r| r.records.clone()).collect();
+    let (metric, _) = super::metrics::headline(&all);
     let curve = |run: &RunInfo, value: &dyn Fn(&MetricRecord) -> Option<f64>| {
         let points: Vec<(f64, f64)> = run
             .records
@@ -211,26 +200,18 @@ pub fn write_overlays(runs: &[RunInfo], out: &Path) -> Result<Vec<PathBuf>, Erro
         y_label: y_label.into(),
         series: runs.iter().map(|run| curve(run, value)).collect(),
     };
+    let headline = match metric {
+        "accuracy" => chart("Validation accuracy", "accuracy (%)", &|r| {
+            r.get("accuracy").map(|a| a * 100.0)
+        }),
+        other => chart(&format!("Validation {other}"), other, &|r| r.get(other)),
+    };
     let charts = [
         (
-            "compare-loss",
-            chart("Validation loss", "cross-entropy loss (nats)", &|r| {
-                Some(r.loss)
-            }),
+            "compare-loss".to_string(),
+            chart("Validation loss", "loss", &|r| Some(r.loss)),
         ),
-        if language {
-            (
-                "compare-perplexity",
-                chart("Validation perplexity", "perplexity", &|r| r.perplexity),
-            )
-        } else {
-            (
-                "compare-accuracy",
-                chart("Validation accuracy", "accuracy (%)", &|r| {
-                    Some(r.accuracy * 100.0)
-                }),
-            )
-        },
+        (format!("compare-{}", metric.replace('_', "-")), headline),
     ];
     let mut written = Vec::new();
     for (name, chart) in charts {

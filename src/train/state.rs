@@ -4,10 +4,13 @@
 //! No RNG state is stored: the data order of each epoch is a function of (seed, epoch) and the
 //! device RNG is reseeded from (seed, step) before every step, so the position is enough.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use super::measure::Measured;
 use super::precision::LossScale;
+use crate::task::TaskSums;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TrainingState {
@@ -59,61 +62,94 @@ fn one() -> usize {
 
 /// Sums of the training metrics on the device, read back (losslessly: f32 sums in f64).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(from = "StoredSums")]
 pub struct IntervalSums {
     pub loss_sum: f64,
-    pub correct: i64,
-    #[serde(default)]
-    pub top_k_correct: i64,
     pub predictions: usize,
     pub samples: usize,
     pub tokens: usize,
-    /// Per-class counts for macro-F1 (classification).
-    pub true_positives: Vec<f64>,
-    pub predicted: Vec<f64>,
-    pub actual: Vec<f64>,
+    /// The task's named sums (`correct`, per-class counts, squared errors, ...).
+    #[serde(flatten)]
+    pub task: TaskSums,
+}
+
+/// [`IntervalSums`] as `state.json` holds them: checkpoints from before the tasks were named
+/// wrote single counts (`"correct": 5`) where a list is kept now.
+#[derive(Deserialize)]
+struct StoredSums {
+    loss_sum: f64,
+    predictions: usize,
+    samples: usize,
+    tokens: usize,
+    #[serde(flatten)]
+    task: BTreeMap<String, OneOrMany>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(f64),
+    Many(Vec<f64>),
+}
+
+impl From<StoredSums> for IntervalSums {
+    fn from(stored: StoredSums) -> Self {
+        Self {
+            loss_sum: stored.loss_sum,
+            predictions: stored.predictions,
+            samples: stored.samples,
+            tokens: stored.tokens,
+            task: stored
+                .task
+                .into_iter()
+                .map(|(name, values)| {
+                    let values = match values {
+                        OneOrMany::One(value) => vec![value],
+                        OneOrMany::Many(values) => values,
+                    };
+                    (name, values)
+                })
+                .collect(),
+        }
+    }
 }
 
 impl IntervalSums {
-    /// The sums as `6 + 3 · classes` numbers, to be added over ranks (every count here is
-    /// below 2^53, so f64 holds it exactly).
-    pub fn to_values(&self, classes: usize) -> Vec<f64> {
+    /// The sums as one list of numbers in `layout`'s order (the task's), to be added over
+    /// ranks (every count here is below 2^53, so f64 holds it exactly).
+    pub fn to_values(&self, layout: &[(&str, usize)]) -> Vec<f64> {
         let mut values = vec![
             self.loss_sum,
-            self.correct as f64,
-            self.top_k_correct as f64,
             self.predictions as f64,
             self.samples as f64,
             self.tokens as f64,
         ];
-        for counts in [&self.true_positives, &self.predicted, &self.actual] {
+        for &(name, len) in layout {
             let start = values.len();
-            values.extend_from_slice(counts);
-            values.resize(start + classes, 0.0);
+            values.extend(self.task.get(name).into_iter().flatten());
+            values.resize(start + len, 0.0);
         }
         values
     }
 
-    /// The inverse of [`to_values`](Self::to_values); per-class counts stay empty when no
-    /// class was counted.
-    pub fn from_values(values: &[f64], classes: usize) -> Self {
-        let counts = |i: usize| -> Vec<f64> {
-            let counts = &values[6 + i * classes..6 + (i + 1) * classes];
-            if values[4] > 0.0 {
-                counts.to_vec()
-            } else {
-                Vec::new()
-            }
-        };
+    /// The inverse of [`to_values`](Self::to_values).
+    pub fn from_values(values: &[f64], layout: &[(&str, usize)]) -> Self {
+        let mut offset = 4;
+        let mut task = TaskSums::new();
+        for &(name, len) in layout {
+            task.insert(name.to_string(), values[offset..offset + len].to_vec());
+            offset += len;
+        }
         Self {
             loss_sum: values[0],
-            correct: values[1] as i64,
-            top_k_correct: values[2] as i64,
-            predictions: values[3] as usize,
-            samples: values[4] as usize,
-            tokens: values[5] as usize,
-            true_positives: counts(0),
-            predicted: counts(1),
-            actual: counts(2),
+            predictions: values[1] as usize,
+            samples: values[2] as usize,
+            tokens: values[3] as usize,
+            task: if values[2] > 0.0 {
+                task
+            } else {
+                TaskSums::new()
+            },
         }
     }
 }

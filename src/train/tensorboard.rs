@@ -63,16 +63,18 @@ pub fn write(run_dir: &Path, records: &[MetricRecord], started: f64) -> Result<(
         let split = record.split.to_string();
         let metrics = [
             ("loss", Some(record.loss)),
-            ("accuracy", Some(record.accuracy)),
             ("lr", Some(record.lr).filter(|_| split == "train")),
             ("samples_per_s", Some(record.samples_per_s)),
-            ("macro_f1", record.macro_f1),
-            ("perplexity", record.perplexity),
-            ("bits_per_char", record.bits_per_char),
-            ("top_k_accuracy", record.top_k_accuracy),
-        ];
+        ]
+        .into_iter()
+        .map(|(name, value)| (name.to_string(), value))
+        .chain(
+            record
+                .metrics
+                .iter()
+                .map(|(name, value)| (name.clone(), Some(*value))),
+        );
         let value = metrics
-            .into_iter()
             .filter_map(|(name, value)| {
                 Some(Value {
                     tag: format!("{split}/{name}"),

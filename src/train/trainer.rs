@@ -5,7 +5,6 @@
 use std::time::Instant;
 
 use burn::lr_scheduler::module_lr_scheduler::ModuleLrScheduler;
-use burn::module::Module;
 use burn::optim::ModuleOptimizer;
 use burn::prelude::*;
 
@@ -14,18 +13,19 @@ use super::checkpoint::{self, CheckpointChoice, Checkpoints, Snapshot};
 use super::eval;
 use super::measure::{Measured, RunningMetrics};
 use super::metrics::{MetricRecord, MetricsLog, SplitName};
+use super::net::Net;
 use super::optim::{build_optimizer, build_scheduler};
 use super::progress::{Progress, format_duration};
 use super::run_dir::{DistributedRecord, RunDir, RunState, RunStatus, Summary};
 use super::session::Outcome;
 use super::state::{BestCheckpoint, IntervalSums, TrainingState};
-use super::step::{DeviceBatch, StepShare, Stepper, evaluate_part, predictions};
+use super::step::{StepShare, Stepper, evaluate_part, predictions};
 use super::{fault, interrupt, ranks};
 use crate::Error;
-use crate::config::{self, Monitor};
+use crate::config;
 use crate::data::{BatchStream, StreamPlan, batch_count, epoch_order, part_of_batches};
 use crate::distributed::{self, World};
-use crate::model::Model;
+use crate::task::Output;
 
 /// Optimizer steps the configured run takes: what the cosine schedule spans.
 pub(super) fn planned_steps(experiment: &Experiment) -> usize {
@@ -71,7 +71,7 @@ fn own_interval(state: &TrainingState, world: &World) -> IntervalSums {
 /// What the loop starts from.
 pub(super) struct Parts {
     pub(super) device: Device,
-    pub(super) model: Model,
+    pub(super) model: Box<dyn Net>,
     pub(super) optimizer: ModuleOptimizer,
     pub(super) scheduler: ModuleLrScheduler,
     pub(super) state: TrainingState,
@@ -120,7 +120,7 @@ impl Stop {
 pub(super) struct Trainer {
     experiment: Experiment,
     device: Device,
-    model: Model,
+    model: Box<dyn Net>,
     optimizer: ModuleOptimizer,
     scheduler: ModuleLrScheduler,
     stepper: Stepper,
@@ -169,7 +169,7 @@ impl Trainer {
             experiment.splits.test.len(),
             experiment.splits.spec.describe(),
         ));
-        let mut stepper = Stepper::new(&config.train, &device);
+        let mut stepper = Stepper::new(&config.train, &experiment.task);
         stepper.resume_loss_scale(state.loss_scale.clone());
         let world = distributed::world();
         Self {
@@ -180,7 +180,7 @@ impl Trainer {
             fixed_keys: config::fixed_keys(config),
             interval: RunningMetrics::from_sums(
                 &own_interval(&state, world),
-                experiment.metric_spec(),
+                &experiment.task,
                 &device,
             ),
             world,
@@ -258,11 +258,15 @@ impl Trainer {
         let plan = StreamPlan {
             order: part_of_batches(&order, train.samples_per_step(), ranks::own_part(world)),
             batch_size: train.samples_per_step(),
+            pass_size: train.batch_size,
             first: self.state.batch_in_epoch,
             workers: data.workers,
             prefetch: data.prefetch,
         };
-        let mut stream = BatchStream::new(splits.train.data.clone(), plan);
+        let context = self
+            .experiment
+            .batch_context(&self.device, Some(self.state.epoch));
+        let mut stream = BatchStream::new(splits.train.data.clone(), plan, context);
         self.progress.start_epoch(
             self.state.epoch + 1,
             self.steps_per_epoch,
@@ -272,10 +276,7 @@ impl Trainer {
         let mut stop = None;
         while self.state.batch_in_epoch < self.steps_per_epoch {
             // A rank may have no share of the epoch's last, short step: it adds nothing.
-            let passes = match stream.next() {
-                Some(batch) => DeviceBatch::passes(batch, train.batch_size, &self.device),
-                None => Vec::new(),
-            };
+            let passes = stream.next().unwrap_or_default();
             let (global, stop_asked) =
                 ranks::agree_on_step(world, predictions(&passes), interrupt::requested());
             let share = StepShare {
@@ -285,15 +286,14 @@ impl Trainer {
             seed_step(&self.device, seed, self.state.global_step);
             let lr = self.scheduler.step();
             self.state.lr = lr.base();
-            let model = self.model.clone();
-            self.model = self.stepper.step(
-                model,
+            self.model.step(
+                &mut self.stepper,
                 &mut self.optimizer,
                 lr,
                 passes,
                 share,
                 &mut self.interval,
-            );
+            )?;
             self.state.global_step += 1;
             self.state.batch_in_epoch += 1;
             self.progress.advance();
@@ -336,8 +336,8 @@ impl Trainer {
         self.progress.finish_epoch();
         if self.state.batch_in_epoch < self.steps_per_epoch {
             // Stopped inside the epoch: validate where it stands unless it is an interruption.
-            let validated_here =
-                self.state.last_valid.map(|(step, _)| step) == Some(self.state.global_step);
+            let validated_here = self.state.last_valid.as_ref().map(|(step, _)| *step)
+                == Some(self.state.global_step);
             if stop != Some(Stop::Interrupted) && !validated_here {
                 self.validate()?;
             }
@@ -352,7 +352,9 @@ impl Trainer {
             "epoch {} trained in {} ({:.0} samples/s)",
             self.state.epoch,
             format_duration(epoch_time),
-            epoch_train.map_or(0.0, |m| m.samples as f64 / epoch_time)
+            epoch_train
+                .as_ref()
+                .map_or(0.0, |m| m.samples as f64 / epoch_time)
         ));
         self.state.last_epoch_train = epoch_train;
         self.validate()?;
@@ -373,9 +375,9 @@ impl Trainer {
     /// Reads the interval's metrics back (a device sync), logs and shows them. A loss that is
     /// no longer finite stops the run here, before any checkpoint can save that state.
     fn log_train(&mut self) -> Result<(), Error> {
-        let spec = self.experiment.metric_spec();
-        let sums = ranks::sum_over_ranks(self.world, self.interval.take_sums(), spec);
-        let Some(measured) = Measured::from_sums(&sums, spec) else {
+        let task = &self.experiment.task;
+        let sums = ranks::sum_over_ranks(self.world, self.interval.take_sums(), task);
+        let Some(measured) = Measured::from_sums(&sums, task) else {
             return Ok(());
         };
         if !measured.loss.is_finite() {
@@ -385,8 +387,8 @@ impl Trainer {
         self.interval_started = Instant::now();
         self.state.trained_samples += measured.samples;
         self.state.trained_s += seconds;
-        self.state.epoch_parts.push(measured);
         let record = self.record(SplitName::Train, &measured, seconds);
+        self.state.epoch_parts.push(measured);
         self.log.append(&record)?;
         let batches_left = self
             .steps_per_epoch
@@ -417,38 +419,32 @@ impl Trainer {
             self.state.lr,
             self.elapsed(),
         );
-        MetricRecord::new(
-            split,
-            measured,
-            &self.experiment.splits.spec,
-            seconds,
-            position,
-        )
+        MetricRecord::new(split, measured, seconds, position)
     }
 
     /// Evaluates `model` on `split`, each rank on its share of the batches (`also` sees this
     /// rank's batches: logits and targets); returns the metrics and the seconds it took.
     fn evaluate(
         &self,
-        model: &Model,
+        model: &dyn Net,
         split: &crate::data::Split,
-        also: impl FnMut(&Tensor<2>, &Tensor<1, Int>),
-    ) -> (Measured, f64) {
+        also: impl FnMut(&Output),
+    ) -> Result<(Measured, f64), Error> {
         let started = Instant::now();
-        let spec = self.experiment.metric_spec();
+        let task = &self.experiment.task;
         let sums = evaluate_part(
             model,
+            task,
             split,
-            spec,
             self.experiment.config.train.eval_batch_size,
             self.experiment.config.data.workers,
-            &self.device,
+            &self.experiment.batch_context(&self.device, None),
             ranks::own_part(self.world),
             also,
-        );
-        let sums = ranks::sum_over_ranks(self.world, sums, spec);
-        let measured = Measured::of_split(&sums, spec);
-        (measured, started.elapsed().as_secs_f64())
+        )?;
+        let sums = ranks::sum_over_ranks(self.world, sums, task);
+        let measured = Measured::of_split(&sums, task);
+        Ok((measured, started.elapsed().as_secs_f64()))
     }
 
     /// Validates the current model (when there is a validation split), logs the result and
@@ -458,7 +454,7 @@ impl Trainer {
         if splits.valid.is_empty() {
             return Ok(());
         }
-        let (measured, seconds) = self.evaluate(&self.model, &splits.valid, |_, _| {});
+        let (measured, seconds) = self.evaluate(self.model.as_ref(), &splits.valid, |_| {})?;
         let mut record = self.record(SplitName::Valid, &measured, seconds);
         if self.state.batch_in_epoch == 0 {
             record.epoch = self.state.epoch; // An epoch-end validation belongs to that epoch.
@@ -468,20 +464,21 @@ impl Trainer {
         if self.world.is_root() {
             self.write_reports();
         }
-        self.state.last_valid = Some((self.state.global_step, measured));
-        if let Some(early) = &self.experiment.config.train.early_stopping {
-            let value = monitored(early.monitor, &measured);
+        if let (Some(early), Some((metric, mode))) = (
+            &self.experiment.config.train.early_stopping,
+            self.experiment.early_stopping_monitor(),
+        ) {
+            let value = monitored(&metric, &measured);
             let stopping = &mut self.state.early_stopping;
             match stopping.best {
-                Some(best) if !early.mode.improves(value, best, early.min_delta) => {
-                    stopping.stale += 1
-                }
+                Some(best) if !mode.improves(value, best, early.min_delta) => stopping.stale += 1,
                 _ => {
                     stopping.best = Some(value);
                     stopping.stale = 0;
                 }
             }
         }
+        self.state.last_valid = Some((self.state.global_step, measured));
         Ok(())
     }
 
@@ -503,23 +500,24 @@ impl Trainer {
     fn rank_checkpoint(&mut self) {
         let policy = &self.experiment.config.checkpoint;
         let step = self.state.global_step;
-        let Some((validated_at, measured)) = self.state.last_valid else {
+        let Some((validated_at, measured)) = &self.state.last_valid else {
             return;
         };
-        if validated_at != step || policy.keep_best == 0 {
+        if *validated_at != step || policy.keep_best == 0 {
             return;
         }
+        let (metric, mode) = self.experiment.checkpoint_monitor();
         let candidate = BestCheckpoint {
             name: Checkpoints::name_for(step),
             step,
             epoch: self.state.epoch,
-            value: monitored(policy.monitor, &measured),
+            value: monitored(&metric, measured),
         };
         let best = &mut self.state.best;
         best.retain(|b| b.step != step);
         let position = best
             .iter()
-            .position(|b| policy.mode.improves(candidate.value, b.value, 0.0))
+            .position(|b| mode.improves(candidate.value, b.value, 0.0))
             .unwrap_or(best.len());
         best.insert(position, candidate);
         best.truncate(policy.keep_best);
@@ -539,16 +537,16 @@ impl Trainer {
                     Error::RanksDisagree { ranks, .. } => Error::RanksDiverged { step, ranks },
                     other => other,
                 })?;
-            let spec = self.experiment.metric_spec();
-            self.state.rank_intervals = ranks::gather_from_ranks(world, &self.state.interval, spec);
-            self.state.interval = ranks::sum_over_ranks(world, self.state.interval.clone(), spec);
+            let task = &self.experiment.task;
+            self.state.rank_intervals = ranks::gather_from_ranks(world, &self.state.interval, task);
+            self.state.interval = ranks::sum_over_ranks(world, self.state.interval.clone(), task);
         }
         self.state.world_size = world.size();
         self.state.loss_scale = self.stepper.loss_scale().cloned();
         if !self.state.interval.loss_sum.is_finite() {
             return Err(self.non_finite(self.state.interval.loss_sum));
         }
-        if let Some((_, valid)) = self.state.last_valid
+        if let Some((_, valid)) = &self.state.last_valid
             && !valid.loss.is_finite()
         {
             return Err(self.non_finite(valid.loss));
@@ -564,7 +562,7 @@ impl Trainer {
             return Ok(());
         }
         let snapshot = Snapshot {
-            model: &self.model,
+            model: self.model.as_ref(),
             optimizer: &self.optimizer,
             scheduler: &self.scheduler,
             state: &self.state,
@@ -620,9 +618,9 @@ impl Trainer {
                 None if splits.valid.is_empty() => return Ok(None),
                 None => {
                     let checkpoint = self.checkpoints.open(choice)?;
-                    let model = checkpoint::load_model(&checkpoint.dir, self.model.clone())?;
+                    let model = checkpoint::load_model(&checkpoint.dir, self.model.boxed_clone())?;
                     let (measured, seconds, gathered) =
-                        eval::score(&self.experiment, &model, &splits.valid, true);
+                        eval::score(&self.experiment, model.as_ref(), &splits.valid, true)?;
                     let tested = Tested {
                         record: self.record(SplitName::Valid, &measured, seconds),
                         samples: measured.samples,
@@ -636,7 +634,7 @@ impl Trainer {
             // On several ranks each gathered only its part of the test split: go over it whole.
             let gathered = match tested.gathered {
                 Some(gathered) => gathered,
-                None => eval::score(&self.experiment, &tested.model, data, true)
+                None => eval::score(&self.experiment, tested.model.as_ref(), data, true)?
                     .2
                     .expect("asked to gather"),
             };
@@ -672,15 +670,15 @@ impl Trainer {
             (None, None)
         } else {
             let checkpoint = self.checkpoints.open(&choice)?;
-            let model = checkpoint::load_model(&checkpoint.dir, self.model.clone())?;
+            let model = checkpoint::load_model(&checkpoint.dir, self.model.boxed_clone())?;
             // In one process the test pass also gathers what the report needs.
             let mut gathered = (self.experiment.config.eval.report && self.world.size() == 1)
-                .then(|| eval::Gathered::for_task(&splits.spec));
-            let (measured, seconds) = self.evaluate(&model, &splits.test, |logits, targets| {
+                .then(|| eval::Gathered::for_task(&self.experiment.task));
+            let (measured, seconds) = self.evaluate(model.as_ref(), &splits.test, |output| {
                 if let Some(gathered) = gathered.as_mut() {
-                    gathered.add(logits, targets);
+                    gathered.add(&output.scored);
                 }
-            });
+            })?;
             let mut record = self.record(SplitName::Test, &measured, seconds);
             record.epoch = self.state.epoch.max(1);
             self.log.append(&record)?;
@@ -713,6 +711,7 @@ impl Trainer {
             parameters: self.model.num_params(),
             data: splits.spec.clone(),
             skipped_records: splits.skipped.clone(),
+            unseen_categories: splits.unseen_categories.clone(),
             steps: state.global_step,
             precision: self.experiment.config.train.precision,
             loss_scale: self.stepper.loss_scale().cloned(),
@@ -720,14 +719,18 @@ impl Trainer {
             stopped: stop.describe().to_string(),
             train: state
                 .last_epoch_train
+                .clone()
                 .or_else(|| combine(&state.epoch_parts)),
-            valid: state.last_valid.map(|(_, measured)| measured),
+            valid: state
+                .last_valid
+                .as_ref()
+                .map(|(_, measured)| measured.clone()),
             test,
             test_checkpoint,
             best: state.best.first().cloned(),
             epoch_time_s: state.epoch_time_s.clone(),
             checkpoint_time_s: state.checkpoint_time_s.clone(),
-            weights_sha256: self.model.weights_sha256(),
+            weights_sha256: crate::model::hex(&self.model.weights_digest()),
             train_samples_per_s: state.trained_samples as f64
                 / state.trained_s.max(f64::MIN_POSITIVE),
             wall_time_s: self.elapsed(),
@@ -762,37 +765,41 @@ impl Trainer {
 struct Tested {
     record: MetricRecord,
     samples: usize,
-    model: Model,
+    model: Box<dyn Net>,
     checkpoint: String,
     /// What the pass gathered for the report (in one process; `None` on several ranks).
     gathered: Option<eval::Gathered>,
 }
 
-fn monitored(monitor: Monitor, measured: &Measured) -> f64 {
-    match monitor {
-        Monitor::ValidAccuracy => measured.accuracy,
-        Monitor::ValidLoss => measured.loss,
-    }
+/// The value of `metric` (a name from the task's monitors) in `measured`.
+fn monitored(metric: &str, measured: &Measured) -> f64 {
+    measured.get(metric).unwrap_or(f64::NAN)
 }
 
-/// Sample-weighted mean of interval metrics.
+/// Sample-weighted mean of interval metrics. Per-class counts are not kept across log
+/// intervals, so metrics that are not means over samples (macro-F1, R²) are left to
+/// validation.
 fn combine(parts: &[Measured]) -> Option<Measured> {
     let samples: usize = parts.iter().map(|m| m.samples).sum();
-    (samples > 0).then(|| Measured {
-        loss: parts.iter().map(|m| m.loss * m.samples as f64).sum::<f64>() / samples as f64,
-        accuracy: parts
+    if samples == 0 {
+        return None;
+    }
+    let mean = |value: &dyn Fn(&Measured) -> Option<f64>| -> Option<f64> {
+        parts
             .iter()
-            .map(|m| m.accuracy * m.samples as f64)
-            .sum::<f64>()
-            / samples as f64,
+            .map(|m| value(m).map(|v| v * m.samples as f64))
+            .sum::<Option<f64>>()
+            .map(|sum| sum / samples as f64)
+    };
+    let averaged = ["accuracy", "top_k_accuracy", "mae", "exact_match"];
+    let metrics = averaged
+        .iter()
+        .filter_map(|name| Some((name.to_string(), mean(&|m| m.get(name))?)))
+        .collect();
+    Some(Measured {
+        loss: mean(&|m| Some(m.loss)).unwrap_or(f64::NAN),
         samples,
         tokens: parts.iter().map(|m| m.tokens).sum(),
-        // Per-class counts are not kept across log intervals; macro-F1 is a validation metric.
-        macro_f1: None,
-        top_k_accuracy: parts
-            .iter()
-            .map(|m| m.top_k_accuracy.map(|a| a * m.samples as f64))
-            .sum::<Option<f64>>()
-            .map(|sum| sum / samples as f64),
+        metrics,
     })
 }

@@ -8,7 +8,6 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use burn::prelude::*;
 use burn::store::ModuleRecord;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -16,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::Error;
 use crate::data::{DataSpec, Tokenizer};
 use crate::files::{FileDigest, verify_digests};
-use crate::model::Model;
+use crate::train::Net;
 
 pub const FORMAT_VERSION: u32 = 1;
 pub const MODEL_FILE: &str = "model.bpk";
@@ -245,17 +244,54 @@ impl Checkpoints {
 }
 
 /// Loads checkpoint `dir`'s weights into `model` (built from the same config).
-pub fn load_model(dir: &Path, model: Model) -> Result<Model, Error> {
-    load_model_record(&dir.join(MODEL_FILE), model)
+pub fn load_model(dir: &Path, mut model: Box<dyn Net>) -> Result<Box<dyn Net>, Error> {
+    load_model_record(&dir.join(MODEL_FILE), model.as_mut())?;
+    Ok(model)
 }
 
 /// Loads the burnpack model record at `path` into `model` (built from the same config).
-pub fn load_model_record(path: &Path, model: Model) -> Result<Model, Error> {
-    let path = path.to_path_buf();
+///
+/// Records written before the built-in families were kinds of their own name every tensor
+/// under the family (`Mlp.hidden.0.weight`); such a record is read with that first segment
+/// dropped, so runs and artifacts of earlier versions still load.
+pub fn load_model_record(path: &Path, model: &mut dyn Net) -> Result<(), Error> {
     let record_error = |err: burn::store::RecordError| Error::Record {
-        path: path.clone(),
+        path: path.to_path_buf(),
         detail: err.to_string(),
     };
-    let record = ModuleRecord::load(&path).map_err(record_error)?;
-    model.try_load_record(record).map_err(record_error)
+    let record = ModuleRecord::load(path).map_err(record_error)?;
+    let loaded = model.load_record(record);
+    let Err(err) = loaded else {
+        return Ok(());
+    };
+    match without_family_prefix(path) {
+        Some(record) => model.load_record(record).map_err(record_error),
+        None => Err(record_error(err)),
+    }
+}
+
+/// The record at `path` with the family name its tensor paths begin with dropped, when
+/// every path begins with one (`Mlp.`, `TextClassifier.`, ...).
+fn without_family_prefix(path: &Path) -> Option<ModuleRecord> {
+    let tensors = burn_pack::Reader::from_file(path)
+        .ok()?
+        .into_tensors()
+        .ok()?;
+    let mut renamed = Vec::with_capacity(tensors.len());
+    for tensor in tensors {
+        let (name, dtype, shape, id, bytes) = tensor.into_parts().ok()?;
+        let (family, rest) = name.split_once('.')?;
+        if !family.starts_with(|c: char| c.is_ascii_uppercase()) {
+            return None;
+        }
+        renamed.push(burn_pack::Tensor::new(
+            rest.to_string(),
+            dtype,
+            shape,
+            id,
+            bytes,
+        ));
+    }
+    let bytes = burn_pack::Writer::new(renamed).into_bytes().ok()?;
+    ModuleRecord::from_bytes(bytes).ok()
 }

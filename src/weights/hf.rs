@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use super::NamedTensor;
 use super::names::{self, Family, Imported};
 use crate::Error;
-use crate::config::{BertConfig, BertPooling, Gpt2Config, Network};
+use crate::config::{BertConfig, BertPooling, Gpt2Config, ModelConfig};
 
 pub const CONFIG_FILE: &str = "config.json";
 pub const WEIGHTS_FILE: &str = "model.safetensors";
@@ -119,9 +119,9 @@ impl HfFolder {
         }
     }
 
-    /// Fills the keys `network` leaves out from `config.json` and refuses one that differs.
-    pub fn shape(&self, network: &mut Network) -> Result<(), Error> {
-        let kind = network.kind();
+    /// Fills the keys `model` leaves out from `config.json` and refuses one that differs.
+    pub fn shape(&self, model: &mut ModelConfig) -> Result<(), Error> {
+        let kind = model.kind.clone();
         let mut conflicts = Vec::new();
         let mut take =
             |key: &str, ours: &mut Option<usize>, theirs: Option<usize>| match (*ours, theirs) {
@@ -131,8 +131,9 @@ impl HfFolder {
                 (None, theirs) => *ours = theirs,
                 _ => {}
             };
-        match (self.family, network) {
-            (Family::Bert, Network::Bert(bert)) => {
+        match (self.family, kind.as_str()) {
+            (Family::Bert, "bert") => {
+                let mut bert: BertConfig = model.settings().map_err(|e| self.refuse(e))?;
                 let BertConfig {
                     vocab_size,
                     hidden_size,
@@ -142,7 +143,7 @@ impl HfFolder {
                     max_positions,
                     type_vocab_size,
                     ..
-                } = bert;
+                } = &mut bert;
                 take("vocab_size", vocab_size, self.size("vocab_size")?);
                 take("hidden_size", hidden_size, self.size("hidden_size")?);
                 take("num_layers", num_layers, self.size("num_hidden_layers")?);
@@ -158,8 +159,13 @@ impl HfFolder {
                 );
                 bert.layer_norm_eps = bert.layer_norm_eps.or(self.number("layer_norm_eps"));
                 bert.dropout = bert.dropout.or(self.number("hidden_dropout_prob"));
+                *model = ModelConfig {
+                    settings: ModelConfig::of("bert", &bert).settings,
+                    ..model.clone()
+                };
             }
-            (Family::Gpt2, Network::Gpt2(gpt2)) => {
+            (Family::Gpt2, "gpt2") => {
+                let mut gpt2: Gpt2Config = model.settings().map_err(|e| self.refuse(e))?;
                 let Gpt2Config {
                     vocab_size,
                     hidden_size,
@@ -168,7 +174,7 @@ impl HfFolder {
                     intermediate_size,
                     max_positions,
                     ..
-                } = gpt2;
+                } = &mut gpt2;
                 take("vocab_size", vocab_size, self.size("vocab_size")?);
                 let hidden = self.size("n_embd")?;
                 take("hidden_size", hidden_size, hidden);
@@ -180,6 +186,10 @@ impl HfFolder {
                 take("max_positions", max_positions, self.size("n_positions")?);
                 gpt2.layer_norm_eps = gpt2.layer_norm_eps.or(self.number("layer_norm_epsilon"));
                 gpt2.dropout = gpt2.dropout.or(self.number("resid_pdrop"));
+                *model = ModelConfig {
+                    settings: ModelConfig::of("gpt2", &gpt2).settings,
+                    ..model.clone()
+                };
             }
             (family, _) => {
                 let wanted = match family {
@@ -301,13 +311,14 @@ pub struct HfExport {
 /// A Hugging Face folder's `config.json` and `model.safetensors` for a stoke `network` with
 /// `parameters` (stoke path → f32 data); `labels` name a classifier's classes.
 pub fn export(
-    network: &Network,
+    model: &ModelConfig,
     parameters: BTreeMap<String, TensorData>,
     labels: &[String],
 ) -> Result<HfExport, String> {
     let dims = |path: &str| parameters.get(path).map(|data| data.shape().to_vec());
-    let (family, config) = match network {
-        Network::Bert(bert) => {
+    let (family, config) = match model.kind.as_str() {
+        "bert" => {
+            let bert: BertConfig = model.settings()?;
             if bert.pooling == BertPooling::Mean {
                 return Err("a bert model with pooling = \"mean\" has no Hugging Face class that reads it (BertForSequenceClassification classifies the pooled [CLS] vector); export it as a stoke artifact".into());
             }
@@ -345,7 +356,8 @@ pub fn export(
             });
             (Family::Bert, config)
         }
-        Network::Gpt2(gpt2) => {
+        "gpt2" => {
+            let gpt2: Gpt2Config = model.settings()?;
             let vocab = dims("wte.weight").map_or(0, |d| d[0]);
             let positions = dims("wpe.weight").map_or(0, |d| d[0]);
             let config = json!({
@@ -373,8 +385,7 @@ pub fn export(
         }
         other => {
             return Err(format!(
-                "--format hf writes bert and gpt2 models; this run's model is {}",
-                other.kind()
+                "--format hf writes bert and gpt2 models; this run's model is {other}"
             ));
         }
     };

@@ -6,12 +6,12 @@ use std::path::Path;
 
 use super::checkpoint::{self, CheckpointChoice, Checkpoints};
 use super::hf::{self, HfFolder};
-use super::{Applied, NamedTensor, apply};
+use super::{Applied, NamedTensor};
 use crate::Error;
 use crate::config::{ExperimentConfig, ModelConfig, TokenizerConfig, TokenizerKind};
 use crate::data::DataSpec;
 use crate::export::artifact;
-use crate::model::Model;
+use crate::train::Net;
 
 /// Completes a fresh run's `config` from its `model.init_from`: a Hugging Face folder gives
 /// the shape keys the config leaves out (refusing ones it contradicts) and, unless the config
@@ -31,7 +31,7 @@ pub fn resolve(config: &mut ExperimentConfig) -> Result<(), Error> {
     // folder's, the artifact's or the run's tokenizer.json.
     let tokenizer = if hf::is_hf_folder(&from) {
         let folder = HfFolder::open(&from)?;
-        folder.shape(&mut config.model.network)?;
+        folder.shape(&mut config.model)?;
         // Refused now (by `stoke check` too) rather than after the data has loaded.
         folder.weight_files()?;
         folder.tokenizer()
@@ -55,30 +55,30 @@ pub fn resolve(config: &mut ExperimentConfig) -> Result<(), Error> {
 /// `model` (freshly initialised from the seed, on the CPU) with its parameters set from
 /// `config.init_from`, when there is one; what was set and what stayed fresh is said on stderr.
 pub fn initial_weights(
-    model: Model,
+    model: &mut dyn Net,
     config: &ModelConfig,
     spec: &DataSpec,
-) -> Result<Model, Error> {
+) -> Result<(), Error> {
     let Some(from) = &config.init_from else {
-        return Ok(model);
+        return Ok(());
     };
-    let (model, applied, ignored) = match hf::is_hf_folder(from) {
+    let (applied, ignored) = match hf::is_hf_folder(from) {
         true => from_hf(model, from)?,
         false => from_stoke(model, config, spec, from)?,
     };
     describe(from, &applied, ignored);
-    Ok(model)
+    Ok(())
 }
 
 /// The weights of a stoke artifact, or of a run directory's `model.init_checkpoint`: the same
 /// kind of model, matched by name and shape. The head starts fresh when the source was
 /// trained for other classes.
 fn from_stoke(
-    model: Model,
+    model: &mut dyn Net,
     config: &ModelConfig,
     spec: &DataSpec,
     from: &Path,
-) -> Result<(Model, Applied, usize), Error> {
+) -> Result<(Applied, usize), Error> {
     let refuse = |detail: String| Error::Pretrained {
         from: from.to_path_buf(),
         detail,
@@ -106,17 +106,20 @@ fn from_stoke(
             config.kind()
         )));
     }
-    let source = Model::new(&source_config, &source_spec, &burn::prelude::Device::flex())?;
-    let source = checkpoint::load_model_record(&record, source)?;
-    let same_classes = source_spec.classes() == spec.classes();
+    let mut source =
+        crate::export::build(&source_config, &source_spec, &burn::prelude::Device::flex())?;
+    checkpoint::load_model_record(&record, source.as_mut())?;
+    let same_outputs = source_spec.classes() == spec.classes()
+        && source_spec.task().outputs() == spec.task().outputs();
     let head = model.head();
-    let tensors = super::parameters(&source)
+    let tensors = source
+        .parameters()
         .into_iter()
-        .filter(|(path, _)| same_classes || !under_any(path, head))
+        .filter(|(path, _)| same_outputs || !under_any(path, head))
         .map(|(path, data)| NamedTensor { path, data })
         .collect();
-    let (model, applied) = apply(model, tensors, head, from)?;
-    Ok((model, applied, 0))
+    let applied = model.apply(tensors, from)?;
+    Ok((applied, 0))
 }
 
 fn not_a_source(from: &Path) -> Error {
@@ -132,22 +135,13 @@ fn under_any(path: &str, prefixes: &[&str]) -> bool {
         .any(|prefix| path == *prefix || path.starts_with(&format!("{prefix}.")))
 }
 
-fn from_hf(model: Model, from: &Path) -> Result<(Model, Applied, usize), Error> {
+fn from_hf(model: &mut dyn Net, from: &Path) -> Result<(Applied, usize), Error> {
     let folder = HfFolder::open(from)?;
     let (tensors, ignored) = folder.tensors()?;
-    let head = folder.family.head();
-    let (model, applied) = match model {
-        Model::Bert(bert) => {
-            let (bert, applied) = apply(bert, tensors, head, from)?;
-            (Model::Bert(bert), applied)
-        }
-        Model::Gpt2(gpt2) => {
-            let (gpt2, applied) = apply(gpt2, tensors, head, from)?;
-            (Model::Gpt2(gpt2), applied)
-        }
-        _ => unreachable!("resolve() matched the folder's model_type to the model kind"),
-    };
-    Ok((model, applied, ignored))
+    // resolve() matched the folder's model_type to the model kind; the folder's family says
+    // which of its tensors are the head (a classifier for other classes, a pooler).
+    let applied = model.apply_with_head(tensors, folder.family.head(), from)?;
+    Ok((applied, ignored))
 }
 
 fn describe(from: &Path, applied: &Applied, ignored: usize) {

@@ -10,6 +10,18 @@ use serde_json::Value;
 
 pub mod optional;
 
+/// A model of `config`'s kind for `spec`, freshly initialised on flex.
+pub fn build(
+    config: &stoke::config::ModelConfig,
+    spec: &stoke::data::DataSpec,
+) -> Box<dyn stoke::train::Net> {
+    stoke::registry::registry()
+        .model_kind(&config.kind)
+        .unwrap()
+        .build(config, spec, &burn::prelude::Device::flex())
+        .unwrap()
+}
+
 /// The repository root: tests run the binary from here so `datasets/` and `configs/` resolve.
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -104,6 +116,58 @@ pub fn write_fake_idx_dataset(dir: &Path, count: usize) {
             encoder.finish().unwrap();
         }
     }
+}
+
+/// A CSV shaped like ggplot2's diamonds (its ten columns) with `rows` rows whose price
+/// follows carat, cut and clarity, seeded.
+pub fn write_fake_diamonds(path: &Path, rows: usize) {
+    let mut random = SpamOrHam::new(11);
+    let (cuts, colors, clarities) = (
+        ["Fair", "Good", "Very Good", "Premium", "Ideal"],
+        ["D", "E", "F", "G", "H", "I", "J"],
+        ["I1", "SI2", "SI1", "VS2", "VS1", "VVS2", "VVS1", "IF"],
+    );
+    let mut text = String::from(
+        "\"carat\",\"cut\",\"color\",\"clarity\",\"depth\",\"table\",\"price\",\"x\",\"y\",\"z\"\n",
+    );
+    for _ in 0..rows {
+        let carat = 0.2 + random.next(300) as f64 / 100.0;
+        let (cut, clarity) = (random.next(5), random.next(8));
+        let price =
+            300.0 + 4000.0 * carat * carat * (1.0 + 0.1 * cut as f64 + 0.05 * clarity as f64);
+        let side = 4.0 + carat;
+        text.push_str(&format!(
+            "{carat:.2},\"{}\",\"{}\",\"{}\",{},{},{price:.0},{side:.2},{side:.2},{:.2}\n",
+            cuts[cut],
+            colors[random.next(7)],
+            clarities[clarity],
+            58 + random.next(6),
+            54 + random.next(6),
+            side * 0.6
+        ));
+    }
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    fs::write(path, text).unwrap();
+}
+
+/// A CSV shaped like MULAN's yeast (103 features `Att*`, 14 labels `Class*`) with `rows`
+/// rows whose first labels follow the first features, seeded.
+pub fn write_fake_yeast(path: &Path, rows: usize) {
+    let mut random = SpamOrHam::new(13);
+    let mut header: Vec<String> = (1..=103).map(|i| format!("Att{i}")).collect();
+    header.extend((1..=14).map(|i| format!("Class{i}")));
+    let mut text = header.join(",") + "\n";
+    for _ in 0..rows {
+        let features: Vec<f64> = (0..103)
+            .map(|_| random.next(200) as f64 / 100.0 - 1.0)
+            .collect();
+        let mut row: Vec<String> = features.iter().map(|f| format!("{f:.3}")).collect();
+        row.extend((0..14).map(|l| u8::from(features[l % 103] > 0.0).to_string()));
+        text.push_str(&row.join(","));
+        text.push('\n');
+    }
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    fs::write(path, text).unwrap();
 }
 
 /// A small labelled set whose classes depend on the words: "spam" texts sell things.

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::{
-    DataError, DataSpec, Dataset, Example, HostBatch, Skipped, Split, Splits, TEST_SPLIT_SALT,
-    split_off,
+    DataError, DataSpec, Dataset, Example, HostBatch, Samples, Skipped, Split, Splits,
+    TEST_SPLIT_SALT, split_off,
 };
 use crate::config::{ColorMode, DataConfig, DatasetKind, ImageDataConfig};
 use crate::data::ImageShape;
@@ -114,7 +114,7 @@ struct NormalizedImages {
     normalization: Normalization,
 }
 
-impl Dataset for NormalizedImages {
+impl Samples for NormalizedImages {
     fn len(&self) -> usize {
         self.set.len()
     }
@@ -279,6 +279,7 @@ pub fn load(config: &DataConfig, seed: u64) -> Result<Splits, DataError> {
         },
         tokenizer: None,
         skipped: sets.skipped,
+        unseen_categories: Default::default(),
     })
 }
 
@@ -318,12 +319,12 @@ fn find_idx(config: &DataConfig, stem: &str) -> Result<std::path::PathBuf, DataE
         dataset: config.dataset.name().to_string(),
         path: config.path.clone(),
         detail: format!("{stem} (or {stem}.gz) is not there"),
-        fetch: fetch_command(config.dataset, &config.path),
+        fetch: fetch_command(&config.dataset, &config.path),
     })
 }
 
 /// The command that downloads a dataset, for datasets `datasets/fetch` knows.
-fn fetch_command(dataset: DatasetKind, path: &Path) -> Option<String> {
+fn fetch_command(dataset: &DatasetKind, path: &Path) -> Option<String> {
     let default = Path::new("datasets").join(dataset.name());
     (path == default).then(|| format!("datasets/fetch {}", dataset.name()))
 }
@@ -393,7 +394,7 @@ mod tests {
             pixels,
             shape,
             labels,
-        } = data.batch(&[1, 0])
+        } = Samples::batch(&data, &[1, 0])
         else {
             panic!("an image batch");
         };

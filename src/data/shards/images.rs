@@ -10,7 +10,9 @@ use super::{Manifest, RecordKind, SPLITS, hold_out, shard_files, split_shards, s
 use crate::config::{DataConfig, DatasetKind};
 use crate::data::ImageShape;
 use crate::data::image::{ImageSet, idx, measure_normalization, push_normalized};
-use crate::data::{DataError, DataSpec, Dataset, HostBatch, Normalization, Skipped, Splits};
+use crate::data::{
+    DataError, DataSpec, Dataset, HostBatch, Normalization, Samples, Skipped, Splits,
+};
 
 /// Records of the training split read to measure normalisation when the manifest has none.
 const NORMALIZATION_SAMPLE: usize = 20_000;
@@ -157,7 +159,7 @@ impl ShardedImages {
     }
 }
 
-impl Dataset for ShardedImages {
+impl Samples for ShardedImages {
     fn len(&self) -> usize {
         self.labels.len()
     }
@@ -234,12 +236,12 @@ impl ShardedImages {
             let set = ShardedImages::open(dir, names, config.limit)?;
             if let Some(manifest) = &manifest {
                 let promised = manifest.records(split) as usize;
-                if config.limit.is_none() && promised != set.len() {
+                if config.limit.is_none() && promised != Samples::len(&set) {
                     return Err(DataError::Corrupt {
                         path: dir.join(super::MANIFEST),
                         detail: format!(
                             "lists {promised} {split} records; the shards hold {}",
-                            set.len()
+                            Samples::len(&set)
                         ),
                     });
                 }
@@ -330,7 +332,7 @@ pub fn load(config: &DataConfig, seed: u64) -> Result<Splits, DataError> {
             _ => test = Some(set),
         }
     }
-    let all = (0..train.len() as u32).collect();
+    let all = (0..Samples::len(&train) as u32).collect();
     let indices = hold_out(all, valid.is_some(), test.is_some(), config, seed);
     let normalization = normalization(config, manifest.as_ref(), &train, &indices[0]);
     let shape = train.shape;
@@ -338,7 +340,7 @@ pub fn load(config: &DataConfig, seed: u64) -> Result<Splits, DataError> {
     let own = [valid, test].map(|set| {
         set.map(|mut set| {
             set.normalization = normalization.clone();
-            let records = (0..set.len() as u32).collect();
+            let records = (0..Samples::len(&set) as u32).collect();
             (Arc::new(set) as Arc<dyn Dataset>, records)
         })
     });
@@ -355,6 +357,7 @@ pub fn load(config: &DataConfig, seed: u64) -> Result<Splits, DataError> {
         },
         tokenizer: None,
         skipped: Skipped::default(),
+        unseen_categories: Default::default(),
     })
 }
 

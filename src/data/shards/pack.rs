@@ -37,7 +37,7 @@ pub fn pack(
     out: &Path,
     shard_bytes: u64,
 ) -> Result<PackReport, Error> {
-    match config.dataset {
+    match &config.dataset {
         DatasetKind::TextClassification => return pack_texts(config, out, shard_bytes),
         DatasetKind::Mnist
         | DatasetKind::FashionMnist

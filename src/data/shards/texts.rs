@@ -13,7 +13,7 @@ use super::{Manifest, RecordKind, hold_out, split_shards, streamed_splits};
 use crate::config::{DataConfig, DatasetKind, TextDataConfig};
 use crate::data::text::records::parse_json_record;
 use crate::data::text::{Tokenizer, classifier_ids, padded_tokens};
-use crate::data::{DataError, DataSpec, Dataset, HostBatch, Skipped, Splits, classes_of};
+use crate::data::{DataError, DataSpec, Dataset, HostBatch, Samples, Skipped, Splits, classes_of};
 
 /// Training texts a new tokenizer learns its vocabulary from.
 const TOKENIZER_SAMPLE: usize = 50_000;
@@ -55,7 +55,7 @@ impl ShardedTexts {
     }
 }
 
-impl Dataset for ShardedTexts {
+impl Samples for ShardedTexts {
     fn len(&self) -> usize {
         self.labels.len()
     }
@@ -276,5 +276,6 @@ pub fn load_texts(
         },
         tokenizer: Some(tokenizer),
         skipped,
+        unseen_categories: Default::default(),
     })
 }

@@ -13,8 +13,8 @@ use rayon::prelude::*;
 pub use tokenizer::Tokenizer;
 
 use super::{
-    DataError, DataSpec, Dataset, Example, HostBatch, Skipped, Split, Splits, TEST_SPLIT_SALT,
-    split_off,
+    DataError, DataSpec, Dataset, Example, HostBatch, Samples, Skipped, Split, Splits,
+    TEST_SPLIT_SALT, split_off,
 };
 use crate::config::{DataConfig, OnError};
 
@@ -34,7 +34,7 @@ struct RecordOrigins {
     records: Vec<(u16, u32)>,
 }
 
-impl Dataset for LabelledTokens {
+impl Samples for LabelledTokens {
     fn len(&self) -> usize {
         self.ids.len()
     }
@@ -159,7 +159,7 @@ impl Windows {
     }
 }
 
-impl Dataset for Windows {
+impl Samples for Windows {
     fn len(&self) -> usize {
         self.starts.len()
     }
@@ -353,6 +353,7 @@ pub fn load_classification(
         },
         tokenizer: Some(Arc::new(tokenizer)),
         skipped,
+        unseen_categories: Default::default(),
     })
 }
 
@@ -476,6 +477,7 @@ pub fn load_corpus(config: &DataConfig, tokenizer: Option<Tokenizer>) -> Result<
         },
         tokenizer: Some(Arc::new(tokenizer)),
         skipped,
+        unseen_categories: Default::default(),
     })
 }
 
@@ -487,12 +489,12 @@ mod tests {
     fn windows_predict_the_next_token() {
         let windows = Windows::new((0..10).collect(), 3, 2, None);
         // Starts 0, 2, 4, 6: each needs 4 tokens.
-        assert_eq!(windows.len(), 4);
+        assert_eq!(Samples::len(&windows), 4);
         let HostBatch::Sequences {
             inputs,
             targets,
             shape,
-        } = windows.batch(&[1, 3])
+        } = Samples::batch(&windows, &[1, 3])
         else {
             panic!("a sequence batch");
         };
@@ -514,7 +516,7 @@ mod tests {
             shape,
             lengths,
             labels,
-        } = data.batch(&[1, 0])
+        } = Samples::batch(&data, &[1, 0])
         else {
             panic!("a token batch");
         };

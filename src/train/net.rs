@@ -1,0 +1,305 @@
+//! The loop's view of a model, whatever its kind: [`Net`], what training, evaluation,
+//! checkpoints, exports and serving do with one. [`Held`] implements it for every [`Model`];
+//! the registry builds one per kind, so the generic code below is compiled once per kind and
+//! everything above it is not generic at all.
+
+use std::any::Any;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use burn::lr_scheduler::module_lr_scheduler::ModuleLearningRate;
+use burn::module::{ModuleVisitor, Param, ParamId};
+use burn::optim::ModuleOptimizer;
+use burn::prelude::*;
+use burn::store::{
+    BurnToPyTorchAdapter, ModuleRecord, ModuleSnapshot, RecordError, SafetensorsStore,
+};
+
+use super::measure::RunningMetrics;
+use super::step::{StepShare, Stepper};
+use crate::Error;
+use crate::config::ModelConfig;
+use crate::data::{AnyBatch, Input};
+use crate::model::{Model, ModelError};
+use crate::task::{Output, Task};
+use crate::weights::{Applied, NamedTensor};
+
+/// A model of some kind, as the loop and the commands use it.
+pub trait Net: Send {
+    /// The kind's name (`[model] kind`).
+    fn kind(&self) -> &'static str;
+
+    /// One optimizer step on this process's `passes` of a step that `share` places among
+    /// all the step's passes; see [`Stepper::step`].
+    fn step(
+        &mut self,
+        stepper: &mut Stepper,
+        optimizer: &mut ModuleOptimizer,
+        lr: ModuleLearningRate,
+        passes: Vec<AnyBatch>,
+        share: StepShare,
+        metrics: &mut RunningMetrics,
+    ) -> Result<(), Error>;
+
+    /// The output on one batch, without gradients or dropout (call it on
+    /// [`Net::for_evaluation`]'s copy).
+    fn evaluate(&self, batch: AnyBatch, task: &Task) -> Result<Output, Error>;
+
+    /// Scores `[rows, outputs]` for an input stoke reads itself; `None` when the model takes
+    /// inputs of its own.
+    fn scores(&self, input: Input) -> Option<Tensor<2>>;
+
+    /// A copy that evaluates: dropout off, batch norm on its running statistics, on the
+    /// device without autodiff.
+    fn for_evaluation(&self) -> Box<dyn Net>;
+
+    fn boxed_clone(&self) -> Box<dyn Net>;
+
+    fn num_params(&self) -> usize;
+
+    /// SHA-256 of every weight and buffer, in module order.
+    fn weights_digest(&self) -> [u8; 32];
+
+    /// The model record (burnpack), with pending batch-norm updates folded in.
+    fn record_bytes(&self) -> Result<Vec<u8>, RecordError>;
+
+    /// Loads a model record into the model (built from the same config).
+    fn load_record(&mut self, record: ModuleRecord) -> Result<(), RecordError>;
+
+    /// Draws every lazily initialised parameter now, in module order, on the device it is on.
+    fn initialize(&mut self);
+
+    /// Moves the model onto `device`.
+    fn to_device(&mut self, device: &Device);
+
+    /// Tracks gradients for training (on an autodiff device), except for the parameters under
+    /// `config.freeze`.
+    fn train_mode(&mut self, config: &ModelConfig);
+
+    /// Every parameter's path and id (burn-store's paths).
+    fn parameter_ids(&self) -> Vec<(String, ParamId)>;
+
+    /// Every parameter by path, as f32 data on the host.
+    fn parameters(&self) -> BTreeMap<String, TensorData>;
+
+    /// Sets parameters from `tensors` by path and shape, the kind's head allowed to stay
+    /// fresh (see [`crate::weights::apply`]).
+    fn apply(&mut self, tensors: Vec<NamedTensor>, source: &Path) -> Result<Applied, Error> {
+        let head = self.head();
+        self.apply_with_head(tensors, head, source)
+    }
+
+    /// [`Net::apply`] with the prefixes that may stay fresh given.
+    fn apply_with_head(
+        &mut self,
+        tensors: Vec<NamedTensor>,
+        head: &[&str],
+        source: &Path,
+    ) -> Result<Applied, Error>;
+
+    /// The weights as safetensors in PyTorch's layout (`nn.Linear` transposed), with the
+    /// kind in the metadata.
+    fn safetensors(&self) -> Result<Vec<u8>, String>;
+
+    /// The inference graph as ONNX, for a model over stoke's image input.
+    fn onnx(&self, spec: &crate::data::DataSpec) -> Result<Vec<u8>, String>;
+
+    /// Parameter prefixes a start from weights trained on other outputs leaves fresh.
+    fn head(&self) -> &'static [&'static str];
+
+    /// The model itself, for what only some kinds can do (ONNX export, Hugging Face
+    /// folders): downcast to `Held<M>`.
+    fn as_any(&self) -> &dyn Any;
+}
+
+/// A model of kind `M`.
+#[derive(Clone)]
+pub struct Held<M: Model> {
+    pub model: M,
+    /// Whether the model's output was checked once against the task and for gradients.
+    checked: bool,
+}
+
+impl<M: Model> Held<M> {
+    pub fn new(model: M) -> Self {
+        Self {
+            model,
+            checked: false,
+        }
+    }
+
+    /// `batch` as this model's batch type, or an error naming both.
+    fn batch(batch: AnyBatch) -> Result<M::Batch, Error> {
+        batch.take::<M::Batch>().map_err(|given| {
+            output_error::<M>(format!(
+                "it takes batches of {}, but the data gives {given}",
+                std::any::type_name::<M::Batch>()
+            ))
+        })
+    }
+}
+
+/// A model whose output the loop cannot use: a mistake in the model's code (exit 2).
+fn output_error<M: Model>(detail: String) -> Error {
+    Error::Model(ModelError::Output {
+        kind: M::KIND.to_string(),
+        detail,
+    })
+}
+
+/// Checks a model's output once: one loss value, scored as the task reads.
+pub(super) fn check_output<M: Model>(output: &Output, task: &Task) -> Result<(), Error> {
+    let dims = output.loss.dims();
+    if dims != [1] {
+        return Err(output_error::<M>(format!(
+            "its loss has shape {dims:?}; a loss is one value (take its mean)"
+        )));
+    }
+    task.check(&output.scored).map_err(output_error::<M>)
+}
+
+/// Refuses gradients that reach no parameter: a loss computed from the batch alone, or from
+/// detached tensors.
+pub(super) fn check_gradients<M: Model>(parameters: usize) -> Result<(), Error> {
+    match parameters {
+        0 => Err(output_error::<M>(
+            "its loss reaches no parameter: no gradient flows back into the model (is the loss computed from the model's outputs, undetached?)".into(),
+        )),
+        _ => Ok(()),
+    }
+}
+
+impl<M: Model> Net for Held<M> {
+    fn kind(&self) -> &'static str {
+        M::KIND
+    }
+
+    fn step(
+        &mut self,
+        stepper: &mut Stepper,
+        optimizer: &mut ModuleOptimizer,
+        lr: ModuleLearningRate,
+        passes: Vec<AnyBatch>,
+        share: StepShare,
+        metrics: &mut RunningMetrics,
+    ) -> Result<(), Error> {
+        let passes = passes
+            .into_iter()
+            .map(Self::batch)
+            .collect::<Result<Vec<_>, _>>()?;
+        let model = self.model.clone();
+        self.model = stepper.step(model, optimizer, lr, passes, share, metrics, !self.checked)?;
+        self.checked = true;
+        Ok(())
+    }
+
+    fn evaluate(&self, batch: AnyBatch, task: &Task) -> Result<Output, Error> {
+        let output = self.model.forward(Self::batch(batch)?, task);
+        check_output::<M>(&output, task)?;
+        Ok(output)
+    }
+
+    fn scores(&self, input: Input) -> Option<Tensor<2>> {
+        self.model.scores(input)
+    }
+
+    fn for_evaluation(&self) -> Box<dyn Net> {
+        Box::new(Held {
+            model: self.model.valid(),
+            checked: self.checked,
+        })
+    }
+
+    fn boxed_clone(&self) -> Box<dyn Net> {
+        Box::new(self.clone())
+    }
+
+    fn num_params(&self) -> usize {
+        self.model.num_params()
+    }
+
+    fn weights_digest(&self) -> [u8; 32] {
+        crate::model::weights_digest(&self.model)
+    }
+
+    fn record_bytes(&self) -> Result<Vec<u8>, RecordError> {
+        // `valid()` folds pending running-statistic updates (batch norm) into the values the
+        // record reads; without it a checkpoint would hold them one update behind.
+        Ok(self.model.valid().into_record().into_bytes()?.to_vec())
+    }
+
+    fn load_record(&mut self, record: ModuleRecord) -> Result<(), RecordError> {
+        self.model = self.model.clone().try_load_record(record)?;
+        Ok(())
+    }
+
+    fn initialize(&mut self) {
+        self.model.visit(&mut InitialiseNow);
+    }
+
+    fn to_device(&mut self, device: &Device) {
+        self.model = self.model.clone().to_device(device);
+    }
+
+    fn train_mode(&mut self, config: &ModelConfig) {
+        let model = self.model.clone().train();
+        self.model = super::finetune::freeze(model, config);
+    }
+
+    fn parameter_ids(&self) -> Vec<(String, ParamId)> {
+        self.model
+            .collect(None, None, true)
+            .into_iter()
+            .filter_map(|tensor| Some((tensor.name.clone(), ParamId::from(tensor.param_id?))))
+            .collect()
+    }
+
+    fn parameters(&self) -> BTreeMap<String, TensorData> {
+        crate::weights::parameters(&self.model)
+    }
+
+    fn apply_with_head(
+        &mut self,
+        tensors: Vec<NamedTensor>,
+        head: &[&str],
+        source: &Path,
+    ) -> Result<Applied, Error> {
+        let (model, applied) = crate::weights::apply(self.model.clone(), tensors, head, source)?;
+        self.model = model;
+        Ok(applied)
+    }
+
+    fn safetensors(&self) -> Result<Vec<u8>, String> {
+        let mut store = SafetensorsStore::from_bytes(None)
+            .with_to_adapter(BurnToPyTorchAdapter)
+            .skip_enum_variants(true)
+            // transformers' loaders refuse a file whose `format` is not one of theirs ("pt"
+            // for PyTorch tensors); burn writes "safetensors" by default.
+            .metadata("format", "pt")
+            .metadata("stoke_model", M::KIND);
+        self.model
+            .save_into(&mut store)
+            .map_err(|err| err.to_string())?;
+        store.get_bytes().map_err(|err| err.to_string())
+    }
+
+    fn onnx(&self, spec: &crate::data::DataSpec) -> Result<Vec<u8>, String> {
+        crate::export::onnx::to_onnx(&self.model, spec)
+    }
+
+    fn head(&self) -> &'static [&'static str] {
+        M::head()
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+struct InitialiseNow;
+
+impl ModuleVisitor for InitialiseNow {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let _ = param.val();
+    }
+}
