@@ -432,3 +432,32 @@ pub fn load_data(
         _ => Ok(crate::data::load_splits(config, seed, tokenizer)?),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_kind_whose_name_is_taken_is_refused() {
+        let mut registry = Registry::builtins();
+        let err = registry.model::<model::Mlp>().unwrap_err();
+        assert!(
+            err.contains("\"mlp\"") && err.contains("already registered"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn unknown_keys_of_a_kind_name_the_closest_one() {
+        let mut settings = toml::Table::new();
+        settings.insert("hiden".into(), toml::Value::Integer(3));
+        let issues = resolve_settings::<crate::config::CnnConfig>(&settings).unwrap_err();
+        let (key, message, hint) = &issues[0];
+        assert_eq!(key, "hiden");
+        assert_eq!(message, "unknown key `hiden`");
+        assert!(hint.as_deref().unwrap().contains("did you mean `hidden`?"));
+        // Keys left out take their defaults.
+        let resolved = resolve_settings::<crate::config::CnnConfig>(&toml::Table::new()).unwrap();
+        assert_eq!(resolved["hidden"].as_integer(), Some(128));
+    }
+}

@@ -436,3 +436,50 @@ fn numpy_and_onnxruntime_reproduce_the_exported_models_logits() {
         }
     }
 }
+
+/// A run written by stoke 0.1 before the built-in families were kinds of their own (its
+/// records name every tensor under the family, `Mlp.hidden.0.weight`): evaluated, resumed
+/// and exported by this build.
+#[test]
+fn runs_of_earlier_versions_still_evaluate_resume_and_export() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let fixture = common::repo().join("tests/fixtures/v0.1-mlp-run");
+    fs::create_dir_all(run.join("checkpoints/step-4")).unwrap();
+    for file in [
+        "config.toml",
+        "metrics.jsonl",
+        "summary.json",
+        "status.json",
+    ] {
+        fs::copy(fixture.join(file), run.join(file)).unwrap();
+    }
+    fs::copy(
+        fixture.join("checkpoints/latest"),
+        run.join("checkpoints/latest"),
+    )
+    .unwrap();
+    for entry in fs::read_dir(fixture.join("checkpoints/step-4")).unwrap() {
+        let entry = entry.unwrap();
+        fs::copy(
+            entry.path(),
+            run.join("checkpoints/step-4").join(entry.file_name()),
+        )
+        .unwrap();
+    }
+    let eval: serde_json::Value = serde_json::from_str(&stdout_of(
+        stoke().arg("eval").arg(&run).args(["--checkpoint", "last"]),
+    ))
+    .unwrap();
+    assert!(eval["accuracy"].as_f64().unwrap() > 0.0, "{eval}");
+    stdout_of(stoke().args(["train", "--resume"]).arg(&run).args([
+        "--set",
+        "train.max_steps=6",
+        "--set",
+        "train.progress=quiet",
+    ]));
+    assert_eq!(read_json(&run.join("summary.json"))["steps"], 6);
+    let artifact = dir.path().join("artifact");
+    stdout_of(stoke().arg("export").arg(&run).arg("--out").arg(&artifact));
+    assert!(artifact.join("model.safetensors").is_file());
+}

@@ -36,15 +36,16 @@ pub struct Arguments {
 /// stoke's whole command line (train, resume, eval, bench, export, predict, serve, runs, ...)
 /// over the model and data kinds a binary registers:
 ///
-/// ```no_run
-/// # struct Forecaster;
+/// ```text
 /// fn main() -> std::process::ExitCode {
 ///     stoke::Cli::with_builtins()
-///         // .model::<Forecaster>()
-///         // .data::<SensorWindows>()
+///         .model::<Forecaster>()
+///         .data::<EngineWindows>()
 ///         .run()
 /// }
 /// ```
+///
+/// (`examples/forecaster/main.rs` is such a binary.)
 ///
 /// A run or artifact of a kind the binary does not know is refused, naming the kind.
 pub struct Cli {

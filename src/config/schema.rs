@@ -452,7 +452,7 @@ pub struct ModelConfig {
     /// + `model.safetensors`), a stoke run directory or a stoke artifact.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub init_from: Option<PathBuf>,
-    /// With `init_from` a run directory: which of its checkpoints (best, last or step-<N>).
+    /// With `init_from` a run directory: which of its checkpoints (`best`, `last` or `step-<N>`).
     // Left out at its default, so that runs from before it existed keep their definition.
     #[serde(skip_serializing_if = "is_best")]
     pub init_checkpoint: String,

@@ -173,9 +173,41 @@ impl<I: Send + Sync + Clone + 'static, O> BurnData<I, O> {
             .map(|&index| {
                 self.dataset
                     .get(index as usize)
-                    .unwrap_or_else(|| panic!("item {index} of a dataset of {}", self.len()))
+                    .unwrap_or_else(|err| panic!("item {index} of the dataset: {err}"))
             })
             .collect();
         self.batcher.batch(items, &context.device)
+    }
+}
+
+#[cfg(all(test, feature = "burn-dataset"))]
+mod tests {
+    use burn::data::dataloader::batcher::Batcher;
+    use burn::data::dataset::InMemDataset;
+    use burn::prelude::*;
+
+    use super::*;
+
+    /// Numbers batched into a column vector, as a burn Batcher does.
+    struct Column;
+
+    impl Batcher<f32, Tensor<2>> for Column {
+        fn batch(&self, items: Vec<f32>, device: &Device) -> Tensor<2> {
+            let rows = items.len();
+            Tensor::from_data(TensorData::new(items, [rows, 1]), device)
+        }
+    }
+
+    #[test]
+    fn a_burn_dataset_and_batcher_batch_stokes_indices() {
+        let data = BurnData::new(InMemDataset::new(vec![0.0f32, 1.0, 2.0, 3.0]), Column);
+        let context = BatchContext {
+            device: Device::flex(),
+            seed: 0,
+            epoch: Some(0),
+        };
+        assert_eq!(data.len(), 4);
+        let batch = data.batch(&[3, 1], &context);
+        assert_eq!(batch.to_data().to_vec::<f32>().unwrap(), vec![3.0, 1.0]);
     }
 }

@@ -26,7 +26,7 @@ pub struct SliceReport {
     pub slices: Vec<Slice>,
     /// Examples without a value for the attribute (not in any slice, but in every "rest").
     pub without_value: usize,
-    /// Slices left out beyond the largest [`MAX_SLICES`].
+    /// Slices left out beyond the largest `MAX_SLICES`.
     pub slices_left_out: usize,
 }
 

@@ -30,7 +30,7 @@ pub trait Net: Send {
     fn kind(&self) -> &'static str;
 
     /// One optimizer step on this process's `passes` of a step that `share` places among
-    /// all the step's passes; see [`Stepper::step`].
+    /// all the step's passes (see `Stepper::step`).
     fn step(
         &mut self,
         stepper: &mut Stepper,
@@ -301,5 +301,128 @@ struct InitialiseNow;
 impl ModuleVisitor for InitialiseNow {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
         let _ = param.val();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::nn::{Linear, LinearConfig};
+    use burn::optim::ModuleOptimizer;
+    use serde::{Deserialize, Serialize};
+
+    use super::*;
+    use crate::config::TrainConfig;
+    use crate::data::{DataSpec, DeviceBatch, Targets};
+    use crate::task::{Scored, TaskConfig, TaskSpec};
+    use crate::train::step::{StepShare, Stepper};
+
+    /// What a faulty model of the test's does wrong.
+    #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+    struct Fault {
+        mode: u8,
+    }
+
+    #[derive(Module, Debug)]
+    struct Probe {
+        layer: Linear,
+        #[module(skip)]
+        mode: u8,
+    }
+
+    impl Model for Probe {
+        const KIND: &'static str = "probe";
+        type Config = Fault;
+        type Spec = DataSpec;
+        type Batch = DeviceBatch;
+
+        fn new(config: &Fault, _spec: &DataSpec, device: &Device) -> Result<Self, String> {
+            Ok(Self {
+                layer: LinearConfig::new(4, 2).init(device),
+                mode: config.mode,
+            })
+        }
+
+        fn forward(&self, batch: DeviceBatch, task: &Task) -> Output {
+            let crate::data::Input::Rows { numeric, .. } = batch.input else {
+                unreachable!("the test gives rows")
+            };
+            let logits = self.layer.forward(numeric);
+            let Targets::Classes(targets) = batch.targets else {
+                unreachable!("the test gives classes")
+            };
+            match self.mode {
+                // A loss per row, not its mean.
+                0 => Output::new(logits.sum_dim(1).squeeze_dim(1), Scored::Loss),
+                // A loss that reaches no parameter.
+                1 => Output::new(Tensor::from_floats([1.0], &logits.device()), Scored::Loss),
+                // Values for a classification.
+                2 => Output::new(
+                    logits.clone().mean(),
+                    Scored::Values {
+                        predicted: logits.clone(),
+                        targets: logits,
+                    },
+                ),
+                _ => task.output(Scored::Classes { logits, targets }),
+            }
+        }
+    }
+
+    fn step(mode: u8) -> Result<(), Error> {
+        let device = Device::flex().autodiff();
+        let spec = TaskSpec::Classification {
+            classes: vec!["a".into(), "b".into()],
+        };
+        let task = Task::new(spec, TaskConfig::default(), None).unwrap();
+        let model = Probe::new(
+            &Fault { mode },
+            &DataSpec::LanguageModel {
+                vocab_size: 2,
+                context_length: 1,
+                chars_per_token: 1.0,
+            },
+            &device,
+        )
+        .unwrap();
+        let mut net: Box<dyn Net> = Box::new(Held::new(model));
+        let batch = DeviceBatch::new(
+            crate::data::HostBatch::Rows {
+                numeric: vec![0.5; 12],
+                numeric_width: 4,
+                categorical: Vec::new(),
+                categorical_width: 0,
+                targets: crate::data::RowTargets::Classes(vec![0, 1, 0]),
+            },
+            &device,
+        );
+        let mut stepper = Stepper::new(&TrainConfig::default(), &task);
+        let mut optimizer: ModuleOptimizer = burn::optim::SgdConfig::new().init();
+        let mut metrics = RunningMetrics::new(&task);
+        net.step(
+            &mut stepper,
+            &mut optimizer,
+            0.1.into(),
+            vec![AnyBatch::new(batch)],
+            StepShare::alone(3),
+            &mut metrics,
+        )
+    }
+
+    #[test]
+    fn a_models_faulty_output_is_refused_by_kind_at_its_first_step() {
+        assert!(step(3).is_ok());
+        for (mode, expected) in [
+            (0, "its loss has shape [3]; a loss is one value"),
+            (1, "its loss reaches no parameter"),
+            (2, "scored as values, but the data's task is classification"),
+        ] {
+            let err = step(mode).expect_err("a faulty output");
+            let message = err.to_string();
+            assert!(
+                message.starts_with("model kind \"probe\": ") && message.contains(expected),
+                "{message}"
+            );
+            assert_eq!(err.exit_code(), 2);
+        }
     }
 }

@@ -199,6 +199,11 @@ impl Stepper {
         } else {
             loss.mul_scalar(weight)
         };
+        // A loss computed from nothing the model tracks cannot be differentiated (burn would
+        // panic): a mistake in the model's code, said as such.
+        if !loss.is_tracked() {
+            check_gradients::<M>(0)?;
+        }
         let grads = GradientsParams::from_grads(loss.backward(), model);
         if check {
             check_gradients::<M>(grads.len())?;
