@@ -165,10 +165,19 @@ class TabularMlp(nn.Module):
         return self.output(x)
 
 
-def workload(name, batch=None, activation="relu", device="cpu"):
+def workload(name, batch=None, activation="relu", device="cpu", image_size=224):
     """(model, optimizer, batch maker, samples per batch, tokens per batch); `batch` replaces
     the config's batch size, `activation` the transformers' (relu or gelu)."""
     g = torch.Generator().manual_seed(0)
+    if name == "resnet18":
+        # torchvision's ResNet-18 (timm's has the same layers), as configs/photos-resnet18.toml.
+        import torchvision
+
+        model, batch = torchvision.models.resnet18(num_classes=10).to(device), batch or 32
+        size = image_size
+        make = lambda: ((torch.randn(batch, 3, size, size, generator=g),), torch.randint(0, 10, (batch,), generator=g))
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4)
+        return model, opt, make, batch, 0
     if name == "mlp":
         model, batch = Mlp().to(device), batch or 128
         make = lambda: ((torch.randn(batch, 1, 28, 28, generator=g),), torch.randint(0, 10, (batch,), generator=g))
@@ -227,9 +236,9 @@ def loss_of(name, outputs, targets):
 
 
 def bench(name, steps, warmup, batch=None, activation="relu", device="cpu", compile=False,
-          autocast="none"):
+          autocast="none", image_size=224):
     torch.manual_seed(0)
-    model, opt, make, batch, tokens = workload(name, batch, activation, device)
+    model, opt, make, batch, tokens = workload(name, batch, activation, device, image_size)
     model.train()
     forward = torch.compile(model) if compile else model
     to = lambda t: t.to(device)
@@ -289,7 +298,7 @@ def bench(name, steps, warmup, batch=None, activation="relu", device="cpu", comp
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="all",
-                        help="mlp, cnn, resnet, text-classifier, lm, tabular-mlp or all")
+                        help="mlp, cnn, resnet, text-classifier, lm, tabular-mlp, resnet18 or all")
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None, help="default: PyTorch's own")
@@ -298,6 +307,7 @@ def main():
                         help="the transformers' feed-forward activation")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model")
+    parser.add_argument("--image-size", type=int, default=224, help="resnet18's input side")
     parser.add_argument("--autocast", default="none", choices=["none", "bf16", "f16"],
                         help="mixed precision (f16 with a GradScaler)")
     args = parser.parse_args()
@@ -307,7 +317,7 @@ def main():
              if args.model == "all" else [args.model])
     for name in names:
         report = bench(name, args.steps, args.warmup, args.batch_size, args.activation,
-                       args.device, args.compile, args.autocast)
+                       args.device, args.compile, args.autocast, args.image_size)
         print(json.dumps(report), flush=True)
 
 

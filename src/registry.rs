@@ -66,6 +66,8 @@ impl Registry {
         registry.add_model::<model::Bert>();
         registry.add_model::<model::Gpt2>();
         registry.add_model::<model::TabularMlp>();
+        registry.add_model::<model::TimmResnet>();
+        registry.add_model::<model::EfficientNetLite>();
         registry
     }
 

@@ -38,6 +38,9 @@ fn check_validates_every_shipped_config() {
     let yeast = fake_tables.path().join("yeast.csv");
     common::write_fake_diamonds(&diamonds, 60);
     common::write_fake_yeast(&yeast, 60);
+    let photos = fake_tables.path().join("photos");
+    common::write_photo_folder(&photos, 6);
+    let tiny_lite = repo().join("tests/fixtures/timm/efficientnet-lite-tiny");
     let mut configs: Vec<_> = walk(&repo().join("configs"))
         .into_iter()
         .filter(|path| path.extension().is_some_and(|ext| ext == "toml"))
@@ -57,6 +60,8 @@ fn check_validates_every_shipped_config() {
             ("datasets/mnist-synth", synth_dir.as_path()),
             ("datasets/diamonds/diamonds.csv", diamonds.as_path()),
             ("datasets/yeast/yeast.csv", yeast.as_path()),
+            // After fashion-mnist, which its comment names too.
+            ("datasets/fashion-photos", photos.as_path()),
         ] {
             if text.contains(fetched) {
                 command.args(["--set", &format!("data.path={}", stand_in.display())]);
@@ -67,6 +72,7 @@ fn check_validates_every_shipped_config() {
         for (start, stand_in) in [
             ("\"datasets/minilm\"", tiny_bert.as_path()),
             ("\"runs/mnist-cnn\"", mnist_run.as_path()),
+            ("\"datasets/efficientnet-lite0\"", tiny_lite.as_path()),
         ] {
             if text.contains(start) {
                 command.args(["--set", &format!("model.init_from={}", stand_in.display())]);

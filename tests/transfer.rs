@@ -216,18 +216,9 @@ fn a_bert_run_exports_a_hugging_face_folder_that_reads_back_the_same() {
     // With transformers at hand, the same folder gives stoke's logits there.
     write_stoke_logits(trained.model.as_ref(), &fixture, &out);
     if common::optional::available(&common::optional::TRANSFORMERS) {
-        let check = std::process::Command::new("python3")
-            .arg(repo().join("scripts/hf_fixtures.py"))
-            .arg("check-export")
-            .arg(&out)
-            .arg(&fixture)
-            .output()
-            .unwrap();
-        assert!(
-            check.status.success(),
-            "{}{}",
-            String::from_utf8_lossy(&check.stdout),
-            String::from_utf8_lossy(&check.stderr)
+        common::python_check(
+            "scripts/hf_fixtures.py",
+            &[Path::new("check-export"), &out, &fixture],
         );
     }
 }

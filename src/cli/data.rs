@@ -62,6 +62,21 @@ pub enum DataCommand {
         #[arg(long, default_value = "data-report.json", value_name = "FILE")]
         report: PathBuf,
     },
+    /// Show what the model sees: training images as evaluation sees them and as training
+    /// sees them epoch after epoch (augmented with [data.augment]), as one PNG grid.
+    Preview {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// The PNG to write.
+        #[arg(long, default_value = "data-preview.png", value_name = "FILE")]
+        out: PathBuf,
+        /// Training images shown, one row each.
+        #[arg(long, default_value_t = 8)]
+        samples: usize,
+        /// Epochs shown per image.
+        #[arg(long, default_value_t = 4)]
+        epochs: usize,
+    },
 }
 
 fn size_arg(flag: &str, text: &str) -> Result<u64, Error> {
@@ -117,6 +132,16 @@ pub fn run(command: DataCommand) -> Result<(), Error> {
                 out.display(),
                 out.display()
             );
+        }
+        DataCommand::Preview {
+            config,
+            out,
+            samples,
+            epochs,
+        } => {
+            let config = config.load()?;
+            crate::data::preview::write(&config, samples, epochs, &out)?;
+            eprintln!("wrote {}", out.display());
         }
         DataCommand::Pack {
             config,

@@ -75,6 +75,9 @@ pub enum ExportFormat {
     /// A Hugging Face folder (config.json, model.safetensors, tokenizer.json) that
     /// transformers loads with from_pretrained (bert and gpt2 runs).
     Hf,
+    /// A timm folder (config.json, model.safetensors) that timm loads with
+    /// create_model("local-dir:DIR") (timm-resnet runs).
+    Timm,
 }
 
 /// `stoke export`: writes the artifact and prints what it holds.
@@ -85,10 +88,19 @@ pub fn export(
     force: bool,
     format: ExportFormat,
 ) -> Result<(), Error> {
-    if let ExportFormat::Hf = format {
-        let report = export::export_hf(run, &checkpoint, &out, force)?;
+    if let ExportFormat::Hf | ExportFormat::Timm = format {
+        let (report, what) = match format {
+            ExportFormat::Timm => (
+                export::export_timm(run, &checkpoint, &out, force)?,
+                "a timm folder",
+            ),
+            _ => (
+                export::export_hf(run, &checkpoint, &out, force)?,
+                "a Hugging Face folder",
+            ),
+        };
         eprintln!(
-            "exported {} as a Hugging Face folder to {}",
+            "exported {} as {what} to {}",
             report.checkpoint,
             out.display()
         );

@@ -132,6 +132,9 @@ pub struct DataConfig {
     pub shuffle_buffer: Option<usize>,
     /// Image datasets only; filled with defaults for them.
     pub image: Option<ImageDataConfig>,
+    /// Image folders only: per-sample augmentation of the training split. Images keep their
+    /// aspect (`data.image.crop_pct`, 1 when not set).
+    pub augment: Option<AugmentConfig>,
     /// Text datasets only; filled with defaults for them.
     pub text: Option<TextDataConfig>,
     /// Text datasets only; filled with defaults for them.
@@ -157,6 +160,7 @@ impl Default for DataConfig {
             memory_budget: None,
             shuffle_buffer: None,
             image: None,
+            augment: None,
             text: None,
             tokenizer: None,
             tabular: None,
@@ -333,6 +337,14 @@ pub struct ImageDataConfig {
     /// Per-channel normalisation; empty: computed from the training split.
     pub mean: Vec<f32>,
     pub std: Vec<f32>,
+    /// Image folders: keep each image's aspect, resizing its shorter side to
+    /// `size / crop_pct` and centre-cropping `size` for evaluation (timm's evaluation
+    /// transform; ImageNet checkpoints use 0.875). Unset: images are squashed to `size`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub crop_pct: Option<f64>,
+    /// How images kept at their aspect are resampled (as Pillow does it); images squashed
+    /// to `size` are resampled bilinearly.
+    pub interpolation: Interpolation,
 }
 
 impl Default for ImageDataConfig {
@@ -342,6 +354,40 @@ impl Default for ImageDataConfig {
             color: ColorMode::Grayscale,
             mean: Vec::new(),
             std: Vec::new(),
+            crop_pct: None,
+            interpolation: Interpolation::Bilinear,
+        }
+    }
+}
+
+/// Resampling filters, named as timm's `pretrained_cfg.interpolation` names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Interpolation {
+    #[default]
+    Bilinear,
+    Bicubic,
+}
+
+/// `[data.augment]`: what each training sample goes through, drawn afresh every epoch from
+/// (seed, epoch, index). Evaluation never augments.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AugmentConfig {
+    /// Random resized crop: the share of the image's area a crop covers, drawn uniformly.
+    pub crop_scale: [f64; 2],
+    /// Random resized crop: the crop's aspect ratio (width / height), drawn log-uniformly.
+    pub crop_ratio: [f64; 2],
+    /// Probability of a horizontal flip.
+    pub hflip: f64,
+}
+
+impl Default for AugmentConfig {
+    fn default() -> Self {
+        Self {
+            crop_scale: [0.08, 1.0],
+            crop_ratio: [0.75, 4.0 / 3.0],
+            hflip: 0.5,
         }
     }
 }
@@ -576,6 +622,63 @@ impl Default for ResnetConfig {
         Self {
             depth: 8,
             width: 16,
+        }
+    }
+}
+
+/// `kind = "timm-resnet"`: the ImageNet ResNet of timm and torchvision (a 7×7 stem with max
+/// pooling, four stages of basic or bottleneck blocks with batch norm, average pooling and a
+/// linear head), under their parameter names. `model.init_from` a timm folder fills every key
+/// from its `config.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TimmResnetConfig {
+    /// timm's name for the network: resnet18, resnet26, resnet34, resnet50, resnet101 or
+    /// resnet152 (the block and the blocks per stage).
+    pub architecture: String,
+    /// Blocks in each of the four stages (default: the architecture's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub layers: Option<Vec<usize>>,
+    /// Widths of the four stages (default: 64, 128, 256, 512; a bottleneck block's output
+    /// is four times its stage's width). The stem has 64 channels, as timm's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub channels: Option<Vec<usize>>,
+}
+
+/// `kind = "efficientnet-lite"`: EfficientNet-Lite0 to Lite4 (ReLU6, no squeeze-and-excitation,
+/// TensorFlow's "same" padding), under the `efficientnet_lite_pytorch` parameter names.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EfficientNetLiteConfig {
+    /// lite0 to lite4: the width and depth coefficients.
+    pub variant: String,
+    /// Overrides the variant's channel multiplier (for small test networks).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub width_coefficient: Option<f64>,
+    /// Overrides the variant's repeat multiplier.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub depth_coefficient: Option<f64>,
+    /// Before the classifier, in training (0.2 in the ImageNet training of lite0).
+    pub dropout: f64,
+}
+
+impl Default for EfficientNetLiteConfig {
+    fn default() -> Self {
+        Self {
+            variant: "lite0".into(),
+            width_coefficient: None,
+            depth_coefficient: None,
+            dropout: 0.2,
+        }
+    }
+}
+
+impl Default for TimmResnetConfig {
+    fn default() -> Self {
+        Self {
+            architecture: "resnet18".into(),
+            layers: None,
+            channels: None,
         }
     }
 }

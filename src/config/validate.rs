@@ -2,8 +2,8 @@
 //! (key path, what was expected), so the loader can locate it.
 
 use super::schema::{
-    DatasetKind, ExperimentConfig, ImageDataConfig, ModelConfig, OptimizerConfig, SchedulerConfig,
-    TabularDataConfig, TabularTask, TextDataConfig, TokenizerKind,
+    AugmentConfig, DatasetKind, ExperimentConfig, ImageDataConfig, ModelConfig, OptimizerConfig,
+    SchedulerConfig, TabularDataConfig, TabularTask, TextDataConfig, TokenizerKind,
 };
 
 type Problems = Vec<(String, String)>;
@@ -71,6 +71,17 @@ pub fn validate(config: &ExperimentConfig) -> Problems {
     );
     if let Some(image) = data.image.as_ref().filter(|_| image_dataset) {
         validate_image(image, &data.dataset, &mut check);
+    }
+    if let Some(augment) = &data.augment {
+        check(
+            data.dataset == DatasetKind::ImageFolder,
+            "data.augment",
+            format!(
+                "applies to dataset = \"image-folder\", not \"{}\"",
+                data.dataset.name()
+            ),
+        );
+        validate_augment(augment, &mut check);
     }
     if let Some(text) = data.text.as_ref().filter(|_| text_dataset) {
         validate_text(text, &mut check);
@@ -275,6 +286,46 @@ fn validate_image(
         image.std.iter().all(|&s| s > 0.0),
         "data.image.std",
         "values must be above 0".into(),
+    );
+    if let Some(crop_pct) = image.crop_pct {
+        check(
+            crop_pct > 0.0 && crop_pct <= 1.0,
+            "data.image.crop_pct",
+            format!(
+                "must be above 0 and at most 1 (timm's ImageNet value is 0.875), got {crop_pct}"
+            ),
+        );
+        check(
+            *dataset == DatasetKind::ImageFolder,
+            "data.image.crop_pct",
+            format!("applies to image-folder data, not {}", dataset.name()),
+        );
+    }
+}
+
+fn validate_augment(augment: &AugmentConfig, check: &mut impl FnMut(bool, &str, String)) {
+    let [low, high] = augment.crop_scale;
+    check(
+        0.0 < low && low <= high && high <= 1.0,
+        "data.augment.crop_scale",
+        format!(
+            "must be [low, high] with 0 < low <= high <= 1, got {:?}",
+            augment.crop_scale
+        ),
+    );
+    let [low, high] = augment.crop_ratio;
+    check(
+        0.0 < low && low <= high,
+        "data.augment.crop_ratio",
+        format!(
+            "must be [low, high] with 0 < low <= high, got {:?}",
+            augment.crop_ratio
+        ),
+    );
+    check(
+        (0.0..=1.0).contains(&augment.hflip),
+        "data.augment.hflip",
+        format!("is a probability, from 0 to 1; got {}", augment.hflip),
     );
 }
 

@@ -15,6 +15,7 @@ mod image;
 pub mod inspect;
 mod loader;
 mod parquet;
+pub mod preview;
 mod shape;
 pub mod shards;
 mod slices;
@@ -34,7 +35,8 @@ pub use batch::{AnyBatch, Batch, BatchContext, DeviceBatch, Input, Targets};
 pub use custom::BurnData;
 pub(crate) use custom::load as load_custom;
 pub use custom::{Data, DataContext, Parts, Spec};
-pub use image::{ImageSet, Normalization, Origins, decode_image, normalized, read_image};
+pub use image::transform::{Picture, Region, random_resized_region};
+pub use image::{ImageSet, Normalization, Origins, Resize, decode_image, normalized, read_image};
 pub use loader::{
     BatchStream, Ordering, Part, Passes, StreamPlan, batch_count, epoch_order, part_of_batches,
 };
@@ -272,6 +274,10 @@ pub enum DataSpec {
         input: ImageShape,
         classes: Vec<String>,
         normalization: Normalization,
+        /// Photos kept at their aspect: how an image becomes an input (unset: squashed to
+        /// `input`, as runs before it was added did).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        resize: Option<Resize>,
     },
     TextClassification {
         classes: Vec<String>,

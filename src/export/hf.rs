@@ -1,6 +1,8 @@
 //! `stoke export --format hf`: a run's checkpoint as a Hugging Face folder (`config.json`,
 //! `model.safetensors`, `tokenizer.json`) that `transformers` loads with `from_pretrained`,
-//! for the families it shares with stoke (`bert`, `gpt2`).
+//! for the families it shares with stoke (`bert`, `gpt2`); and `--format timm`: a
+//! `timm-resnet` run as a timm folder (`config.json`, `model.safetensors`) that
+//! `timm.create_model("local-dir:…")` loads.
 
 use std::path::Path;
 
@@ -54,7 +56,12 @@ pub fn export_hf(
         Some(tokenizer) => files.push((hf::TOKENIZER_FILE, tokenizer.to_json().into_bytes())),
         None => {}
     }
-    super::artifact::write_directory(out, &files)?;
+    write_folder(out, &files, source)
+}
+
+/// Writes `files` as the folder `out` (atomically) and says what it holds.
+fn write_folder(out: &Path, files: &[(&str, Vec<u8>)], source: String) -> Result<HfReport, Error> {
+    super::artifact::write_directory(out, files)?;
     Ok(HfReport {
         checkpoint: source,
         files: files
@@ -62,4 +69,29 @@ pub fn export_hf(
             .map(|(name, bytes)| (name.to_string(), bytes.len() as u64))
             .collect(),
     })
+}
+
+/// Writes `choice` of the `timm-resnet` run at `run_path` as a timm folder `out`.
+pub fn export_timm(
+    run_path: &Path,
+    choice: &CheckpointChoice,
+    out: &Path,
+    replace: bool,
+) -> Result<HfReport, Error> {
+    super::artifact::refuse_existing(out, replace)?;
+    let Loaded {
+        model_config,
+        model,
+        spec,
+        source,
+        ..
+    } = load(run_path, choice, Some(BackendChoice::Flex))?;
+    let export = crate::weights::timm::export(&model_config, &spec, model.parameters())
+        .map_err(|detail| Error::Usage(format!("{}: {detail}", run_path.display())))?;
+    let config = serde_json::to_vec_pretty(&export.config).expect("the config serializes");
+    let files = vec![
+        (hf::CONFIG_FILE, config),
+        (hf::WEIGHTS_FILE, export.safetensors),
+    ];
+    write_folder(out, &files, source)
 }

@@ -11,7 +11,7 @@ mod predict;
 pub use crate::weights::checkpoint::CheckpointChoice;
 pub use artifact::{ArtifactManifest, ExportOptions, ExportReport, export};
 pub use generate::{GenerateOptions, generate};
-pub use hf::{HfReport, export_hf};
+pub use hf::{HfReport, export_hf, export_timm};
 pub use predict::{
     Prediction, PredictionError, Scored, classify_images, classify_texts, image_input,
     image_logits, predict_rows, text_logits,

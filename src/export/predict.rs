@@ -60,9 +60,16 @@ pub fn classify_images(
     top_k: usize,
 ) -> Result<Vec<Answer>, Error> {
     let input = image_input(loaded)?;
+    let resize = match &loaded.spec {
+        DataSpec::ImageClassification { resize, .. } => *resize,
+        _ => None,
+    };
     let mut answers = Vec::with_capacity(paths.len());
     for chunk in paths.chunks(batch_size.max(1)) {
-        let decoded: Vec<_> = chunk.iter().map(|path| read_image(path, input)).collect();
+        let decoded: Vec<_> = chunk
+            .iter()
+            .map(|path| read_image(path, input, resize.as_ref()))
+            .collect();
         let readable: Vec<&[u8]> = decoded
             .iter()
             .filter_map(|image| image.as_deref().ok())

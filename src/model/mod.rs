@@ -7,11 +7,13 @@
 mod bert;
 mod cnn;
 mod dropout;
+pub mod efficientnet_lite;
 mod encoder;
 mod gpt2;
 mod mlp;
 mod resnet;
 mod tabular;
+pub mod timm_resnet;
 mod transformer;
 
 use burn::module::{Module, ModuleVisitor, Param};
@@ -28,10 +30,12 @@ use sha2::{Digest, Sha256};
 pub use bert::Bert;
 pub use cnn::Cnn;
 pub use dropout::Dropout;
+pub use efficientnet_lite::EfficientNetLite;
 pub use gpt2::Gpt2;
 pub use mlp::Mlp;
 pub use resnet::Resnet;
 pub use tabular::TabularMlp;
+pub use timm_resnet::TimmResnet;
 pub use transformer::{LanguageModel, TextClassifier};
 
 use crate::config::Activation;

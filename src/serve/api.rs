@@ -26,7 +26,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 
 use super::batcher::{Answer, Inputs, Job, Message};
 use super::{ApiError, Served, Shared};
-use crate::data::{DataSpec, ImageShape, decode_image};
+use crate::data::{DataSpec, ImageShape, Resize, decode_image};
 use crate::export::{GenerateOptions, Prediction, artifact};
 
 pub fn router(shared: Arc<Shared>) -> Router {
@@ -299,9 +299,9 @@ async fn read_predict_body(
     } = body;
     let inputs =
         match (&served.manifest.input, images, texts) {
-            (DataSpec::ImageClassification { input, .. }, Some(images), None) => {
+            (DataSpec::ImageClassification { input, resize, .. }, Some(images), None) => {
                 count("images", images.len(), shared.options.max_inputs)?;
-                let shape = *input;
+                let (shape, resize) = (*input, *resize);
                 let mut names = Vec::with_capacity(images.len());
                 let mut files = Vec::with_capacity(images.len());
                 for (index, encoded) in images.iter().enumerate() {
@@ -314,7 +314,7 @@ async fn read_predict_body(
                 Inputs::Images {
                     shape,
                     names,
-                    pixels: decode_images(files, shape).await?,
+                    pixels: decode_images(files, shape, resize).await?,
                 }
             }
             (DataSpec::TextClassification { .. }, None, Some(texts)) => {
@@ -337,7 +337,12 @@ async fn read_multipart(
     served: &Served,
     request: Request,
 ) -> Result<Parsed, ApiError> {
-    let DataSpec::ImageClassification { input: shape, .. } = served.manifest.input else {
+    let DataSpec::ImageClassification {
+        input: shape,
+        resize,
+        ..
+    } = served.manifest.input
+    else {
         return Err(wrong_inputs(&served.manifest.input));
     };
     let mut form = Multipart::from_request(request, &())
@@ -387,7 +392,7 @@ async fn read_multipart(
         }
     }
     count("images", files.len(), shared.options.max_inputs)?;
-    let pixels = decode_images(files, shape).await?;
+    let pixels = decode_images(files, shape, resize).await?;
     Ok(Parsed {
         inputs: Inputs::Images {
             shape,
@@ -404,13 +409,14 @@ async fn read_multipart(
 async fn decode_images(
     files: Vec<impl AsRef<[u8]> + Send + 'static>,
     shape: ImageShape,
+    resize: Option<Resize>,
 ) -> Result<Vec<Vec<u8>>, ApiError> {
     tokio::task::spawn_blocking(move || {
         files
             .iter()
             .enumerate()
             .map(|(index, bytes)| {
-                decode_image(bytes.as_ref(), shape).map_err(|err| {
+                decode_image(bytes.as_ref(), shape, resize.as_ref()).map_err(|err| {
                     ApiError::bad_request(format!("images[{index}]: not an image: {err}"))
                 })
             })

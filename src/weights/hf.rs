@@ -36,13 +36,18 @@ pub fn is_hf_folder(dir: &Path) -> bool {
     dir.join(CONFIG_FILE).is_file()
 }
 
+/// A model folder's `config.json` (Hugging Face's or timm's), parsed.
+pub fn read_config(dir: &Path) -> Result<Value, Error> {
+    let path = dir.join(CONFIG_FILE);
+    let text = std::fs::read_to_string(&path).map_err(|err| Error::io(&path, err))?;
+    serde_json::from_str(&text)
+        .map_err(|err| refusal(dir, format!("{CONFIG_FILE} is not valid JSON: {err}")))
+}
+
 impl HfFolder {
     pub fn open(dir: &Path) -> Result<Self, Error> {
         let refuse = |detail: String| refusal(dir, detail);
-        let path = dir.join(CONFIG_FILE);
-        let text = std::fs::read_to_string(&path).map_err(|err| Error::io(&path, err))?;
-        let config: Value = serde_json::from_str(&text)
-            .map_err(|err| refuse(format!("{CONFIG_FILE} is not valid JSON: {err}")))?;
+        let config = read_config(dir)?;
         let model_type = config
             .get("model_type")
             .and_then(Value::as_str)
@@ -390,24 +395,29 @@ pub fn export(
         }
     };
     let tensors = names::export(family, parameters)?;
-    let views = tensors
-        .iter()
-        .map(|(name, data)| {
-            let view = safetensors::tensor::TensorView::new(
-                safetensors::Dtype::F32,
-                data.shape().to_vec(),
-                data.as_bytes(),
-            )
-            .map_err(|err| format!("{name}: {err}"))?;
-            Ok((name.clone(), view))
-        })
-        .collect::<Result<Vec<_>, String>>()?;
-    // transformers refuses safetensors without format = "pt".
-    let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
-    let safetensors =
-        safetensors::tensor::serialize(views, Some(metadata)).map_err(|err| err.to_string())?;
+    let safetensors = serialize(&tensors)?;
     Ok(HfExport {
         config,
         safetensors,
     })
+}
+
+/// `tensors` as one safetensors file with PyTorch's metadata (transformers and timm refuse a
+/// file without `format = "pt"`).
+pub fn serialize(tensors: &[(String, TensorData)]) -> Result<Vec<u8>, String> {
+    let views = tensors
+        .iter()
+        .map(|(name, data)| {
+            let dtype = match data.dtype() {
+                DType::I64 => safetensors::Dtype::I64,
+                _ => safetensors::Dtype::F32,
+            };
+            let view =
+                safetensors::tensor::TensorView::new(dtype, data.shape().to_vec(), data.as_bytes())
+                    .map_err(|err| format!("{name}: {err}"))?;
+            Ok((name.clone(), view))
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
+    safetensors::tensor::serialize(views, Some(metadata)).map_err(|err| err.to_string())
 }

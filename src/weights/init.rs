@@ -6,6 +6,7 @@ use std::path::Path;
 
 use super::checkpoint::{self, CheckpointChoice, Checkpoints};
 use super::hf::{self, HfFolder};
+use super::timm::{self, TimmFolder};
 use super::{Applied, NamedTensor};
 use crate::Error;
 use crate::config::{ExperimentConfig, ModelConfig, TokenizerConfig, TokenizerKind};
@@ -29,7 +30,20 @@ pub fn resolve(config: &mut ExperimentConfig) -> Result<(), Error> {
     }
     // Token ids mean something only with the tokenizer the weights were trained with: the
     // folder's, the artifact's or the run's tokenizer.json.
-    let tokenizer = if hf::is_hf_folder(&from) {
+    let tokenizer = if timm::is_timm_folder(&from) {
+        let folder = TimmFolder::open(&from)?;
+        folder.shape(&mut config.model)?;
+        folder.weight_file()?;
+        let taken = folder.preprocessing(&mut config.data)?;
+        if !taken.is_empty() {
+            eprintln!(
+                "init: data.image from {}: {} (set the keys in [data.image] to use others)",
+                from.join(hf::CONFIG_FILE).display(),
+                taken.join("; ")
+            );
+        }
+        None
+    } else if hf::is_hf_folder(&from) {
         let folder = HfFolder::open(&from)?;
         folder.shape(&mut config.model)?;
         // Refused now (by `stoke check` too) rather than after the data has loaded.
@@ -62,9 +76,13 @@ pub fn initial_weights(
     let Some(from) = &config.init_from else {
         return Ok(());
     };
-    let (applied, ignored) = match hf::is_hf_folder(from) {
-        true => from_hf(model, from)?,
-        false => from_stoke(model, config, spec, from)?,
+    let (applied, ignored) = if timm::is_timm_folder(from) {
+        let (tensors, ignored) = TimmFolder::open(from)?.tensors()?;
+        (model.apply(tensors, from)?, ignored)
+    } else if hf::is_hf_folder(from) {
+        from_hf(model, from)?
+    } else {
+        from_stoke(model, config, spec, from)?
     };
     describe(from, &applied, ignored);
     Ok(())
@@ -125,7 +143,7 @@ fn from_stoke(
 fn not_a_source(from: &Path) -> Error {
     Error::Pretrained {
         from: from.to_path_buf(),
-        detail: "it is neither a Hugging Face folder (config.json), a stoke artifact (manifest.json) nor a run directory (config.toml)".into(),
+        detail: "it is neither a Hugging Face or timm folder (config.json), a stoke artifact (manifest.json) nor a run directory (config.toml)".into(),
     }
 }
 

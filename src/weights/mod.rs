@@ -2,7 +2,7 @@
 //! weights) and using models (artifacts, exports) both come here, and neither reaches into the
 //! other for them. It owns how checkpoints are laid out and read back (`checkpoint.rs`; the
 //! trainer writes them) and how weights are named and matched: a Hugging Face folder's tensors under
-//! stoke's parameter names (`hf.rs`, `names.rs`), tensors applied to a model by name and shape
+//! stoke's parameter names (`hf.rs`, `names.rs`), a timm folder's (`timm.rs`), tensors applied to a model by name and shape
 //! with a clear refusal for anything that does not fit (here), and where `model.init_from`
 //! points (`init.rs`: a Hugging Face folder, a run directory or an artifact).
 
@@ -10,6 +10,7 @@ pub mod checkpoint;
 pub mod hf;
 mod init;
 mod names;
+pub mod timm;
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -277,3 +277,43 @@ pub fn lm_sets(backend: &str) -> Vec<String> {
     ]
     .to_vec()
 }
+
+/// An image folder of two classes of RGB photos of assorted sizes: red horizontal stripes or
+/// blue vertical ones, `per_class` PNGs each.
+pub fn write_photo_folder(dir: &Path, per_class: usize) {
+    for (class, name) in ["stripes", "bars"].iter().enumerate() {
+        let folder = dir.join(name);
+        fs::create_dir_all(&folder).unwrap();
+        for i in 0..per_class {
+            let (width, height) = (40 + (i * 7) % 31, 36 + (i * 11) % 29);
+            let image = image::RgbImage::from_fn(width as u32, height as u32, |x, y| {
+                let on = match class {
+                    0 => (y / 3 + i as u32).is_multiple_of(2),
+                    _ => (x / 3 + i as u32).is_multiple_of(2),
+                };
+                let level = if on { 220 } else { 40 } as u8;
+                match class {
+                    0 => image::Rgb([level, 60, 50 + (x % 20) as u8]),
+                    _ => image::Rgb([50 + (y % 20) as u8, 70, level]),
+                }
+            });
+            image.save(folder.join(format!("{i:03}.png"))).unwrap();
+        }
+    }
+}
+
+/// Runs `python3 <script> <args>` from the repository and panics with its output if it fails
+/// (the checks against PyTorch libraries in `scripts/`).
+pub fn python_check(script: &str, args: &[&Path]) {
+    let check = std::process::Command::new("python3")
+        .arg(repo().join(script))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+}

@@ -61,6 +61,13 @@ pub const TRANSFORMERS: Optional = Optional {
     required_by: Some("STOKE_REQUIRE_TRANSFORMERS"),
 };
 
+pub const TIMM: Optional = Optional {
+    checks: "real photos (scikit-learn's) preprocessed by timm against stoke's evaluation transform",
+    needs: Need::Python("timm, torch, sklearn"),
+    install: "python3 -m pip install timm torch scikit-learn",
+    required_by: Some("STOKE_REQUIRE_TIMM"),
+};
+
 pub const CHROMIUM: Optional = Optional {
     checks: "the evaluation report's page rendered in headless Chromium",
     needs: Need::Chromium,
@@ -83,11 +90,12 @@ pub const MPI: Optional = Optional {
     required_by: None,
 };
 
-pub const ALL: [&Optional; 7] = [
+pub const ALL: [&Optional; 8] = [
     &NUMPY_ONNXRUNTIME,
     &TENSORBOARD,
     &PROMETHEUS,
     &TRANSFORMERS,
+    &TIMM,
     &CHROMIUM,
     &WGPU,
     &MPI,

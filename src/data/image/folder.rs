@@ -19,6 +19,45 @@ pub fn load(
     image: &ImageDataConfig,
     seed: u64,
 ) -> Result<ImageSets, DataError> {
+    let listing = list(config, seed)?;
+    let [height, width] = image.size;
+    let shape = ImageShape {
+        channels: image.color.channels(),
+        height,
+        width,
+    };
+    let mut skipped = Skipped::default();
+    let mut read = |files: &[(PathBuf, u16)]| -> Result<ImageSet, DataError> {
+        let (images, labels, paths) = decode_all(files, config, &mut skipped, |path| {
+            decode(path, shape, image.color)
+        })?;
+        Ok(ImageSet {
+            shape,
+            pixels: images.concat(),
+            labels,
+            origins: Origins::Files(paths),
+        })
+    };
+    let train = read(&listing.train)?;
+    let test = listing.test.as_deref().map(&mut read).transpose()?;
+    Ok(ImageSets {
+        train,
+        test,
+        classes: listing.classes,
+        skipped,
+    })
+}
+
+/// The labelled image files of a folder dataset: the training pool, the test set when the
+/// folder brings its own, and the class names.
+pub(super) struct Listing {
+    pub train: Vec<(PathBuf, u16)>,
+    pub test: Option<Vec<(PathBuf, u16)>>,
+    pub classes: Vec<String>,
+}
+
+/// Lists the image files `config.path` holds, by class (a seeded sample of `data.limit`).
+pub(super) fn list(config: &DataConfig, seed: u64) -> Result<Listing, DataError> {
     let mut train_roots = Vec::new();
     let mut test_roots = Vec::new();
     for root in roots(&config.path)? {
@@ -31,8 +70,7 @@ pub fn load(
         }
     }
     let classes = class_names(&train_roots)?;
-    let mut skipped = Skipped::default();
-    let train = load_set(&train_roots, &classes, config, image, seed, &mut skipped)?;
+    let train = list_files(&train_roots, &classes, config, seed)?;
     let test = if test_roots.is_empty() {
         None
     } else {
@@ -45,20 +83,12 @@ pub fn load(
                 });
             }
         }
-        Some(load_set(
-            &test_roots,
-            &classes,
-            config,
-            image,
-            seed,
-            &mut skipped,
-        )?)
+        Some(list_files(&test_roots, &classes, config, seed)?)
     };
-    Ok(ImageSets {
+    Ok(Listing {
         train,
         test,
         classes,
-        skipped,
     })
 }
 
@@ -124,17 +154,13 @@ fn is_image(path: &Path) -> bool {
         .is_some_and(|ext| matches!(ext.to_ascii_lowercase().as_str(), "png" | "jpg" | "jpeg"))
 }
 
-/// Decodes every image under `<root>/<class>/` of each of `roots`, on `data.workers` threads.
-/// An unreadable image stops the load, or under `data.on_error = "skip"` is counted in
-/// `skipped` with its path and reason and left out.
-fn load_set(
+/// The image files under `<root>/<class>/` of each of `roots`, labelled by class.
+fn list_files(
     roots: &[PathBuf],
     classes: &[String],
     config: &DataConfig,
-    image: &ImageDataConfig,
     seed: u64,
-    skipped: &mut Skipped,
-) -> Result<ImageSet, DataError> {
+) -> Result<Vec<(PathBuf, u16)>, DataError> {
     let mut files = Vec::new();
     for root in roots {
         for (label, class) in classes.iter().enumerate() {
@@ -162,22 +188,31 @@ fn load_set(
         files.truncate(limit);
         files.sort();
     }
+    Ok(files)
+}
 
-    let [height, width] = image.size;
-    let shape = ImageShape {
-        channels: image.color.channels(),
-        height,
-        width,
-    };
+/// Decoded images with their labels and files, in the listing's order.
+pub(super) type Decoded<T> = (Vec<T>, Vec<u16>, Vec<PathBuf>);
+
+/// Decodes `files` with `decode` on `data.workers` threads: the images, their labels and
+/// paths. An unreadable image stops the load, or under `data.on_error = "skip"` is counted in
+/// `skipped` with its path and reason and left out.
+pub(super) fn decode_all<T: Send>(
+    files: &[(PathBuf, u16)],
+    config: &DataConfig,
+    skipped: &mut Skipped,
+    decode: impl Fn(&Path) -> Result<T, DataError> + Sync,
+) -> Result<Decoded<T>, DataError> {
     let threads = config.workers.max(1);
-    let chunk = files.len().div_ceil(threads);
-    let decoded: Vec<Result<Vec<u8>, DataError>> = std::thread::scope(|scope| {
+    let chunk = files.len().div_ceil(threads).max(1);
+    let decode = &decode;
+    let decoded: Vec<Result<T, DataError>> = std::thread::scope(|scope| {
         let handles: Vec<_> = files
             .chunks(chunk)
             .map(|part| {
                 scope.spawn(move || {
                     part.iter()
-                        .map(|(path, _)| decode(path, shape, image.color))
+                        .map(|(path, _)| decode(path))
                         .collect::<Vec<_>>()
                 })
             })
@@ -187,13 +222,13 @@ fn load_set(
             .flat_map(|handle| handle.join().expect("image decoding thread panicked"))
             .collect()
     });
-    let mut pixels = Vec::with_capacity(files.len() * shape.len());
+    let mut images = Vec::with_capacity(files.len());
     let mut labels = Vec::with_capacity(files.len());
     let mut paths = Vec::with_capacity(files.len());
     for ((path, label), image) in files.iter().zip(decoded) {
         match image {
             Ok(image) => {
-                pixels.extend(image);
+                images.push(image);
                 labels.push(*label);
                 paths.push(path.clone());
             }
@@ -201,42 +236,68 @@ fn load_set(
             Err(err) => return Err(err),
         }
     }
-    Ok(ImageSet {
-        shape,
-        pixels,
-        labels,
-        origins: Origins::Files(paths),
+    Ok((images, labels, paths))
+}
+
+/// An image file decoded, whatever its format (PNG, JPEG).
+pub fn open(path: &Path) -> Result<image::DynamicImage, DataError> {
+    let bytes = std::fs::read(path).map_err(|source| DataError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    open_bytes(&bytes).map_err(|detail| DataError::Corrupt {
+        path: path.to_path_buf(),
+        detail,
     })
+}
+
+/// An encoded image (PNG, JPEG) held in memory, such as an upload, decoded. JPEGs go through
+/// libjpeg's decoder (see [`decode_jpeg`]); every other format through the `image` crate.
+pub fn open_bytes(bytes: &[u8]) -> Result<image::DynamicImage, String> {
+    let reader = image::ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|err| err.to_string())?;
+    if reader.format() == Some(image::ImageFormat::Jpeg)
+        && let Some(image) = decode_jpeg(bytes)
+    {
+        return Ok(image);
+    }
+    reader
+        .decode()
+        .map_err(|err| format!("cannot decode the image: {err}"))
+}
+
+/// A JPEG decoded as Pillow decodes it (libjpeg-turbo's accurate integer IDCT and smooth
+/// chroma upsampling, which mozjpeg shares): RGB, or gray for a grayscale JPEG. `None` for
+/// what it cannot turn into either (CMYK) or cannot read, which the `image` crate then tries.
+fn decode_jpeg(bytes: &[u8]) -> Option<image::DynamicImage> {
+    let decompress = mozjpeg::Decompress::new_mem(bytes).ok()?;
+    let (width, height) = (decompress.width() as u32, decompress.height() as u32);
+    let gray = decompress.color_space() == mozjpeg::ColorSpace::JCS_GRAYSCALE;
+    let mut started = match gray {
+        true => decompress.grayscale().ok()?,
+        false => decompress.rgb().ok()?,
+    };
+    let pixels: Vec<u8> = started.read_scanlines().ok()?;
+    started.finish().ok()?;
+    match gray {
+        true => image::GrayImage::from_raw(width, height, pixels).map(image::DynamicImage::from),
+        false => image::RgbImage::from_raw(width, height, pixels).map(image::DynamicImage::from),
+    }
 }
 
 /// One image as channel-major bytes of `shape`.
 pub fn decode(path: &Path, shape: ImageShape, color: ColorMode) -> Result<Vec<u8>, DataError> {
-    let image = image::ImageReader::open(path)
-        .and_then(|reader| reader.with_guessed_format())
-        .map_err(|source| DataError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?
-        .decode()
-        .map_err(|err| DataError::Corrupt {
-            path: path.to_path_buf(),
-            detail: format!("cannot decode the image: {err}"),
-        })?;
-    Ok(resize(&image, shape, color))
+    Ok(resize(&open(path)?, shape, color))
 }
 
 /// Decodes an encoded image (PNG, JPEG, ...) held in memory as [`decode`] does a file.
 pub fn decode_bytes(bytes: &[u8], shape: ImageShape, color: ColorMode) -> Result<Vec<u8>, String> {
-    let image = image::ImageReader::new(std::io::Cursor::new(bytes))
-        .with_guessed_format()
-        .map_err(|err| err.to_string())?
-        .decode()
-        .map_err(|err| format!("cannot decode the image: {err}"))?;
-    Ok(resize(&image, shape, color))
+    Ok(resize(&open_bytes(bytes)?, shape, color))
 }
 
 /// `image` resized to `shape` as channel-major bytes.
-fn resize(image: &image::DynamicImage, shape: ImageShape, color: ColorMode) -> Vec<u8> {
+pub fn resize(image: &image::DynamicImage, shape: ImageShape, color: ColorMode) -> Vec<u8> {
     let (width, height) = (shape.width as u32, shape.height as u32);
     match color {
         ColorMode::Grayscale => {

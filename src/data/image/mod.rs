@@ -3,6 +3,9 @@
 mod folder;
 pub(crate) mod idx;
 mod parquet;
+mod photos;
+mod resample;
+pub mod transform;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -13,6 +16,7 @@ use super::{
 };
 use crate::config::{ColorMode, DataConfig, DatasetKind, ImageDataConfig};
 use crate::data::ImageShape;
+pub use transform::Resize;
 
 /// Images as channel-major bytes (`len × channels × height × width`) with their labels.
 pub struct ImageSet {
@@ -64,14 +68,31 @@ pub fn normalized(set: Arc<ImageSet>, normalization: &Normalization) -> Arc<dyn 
     })
 }
 
-/// Reads one image file as channel-major bytes of `shape`, resized as image folders are.
-pub fn read_image(path: &Path, shape: ImageShape) -> Result<Vec<u8>, DataError> {
-    folder::decode(path, shape, color_of(shape))
+/// Reads one image file as channel-major bytes of `shape`, as the model's evaluation saw its
+/// images: squashed to `shape` as image folders are, or with `resize` (photos kept at their
+/// aspect) resized by the shorter side and centre-cropped.
+pub fn read_image(
+    path: &Path,
+    shape: ImageShape,
+    resize: Option<&Resize>,
+) -> Result<Vec<u8>, DataError> {
+    Ok(as_input(&folder::open(path)?, shape, resize))
 }
 
 /// [`read_image`] for an encoded image (PNG, JPEG) already in memory, such as an upload.
-pub fn decode_image(bytes: &[u8], shape: ImageShape) -> Result<Vec<u8>, String> {
-    folder::decode_bytes(bytes, shape, color_of(shape))
+pub fn decode_image(
+    bytes: &[u8],
+    shape: ImageShape,
+    resize: Option<&Resize>,
+) -> Result<Vec<u8>, String> {
+    Ok(as_input(&folder::open_bytes(bytes)?, shape, resize))
+}
+
+fn as_input(image: &image::DynamicImage, shape: ImageShape, resize: Option<&Resize>) -> Vec<u8> {
+    match resize {
+        Some(resize) => resize.evaluate(image, shape),
+        None => folder::resize(image, shape, color_of(shape)),
+    }
 }
 
 fn color_of(shape: ImageShape) -> ColorMode {
@@ -219,6 +240,9 @@ pub(crate) fn read_sets(
 /// pool with `seed`.
 pub fn load(config: &DataConfig, seed: u64) -> Result<Splits, DataError> {
     let image = config.image.clone().unwrap_or_default();
+    if image.crop_pct.is_some() || config.augment.is_some() {
+        return photos::load(config, &image, seed);
+    }
     let sets = read_sets(config, &image, seed)?;
     let classes = sets.classes;
     // The training pool and the test set, each with the indices that belong to it.
@@ -276,6 +300,7 @@ pub fn load(config: &DataConfig, seed: u64) -> Result<Splits, DataError> {
             input: pool.shape,
             classes,
             normalization,
+            resize: None,
         },
         tokenizer: None,
         skipped: sets.skipped,

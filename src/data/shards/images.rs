@@ -354,6 +354,7 @@ pub fn load(config: &DataConfig, seed: u64) -> Result<Splits, DataError> {
             input: shape,
             classes,
             normalization,
+            resize: None,
         },
         tokenizer: None,
         skipped: Skipped::default(),

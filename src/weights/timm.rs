@@ -1,0 +1,519 @@
+//! timm model folders: `config.json` (`architecture`, `num_classes`, `model_args` for a
+//! network narrower or shallower than the named one, and `pretrained_cfg`: the preprocessing
+//! the weights were trained with) beside `model.safetensors` under timm's names, which are
+//! also torchvision's for ResNets.
+//!
+//! Reading fills the `[model]` keys a config leaves out from `architecture` and `model_args`
+//! (refusing ones it contradicts), and the `[data.image]` keys it leaves out from
+//! `pretrained_cfg` (saying so); the tensors keep timm's names but for batch norm's
+//! `weight`/`bias` (burn's `gamma`/`beta`) and the projection shortcut (`downsample.0`/`.1`,
+//! stoke's `downsample.conv`/`.norm`), and the head's weight is transposed (`nn.Linear`).
+
+use std::path::{Path, PathBuf};
+
+use burn::store::{ModuleStore, PytorchStore, SafetensorsStore, bridge};
+use burn::tensor::{DType, TensorData};
+use serde_json::Value;
+
+use super::NamedTensor;
+use super::hf::{CONFIG_FILE, WEIGHTS_FILE};
+use crate::Error;
+use crate::config::{
+    ColorMode, DataConfig, DatasetKind, EfficientNetLiteConfig, Interpolation, ModelConfig,
+    TimmResnetConfig,
+};
+use crate::model::{EfficientNetLite, Model, TimmResnet, efficientnet_lite, timm_resnet};
+
+/// A PyTorch state dict beside `config.json`, where no safetensors file is.
+pub const PTH_FILE: &str = "model.pth";
+
+/// True when `dir` holds a timm folder: a `config.json` naming an `architecture`.
+pub fn is_timm_folder(dir: &Path) -> bool {
+    std::fs::read_to_string(dir.join(CONFIG_FILE))
+        .ok()
+        .and_then(|text| serde_json::from_str::<Value>(&text).ok())
+        .is_some_and(|config| config.get("architecture").is_some_and(Value::is_string))
+}
+
+/// A timm folder whose architecture stoke builds.
+pub struct TimmFolder {
+    pub dir: PathBuf,
+    config: Value,
+    architecture: String,
+    family: Family,
+}
+
+/// The networks a folder's `architecture` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Family {
+    /// timm's and torchvision's ResNets (`resnet50`).
+    Resnet,
+    /// EfficientNet-Lite as `efficientnet_lite_pytorch` names it (`efficientnet-lite0`).
+    EfficientNetLite,
+}
+
+impl Family {
+    fn of(architecture: &str) -> Option<Self> {
+        if timm_resnet::ARCHITECTURES
+            .iter()
+            .any(|(name, ..)| *name == architecture)
+        {
+            return Some(Family::Resnet);
+        }
+        let variant = architecture.strip_prefix("efficientnet-")?;
+        efficientnet_lite::VARIANTS
+            .iter()
+            .any(|(name, ..)| *name == variant)
+            .then_some(Family::EfficientNetLite)
+    }
+
+    fn known() -> Vec<String> {
+        let resnets = timm_resnet::ARCHITECTURES
+            .iter()
+            .map(|(name, ..)| name.to_string());
+        let lites = efficientnet_lite::VARIANTS
+            .iter()
+            .map(|(name, ..)| format!("efficientnet-{name}"));
+        resnets.chain(lites).collect()
+    }
+
+    fn kind(self) -> &'static str {
+        match self {
+            Family::Resnet => TimmResnet::KIND,
+            Family::EfficientNetLite => EfficientNetLite::KIND,
+        }
+    }
+}
+
+/// `model_args` stoke reads (timm's plain stem ignores `stem_width`, as stoke does); any
+/// other changes the network in a way stoke does not build.
+const MODEL_ARGS: [&str; 8] = [
+    "layers",
+    "channels",
+    "stem_width",
+    "num_classes",
+    "in_chans",
+    "global_pool",
+    "width_coefficient",
+    "depth_coefficient",
+];
+
+impl TimmFolder {
+    pub fn open(dir: &Path) -> Result<Self, Error> {
+        let refuse = |detail: String| refusal(dir, detail);
+        let config = super::hf::read_config(dir)?;
+        let architecture = config
+            .get("architecture")
+            .and_then(Value::as_str)
+            .ok_or_else(|| refuse(format!("{CONFIG_FILE} has no \"architecture\"")))?
+            .to_string();
+        let family = Family::of(&architecture).ok_or_else(|| {
+            refuse(format!(
+                "{CONFIG_FILE}: architecture \"{architecture}\" is not one stoke builds; it builds {}",
+                Family::known().join(", ")
+            ))
+        })?;
+        let folder = Self {
+            dir: dir.to_path_buf(),
+            config,
+            architecture,
+            family,
+        };
+        if let Some(args) = folder.config.get("model_args").and_then(Value::as_object)
+            && let Some(other) = args.keys().find(|key| !MODEL_ARGS.contains(&key.as_str()))
+        {
+            return Err(folder.refuse(format!(
+                "{CONFIG_FILE}: model_args.{other} is not supported; stoke reads {}",
+                MODEL_ARGS.join(", ")
+            )));
+        }
+        Ok(folder)
+    }
+
+    fn refuse(&self, detail: String) -> Error {
+        refusal(&self.dir, detail)
+    }
+
+    fn model_arg(&self, key: &str) -> Option<&Value> {
+        self.config.get("model_args")?.get(key)
+    }
+
+    fn sizes(&self, key: &str) -> Result<Option<Vec<usize>>, Error> {
+        self.model_arg(key)
+            .map(|value| {
+                serde_json::from_value(value.clone()).map_err(|_| {
+                    self.refuse(format!(
+                        "{CONFIG_FILE}: model_args.{key} should be whole numbers, not {value}"
+                    ))
+                })
+            })
+            .transpose()
+    }
+
+    fn pretrained(&self, key: &str) -> Option<&Value> {
+        self.config.get("pretrained_cfg")?.get(key)
+    }
+
+    /// Fills the `[model]` keys `model` leaves out and refuses ones that differ.
+    pub fn shape(&self, model: &mut ModelConfig) -> Result<(), Error> {
+        let kind = self.family.kind();
+        if model.kind != kind {
+            return Err(self.refuse(format!(
+                "it holds a {}, but model.kind = \"{}\"; set model.kind = \"{kind}\"",
+                self.architecture, model.kind
+            )));
+        }
+        if self.family == Family::EfficientNetLite {
+            let mut ours: EfficientNetLiteConfig = model.settings().map_err(|e| self.refuse(e))?;
+            let variant = self.architecture.trim_start_matches("efficientnet-");
+            if ours.variant != EfficientNetLiteConfig::default().variant && ours.variant != variant
+            {
+                return Err(self.refuse(format!(
+                    "the config names another shape: model.variant = \"{}\" but {CONFIG_FILE} says \"{}\"; remove it to take the checkpoint's",
+                    ours.variant, self.architecture
+                )));
+            }
+            ours.variant = variant.to_string();
+            for (key, value) in [
+                ("width_coefficient", &mut ours.width_coefficient),
+                ("depth_coefficient", &mut ours.depth_coefficient),
+            ] {
+                if value.is_none() {
+                    *value = self.model_arg(key).and_then(Value::as_f64);
+                }
+            }
+            *model = ModelConfig {
+                settings: ModelConfig::of(kind, &ours).settings,
+                ..model.clone()
+            };
+            return Ok(());
+        }
+        let mut ours: TimmResnetConfig = model.settings().map_err(|e| self.refuse(e))?;
+        let mut conflicts = Vec::new();
+        let defaults = TimmResnetConfig::default();
+        match ours.architecture == defaults.architecture || ours.architecture == self.architecture {
+            true => ours.architecture = self.architecture.clone(),
+            false => conflicts.push(format!(
+                "model.architecture = \"{}\" but {CONFIG_FILE} says \"{}\"",
+                ours.architecture, self.architecture
+            )),
+        }
+        let mut take = |key: &str, ours: &mut Option<Vec<usize>>, theirs: Option<Vec<usize>>| match (
+            ours.as_ref(),
+            theirs,
+        ) {
+            (Some(a), Some(b)) if *a != b => {
+                conflicts.push(format!("model.{key} = {a:?} but {CONFIG_FILE} says {b:?}"))
+            }
+            (None, theirs) => *ours = theirs,
+            _ => {}
+        };
+        take("layers", &mut ours.layers, self.sizes("layers")?);
+        take("channels", &mut ours.channels, self.sizes("channels")?);
+        if !conflicts.is_empty() {
+            return Err(self.refuse(format!(
+                "the config names another shape: {}; remove those keys to take the checkpoint's",
+                conflicts.join(", ")
+            )));
+        }
+        *model = ModelConfig {
+            settings: ModelConfig::of(TimmResnet::KIND, &ours).settings,
+            ..model.clone()
+        };
+        Ok(())
+    }
+
+    /// Fills the `[data.image]` keys `data` leaves out from `pretrained_cfg` (mean, std; for
+    /// image folders crop_pct with its interpolation) and returns what it took, for the run
+    /// to say. Images of another channel count than the network's stem are refused.
+    pub fn preprocessing(&self, data: &mut DataConfig) -> Result<Vec<String>, Error> {
+        let Some(image) = data.image.as_mut() else {
+            return Ok(Vec::new());
+        };
+        let channels = self
+            .model_arg("in_chans")
+            .and_then(Value::as_u64)
+            .unwrap_or(3) as usize;
+        if image.color.channels() != channels {
+            let wanted = match channels {
+                1 => "\"grayscale\"",
+                _ => "\"rgb\"",
+            };
+            return Err(self.refuse(format!(
+                "its network takes images of {channels} channels, but data.image.color = {}; set data.image.color = {wanted}",
+                match image.color {
+                    ColorMode::Grayscale => "\"grayscale\"",
+                    ColorMode::Rgb => "\"rgb\"",
+                }
+            )));
+        }
+        let floats = |key: &str| -> Option<Vec<f32>> {
+            serde_json::from_value(self.pretrained(key)?.clone()).ok()
+        };
+        let mut taken = Vec::new();
+        if image.mean.is_empty()
+            && let (Some(mean), Some(std)) = (floats("mean"), floats("std"))
+            && mean.len() == channels
+            && std.len() == channels
+        {
+            taken.push(format!("mean {mean:?}, std {std:?}"));
+            image.mean = mean;
+            image.std = std;
+        }
+        if data.dataset == DatasetKind::ImageFolder
+            && image.crop_pct.is_none()
+            && let Some(crop_pct) = self.pretrained("crop_pct").and_then(Value::as_f64)
+        {
+            if !(crop_pct > 0.0 && crop_pct <= 1.0) {
+                return Err(self.refuse(format!(
+                    "{CONFIG_FILE}: pretrained_cfg.crop_pct = {crop_pct} is out of range (above 0, at most 1)"
+                )));
+            }
+            image.crop_pct = Some(crop_pct);
+            image.interpolation = match self.pretrained("interpolation").and_then(Value::as_str) {
+                Some("bicubic") => Interpolation::Bicubic,
+                _ => Interpolation::Bilinear,
+            };
+            taken.push(format!(
+                "crop_pct {crop_pct}, {} interpolation",
+                match image.interpolation {
+                    Interpolation::Bicubic => "bicubic",
+                    Interpolation::Bilinear => "bilinear",
+                }
+            ));
+        }
+        Ok(taken)
+    }
+
+    /// `model.safetensors`, or a PyTorch state dict `model.pth` (read by burn-store's
+    /// PyTorch reader, which takes tensors out of the pickle and runs none of its code).
+    pub fn weight_file(&self) -> Result<PathBuf, Error> {
+        [WEIGHTS_FILE, PTH_FILE]
+            .into_iter()
+            .map(|file| self.dir.join(file))
+            .find(|path| path.is_file())
+            .ok_or_else(|| self.refuse(format!("it has no {WEIGHTS_FILE} (nor {PTH_FILE})")))
+    }
+
+    /// Every tensor under stoke's names and layout, in f32; batch norm's batch counters are
+    /// left out and counted.
+    pub fn tensors(&self) -> Result<(Vec<NamedTensor>, usize), Error> {
+        let file = self.weight_file()?;
+        let unreadable = |detail: String| self.refuse(format!("{}: {detail}", file.display()));
+        let (mut pth, mut safetensors);
+        let all = match file.extension().is_some_and(|ext| ext == "pth") {
+            true => {
+                pth = PytorchStore::from_file(&file);
+                pth.get_all_tensors()
+                    .map_err(|err| unreadable(err.to_string()))?
+            }
+            false => {
+                safetensors = SafetensorsStore::from_file(&file);
+                safetensors
+                    .get_all_tensors()
+                    .map_err(|err| unreadable(err.to_string()))?
+            }
+        };
+        let mut tensors = Vec::new();
+        let mut ignored = 0;
+        for (name, tensor) in all {
+            if name.ends_with(".num_batches_tracked") {
+                ignored += 1;
+                continue;
+            }
+            let data = bridge::to_data(tensor)
+                .map_err(|err| unreadable(format!("tensor {name}: {err}")))?;
+            let data = match data.dtype() {
+                DType::F32 => data,
+                _ => data.convert::<f32>(),
+            };
+            let (path, data) = import(name, data);
+            tensors.push(NamedTensor { path, data });
+        }
+        Ok((tensors, ignored))
+    }
+}
+
+fn refusal(dir: &Path, detail: String) -> Error {
+    Error::Pretrained {
+        from: dir.to_path_buf(),
+        detail,
+    }
+}
+
+/// A timm tensor's stoke path and layout.
+fn import(name: &str, data: TensorData) -> (String, TensorData) {
+    let path = name
+        .replace(".downsample.0.", ".downsample.conv.")
+        .replace(".downsample.1.", ".downsample.norm.");
+    let (module, param) = path.rsplit_once('.').unwrap_or(("", path.as_str()));
+    let is_norm = module
+        .rsplit('.')
+        .next()
+        .is_some_and(|last| last.trim_start_matches('_').starts_with("bn") || last == "norm");
+    match (is_norm, param) {
+        (true, "weight") => (format!("{module}.gamma"), data),
+        (true, "bias") => (format!("{module}.beta"), data),
+        (false, "weight") if is_head(module) => (path.clone(), transpose(data)),
+        _ => (path.clone(), data),
+    }
+}
+
+/// stoke's path and layout of a parameter as timm names it (the inverse of [`import`]).
+pub fn export_name(path: &str, data: TensorData) -> (String, TensorData) {
+    let name = path
+        .replace(".downsample.conv.", ".downsample.0.")
+        .replace(".downsample.norm.", ".downsample.1.");
+    let (module, param) = name.rsplit_once('.').unwrap_or(("", name.as_str()));
+    match param {
+        "gamma" => (format!("{module}.weight"), data),
+        "beta" => (format!("{module}.bias"), data),
+        "weight" if is_head(module) => (name.clone(), transpose(data)),
+        _ => (name.clone(), data),
+    }
+}
+
+/// What `stoke export --format timm` writes: `config.json` and `model.safetensors`.
+pub struct TimmExport {
+    pub config: Value,
+    pub safetensors: Vec<u8>,
+}
+
+/// A timm folder for a `timm-resnet` model with `parameters` (stoke path → f32 data) trained
+/// on `spec`'s images: timm's names, batch counters at zero, the preprocessing and label
+/// names in `pretrained_cfg`, so that `timm.create_model("local-dir:…")` loads it.
+pub fn export(
+    model: &ModelConfig,
+    spec: &crate::data::DataSpec,
+    parameters: std::collections::BTreeMap<String, TensorData>,
+) -> Result<TimmExport, String> {
+    if model.kind != TimmResnet::KIND {
+        return Err(format!(
+            "--format timm writes {} models; this run's model is {}",
+            TimmResnet::KIND,
+            model.kind
+        ));
+    }
+    let crate::data::DataSpec::ImageClassification {
+        input,
+        classes,
+        normalization,
+        resize,
+    } = spec
+    else {
+        return Err("--format timm writes image classifiers".into());
+    };
+    let resnet: TimmResnetConfig = model.settings()?;
+    let dims = |path: &str| parameters.get(path).map(|data| data.shape().to_vec());
+    let features = dims("fc.weight").map_or(0, |d| d[0]);
+    let (_, _, default_layers) = timm_resnet::ARCHITECTURES
+        .iter()
+        .find(|(name, ..)| *name == resnet.architecture)
+        .ok_or_else(|| timm_resnet::unknown_architecture(&resnet.architecture))?;
+    let layers = resnet.layers.clone().unwrap_or(default_layers.to_vec());
+    let channels = resnet
+        .channels
+        .clone()
+        .unwrap_or_else(|| vec![64, 128, 256, 512]);
+    let (crop_pct, interpolation) = match resize {
+        Some(resize) => (resize.crop_pct, resize.interpolation),
+        // Squashed images: the whole image, resized (timm has no squash; a crop_pct of 1 on
+        // square images is the same).
+        None => (1.0, Interpolation::Bilinear),
+    };
+    let interpolation = match interpolation {
+        Interpolation::Bilinear => "bilinear",
+        Interpolation::Bicubic => "bicubic",
+    };
+    let config = serde_json::json!({
+        "architecture": resnet.architecture,
+        "num_classes": classes.len(),
+        "num_features": features,
+        "global_pool": "avg",
+        "label_names": classes,
+        "model_args": {
+            "layers": layers,
+            "channels": channels,
+            "in_chans": input.channels,
+            "num_classes": classes.len(),
+        },
+        "pretrained_cfg": {
+            "input_size": [input.channels, input.height, input.width],
+            "interpolation": interpolation,
+            "crop_pct": crop_pct,
+            "crop_mode": "center",
+            "mean": normalization.mean,
+            "std": normalization.std,
+            "num_classes": classes.len(),
+            "first_conv": "conv1",
+            "classifier": "fc",
+        },
+    });
+    let mut tensors: Vec<(String, TensorData)> = Vec::with_capacity(parameters.len());
+    for (path, data) in parameters {
+        if let Some(module) = path.strip_suffix(".running_mean") {
+            let (name, _) = export_name(&format!("{module}.num_batches_tracked"), data.clone());
+            tensors.push((name, TensorData::new(vec![0i64], [0usize; 0])));
+        }
+        tensors.push(export_name(&path, data));
+    }
+    Ok(TimmExport {
+        config,
+        safetensors: super::hf::serialize(&tensors)?,
+    })
+}
+
+/// The linear classifier: `nn.Linear`, whose weight burn keeps transposed.
+fn is_head(module: &str) -> bool {
+    module == "fc" || module == "_fc"
+}
+
+fn transpose(data: TensorData) -> TensorData {
+    let [rows, cols] = [data.shape()[0], data.shape()[1]];
+    let values: Vec<f32> = data.try_to_vec().expect("f32 weights");
+    let mut out = vec![0f32; values.len()];
+    for r in 0..rows {
+        for c in 0..cols {
+            out[c * rows + r] = values[r * cols + c];
+        }
+    }
+    TensorData::new(out, [cols, rows])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_go_both_ways() {
+        for (timm, stoke) in [
+            (
+                "layer2.0.downsample.0.weight",
+                "layer2.0.downsample.conv.weight",
+            ),
+            (
+                "layer2.0.downsample.1.weight",
+                "layer2.0.downsample.norm.gamma",
+            ),
+            ("layer1.1.bn2.bias", "layer1.1.bn2.beta"),
+            ("bn1.running_var", "bn1.running_var"),
+            ("layer3.0.conv3.weight", "layer3.0.conv3.weight"),
+            ("_blocks.3._bn1.weight", "_blocks.3._bn1.gamma"),
+            (
+                "_blocks.3._depthwise_conv.weight",
+                "_blocks.3._depthwise_conv.weight",
+            ),
+        ] {
+            let data = TensorData::new(vec![0f32; 2], [2]);
+            assert_eq!(import(timm, data.clone()).0, stoke);
+            assert_eq!(export_name(stoke, data).0, timm);
+        }
+        let fc = TensorData::new(vec![1f32, 2., 3., 4., 5., 6.], [2, 3]);
+        let (path, stoke) = import("fc.weight", fc.clone());
+        assert_eq!(
+            (path.as_str(), stoke.shape().to_vec()),
+            ("fc.weight", vec![3, 2])
+        );
+        assert_eq!(export_name("fc.weight", stoke).1, fc);
+    }
+}
