@@ -254,10 +254,14 @@ fn augmentation_is_drawn_from_seed_epoch_and_index() {
     assert_ne!(batch(&[4, 1], Some(3)), together);
     assert_eq!(batch(&[4, 1], None), batch(&[4, 1], None));
     assert_ne!(batch(&[4, 1], None), together);
-    let DataSpec::ImageClassification { resize, .. } = &splits.spec else {
+    let DataSpec::ImageClassification { resize, input, .. } = &splits.spec else {
         panic!("image classification");
     };
     assert_eq!(resize.unwrap().crop_pct, 0.875);
+    // predict and serve read a file as evaluation saw it.
+    let example = train.example(4).unwrap();
+    let read = read_image(&example.file.unwrap(), *input, resize.as_ref()).unwrap();
+    assert_eq!(example.image.unwrap().1, read);
 }
 
 fn photo_config(dir: &Path, data: &Path) -> PathBuf {

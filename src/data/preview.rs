@@ -43,7 +43,9 @@ pub fn write(
     };
     let train = &splits.train;
     let mut tiles = Vec::new();
-    for &index in train.indices.iter().take(samples) {
+    // Spread over the split, which lists images by class.
+    let step = (train.indices.len() / samples.max(1)).max(1);
+    for &index in train.indices.iter().step_by(step).take(samples) {
         let Some(example) = train.data.example(index) else {
             continue;
         };
