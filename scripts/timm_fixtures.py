@@ -6,7 +6,8 @@
     python3 scripts/timm_fixtures.py check-export DIR FIXTURE
 
 `make` builds tiny random timm ResNets (a basic-block `resnet18` and a bottleneck `resnet50`
-with narrow channels, passed as `model_args` as timm's own hub folders do), every BatchNorm
+with narrow channels) and a tiny `vit_small_patch16_224` (2 blocks of width 32, 8×8 patches
+of 32×32 images), their shapes passed as `model_args` as timm's own hub folders do, every BatchNorm
 weight, bias and running statistic redrawn so that the residual paths and eval-mode
 normalisation matter, and saves each as a timm folder (`config.json` + `model.safetensors`)
 with `expected.json`: a seeded input batch and the eval-mode logits on it; and a narrow
@@ -46,6 +47,10 @@ MODELS = {
     "resnet50-tiny": dict(
         architecture="resnet50",
         model_args=dict(layers=[1, 1, 1, 1], channels=[4, 8, 16, 32]),
+    ),
+    "vit-tiny": dict(
+        architecture="vit_small_patch16_224",
+        model_args=dict(embed_dim=32, depth=2, num_heads=4, patch_size=8, img_size=32),
     ),
 }
 CLASSES = 5

@@ -67,6 +67,7 @@ impl Registry {
         registry.add_model::<model::Gpt2>();
         registry.add_model::<model::TabularMlp>();
         registry.add_model::<model::TimmResnet>();
+        registry.add_model::<model::TimmVit>();
         registry.add_model::<model::EfficientNetLite>();
         registry
     }

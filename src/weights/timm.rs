@@ -20,9 +20,11 @@ use super::hf::{CONFIG_FILE, WEIGHTS_FILE};
 use crate::Error;
 use crate::config::{
     ColorMode, DataConfig, DatasetKind, EfficientNetLiteConfig, Interpolation, ModelConfig,
-    TimmResnetConfig,
+    TimmResnetConfig, TimmVitConfig,
 };
-use crate::model::{EfficientNetLite, Model, TimmResnet, efficientnet_lite, timm_resnet};
+use crate::model::{
+    EfficientNetLite, Model, TimmResnet, TimmVit, efficientnet_lite, timm_resnet, timm_vit,
+};
 
 /// A PyTorch state dict beside `config.json`, where no safetensors file is.
 pub const PTH_FILE: &str = "model.pth";
@@ -50,6 +52,8 @@ enum Family {
     Resnet,
     /// EfficientNet-Lite as `efficientnet_lite_pytorch` names it (`efficientnet-lite0`).
     EfficientNetLite,
+    /// timm's Vision Transformers (`vit_small_patch16_224`).
+    Vit,
 }
 
 impl Family {
@@ -59,6 +63,12 @@ impl Family {
             .any(|(name, ..)| *name == architecture)
         {
             return Some(Family::Resnet);
+        }
+        if timm_vit::ARCHITECTURES
+            .iter()
+            .any(|(name, ..)| *name == architecture)
+        {
+            return Some(Family::Vit);
         }
         let variant = architecture.strip_prefix("efficientnet-")?;
         efficientnet_lite::VARIANTS
@@ -71,23 +81,34 @@ impl Family {
         let resnets = timm_resnet::ARCHITECTURES
             .iter()
             .map(|(name, ..)| name.to_string());
+        let vits = timm_vit::ARCHITECTURES
+            .iter()
+            .map(|(name, ..)| name.to_string());
         let lites = efficientnet_lite::VARIANTS
             .iter()
             .map(|(name, ..)| format!("efficientnet-{name}"));
-        resnets.chain(lites).collect()
+        resnets.chain(vits).chain(lites).collect()
     }
 
     fn kind(self) -> &'static str {
         match self {
             Family::Resnet => TimmResnet::KIND,
             Family::EfficientNetLite => EfficientNetLite::KIND,
+            Family::Vit => TimmVit::KIND,
         }
     }
 }
 
 /// `model_args` stoke reads (timm's plain stem ignores `stem_width`, as stoke does); any
 /// other changes the network in a way stoke does not build.
-const MODEL_ARGS: [&str; 8] = [
+const MODEL_ARGS: [&str; 15] = [
+    "embed_dim",
+    "depth",
+    "num_heads",
+    "patch_size",
+    "mlp_ratio",
+    "img_size",
+    "class_token",
     "layers",
     "channels",
     "stem_width",
@@ -163,6 +184,9 @@ impl TimmFolder {
                 self.architecture, model.kind
             )));
         }
+        if self.family == Family::Vit {
+            return self.vit_shape(model);
+        }
         if self.family == Family::EfficientNetLite {
             let mut ours: EfficientNetLiteConfig = model.settings().map_err(|e| self.refuse(e))?;
             let variant = self.architecture.trim_start_matches("efficientnet-");
@@ -223,6 +247,57 @@ impl TimmFolder {
         Ok(())
     }
 
+    /// [`Self::shape`] for a ViT: width, depth, heads, patch side and MLP ratio.
+    fn vit_shape(&self, model: &mut ModelConfig) -> Result<(), Error> {
+        let mut ours: TimmVitConfig = model.settings().map_err(|e| self.refuse(e))?;
+        if ours.architecture != TimmVitConfig::default().architecture
+            && ours.architecture != self.architecture
+        {
+            return Err(self.refuse(format!(
+                "the config names another shape: model.architecture = \"{}\" but {CONFIG_FILE} says \"{}\"; remove it to take the checkpoint's",
+                ours.architecture, self.architecture
+            )));
+        }
+        if let Some(pool) = self.model_arg("global_pool").and_then(Value::as_str)
+            && pool != "token"
+        {
+            return Err(self.refuse(format!(
+                "{CONFIG_FILE}: model_args.global_pool = \"{pool}\" is not supported; stoke's timm-vit classifies the class token"
+            )));
+        }
+        ours.architecture = self.architecture.clone();
+        let size = |key: &str| {
+            self.model_arg(key)
+                .and_then(Value::as_u64)
+                .map(|v| v as usize)
+        };
+        ours.embed_dim = ours.embed_dim.or(size("embed_dim"));
+        ours.depth = ours.depth.or(size("depth"));
+        ours.num_heads = ours.num_heads.or(size("num_heads"));
+        ours.patch_size = ours.patch_size.or(size("patch_size"));
+        ours.mlp_ratio = ours
+            .mlp_ratio
+            .or(self.model_arg("mlp_ratio").and_then(Value::as_f64));
+        *model = ModelConfig {
+            settings: ModelConfig::of(TimmVit::KIND, &ours).settings,
+            ..model.clone()
+        };
+        Ok(())
+    }
+
+    /// The image size a ViT's learned positions were trained for.
+    fn vit_image_size(&self) -> Option<[usize; 2]> {
+        if let Some(size) = self.model_arg("img_size") {
+            return match size {
+                Value::Array(_) => serde_json::from_value(size.clone()).ok(),
+                other => other.as_u64().map(|side| [side as usize; 2]),
+            };
+        }
+        let input: Vec<usize> =
+            serde_json::from_value(self.pretrained("input_size")?.clone()).ok()?;
+        Some([*input.get(1)?, *input.get(2)?])
+    }
+
     /// Fills the `[data.image]` keys `data` leaves out from `pretrained_cfg` (mean, std; for
     /// image folders crop_pct with its interpolation) and returns what it took, for the run
     /// to say. Images of another channel count than the network's stem are refused.
@@ -245,6 +320,15 @@ impl TimmFolder {
                     ColorMode::Grayscale => "\"grayscale\"",
                     ColorMode::Rgb => "\"rgb\"",
                 }
+            )));
+        }
+        if self.family == Family::Vit
+            && let Some(size) = self.vit_image_size()
+            && image.size != size
+        {
+            return Err(self.refuse(format!(
+                "its ViT learned positions for images of {}×{}; set data.image.size = [{}, {}]",
+                size[0], size[1], size[0], size[1]
             )));
         }
         let floats = |key: &str| -> Option<Vec<f32>> {
@@ -347,14 +431,15 @@ fn import(name: &str, data: TensorData) -> (String, TensorData) {
         .replace(".downsample.0.", ".downsample.conv.")
         .replace(".downsample.1.", ".downsample.norm.");
     let (module, param) = path.rsplit_once('.').unwrap_or(("", path.as_str()));
-    let is_norm = module
-        .rsplit('.')
-        .next()
-        .is_some_and(|last| last.trim_start_matches('_').starts_with("bn") || last == "norm");
+    let is_norm = module.rsplit('.').next().is_some_and(|last| {
+        let last = last.trim_start_matches('_');
+        last.starts_with("bn") || last.starts_with("norm")
+    });
     match (is_norm, param) {
         (true, "weight") => (format!("{module}.gamma"), data),
         (true, "bias") => (format!("{module}.beta"), data),
-        (false, "weight") if is_head(module) => (path.clone(), transpose(data)),
+        // Every `nn.Linear`: burn keeps its weight transposed.
+        (false, "weight") if data.shape().len() == 2 => (path.clone(), transpose(data)),
         _ => (path.clone(), data),
     }
 }
@@ -368,7 +453,7 @@ pub fn export_name(path: &str, data: TensorData) -> (String, TensorData) {
     match param {
         "gamma" => (format!("{module}.weight"), data),
         "beta" => (format!("{module}.bias"), data),
-        "weight" if is_head(module) => (name.clone(), transpose(data)),
+        "weight" if data.shape().len() == 2 => (name.clone(), transpose(data)),
         _ => (name.clone(), data),
     }
 }
@@ -463,11 +548,6 @@ pub fn export(
     })
 }
 
-/// The linear classifier: `nn.Linear`, whose weight burn keeps transposed.
-fn is_head(module: &str) -> bool {
-    module == "fc" || module == "_fc"
-}
-
 fn transpose(data: TensorData) -> TensorData {
     let [rows, cols] = [data.shape()[0], data.shape()[1]];
     let values: Vec<f32> = data.try_to_vec().expect("f32 weights");
@@ -499,6 +579,7 @@ mod tests {
             ("bn1.running_var", "bn1.running_var"),
             ("layer3.0.conv3.weight", "layer3.0.conv3.weight"),
             ("_blocks.3._bn1.weight", "_blocks.3._bn1.gamma"),
+            ("blocks.2.norm1.bias", "blocks.2.norm1.beta"),
             (
                 "_blocks.3._depthwise_conv.weight",
                 "_blocks.3._depthwise_conv.weight",
