@@ -294,6 +294,9 @@ color = "rgb"
 
 [data.augment]
 hflip = 0.5
+brightness = 0.3
+contrast = 0.3
+saturation = 0.3
 
 [model]
 kind = "timm-resnet"

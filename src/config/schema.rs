@@ -380,6 +380,11 @@ pub struct AugmentConfig {
     pub crop_ratio: [f64; 2],
     /// Probability of a horizontal flip.
     pub hflip: f64,
+    /// Colour jitter, as torchvision's `ColorJitter`: each factor is drawn from
+    /// [1 − x, 1 + x] and the three are applied in a random order (0: off).
+    pub brightness: f64,
+    pub contrast: f64,
+    pub saturation: f64,
 }
 
 impl Default for AugmentConfig {
@@ -388,6 +393,9 @@ impl Default for AugmentConfig {
             crop_scale: [0.08, 1.0],
             crop_ratio: [0.75, 4.0 / 3.0],
             hflip: 0.5,
+            brightness: 0.0,
+            contrast: 0.0,
+            saturation: 0.0,
         }
     }
 }

@@ -327,6 +327,17 @@ fn validate_augment(augment: &AugmentConfig, check: &mut impl FnMut(bool, &str, 
         "data.augment.hflip",
         format!("is a probability, from 0 to 1; got {}", augment.hflip),
     );
+    for (key, value) in [
+        ("brightness", augment.brightness),
+        ("contrast", augment.contrast),
+        ("saturation", augment.saturation),
+    ] {
+        check(
+            (0.0..=1.0).contains(&value),
+            &format!("data.augment.{key}"),
+            format!("is how far a factor may stray from 1, from 0 to 1; got {value}"),
+        );
+    }
 }
 
 fn validate_tabular(table: Option<&TabularDataConfig>, check: &mut impl FnMut(bool, &str, String)) {

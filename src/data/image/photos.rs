@@ -138,6 +138,10 @@ impl Photos {
                 if rng.random::<f64>() < augment.hflip {
                     crop.flip_horizontal();
                 }
+                let jitter = [augment.brightness, augment.contrast, augment.saturation];
+                if jitter.iter().any(|&x| x > 0.0) {
+                    crop.jitter_colour(jitter, &mut rng);
+                }
                 crop.planes()
             }
             _ => picture.crop(picture.centre(width, height)).planes(),
