@@ -4,13 +4,20 @@
 
 use std::collections::BTreeMap;
 
-use burn::nn::loss::CrossEntropyLoss;
+use burn::nn::loss::{CrossEntropyLoss, CrossEntropyLossConfig};
 use burn::prelude::*;
 
 use super::{DeviceSum, TaskSums};
 
-pub(super) fn loss(logits: Tensor<2>, targets: Tensor<1, Int>) -> Tensor<1> {
-    CrossEntropyLoss::new(None, &logits.device()).forward(logits, targets)
+/// Cross-entropy, with `smoothing` of the target distribution spread over the classes.
+pub(super) fn loss(logits: Tensor<2>, targets: Tensor<1, Int>, smoothing: f64) -> Tensor<1> {
+    if smoothing == 0.0 {
+        return CrossEntropyLoss::new(None, &logits.device()).forward(logits, targets);
+    }
+    CrossEntropyLossConfig::new()
+        .with_smoothing(Some(smoothing as f32))
+        .init(&logits.device())
+        .forward(logits, targets)
 }
 
 pub(super) fn layout(classes: Option<usize>, top_k: Option<usize>) -> Vec<(&'static str, usize)> {
@@ -117,5 +124,20 @@ mod tests {
         // → F1 2/3; class 2 never seen.
         let f1 = macro_f1(&[2.0, 1.0, 0.0], &[3.0, 1.0, 0.0], &[2.0, 2.0, 0.0]);
         assert!((f1 - (0.8 + 2.0 / 3.0) / 2.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn label_smoothing_spreads_the_target_as_pytorch_does() {
+        let device = Device::flex();
+        let logits = Tensor::<2>::from_floats([[2.0, 0.0, -1.0]], &device);
+        let targets = Tensor::<1, Int>::from_ints([0], &device);
+        let smoothed: f32 = loss(logits.clone(), targets.clone(), 0.1).into_scalar();
+        // -(0.9 + 0.1/3) log p0 - 0.1/3 (log p1 + log p2)
+        let log_z = (2f32.exp() + 1.0 + (-1f32).exp()).ln();
+        let log_p = [2.0 - log_z, -log_z, -1.0 - log_z];
+        let want = -(0.9 + 0.1 / 3.0) * log_p[0] - 0.1 / 3.0 * (log_p[1] + log_p[2]);
+        assert!((smoothed - want).abs() < 1e-5, "{smoothed} vs {want}");
+        let plain: f32 = loss(logits, targets, 0.0).into_scalar();
+        assert!((plain + log_p[0]).abs() < 1e-5);
     }
 }

@@ -92,6 +92,14 @@ pub struct TaskConfig {
     pub huber_delta: f64,
     /// Multi-label: the probability at or above which a label is predicted present.
     pub threshold: f64,
+    /// Classification: the share of each target's probability spread evenly over all classes
+    /// (label smoothing, as PyTorch's `cross_entropy(label_smoothing=…)`).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub label_smoothing: f64,
+}
+
+fn is_zero(value: &f64) -> bool {
+    *value == 0.0
 }
 
 impl TaskConfig {
@@ -106,6 +114,7 @@ impl Default for TaskConfig {
             loss: RegressionLoss::Mse,
             huber_delta: 1.0,
             threshold: 0.5,
+            label_smoothing: 0.0,
         }
     }
 }
@@ -213,6 +222,19 @@ impl Task {
                 spec.name()
             ));
         }
+        let classification = matches!(spec, TaskSpec::Classification { .. });
+        if !classification && config.label_smoothing != defaults.label_smoothing {
+            return Err(format!(
+                "task.label_smoothing is for classification; this data is {}",
+                spec.name()
+            ));
+        }
+        if !(0.0..1.0).contains(&config.label_smoothing) {
+            return Err(format!(
+                "task.label_smoothing must be at least 0 and below 1, got {}",
+                config.label_smoothing
+            ));
+        }
         if let Some(k) = top_k {
             let outputs = match &spec {
                 TaskSpec::Classification { .. } | TaskSpec::LanguageModel { .. } => spec.outputs(),
@@ -267,7 +289,7 @@ impl Task {
             (
                 TaskSpec::Classification { .. } | TaskSpec::LanguageModel { .. },
                 Scored::Classes { logits, targets },
-            ) => classification::loss(logits.clone(), targets.clone()),
+            ) => classification::loss(logits.clone(), targets.clone(), self.config.label_smoothing),
             (TaskSpec::Regression { .. }, Scored::Values { predicted, targets }) => {
                 regression::loss(&self.config, predicted.clone(), targets.clone())
             }
