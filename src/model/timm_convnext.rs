@@ -27,7 +27,7 @@ const EPSILON: f64 = 1e-6;
 /// timm's `ls_init_value`: the residual scale's starting value.
 const LAYER_SCALE: f32 = 1e-6;
 
-fn shape(config: &TimmConvnextConfig) -> Result<(Vec<usize>, Vec<usize>), String> {
+pub fn shape(config: &TimmConvnextConfig) -> Result<(Vec<usize>, Vec<usize>), String> {
     let (_, depths, dims) = ARCHITECTURES
         .iter()
         .find(|(name, ..)| *name == config.architecture)
@@ -70,6 +70,8 @@ struct Stage {
 struct Head {
     norm: LayerNorm,
     fc: Linear,
+    #[module(skip)]
+    epsilon: f64,
 }
 
 impl super::Model for TimmConvnext {
@@ -102,6 +104,7 @@ impl super::Model for TimmConvnext {
             head: Head {
                 norm: LayerNormConfig::new(dims[3]).init(device),
                 fc: LinearConfig::new(dims[3], classes).init(device),
+                epsilon: config.head_norm_eps.unwrap_or(EPSILON),
             },
         })
     }
@@ -152,7 +155,8 @@ impl TimmConvnext {
         }); // [batch, d3, h/32, w/32]
         let [batch, channels, _, _] = x.dims();
         let pooled = x.mean_dim(3).mean_dim(2).reshape([batch, 1, channels]);
-        let pooled = layer_norm_with(&self.head.norm, pooled, EPSILON).reshape([batch, channels]);
+        let pooled =
+            layer_norm_with(&self.head.norm, pooled, self.head.epsilon).reshape([batch, channels]);
         project(&self.head.fc, pooled) // [batch, classes]
     }
 }

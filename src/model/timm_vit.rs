@@ -36,13 +36,15 @@ pub fn unknown_architecture(name: &str) -> String {
 }
 
 /// (width, blocks, heads, patch, MLP width) a config describes.
-fn shape(config: &TimmVitConfig) -> Result<(usize, usize, usize, usize, usize), String> {
+pub fn shape(config: &TimmVitConfig) -> Result<(usize, usize, usize, usize, usize), String> {
     let (_, width, depth, heads, patch) = ARCHITECTURES
         .iter()
         .find(|(name, ..)| *name == config.architecture)
         .ok_or_else(|| unknown_architecture(&config.architecture))?;
     let width = config.embed_dim.unwrap_or(*width);
-    let mlp = (width as f64 * config.mlp_ratio.unwrap_or(4.0)) as usize;
+    // timm's `int(dim * mlp_ratio)`; the nudge keeps a ratio read as hidden / width (as a
+    // transformers config gives it) from truncating one below.
+    let mlp = (width as f64 * config.mlp_ratio.unwrap_or(4.0) + 1e-6) as usize;
     Ok((
         width,
         config.depth.unwrap_or(*depth),
@@ -60,6 +62,8 @@ pub struct TimmVit {
     blocks: Vec<Block>,
     norm: LayerNorm,
     head: Linear,
+    #[module(skip)]
+    epsilon: f64,
 }
 
 #[derive(Module, Debug)]
@@ -82,6 +86,7 @@ impl super::Model for TimmVit {
             ));
         }
         let patches = (input.height / patch) * (input.width / patch);
+        let epsilon = config.layer_norm_eps.unwrap_or(EPSILON);
         let normal = |shape: [usize; 3]| {
             Param::from_tensor(Tensor::random(
                 shape,
@@ -98,10 +103,11 @@ impl super::Model for TimmVit {
             cls_token: normal([1, 1, width]),
             pos_embed: normal([1, patches + 1, width]),
             blocks: (0..depth)
-                .map(|_| Block::new(width, heads, mlp, device))
+                .map(|_| Block::new(width, heads, mlp, epsilon, device))
                 .collect(),
             norm: LayerNormConfig::new(width).init(device),
             head: LinearConfig::new(width, classes).init(device),
+            epsilon,
         })
     }
 
@@ -153,7 +159,7 @@ impl TimmVit {
             .blocks
             .iter()
             .fold(x, |x, block| block.forward(x, padding.clone()));
-        let x = layer_norm_with(&self.norm, x, EPSILON);
+        let x = layer_norm_with(&self.norm, x, self.epsilon);
         let token = x.slice([0..batch, 0..1, 0..width]).reshape([batch, width]); // [batch, width]
         project(&self.head, token) // [batch, classes]
     }
@@ -165,6 +171,8 @@ struct Block {
     attn: Attention,
     norm2: LayerNorm,
     mlp: Mlp,
+    #[module(skip)]
+    epsilon: f64,
 }
 
 #[derive(Module, Debug)]
@@ -182,7 +190,7 @@ struct Mlp {
 }
 
 impl Block {
-    fn new(width: usize, heads: usize, mlp: usize, device: &Device) -> Self {
+    fn new(width: usize, heads: usize, mlp: usize, epsilon: f64, device: &Device) -> Self {
         Self {
             norm1: LayerNormConfig::new(width).init(device),
             attn: Attention {
@@ -195,6 +203,7 @@ impl Block {
                 fc1: LinearConfig::new(width, mlp).init(device),
                 fc2: LinearConfig::new(mlp, width).init(device),
             },
+            epsilon,
         }
     }
 
@@ -202,7 +211,7 @@ impl Block {
         // timm's fused qkv: q, k and v side by side, each head's columns together.
         let qkv = project(
             &self.attn.qkv,
-            layer_norm_with(&self.norm1, x.clone(), EPSILON),
+            layer_norm_with(&self.norm1, x.clone(), self.epsilon),
         );
         let context = kernels::attention(qkv, padding, self.attn.heads, false, 0.0);
         let x = x + project(&self.attn.proj, context);
@@ -210,7 +219,7 @@ impl Block {
             Activation::Gelu,
             project(
                 &self.mlp.fc1,
-                layer_norm_with(&self.norm2, x.clone(), EPSILON),
+                layer_norm_with(&self.norm2, x.clone(), self.epsilon),
             ),
         );
         x + project(&self.mlp.fc2, hidden)

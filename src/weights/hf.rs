@@ -14,9 +14,11 @@ use burn::tensor::{DType, TensorData};
 use serde_json::{Value, json};
 
 use super::NamedTensor;
+use super::hf_vision;
 use super::names::{self, Family, Imported};
 use crate::Error;
 use crate::config::{BertConfig, BertPooling, Gpt2Config, ModelConfig};
+use crate::data::DataSpec;
 
 pub const CONFIG_FILE: &str = "config.json";
 pub const WEIGHTS_FILE: &str = "model.safetensors";
@@ -67,15 +69,29 @@ impl HfFolder {
         Ok(folder)
     }
 
-    fn refuse(&self, detail: String) -> Error {
+    pub(super) fn refuse(&self, detail: String) -> Error {
         refusal(&self.dir, detail)
     }
 
-    fn text(&self, key: &str) -> Option<&str> {
+    pub(super) fn value(&self, key: &str) -> Option<&Value> {
+        self.config.get(key).filter(|value| !value.is_null())
+    }
+
+    pub(super) fn text(&self, key: &str) -> Option<&str> {
         self.config.get(key).and_then(Value::as_str)
     }
 
-    fn size(&self, key: &str) -> Result<Option<usize>, Error> {
+    /// The stoke model kind that builds the folder's network.
+    pub fn kind(&self) -> &'static str {
+        match self.family {
+            Family::Bert => "bert",
+            Family::Gpt2 => "gpt2",
+            Family::Vit => "timm-vit",
+            Family::Convnext => "timm-convnext",
+        }
+    }
+
+    pub(super) fn size(&self, key: &str) -> Result<Option<usize>, Error> {
         match self.config.get(key) {
             None | Some(Value::Null) => Ok(None),
             Some(value) => value.as_u64().map(|n| Some(n as usize)).ok_or_else(|| {
@@ -86,7 +102,7 @@ impl HfFolder {
         }
     }
 
-    fn number(&self, key: &str) -> Option<f64> {
+    pub(super) fn number(&self, key: &str) -> Option<f64> {
         self.config.get(key).and_then(Value::as_f64)
     }
 
@@ -121,6 +137,7 @@ impl HfFolder {
                     _ => Ok(()),
                 }
             }
+            Family::Vit | Family::Convnext => hf_vision::check_architecture(self),
         }
     }
 
@@ -196,13 +213,14 @@ impl HfFolder {
                     ..model.clone()
                 };
             }
-            (family, _) => {
-                let wanted = match family {
-                    Family::Bert => "bert",
-                    Family::Gpt2 => "gpt2",
-                };
+            (Family::Vit, "timm-vit") | (Family::Convnext, "timm-convnext") => {
+                hf_vision::shape(self, model, &mut conflicts)?
+            }
+            _ => {
+                let wanted = self.kind();
                 return Err(self.refuse(format!(
-                    "it holds a {wanted} model, but model.kind = \"{kind}\"; set model.kind = \"{wanted}\""
+                    "it holds a {} model, but model.kind = \"{kind}\"; set model.kind = \"{wanted}\"",
+                    self.text("model_type").unwrap_or(wanted)
                 )));
             }
         }
@@ -291,6 +309,9 @@ impl HfFolder {
                 }
             }
         }
+        if self.family == Family::Vit {
+            tensors = names::fuse_qkv(tensors).map_err(|detail| self.refuse(detail))?;
+        }
         Ok((tensors, ignored))
     }
 
@@ -311,16 +332,36 @@ fn refusal(dir: &Path, detail: String) -> Error {
 pub struct HfExport {
     pub config: Value,
     pub safetensors: Vec<u8>,
+    /// A vision model's `preprocessor_config.json`.
+    pub preprocessor: Option<Value>,
 }
 
-/// A Hugging Face folder's `config.json` and `model.safetensors` for a stoke `network` with
-/// `parameters` (stoke path → f32 data); `labels` name a classifier's classes.
+/// `id2label` and `label2id` of a classifier's config.
+pub(super) fn label_maps(labels: &[String]) -> (Value, Value) {
+    let id2label: serde_json::Map<String, Value> = labels
+        .iter()
+        .enumerate()
+        .map(|(i, label)| (i.to_string(), json!(label)))
+        .collect();
+    let label2id: serde_json::Map<String, Value> = labels
+        .iter()
+        .enumerate()
+        .map(|(i, label)| (label.clone(), json!(i)))
+        .collect();
+    (Value::Object(id2label), Value::Object(label2id))
+}
+
+/// A Hugging Face folder's `config.json` and `model.safetensors` (and a vision model's
+/// `preprocessor_config.json`) for a stoke `model` trained on `spec`, with `parameters`
+/// (stoke path → f32 data).
 pub fn export(
     model: &ModelConfig,
+    spec: &DataSpec,
     parameters: BTreeMap<String, TensorData>,
-    labels: &[String],
 ) -> Result<HfExport, String> {
+    let labels = spec.classes().unwrap_or_default();
     let dims = |path: &str| parameters.get(path).map(|data| data.shape().to_vec());
+    let mut preprocessor = None;
     let (family, config) = match model.kind.as_str() {
         "bert" => {
             let bert: BertConfig = model.settings()?;
@@ -328,16 +369,7 @@ pub fn export(
                 return Err("a bert model with pooling = \"mean\" has no Hugging Face class that reads it (BertForSequenceClassification classifies the pooled [CLS] vector); export it as a stoke artifact".into());
             }
             let vocab = dims("embeddings.word_embeddings.weight").map_or(0, |d| d[0]);
-            let id2label: serde_json::Map<String, Value> = labels
-                .iter()
-                .enumerate()
-                .map(|(i, label)| (i.to_string(), json!(label)))
-                .collect();
-            let label2id: serde_json::Map<String, Value> = labels
-                .iter()
-                .enumerate()
-                .map(|(i, label)| (label.clone(), json!(i)))
-                .collect();
+            let (id2label, label2id) = label_maps(&labels);
             let config = json!({
                 "architectures": ["BertForSequenceClassification"],
                 "model_type": "bert",
@@ -388,9 +420,14 @@ pub fn export(
             });
             (Family::Gpt2, config)
         }
+        "timm-vit" | "timm-convnext" => {
+            let (family, config, processor) = hf_vision::export_config(model, spec, labels.len())?;
+            preprocessor = Some(processor);
+            (family, config)
+        }
         other => {
             return Err(format!(
-                "--format hf writes bert and gpt2 models; this run's model is {other}"
+                "--format hf writes bert, gpt2, timm-vit and timm-convnext models; this run's model is {other}"
             ));
         }
     };
@@ -399,6 +436,7 @@ pub fn export(
     Ok(HfExport {
         config,
         safetensors,
+        preprocessor,
     })
 }
 

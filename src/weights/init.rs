@@ -6,6 +6,7 @@ use std::path::Path;
 
 use super::checkpoint::{self, CheckpointChoice, Checkpoints};
 use super::hf::{self, HfFolder};
+use super::hf_vision;
 use super::timm::{self, TimmFolder};
 use super::{Applied, NamedTensor};
 use crate::Error;
@@ -35,19 +36,17 @@ pub fn resolve(config: &mut ExperimentConfig) -> Result<(), Error> {
         folder.shape(&mut config.model)?;
         folder.weight_file()?;
         let taken = folder.preprocessing(&mut config.data)?;
-        if !taken.is_empty() {
-            eprintln!(
-                "init: data.image from {}: {} (set the keys in [data.image] to use others)",
-                from.join(hf::CONFIG_FILE).display(),
-                taken.join("; ")
-            );
-        }
+        say_taken(&from.join(hf::CONFIG_FILE), &taken);
         None
     } else if hf::is_hf_folder(&from) {
         let folder = HfFolder::open(&from)?;
         folder.shape(&mut config.model)?;
         // Refused now (by `stoke check` too) rather than after the data has loaded.
         folder.weight_files()?;
+        if matches!(folder.kind(), "timm-vit" | "timm-convnext") {
+            let taken = hf_vision::preprocessing(&folder, &mut config.data)?;
+            say_taken(&from.join(hf_vision::PREPROCESSOR_FILE), &taken);
+        }
         folder.tokenizer()
     } else if artifact::is_artifact(&from) || from.join("config.toml").is_file() {
         Some(from.join(hf::TOKENIZER_FILE)).filter(|path| path.is_file())
@@ -64,6 +63,17 @@ pub fn resolve(config: &mut ExperimentConfig) -> Result<(), Error> {
         });
     }
     Ok(())
+}
+
+/// Says which `[data.image]` keys a checkpoint's preprocessing (in `file`) filled.
+fn say_taken(file: &Path, taken: &[String]) {
+    if !taken.is_empty() {
+        eprintln!(
+            "init: data.image from {}: {} (set the keys in [data.image] to use others)",
+            file.display(),
+            taken.join("; ")
+        );
+    }
 }
 
 /// `model` (freshly initialised from the seed, on the CPU) with its parameters set from

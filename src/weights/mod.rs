@@ -8,9 +8,11 @@
 
 pub mod checkpoint;
 pub mod hf;
+pub mod hf_vision;
 mod init;
 mod names;
 pub mod timm;
+pub mod timm_export;
 
 use std::collections::BTreeMap;
 use std::path::Path;

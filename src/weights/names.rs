@@ -5,25 +5,34 @@
 //! right for BERT's `nn.Linear` but silently wrong for GPT-2's `Conv1D` (already `[in, out]`,
 //! and square for `c_proj`, so no shape check would notice), and it cannot split GPT-2's fused
 //! `c_attn` into stoke's three projections. The layouts are therefore stated here per module.
+//! The vision families' tables (transformers' ViT and ConvNeXt onto stoke's timm-named
+//! models) are in `hf_vision.rs`.
+
+use std::collections::{BTreeMap, BTreeSet};
 
 use burn::tensor::TensorData;
 
 use super::NamedTensor;
+use super::hf_vision;
 
 /// The families stoke reads from and writes to Hugging Face folders, by `model_type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Family {
     Bert,
     Gpt2,
+    Vit,
+    Convnext,
 }
 
 impl Family {
-    pub const MODEL_TYPES: [&'static str; 2] = ["bert", "gpt2"];
+    pub const MODEL_TYPES: [&'static str; 4] = ["bert", "gpt2", "vit", "convnext"];
 
     pub fn from_model_type(model_type: &str) -> Option<Self> {
         match model_type {
             "bert" => Some(Family::Bert),
             "gpt2" => Some(Family::Gpt2),
+            "vit" => Some(Family::Vit),
+            "convnext" => Some(Family::Convnext),
             _ => None,
         }
     }
@@ -32,6 +41,8 @@ impl Family {
         match self {
             Family::Bert => BERT,
             Family::Gpt2 => GPT2,
+            Family::Vit => hf_vision::VIT,
+            Family::Convnext => hf_vision::CONVNEXT,
         }
     }
 
@@ -40,12 +51,16 @@ impl Family {
         match self {
             Family::Bert => "bert.",
             Family::Gpt2 => "transformer.",
+            Family::Vit => "vit.",
+            Family::Convnext => "convnext.",
         }
     }
 
     /// Tensors a checkpoint may hold that stoke neither needs nor refuses: buffers (position
-    /// ids, GPT-2's causal masks), the tied LM head, and BERT's pretraining heads.
+    /// ids, GPT-2's causal masks), the tied LM head, BERT's pretraining heads, and a ViT's
+    /// pooler (which `ViTForImageClassification` does not use) and masked-image token.
     fn ignorable(self, name: &str) -> bool {
+        let base = name.strip_prefix(self.base_prefix()).unwrap_or(name);
         match self {
             Family::Bert => name.ends_with("embeddings.position_ids") || name.starts_with("cls."),
             Family::Gpt2 => {
@@ -53,6 +68,8 @@ impl Family {
                     || name.ends_with(".attn.masked_bias")
                     || name == "lm_head.weight"
             }
+            Family::Vit => base.starts_with("pooler.") || base == "embeddings.mask_token",
+            Family::Convnext => false,
         }
     }
 
@@ -62,13 +79,15 @@ impl Family {
         match self {
             Family::Bert => &["classifier", "pooler"],
             Family::Gpt2 => &[],
+            Family::Vit => &["head"],
+            Family::Convnext => &["head.fc"],
         }
     }
 }
 
 /// How a Hugging Face module's parameters become stoke's.
 #[derive(Debug, Clone, Copy)]
-enum Layout {
+pub(super) enum Layout {
     /// `torch.nn.Linear`: weight `[out, in]`, burn's `[in, out]`.
     Linear,
     /// GPT-2's `Conv1D`: weight `[in, out]`, burn's layout already.
@@ -79,16 +98,22 @@ enum Layout {
     Norm,
     /// `Embedding`: the weight as it is.
     Embedding,
+    /// `nn.Conv2d`: weight and bias as they are (burn's layout is PyTorch's).
+    Conv2d,
+    /// A bare `nn.Parameter` (a class token, a layer scale): the rule names the tensor itself,
+    /// not a module.
+    Parameter,
 }
 
-/// One module: its Hugging Face path and stoke's, `{}` standing for a layer index.
-struct Rule {
+/// One module: its Hugging Face path and stoke's, each `{}` standing for an index (a layer,
+/// a stage, a block), filled in order.
+pub(super) struct Rule {
     hf: &'static str,
     stoke: &'static str,
     layout: Layout,
 }
 
-const fn rule(hf: &'static str, stoke: &'static str, layout: Layout) -> Rule {
+pub(super) const fn rule(hf: &'static str, stoke: &'static str, layout: Layout) -> Rule {
     Rule { hf, stoke, layout }
 }
 
@@ -196,16 +221,24 @@ pub fn import(family: Family, name: &str, data: TensorData) -> Imported {
         return Imported::Ignored;
     }
     let name = name.strip_prefix(family.base_prefix()).unwrap_or(name);
+    let named = |path: String, data| NamedTensor { path, data };
+    for rule in family.rules() {
+        if let Layout::Parameter = rule.layout
+            && let Some(indices) = matches(rule.hf, name)
+        {
+            return Imported::Tensors(vec![named(fill(rule.stoke, &indices), data)]);
+        }
+    }
     let Some((module, param)) = name.rsplit_once('.') else {
         return Imported::Unknown;
     };
     for rule in family.rules() {
-        let Some(index) = matches(rule.hf, module) else {
+        let Some(indices) = matches(rule.hf, module) else {
             continue;
         };
-        let stoke = fill(rule.stoke, index.as_deref());
-        let named = |path: String, data| NamedTensor { path, data };
+        let stoke = fill(rule.stoke, &indices);
         return Imported::Tensors(match (rule.layout, param) {
+            (Layout::Parameter, _) => continue,
             (Layout::Linear, "weight") => vec![named(format!("{stoke}.weight"), transpose(data))],
             (Layout::Norm, "weight") => vec![named(format!("{stoke}.gamma"), data)],
             (Layout::Norm, "bias") => vec![named(format!("{stoke}.beta"), data)],
@@ -221,29 +254,76 @@ pub fn import(family: Family, name: &str, data: TensorData) -> Imported {
     Imported::Unknown
 }
 
+const QKV: [&str; 3] = ["query", "key", "value"];
+
+/// `module.query.param` (or `.key.`, `.value.`) of a fused `….qkv` module: (the fused
+/// parameter's path, which part).
+fn qkv_part(path: &str) -> Option<(String, usize)> {
+    let (module, param) = path.rsplit_once('.')?;
+    let (fused, part) = module.rsplit_once('.')?;
+    let part = QKV.iter().position(|name| *name == part)?;
+    (fused == "qkv" || fused.ends_with(".qkv")).then(|| (format!("{fused}.{param}"), part))
+}
+
+/// Separate query, key and value projections imported as `….qkv.query.weight` (and `.key.`,
+/// `.value.`, burn's `[in, out]` layout) joined into the one projection a timm ViT has
+/// (`….qkv.weight`, `[in, 3·out]`, q, k and v side by side).
+pub fn fuse_qkv(tensors: Vec<NamedTensor>) -> Result<Vec<NamedTensor>, String> {
+    let mut parts: BTreeMap<String, [Option<TensorData>; 3]> = BTreeMap::new();
+    let mut out = Vec::with_capacity(tensors.len());
+    for tensor in tensors {
+        match qkv_part(&tensor.path) {
+            Some((fused, part)) => parts.entry(fused).or_default()[part] = Some(tensor.data),
+            None => out.push(tensor),
+        }
+    }
+    for (path, [query, key, value]) in parts {
+        let (Some(query), Some(key), Some(value)) = (query, key, value) else {
+            return Err(format!(
+                "{path}: the checkpoint lacks one of its query, key and value projections"
+            ));
+        };
+        out.push(NamedTensor {
+            path,
+            data: join_qkv([query, key, value]),
+        });
+    }
+    Ok(out)
+}
+
 /// stoke's parameters (path → f32 data) under Hugging Face's names and layout, for the task
-/// model (`BertForSequenceClassification`, `GPT2LMHeadModel`, whose LM head is tied).
+/// model (`BertForSequenceClassification`, `GPT2LMHeadModel`, whose LM head is tied,
+/// `ViTForImageClassification`, `ConvNextForImageClassification`).
 pub fn export(
     family: Family,
-    mut parameters: std::collections::BTreeMap<String, TensorData>,
+    mut parameters: BTreeMap<String, TensorData>,
 ) -> Result<Vec<(String, TensorData)>, String> {
-    let layers = |prefix: &str| {
-        parameters
-            .keys()
-            .filter_map(|path| {
-                path.strip_prefix(prefix)?
-                    .split('.')
-                    .next()?
-                    .parse::<usize>()
-                    .ok()
-            })
-            .max()
-            .map_or(0, |last| last + 1)
-    };
-    let count = match family {
-        Family::Bert => layers("layers."),
-        Family::Gpt2 => layers("blocks."),
-    };
+    // A fused `….qkv` projection goes out as transformers' three.
+    let fused: Vec<String> = parameters
+        .keys()
+        .filter(|path| {
+            path.rsplit_once('.')
+                .is_some_and(|(module, _)| module == "qkv" || module.ends_with(".qkv"))
+        })
+        .cloned()
+        .collect();
+    for path in fused {
+        let (module, param) = path.rsplit_once('.').expect("checked above");
+        let data = parameters.remove(&path).expect("listed above");
+        for (part, name) in split_qkv(data).into_iter().zip(QKV) {
+            parameters.insert(format!("{module}.{name}.{param}"), part);
+        }
+    }
+    // Every index tuple (layer; stage and block) each rule's stoke template takes here.
+    let prefixes: BTreeSet<String> = parameters
+        .keys()
+        .flat_map(|path| {
+            path.match_indices('.')
+                .map(|(at, _)| path[..at].to_string())
+                .chain([path.clone()])
+                .collect::<Vec<_>>()
+        })
+        .collect();
     let mut out = Vec::new();
     let mut take = |path: &str| {
         parameters
@@ -251,17 +331,23 @@ pub fn export(
             .ok_or_else(|| format!("the model has no parameter {path}"))
     };
     for rule in family.rules() {
-        let indices: Vec<Option<String>> = match rule.hf.contains("{}") {
-            true => (0..count).map(|i| Some(i.to_string())).collect(),
-            false => vec![None],
+        let indices: BTreeSet<Vec<usize>> = match rule.stoke.contains("{}") {
+            true => prefixes
+                .iter()
+                .filter_map(|prefix| matches(rule.stoke, prefix))
+                .map(|found| found.iter().map(|i| i.parse().unwrap_or(0)).collect())
+                .collect(),
+            false => BTreeSet::from([Vec::new()]),
         };
         for index in indices {
-            let hf = fill(rule.hf, index.as_deref());
-            let hf = match (family, rule.stoke) {
-                (Family::Bert, "classifier") => hf,
+            let index: Vec<String> = index.iter().map(usize::to_string).collect();
+            let hf = fill(rule.hf, &index);
+            // A classifier sits beside the base model, not in it.
+            let hf = match rule.hf {
+                "classifier" => hf,
                 _ => format!("{}{hf}", family.base_prefix()),
             };
-            let stoke = fill(rule.stoke, index.as_deref());
+            let stoke = fill(rule.stoke, &index);
             match rule.layout {
                 Layout::Linear => {
                     out.push((
@@ -276,19 +362,20 @@ pub fn export(
                 }
                 Layout::FusedQkv => {
                     for param in ["weight", "bias"] {
-                        let parts = ["query", "key", "value"]
-                            .map(|projection| take(&format!("{stoke}.{projection}.{param}")));
+                        let parts =
+                            QKV.map(|projection| take(&format!("{stoke}.{projection}.{param}")));
                         let [q, k, v] = parts;
                         out.push((format!("{hf}.{param}"), join_qkv([q?, k?, v?])));
                     }
                 }
-                Layout::Conv1d => {
+                Layout::Conv1d | Layout::Conv2d => {
                     out.push((format!("{hf}.weight"), take(&format!("{stoke}.weight"))?));
                     out.push((format!("{hf}.bias"), take(&format!("{stoke}.bias"))?));
                 }
                 Layout::Embedding => {
                     out.push((format!("{hf}.weight"), take(&format!("{stoke}.weight"))?));
                 }
+                Layout::Parameter => out.push((hf, take(&stoke)?)),
             }
         }
     }
@@ -298,29 +385,30 @@ pub fn export(
     }
 }
 
-/// The layer index `template` (with `{}` for it) captures from `path`, `Some(None)` for a
-/// template without one, `None` when they do not match.
-fn matches(template: &str, path: &str) -> Option<Option<String>> {
-    let (mut parts, mut index) = (path.split('.'), None);
+/// The indices `template` (with `{}` for each) captures from `path`, in order, or `None`
+/// when they do not match.
+fn matches(template: &str, path: &str) -> Option<Vec<String>> {
+    let (mut parts, mut indices) = (path.split('.'), Vec::new());
     for expected in template.split('.') {
         let part = parts.next()?;
         if expected == "{}" {
             if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
                 return None;
             }
-            index = Some(part.to_string());
+            indices.push(part.to_string());
         } else if expected != part {
             return None;
         }
     }
-    parts.next().is_none().then_some(index)
+    parts.next().is_none().then_some(indices)
 }
 
-fn fill(template: &str, index: Option<&str>) -> String {
-    match index {
-        Some(index) => template.replace("{}", index),
-        None => template.to_string(),
+fn fill(template: &str, indices: &[String]) -> String {
+    let mut filled = template.to_string();
+    for index in indices {
+        filled = filled.replacen("{}", index, 1);
     }
+    filled
 }
 
 fn values(data: &TensorData) -> Vec<f32> {
@@ -395,7 +483,7 @@ mod tests {
                 "encoder.layer.{}.output.dense",
                 "encoder.layer.11.output.dense"
             ),
-            Some(Some("11".into()))
+            Some(vec!["11".to_string()])
         );
         assert_eq!(
             matches(
@@ -404,7 +492,18 @@ mod tests {
             ),
             None
         );
-        assert_eq!(matches("pooler.dense", "pooler.dense"), Some(None));
+        assert_eq!(matches("pooler.dense", "pooler.dense"), Some(vec![]));
+        assert_eq!(
+            matches(
+                "encoder.stages.{}.layers.{}.dwconv",
+                "encoder.stages.2.layers.13.dwconv"
+            ),
+            Some(vec!["2".to_string(), "13".to_string()])
+        );
+        assert_eq!(
+            fill("stages.{}.blocks.{}.conv_dw", &["2".into(), "13".into()]),
+            "stages.2.blocks.13.conv_dw"
+        );
         assert_eq!(matches("pooler.dense", "pooler.dense.extra"), None);
     }
 

@@ -48,7 +48,7 @@ pub struct TimmFolder {
 
 /// The networks a folder's `architecture` names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Family {
+pub(super) enum Family {
     /// timm's and torchvision's ResNets (`resnet50`).
     Resnet,
     /// EfficientNet-Lite as `efficientnet_lite_pytorch` names it (`efficientnet-lite0`).
@@ -60,7 +60,7 @@ enum Family {
 }
 
 impl Family {
-    fn of(architecture: &str) -> Option<Self> {
+    pub(super) fn of(architecture: &str) -> Option<Self> {
         if timm_resnet::ARCHITECTURES
             .iter()
             .any(|(name, ..)| *name == architecture)
@@ -113,7 +113,7 @@ impl Family {
 
     /// timm's `nn.Sequential` children as stoke names them: a ResNet's shortcut is a
     /// convolution then a norm, a ConvNeXt's downsampling a norm then a convolution.
-    fn sequential(self) -> &'static [(&'static str, &'static str)] {
+    pub(super) fn sequential(self) -> &'static [(&'static str, &'static str)] {
         match self {
             Family::Resnet => &[
                 (".downsample.0.", ".downsample.conv."),
@@ -477,6 +477,15 @@ fn refusal(dir: &Path, detail: String) -> Error {
     }
 }
 
+/// True for a normalisation module (`bn1`, `norm`, `_bn0`, `downsample.norm`), whose
+/// `weight` and `bias` are burn's `gamma` and `beta`.
+pub(super) fn is_norm(module: &str) -> bool {
+    module.rsplit('.').next().is_some_and(|last| {
+        let last = last.trim_start_matches('_');
+        last.starts_with("bn") || last.starts_with("norm")
+    })
+}
+
 /// A timm tensor's stoke path and layout.
 fn import(family: Family, name: &str, data: TensorData) -> (String, TensorData) {
     let path = family
@@ -489,11 +498,7 @@ fn import(family: Family, name: &str, data: TensorData) -> (String, TensorData) 
             }
         });
     let (module, param) = path.rsplit_once('.').unwrap_or(("", path.as_str()));
-    let is_norm = module.rsplit('.').next().is_some_and(|last| {
-        let last = last.trim_start_matches('_');
-        last.starts_with("bn") || last.starts_with("norm")
-    });
-    match (is_norm, param) {
+    match (is_norm(module), param) {
         (true, "weight") => (format!("{module}.gamma"), data),
         (true, "bias") => (format!("{module}.beta"), data),
         // Every `nn.Linear`: burn keeps its weight transposed.
@@ -502,111 +507,7 @@ fn import(family: Family, name: &str, data: TensorData) -> (String, TensorData) 
     }
 }
 
-/// stoke's path and layout of a parameter as timm names it (the inverse of [`import`]).
-pub fn export_name(path: &str, data: TensorData) -> (String, TensorData) {
-    let name = path
-        .replace(".downsample.conv.", ".downsample.0.")
-        .replace(".downsample.norm.", ".downsample.1.");
-    let (module, param) = name.rsplit_once('.').unwrap_or(("", name.as_str()));
-    match param {
-        "gamma" => (format!("{module}.weight"), data),
-        "beta" => (format!("{module}.bias"), data),
-        "weight" if data.shape().len() == 2 => (name.clone(), transpose(data)),
-        _ => (name.clone(), data),
-    }
-}
-
-/// What `stoke export --format timm` writes: `config.json` and `model.safetensors`.
-pub struct TimmExport {
-    pub config: Value,
-    pub safetensors: Vec<u8>,
-}
-
-/// A timm folder for a `timm-resnet` model with `parameters` (stoke path → f32 data) trained
-/// on `spec`'s images: timm's names, batch counters at zero, the preprocessing and label
-/// names in `pretrained_cfg`, so that `timm.create_model("local-dir:…")` loads it.
-pub fn export(
-    model: &ModelConfig,
-    spec: &crate::data::DataSpec,
-    parameters: std::collections::BTreeMap<String, TensorData>,
-) -> Result<TimmExport, String> {
-    if model.kind != TimmResnet::KIND {
-        return Err(format!(
-            "--format timm writes {} models; this run's model is {}",
-            TimmResnet::KIND,
-            model.kind
-        ));
-    }
-    let crate::data::DataSpec::ImageClassification {
-        input,
-        classes,
-        normalization,
-        resize,
-    } = spec
-    else {
-        return Err("--format timm writes image classifiers".into());
-    };
-    let resnet: TimmResnetConfig = model.settings()?;
-    let dims = |path: &str| parameters.get(path).map(|data| data.shape().to_vec());
-    let features = dims("fc.weight").map_or(0, |d| d[0]);
-    let (_, _, default_layers) = timm_resnet::ARCHITECTURES
-        .iter()
-        .find(|(name, ..)| *name == resnet.architecture)
-        .ok_or_else(|| timm_resnet::unknown_architecture(&resnet.architecture))?;
-    let layers = resnet.layers.clone().unwrap_or(default_layers.to_vec());
-    let channels = resnet
-        .channels
-        .clone()
-        .unwrap_or_else(|| vec![64, 128, 256, 512]);
-    let (crop_pct, interpolation) = match resize {
-        Some(resize) => (resize.crop_pct, resize.interpolation),
-        // Squashed images: the whole image, resized (timm has no squash; a crop_pct of 1 on
-        // square images is the same).
-        None => (1.0, Interpolation::Bilinear),
-    };
-    let interpolation = match interpolation {
-        Interpolation::Bilinear => "bilinear",
-        Interpolation::Bicubic => "bicubic",
-    };
-    let config = serde_json::json!({
-        "architecture": resnet.architecture,
-        "num_classes": classes.len(),
-        "num_features": features,
-        "global_pool": "avg",
-        "label_names": classes,
-        "model_args": {
-            "layers": layers,
-            "channels": channels,
-            "in_chans": input.channels,
-            "num_classes": classes.len(),
-        },
-        "pretrained_cfg": {
-            "input_size": [input.channels, input.height, input.width],
-            "interpolation": interpolation,
-            "crop_pct": crop_pct,
-            "crop_mode": "center",
-            "mean": normalization.mean,
-            "std": normalization.std,
-            "num_classes": classes.len(),
-            "first_conv": "conv1",
-            "classifier": "fc",
-        },
-    });
-    let mut tensors: Vec<(String, TensorData)> = Vec::with_capacity(parameters.len());
-    for (path, data) in parameters {
-        if let Some(module) = path.strip_suffix(".running_mean") {
-            let (name, _) = export_name(&format!("{module}.num_batches_tracked"), data.clone());
-            tensors.push((name, TensorData::new(vec![0i64], [0usize; 0])));
-        }
-        tensors.push(export_name(&path, data));
-    }
-    Ok(TimmExport {
-        config,
-        safetensors: super::hf::serialize(&tensors)?,
-    })
-}
-
-fn transpose(data: TensorData) -> TensorData {
+pub(super) fn transpose(data: TensorData) -> TensorData {
     let [rows, cols] = [data.shape()[0], data.shape()[1]];
     let values: Vec<f32> = data.try_to_vec().expect("f32 weights");
     let mut out = vec![0f32; values.len()];
@@ -620,6 +521,7 @@ fn transpose(data: TensorData) -> TensorData {
 
 #[cfg(test)]
 mod tests {
+    use super::super::timm_export::export_name;
     use super::*;
 
     #[test]
@@ -645,7 +547,7 @@ mod tests {
         ] {
             let data = TensorData::new(vec![0f32; 2], [2]);
             assert_eq!(import(Family::Resnet, timm, data.clone()).0, stoke);
-            assert_eq!(export_name(stoke, data).0, timm);
+            assert_eq!(export_name(Family::Resnet, stoke, data).0, timm);
         }
         let fc = TensorData::new(vec![1f32, 2., 3., 4., 5., 6.], [2, 3]);
         let (path, stoke) = import(Family::Resnet, "fc.weight", fc.clone());
@@ -653,6 +555,6 @@ mod tests {
             (path.as_str(), stoke.shape().to_vec()),
             ("fc.weight", vec![3, 2])
         );
-        assert_eq!(export_name("fc.weight", stoke).1, fc);
+        assert_eq!(export_name(Family::Resnet, "fc.weight", stoke).1, fc);
     }
 }

@@ -310,6 +310,8 @@ pub fn python_check(script: &str, args: &[&Path]) {
         .args(args)
         .output()
         .unwrap();
+    // What the library measured, shown with --nocapture.
+    eprint!("{}", String::from_utf8_lossy(&check.stdout));
     assert!(
         check.status.success(),
         "{}{}",
