@@ -178,6 +178,17 @@ def workload(name, batch=None, activation="relu", device="cpu", image_size=224):
         make = lambda: ((torch.randn(batch, 3, size, size, generator=g),), torch.randint(0, 10, (batch,), generator=g))
         opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4)
         return model, opt, make, batch, 0
+    if name == "vit_small":
+        # timm's vit_small_patch16_224 (stoke's timm-vit) as torchvision builds a ViT: the same
+        # layers (patch convolution, class token, pre-norm blocks with ε 1e-6, exact GELU).
+        from torchvision.models.vision_transformer import VisionTransformer
+
+        size, batch = image_size, batch or 32
+        model = VisionTransformer(image_size=size, patch_size=16, num_layers=12, num_heads=6,
+                                  hidden_dim=384, mlp_dim=1536, num_classes=10).to(device)
+        make = lambda: ((torch.randn(batch, 3, size, size, generator=g),), torch.randint(0, 10, (batch,), generator=g))
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4)
+        return model, opt, make, batch, 0
     if name == "mlp":
         model, batch = Mlp().to(device), batch or 128
         make = lambda: ((torch.randn(batch, 1, 28, 28, generator=g),), torch.randint(0, 10, (batch,), generator=g))
@@ -298,7 +309,7 @@ def bench(name, steps, warmup, batch=None, activation="relu", device="cpu", comp
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="all",
-                        help="mlp, cnn, resnet, text-classifier, lm, tabular-mlp, resnet18 or all")
+                        help="mlp, cnn, resnet, text-classifier, lm, tabular-mlp, resnet18, vit_small or all")
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None, help="default: PyTorch's own")
@@ -307,7 +318,7 @@ def main():
                         help="the transformers' feed-forward activation")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model")
-    parser.add_argument("--image-size", type=int, default=224, help="resnet18's input side")
+    parser.add_argument("--image-size", type=int, default=224, help="resnet18's and vit_small's input side")
     parser.add_argument("--autocast", default="none", choices=["none", "bf16", "f16"],
                         help="mixed precision (f16 with a GradScaler)")
     args = parser.parse_args()

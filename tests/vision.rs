@@ -316,6 +316,7 @@ hflip = 0.5
 brightness = 0.3
 contrast = 0.3
 saturation = 0.3
+hue = 0.1
 
 [model]
 kind = "timm-resnet"
@@ -562,6 +563,7 @@ fn bad_checkpoints_and_settings_are_refused_in_one_line() {
 
     // crop_pct out of range, and a grayscale run from an RGB network.
     refused(&config, &["data.image.crop_pct=1.5"], "data.image.crop_pct");
+    refused(&config, &["data.augment.hue=0.7"], "data.augment.hue");
     refused(
         &config,
         &["data.image.color=\"grayscale\""],

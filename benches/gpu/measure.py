@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""The GPU measurement (issue 15): `stoke bench` on wgpu for the MLP, CNN, ResNet and char LM
-in f32, f16-mixed and bf16-mixed, alternated with the PyTorch reference on CUDA (eager,
+"""The GPU measurement (issue 15): `stoke bench` on wgpu for the MLP, CNN, ResNet and char LM,
+and (issue 29) timm's ResNet-18 and ViT-S/16 on photos at 224² where datasets/fashion-photos
+was carried, in f32, f16-mixed and bf16-mixed, alternated with the PyTorch reference on CUDA (eager,
 torch.compile, autocast bf16 and f16), wgpu's warm-up (first step, kernel compilation and
 autotuning) apart from the steady state, and the time the MNIST CNN takes to reach 99 %
 validation accuracy. Writes gpu-bench.json and gpu-bench.md into --out.
@@ -30,7 +31,17 @@ MODELS = {
     "lm": ("configs/mobydick-char-lm.toml",
            ["train.batch_size=32", "model.activation=gelu"],
            ["--batch-size", "32", "--activation", "gelu"]),
+    # Photos at ImageNet's size (datasets/fetch fashion-mnist; python3
+    # benches/finetune/fashion_photos.py; carry datasets/fashion-photos, 12 MB).
+    "resnet18-224": ("configs/photos-resnet18.toml", [], ["--image-size", "224"]),
+    "vit-s-224": ("configs/photos-resnet18.toml",
+                  ['model.kind="timm-vit"', 'model.architecture="vit_small_patch16_224"'],
+                  ["--image-size", "224"]),
 }
+# The reference model of each entry, where it is not the entry's name.
+REFERENCE = {"resnet18-224": "resnet18", "vit-s-224": "vit_small"}
+# What an entry reads that the working tree may lack.
+NEEDS = {"resnet18-224": "datasets/fashion-photos", "vit-s-224": "datasets/fashion-photos"}
 PRECISIONS = ["f32", "f16-mixed", "bf16-mixed"]
 # name: reference arguments
 TORCH_VARIANTS = {
@@ -74,7 +85,17 @@ def last_json(text):
     return json.loads(text)
 
 
+def missing(model):
+    """Why `model` cannot run here, or None."""
+    need = NEEDS.get(model)
+    if need and not os.path.isdir(os.path.join(ROOT, need)):
+        return {"skipped": f"{need} is not here (carry it)"}
+    return None
+
+
 def stoke_bench(args, budget, model, precision):
+    if missing(model):
+        return missing(model)
     config, sets, _ = MODELS[model]
     command = [args.stoke, "bench", config, "--backend", "wgpu",
                "--steps", str(args.steps), "--warmup", str(args.warmup)]
@@ -94,8 +115,10 @@ def stoke_bench(args, budget, model, precision):
 
 
 def torch_bench(args, budget, model, variant):
+    if missing(model):
+        return missing(model)
     _, _, extra = MODELS[model]
-    command = [sys.executable, "benches/pytorch_reference.py", "--model", model,
+    command = [sys.executable, "benches/pytorch_reference.py", "--model", REFERENCE.get(model, model),
                "--steps", str(args.steps), "--warmup", str(args.warmup),
                "--device", args.torch_device] + extra + TORCH_VARIANTS[variant]
     if budget.left() < 20:

@@ -385,6 +385,9 @@ pub struct AugmentConfig {
     pub brightness: f64,
     pub contrast: f64,
     pub saturation: f64,
+    /// Colour jitter's hue shift, drawn from [−hue, hue] of the colour circle (at most 0.5;
+    /// RGB images only), applied in the same random order as the other three.
+    pub hue: f64,
 }
 
 impl Default for AugmentConfig {
@@ -396,6 +399,7 @@ impl Default for AugmentConfig {
             brightness: 0.0,
             contrast: 0.0,
             saturation: 0.0,
+            hue: 0.0,
         }
     }
 }

@@ -338,6 +338,14 @@ fn validate_augment(augment: &AugmentConfig, check: &mut impl FnMut(bool, &str, 
             format!("is how far a factor may stray from 1, from 0 to 1; got {value}"),
         );
     }
+    check(
+        (0.0..=0.5).contains(&augment.hue),
+        "data.augment.hue",
+        format!(
+            "is how far the hue may turn, as a share of the colour circle from 0 to 0.5; got {}",
+            augment.hue
+        ),
+    );
 }
 
 fn validate_tabular(table: Option<&TabularDataConfig>, check: &mut impl FnMut(bool, &str, String)) {

@@ -1,5 +1,6 @@
 //! Labelled image sets held in memory as bytes: MNIST-style IDX files and image folders.
 
+mod colour;
 mod folder;
 pub(crate) mod idx;
 mod parquet;

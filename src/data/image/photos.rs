@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use rand::Rng;
 
+use super::colour::Jitter;
 use super::transform::{Picture, Resize, random_resized_region};
 use super::{Normalization, folder, push_normalized};
 use crate::config::{AugmentConfig, DataConfig, ImageDataConfig};
@@ -138,8 +139,13 @@ impl Photos {
                 if rng.random::<f64>() < augment.hflip {
                     crop.flip_horizontal();
                 }
-                let jitter = [augment.brightness, augment.contrast, augment.saturation];
-                if jitter.iter().any(|&x| x > 0.0) {
+                let jitter = Jitter {
+                    brightness: augment.brightness,
+                    contrast: augment.contrast,
+                    saturation: augment.saturation,
+                    hue: augment.hue,
+                };
+                if !jitter.is_off() {
                     crop.jitter_colour(jitter, &mut rng);
                 }
                 crop.planes()

@@ -168,68 +168,6 @@ impl Picture {
         }
     }
 
-    /// torchvision's `ColorJitter` on Pillow images (brightness, contrast, saturation): each
-    /// factor drawn from [1 − x, 1 + x] (none where x is 0), applied in a random order, each a
-    /// blend with black, the mean gray or the picture's own grays, rounded and clipped.
-    pub fn jitter_colour(
-        &mut self,
-        [brightness, contrast, saturation]: [f64; 3],
-        rng: &mut impl Rng,
-    ) {
-        let mut order = [0usize, 1, 2];
-        for i in (1..3).rev() {
-            order.swap(i, rng.random_range(0..=i));
-        }
-        let factors = [brightness, contrast, saturation]
-            .map(|x| (x > 0.0).then(|| uniform(rng, [(1.0 - x).max(0.0), 1.0 + x])));
-        for step in order {
-            let Some(factor) = factors[step] else {
-                continue;
-            };
-            let grays = self.grays();
-            match step {
-                0 => self.blend_with(|_| 0.0, factor),
-                1 => {
-                    let mean = (grays.iter().map(|&g| f64::from(g)).sum::<f64>()
-                        / grays.len().max(1) as f64
-                        + 0.5)
-                        .floor();
-                    self.blend_with(|_| mean, factor)
-                }
-                _ => self.blend_with(|pixel| f64::from(grays[pixel]), factor),
-            }
-        }
-    }
-
-    /// Each pixel's gray level (ITU-R 601-2 luma, Pillow's `convert("L")`).
-    fn grays(&self) -> Vec<u8> {
-        match self.channels {
-            3 => self
-                .pixels
-                .chunks_exact(3)
-                .map(|p| {
-                    ((u32::from(p[0]) * 19595
-                        + u32::from(p[1]) * 38470
-                        + u32::from(p[2]) * 7471
-                        + 0x8000)
-                        >> 16) as u8
-                })
-                .collect(),
-            _ => self.pixels.clone(),
-        }
-    }
-
-    /// `other + factor × (self − other)` per value, `other` given per pixel (Pillow's blend).
-    fn blend_with(&mut self, other: impl Fn(usize) -> f64, factor: f64) {
-        let channels = self.channels;
-        for (i, value) in self.pixels.iter_mut().enumerate() {
-            let base = other(i / channels);
-            *value = (base + factor * (f64::from(*value) - base))
-                .round()
-                .clamp(0.0, 255.0) as u8;
-        }
-    }
-
     /// Channel-major bytes (`channels × height × width`), as models take images.
     pub fn planes(&self) -> Vec<u8> {
         let plane = self.width * self.height;
@@ -294,7 +232,7 @@ pub fn random_resized_region(
     }
 }
 
-fn uniform(rng: &mut impl Rng, [low, high]: [f64; 2]) -> f64 {
+pub(super) fn uniform(rng: &mut impl Rng, [low, high]: [f64; 2]) -> f64 {
     low + (high - low) * rng.random::<f64>()
 }
 
@@ -360,26 +298,6 @@ mod tests {
         picture.flip_horizontal();
         assert_eq!(picture.pixels, [2, 1, 3, 1, 1, 2]);
         assert_eq!(picture.planes(), [2, 1, 1, 1, 3, 2]);
-    }
-
-    #[test]
-    fn colour_jitter_is_off_at_zero_and_keeps_grays_gray() {
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
-        let mut picture = gradient(6, 5);
-        let before = picture.clone();
-        picture.jitter_colour([0.0; 3], &mut rng);
-        assert_eq!(picture, before);
-        let mut gray = Picture {
-            width: 2,
-            height: 1,
-            channels: 3,
-            pixels: vec![100, 100, 100, 200, 200, 200],
-        };
-        gray.jitter_colour([0.0, 0.0, 0.9], &mut rng);
-        assert_eq!(gray.pixels, [100, 100, 100, 200, 200, 200]);
-        gray.jitter_colour([0.5, 0.5, 0.0], &mut rng);
-        assert!(gray.pixels.chunks(3).all(|p| p[0] == p[1] && p[1] == p[2]));
-        assert_ne!(gray.pixels, [100, 100, 100, 200, 200, 200]);
     }
 
     #[test]
