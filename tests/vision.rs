@@ -564,6 +564,18 @@ fn bad_checkpoints_and_settings_are_refused_in_one_line() {
     // crop_pct out of range, and a grayscale run from an RGB network.
     refused(&config, &["data.image.crop_pct=1.5"], "data.image.crop_pct");
     refused(&config, &["data.augment.hue=0.7"], "data.augment.hue");
+
+    // An image too small for the crop: named, with its size and what to do.
+    let icon = data.join("stripes").join("icon.png");
+    image::RgbImage::from_pixel(3, 2, image::Rgb([200, 10, 10]))
+        .save(&icon)
+        .unwrap();
+    refused(
+        &config,
+        &[],
+        "icon.png: 3×2 pixels is too small for crops of 32×32: its shorter side would be enlarged 16.5× to 33 (data.image.max_upscale = 10",
+    );
+    fs::remove_file(&icon).unwrap();
     refused(
         &config,
         &["data.image.color=\"grayscale\""],

@@ -345,6 +345,23 @@ pub struct ImageDataConfig {
     /// How images kept at their aspect are resampled (as Pillow does it); images squashed
     /// to `size` are resampled bilinearly.
     pub interpolation: Interpolation,
+    /// Images kept at their aspect: the most an image's shorter side may be enlarged to reach
+    /// `size / crop_pct`. A smaller image (an icon, a thumbnail, a 1-pixel sliver) is too
+    /// small for the crop and follows `data.on_error`.
+    #[serde(skip_serializing_if = "is_default_upscale")]
+    pub max_upscale: f64,
+}
+
+const DEFAULT_UPSCALE: f64 = 10.0;
+
+/// Left out of recorded configs at its default, so runs from before the key existed keep
+/// their definition hash (and resume).
+fn is_default_upscale(value: &f64) -> bool {
+    *value == DEFAULT_UPSCALE
+}
+
+fn is_zero(value: &f64) -> bool {
+    *value == 0.0
 }
 
 impl Default for ImageDataConfig {
@@ -356,6 +373,7 @@ impl Default for ImageDataConfig {
             std: Vec::new(),
             crop_pct: None,
             interpolation: Interpolation::Bilinear,
+            max_upscale: DEFAULT_UPSCALE,
         }
     }
 }
@@ -386,7 +404,9 @@ pub struct AugmentConfig {
     pub contrast: f64,
     pub saturation: f64,
     /// Colour jitter's hue shift, drawn from [−hue, hue] of the colour circle (at most 0.5;
-    /// RGB images only), applied in the same random order as the other three.
+    /// RGB images only), applied in the same random order as the other three. Left out of
+    /// recorded configs at 0, so runs from before it keep their definition hash.
+    #[serde(skip_serializing_if = "is_zero")]
     pub hue: f64,
 }
 

@@ -301,6 +301,14 @@ fn validate_image(
             format!("applies to image-folder data, not {}", dataset.name()),
         );
     }
+    check(
+        image.max_upscale >= 1.0,
+        "data.image.max_upscale",
+        format!(
+            "is how many times an image's shorter side may be enlarged, at least 1; got {}",
+            image.max_upscale
+        ),
+    );
 }
 
 fn validate_augment(augment: &AugmentConfig, check: &mut impl FnMut(bool, &str, String)) {

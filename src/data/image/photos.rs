@@ -6,7 +6,7 @@
 //! random, resized and flipped with the draws of the sample's own (seed, epoch, index)
 //! stream, so that a resumed run and any number of workers see the same pixels.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rand::Rng;
@@ -43,7 +43,9 @@ pub fn load(config: &DataConfig, image: &ImageDataConfig, seed: u64) -> Result<S
     let mut skipped = Skipped::default();
     let mut read = |files: &[(PathBuf, u16)]| -> Result<Arc<PhotoSet>, DataError> {
         let (pictures, labels, paths) = folder::decode_all(files, config, &mut skipped, |path| {
-            Ok(resize.cache(&folder::open(path)?, input))
+            let decoded = folder::open(path)?;
+            too_small(path, &decoded, resize.shorter_side(input), image)?;
+            Ok(resize.cache(&decoded, input))
         })?;
         Ok(Arc::new(PhotoSet {
             pictures,
@@ -107,6 +109,29 @@ pub fn load(config: &DataConfig, image: &ImageDataConfig, seed: u64) -> Result<S
         skipped,
         unseen_categories: Default::default(),
     })
+}
+
+/// Refuses an image whose shorter side would have to grow more than `data.image.max_upscale`
+/// times to reach the cached side `shorter`.
+fn too_small(
+    path: &Path,
+    decoded: &image::DynamicImage,
+    shorter: usize,
+    image: &ImageDataConfig,
+) -> Result<(), DataError> {
+    let (width, height) = (decoded.width(), decoded.height());
+    let side = width.min(height);
+    let upscale = shorter as f64 / f64::from(side.max(1));
+    match side == 0 || upscale > image.max_upscale {
+        true => Err(DataError::Corrupt {
+            path: path.to_path_buf(),
+            detail: format!(
+                "{width}×{height} pixels is too small for crops of {}×{}: its shorter side would be enlarged {upscale:.1}× to {shorter} (data.image.max_upscale = {}; set data.on_error = \"skip\" to leave such images out)",
+                image.size[0], image.size[1], image.max_upscale
+            ),
+        }),
+        false => Ok(()),
+    }
 }
 
 /// Photos batched as model inputs: centre crops, or augmented crops for training batches.
