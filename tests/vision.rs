@@ -294,6 +294,51 @@ fn augmentation_is_drawn_from_seed_epoch_and_index() {
     let example = train.example(4).unwrap();
     let read = read_image(&example.file.unwrap(), *input, resize.as_ref()).unwrap();
     assert_eq!(example.image.unwrap().1, read);
+
+    // Mixup and CutMix draw per batch: the same batch mixes alike in an epoch and otherwise
+    // in another; evaluation batches are never mixed.
+    let mut mixing = photo_data(dir.path());
+    mixing.augment = Some(stoke::config::AugmentConfig {
+        mixup_alpha: 0.4,
+        cutmix_alpha: 1.0,
+        ..Default::default()
+    });
+    let splits = stoke::data::load_splits(&mixing, 3, None).unwrap();
+    let mixed = |epoch| {
+        let batch: DeviceBatch = splits
+            .train
+            .data
+            .batch(&[4, 1, 3], &context(epoch))
+            .take()
+            .unwrap();
+        let Input::Images(images) = batch.input else {
+            panic!("an image batch")
+        };
+        let pixels: Vec<f32> = images.into_data().try_to_vec().unwrap();
+        match batch.targets {
+            stoke::data::Targets::Mixed {
+                partners, weight, ..
+            } => (
+                pixels,
+                Some((
+                    partners
+                        .into_data()
+                        .convert::<i64>()
+                        .try_to_vec::<i64>()
+                        .unwrap(),
+                    weight,
+                )),
+            ),
+            _ => (pixels, None),
+        }
+    };
+    let (pixels, mix) = mixed(Some(2));
+    let (partners, weight) = mix.expect("a training batch is mixed (mix_prob 1)");
+    assert!((0.0..=1.0).contains(&weight), "{weight}");
+    assert_eq!(partners.len(), 3);
+    assert_eq!(mixed(Some(2)), (pixels.clone(), Some((partners, weight))));
+    assert_ne!(mixed(Some(3)).0, pixels);
+    assert_eq!(mixed(None).1, None);
 }
 
 fn photo_config(dir: &Path, data: &Path) -> PathBuf {
@@ -317,6 +362,8 @@ brightness = 0.3
 contrast = 0.3
 saturation = 0.3
 hue = 0.1
+mixup_alpha = 0.2
+cutmix_alpha = 1.0
 
 [model]
 kind = "timm-resnet"

@@ -408,6 +408,27 @@ pub struct AugmentConfig {
     /// recorded configs at 0, so runs from before it keep their definition hash.
     #[serde(skip_serializing_if = "is_zero")]
     pub hue: f64,
+    /// Mixup (timm's `Mixup`, batch mode): each training batch blended with itself reversed,
+    /// by a weight drawn from Beta(α, α); the loss weighs both classes alike (0: off).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub mixup_alpha: f64,
+    /// CutMix: a box of the reversed batch pasted in, its area drawn from Beta(α, α) (0: off).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub cutmix_alpha: f64,
+    /// With mixup or CutMix: the probability that a batch is mixed at all.
+    #[serde(skip_serializing_if = "is_one")]
+    pub mix_prob: f64,
+    /// With both: the probability that a mixed batch uses CutMix rather than mixup.
+    #[serde(skip_serializing_if = "is_half")]
+    pub switch_prob: f64,
+}
+
+fn is_one(value: &f64) -> bool {
+    *value == 1.0
+}
+
+fn is_half(value: &f64) -> bool {
+    *value == 0.5
 }
 
 impl Default for AugmentConfig {
@@ -420,6 +441,10 @@ impl Default for AugmentConfig {
             contrast: 0.0,
             saturation: 0.0,
             hue: 0.0,
+            mixup_alpha: 0.0,
+            cutmix_alpha: 0.0,
+            mix_prob: 1.0,
+            switch_prob: 0.5,
         }
     }
 }

@@ -354,6 +354,26 @@ fn validate_augment(augment: &AugmentConfig, check: &mut impl FnMut(bool, &str, 
             augment.hue
         ),
     );
+    for (key, value) in [
+        ("mixup_alpha", augment.mixup_alpha),
+        ("cutmix_alpha", augment.cutmix_alpha),
+    ] {
+        check(
+            value >= 0.0 && value.is_finite(),
+            &format!("data.augment.{key}"),
+            format!("is Beta(α, α)'s α, above 0 (0: off); got {value}"),
+        );
+    }
+    for (key, value) in [
+        ("mix_prob", augment.mix_prob),
+        ("switch_prob", augment.switch_prob),
+    ] {
+        check(
+            (0.0..=1.0).contains(&value),
+            &format!("data.augment.{key}"),
+            format!("is a probability, from 0 to 1; got {value}"),
+        );
+    }
 }
 
 fn validate_tabular(table: Option<&TabularDataConfig>, check: &mut impl FnMut(bool, &str, String)) {

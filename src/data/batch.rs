@@ -105,6 +105,19 @@ impl BatchContext {
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         ChaCha8Rng::seed_from_u64(z ^ (z >> 31))
     }
+
+    /// The random stream of a whole batch (mixup, CutMix) in this epoch: a function of
+    /// (seed, epoch, the batch's samples), as the batches of an epoch are fixed by its order
+    /// and the batch size, whatever the worker that makes them.
+    pub fn batch_rng(&self, indices: &[u32]) -> ChaCha8Rng {
+        let samples = indices
+            .iter()
+            .fold(0xA076_1D64_78BD_642Fu64, |hash, &index| {
+                (hash ^ u64::from(index)).wrapping_mul(0x1000_0000_01B3)
+            });
+        let mut draw = self.rng(samples as u32 ^ (samples >> 32) as u32);
+        ChaCha8Rng::seed_from_u64(rand::RngCore::next_u64(&mut draw) ^ 0xE703_7ED1_A0B4_28DB)
+    }
 }
 
 /// A batch as the built-in models take it: stoke's inputs and the task's targets.
@@ -165,6 +178,13 @@ pub enum Targets {
     Values(Tensor<2>),
     /// Each label present (1) or not (0), `[rows, labels]`.
     Labels(Tensor<2, Int>),
+    /// A mixed batch (mixup, CutMix): each row's own class, its partner's, and the share
+    /// `weight` of each input that is its own.
+    Mixed {
+        classes: Tensor<1, Int>,
+        partners: Box<Tensor<1, Int>>,
+        weight: f32,
+    },
 }
 
 impl Targets {
@@ -183,6 +203,16 @@ impl Targets {
                 logits: scores,
                 targets,
             },
+            Targets::Mixed {
+                classes,
+                partners,
+                weight,
+            } => Scored::Mixed {
+                logits: scores,
+                targets: classes,
+                partners,
+                weight,
+            },
         }
     }
 
@@ -192,6 +222,7 @@ impl Targets {
             Targets::Classes(targets) => targets.dims()[0],
             Targets::Values(targets) => targets.dims()[0],
             Targets::Labels(targets) => targets.dims()[0],
+            Targets::Mixed { classes, .. } => classes.dims()[0],
         }
     }
 }
@@ -226,10 +257,20 @@ impl DeviceBatch {
                 pixels,
                 shape,
                 labels,
-            } => (
-                Input::Images(Tensor::from_data(TensorData::new(pixels, shape), device)),
-                Targets::Classes(ints(labels, [samples], device)),
-            ),
+                mixed,
+            } => {
+                let classes = ints(labels, [samples], device);
+                let targets = match mixed {
+                    Some(mixed) => Targets::Mixed {
+                        classes,
+                        partners: Box::new(ints(mixed.partners, [samples], device)),
+                        weight: mixed.weight,
+                    },
+                    None => Targets::Classes(classes),
+                };
+                let images = Tensor::from_data(TensorData::new(pixels, shape), device);
+                (Input::Images(images), targets)
+            }
             HostBatch::Tokens {
                 ids,
                 shape,

@@ -278,6 +278,7 @@ mod tests {
                 pixels: vec![0.0; indices.len()],
                 shape: [indices.len(), 1, 1, 1],
                 labels: indices.iter().map(|&i| i64::from(i)).collect(),
+                mixed: None,
             }
         }
 

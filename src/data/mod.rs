@@ -168,6 +168,8 @@ pub enum HostBatch {
         pixels: Vec<f32>,
         shape: [usize; 4],
         labels: Vec<i64>,
+        /// A training batch mixed with mixup or CutMix: each image's partner and λ.
+        mixed: Option<MixedLabels>,
     },
     /// Token ids `[batch, length]`, padded after each sequence's `lengths[i]` real tokens,
     /// and their classes.
@@ -192,6 +194,14 @@ pub enum HostBatch {
         categorical_width: usize,
         targets: RowTargets,
     },
+}
+
+/// The labels of a batch mixed with itself (`image::mix`): each row's partner class, and the
+/// share λ of each image that is its own.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MixedLabels {
+    pub partners: Vec<i64>,
+    pub weight: f32,
 }
 
 /// What table rows are scored against.

@@ -153,6 +153,15 @@ pub enum Scored {
         logits: Tensor<2>,
         targets: Tensor<2, Int>,
     },
+    /// Class scores of a mixed batch (mixup, CutMix): each row's own class, its partner's,
+    /// and the share of each input that is its own. Scored by the loss as such, by the
+    /// metrics against the own classes.
+    Mixed {
+        logits: Tensor<2>,
+        targets: Tensor<1, Int>,
+        partners: Box<Tensor<1, Int>>,
+        weight: f32,
+    },
     /// Nothing beyond the loss.
     Loss,
 }
@@ -163,6 +172,7 @@ impl Scored {
             Scored::Classes { .. } => "class scores",
             Scored::Values { .. } => "values",
             Scored::Labels { .. } => "label scores",
+            Scored::Mixed { .. } => "mixed class scores",
             Scored::Loss => "a loss alone",
         }
     }
@@ -180,6 +190,17 @@ impl Scored {
             Scored::Labels { logits, targets } => Scored::Labels {
                 logits: logits.cast(FloatDType::F32),
                 targets,
+            },
+            Scored::Mixed {
+                logits,
+                targets,
+                partners,
+                weight,
+            } => Scored::Mixed {
+                logits: logits.cast(FloatDType::F32),
+                targets,
+                partners,
+                weight,
             },
             Scored::Loss => Scored::Loss,
         }
@@ -285,6 +306,28 @@ impl Task {
     /// model that builds its output this way from the batch the data gave never meets it.
     pub fn output(&self, scored: Scored) -> Output {
         let scored = scored.in_f32();
+        if let (
+            TaskSpec::Classification { .. },
+            Scored::Mixed {
+                logits,
+                targets,
+                partners,
+                weight,
+            },
+        ) = (&self.spec, &scored)
+        {
+            // Cross-entropy is linear in the target distribution: the mixed targets' loss is
+            // the weighted sum of both classes' (timm's SoftTargetCrossEntropy on mixed labels).
+            let smoothing = self.config.label_smoothing;
+            let own = classification::loss(logits.clone(), targets.clone(), smoothing);
+            let theirs = classification::loss(logits.clone(), (**partners).clone(), smoothing);
+            let loss = own * *weight + theirs * (1.0 - *weight);
+            let scored = Scored::Classes {
+                logits: logits.clone(),
+                targets: targets.clone(),
+            };
+            return Output { loss, scored };
+        }
         let loss = match (&self.spec, &scored) {
             (
                 TaskSpec::Classification { .. } | TaskSpec::LanguageModel { .. },
@@ -546,3 +589,44 @@ impl Meter {
 
 /// The sums kept as integer counts (the rest are float sums).
 const COUNTS: [&str; 3] = ["correct", "top_k_correct", "exact"];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A mixed batch's loss is the cross-entropy with the mixed (and smoothed) one-hot
+    /// targets, as timm's `SoftTargetCrossEntropy` on `mixup_target` computes it; its metrics
+    /// read the rows' own classes.
+    #[test]
+    fn mixed_targets_weigh_both_classes() {
+        let device = Device::flex();
+        let spec = TaskSpec::Classification {
+            classes: vec!["a".into(), "b".into(), "c".into()],
+        };
+        let config = TaskConfig {
+            label_smoothing: 0.1,
+            ..TaskConfig::default()
+        };
+        let task = Task::new(spec, config, None).unwrap();
+        let rows = [[2.0f32, 0.0, -1.0], [0.5, 1.5, 0.0]];
+        let output = task.output(Scored::Mixed {
+            logits: Tensor::<2>::from_floats(rows, &device),
+            targets: Tensor::<1, Int>::from_ints([0, 1], &device),
+            partners: Box::new(Tensor::<1, Int>::from_ints([1, 0], &device)),
+            weight: 0.7,
+        });
+        let got: f32 = output.loss.into_scalar();
+        let (own, partner) = ([0, 1], [1, 0]);
+        let mut want = 0.0;
+        for (row, logits) in rows.iter().enumerate() {
+            let log_z = logits.iter().map(|x| x.exp()).sum::<f32>().ln();
+            for (class, &logit) in logits.iter().enumerate() {
+                let one_hot = |c: usize| if c == class { 0.9 } else { 0.0 } + 0.1 / 3.0;
+                let target = 0.7 * one_hot(own[row]) + 0.3 * one_hot(partner[row]);
+                want -= target * (logit - log_z) / 2.0;
+            }
+        }
+        assert!((got - want).abs() < 1e-5, "{got} vs {want}");
+        assert!(matches!(output.scored, Scored::Classes { .. }));
+    }
+}

@@ -3,6 +3,7 @@
 mod colour;
 mod folder;
 pub(crate) mod idx;
+mod mix;
 mod parquet;
 mod photos;
 mod resample;
@@ -160,6 +161,7 @@ impl Samples for NormalizedImages {
                 .iter()
                 .map(|&i| i64::from(self.set.labels[i as usize]))
                 .collect(),
+            mixed: None,
         }
     }
 
@@ -420,6 +422,7 @@ mod tests {
             pixels,
             shape,
             labels,
+            ..
         } = Samples::batch(&data, &[1, 0])
         else {
             panic!("an image batch");

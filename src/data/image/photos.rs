@@ -12,6 +12,7 @@ use std::sync::Arc;
 use rand::Rng;
 
 use super::colour::Jitter;
+use super::mix::mix_batch;
 use super::transform::{Picture, Resize, random_resized_region};
 use super::{Normalization, folder, push_normalized};
 use crate::config::{AugmentConfig, DataConfig, ImageDataConfig};
@@ -186,18 +187,32 @@ impl Photos {
             let bytes = self.input_bytes(index, context);
             push_normalized(&mut pixels, &bytes, plane, &self.normalization);
         }
+        let shape = [
+            indices.len(),
+            self.input.channels,
+            self.input.height,
+            self.input.width,
+        ];
+        let labels: Vec<i64> = indices
+            .iter()
+            .map(|&i| i64::from(self.set.labels[i as usize]))
+            .collect();
+        let training = context.filter(|context| context.epoch.is_some());
+        let mixed = match (&self.augment, training) {
+            (Some(augment), Some(context)) => mix_batch(
+                &mut pixels,
+                shape,
+                &labels,
+                augment,
+                &mut context.batch_rng(indices),
+            ),
+            _ => None,
+        };
         HostBatch::Images {
             pixels,
-            shape: [
-                indices.len(),
-                self.input.channels,
-                self.input.height,
-                self.input.width,
-            ],
-            labels: indices
-                .iter()
-                .map(|&i| i64::from(self.set.labels[i as usize]))
-                .collect(),
+            shape,
+            labels,
+            mixed,
         }
     }
 }

@@ -184,6 +184,7 @@ impl Samples for ShardedImages {
                 .iter()
                 .map(|&i| i64::from(self.labels[i as usize]))
                 .collect(),
+            mixed: None,
         }
     }
 
