@@ -250,7 +250,10 @@ fn photo_data(dir: &Path) -> DataConfig {
             crop_pct: Some(0.875),
             ..ImageDataConfig::default()
         }),
-        augment: Some(Default::default()),
+        augment: Some(stoke::config::AugmentConfig {
+            auto_augment: Some(stoke::config::AutoAugmentKind::Rand),
+            ..Default::default()
+        }),
         workers: 1,
         ..DataConfig::default()
     }
@@ -364,6 +367,7 @@ saturation = 0.3
 hue = 0.1
 mixup_alpha = 0.2
 cutmix_alpha = 1.0
+auto_augment = "trivial"
 
 [model]
 kind = "timm-resnet"
@@ -611,6 +615,14 @@ fn bad_checkpoints_and_settings_are_refused_in_one_line() {
     // crop_pct out of range, and a grayscale run from an RGB network.
     refused(&config, &["data.image.crop_pct=1.5"], "data.image.crop_pct");
     refused(&config, &["data.augment.hue=0.7"], "data.augment.hue");
+    refused(
+        &config,
+        &[
+            "data.augment.auto_augment=\"rand\"",
+            "data.augment.rand_magnitude=31",
+        ],
+        "data.augment.rand_magnitude",
+    );
 
     // An image too small for the crop: named, with its size and what to do.
     let icon = data.join("stripes").join("icon.png");

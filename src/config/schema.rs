@@ -421,6 +421,53 @@ pub struct AugmentConfig {
     /// With both: the probability that a mixed batch uses CutMix rather than mixup.
     #[serde(skip_serializing_if = "is_half")]
     pub switch_prob: f64,
+    /// An automatic augmentation policy after the crop, flip and jitter: torchvision's
+    /// `"trivial"` (TrivialAugmentWide) or `"rand"` (RandAugment; off when left out).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auto_augment: Option<AutoAugmentKind>,
+    /// RandAugment: operations per sample (torchvision's `num_ops`).
+    #[serde(skip_serializing_if = "is_two")]
+    pub rand_ops: usize,
+    /// RandAugment: the strength of every operation, a bin from 0 to 30 (`magnitude`).
+    #[serde(skip_serializing_if = "is_nine")]
+    pub rand_magnitude: usize,
+}
+
+/// `data.augment.auto_augment`'s policies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AutoAugmentKind {
+    Trivial,
+    Rand,
+}
+
+/// An automatic augmentation policy with its settings, as the data workers apply it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AutoAugment {
+    /// One operation of fourteen, its strength drawn from 31 bins.
+    Trivial,
+    /// `ops` operations, each at strength bin `magnitude`.
+    Rand { ops: usize, magnitude: usize },
+}
+
+impl AugmentConfig {
+    pub fn auto_augment_policy(&self) -> Option<AutoAugment> {
+        self.auto_augment.map(|kind| match kind {
+            AutoAugmentKind::Trivial => AutoAugment::Trivial,
+            AutoAugmentKind::Rand => AutoAugment::Rand {
+                ops: self.rand_ops,
+                magnitude: self.rand_magnitude,
+            },
+        })
+    }
+}
+
+fn is_two(value: &usize) -> bool {
+    *value == 2
+}
+
+fn is_nine(value: &usize) -> bool {
+    *value == 9
 }
 
 fn is_one(value: &f64) -> bool {
@@ -445,6 +492,9 @@ impl Default for AugmentConfig {
             cutmix_alpha: 0.0,
             mix_prob: 1.0,
             switch_prob: 0.5,
+            auto_augment: None,
+            rand_ops: 2,
+            rand_magnitude: 9,
         }
     }
 }

@@ -374,6 +374,22 @@ fn validate_augment(augment: &AugmentConfig, check: &mut impl FnMut(bool, &str, 
             format!("is a probability, from 0 to 1; got {value}"),
         );
     }
+    check(
+        (1..=16).contains(&augment.rand_ops),
+        "data.augment.rand_ops",
+        format!(
+            "is how many RandAugment operations each sample goes through, from 1 to 16; got {}",
+            augment.rand_ops
+        ),
+    );
+    check(
+        augment.rand_magnitude <= 30,
+        "data.augment.rand_magnitude",
+        format!(
+            "is RandAugment's strength, a bin from 0 to 30; got {}",
+            augment.rand_magnitude
+        ),
+    );
 }
 
 fn validate_tabular(table: Option<&TabularDataConfig>, check: &mut impl FnMut(bool, &str, String)) {

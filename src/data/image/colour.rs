@@ -1,7 +1,7 @@
 //! Colour jitter on pictures, as torchvision's `ColorJitter` does it on Pillow images:
-//! brightness, contrast and saturation as blends (with black, the mean gray, the picture's
-//! own grays) and hue as a shift of Pillow's 8-bit HSV hue, in a random order, each rounded
-//! and clipped as Pillow does. The HSV conversions are ports of Pillow's `Convert.c`, so a
+//! brightness, contrast and saturation as Pillow's blends (with black, the mean gray, the
+//! picture's own grays: `pillow_ops.rs`) and hue as a shift of Pillow's 8-bit HSV hue, in a
+//! random order, each truncated and clipped as Pillow does. The HSV conversions are ports of Pillow's `Convert.c`, so a
 //! hue-shifted picture has the bytes Pillow gives.
 
 use rand::Rng;
@@ -49,17 +49,17 @@ impl Picture {
                     let Some(factor) = factors[step] else {
                         continue;
                     };
-                    let grays = self.grays();
                     match step {
-                        0 => self.blend_with(|_| 0.0, factor),
+                        0 => self.blend_from(|_| 0, factor),
                         1 => {
-                            let mean = (grays.iter().map(|&g| f64::from(g)).sum::<f64>()
-                                / grays.len().max(1) as f64
-                                + 0.5)
-                                .floor();
-                            self.blend_with(|_| mean, factor)
+                            let mean = self.mean_gray();
+                            self.blend_from(|_| mean, factor)
                         }
-                        _ => self.blend_with(|pixel| f64::from(grays[pixel]), factor),
+                        _ => {
+                            let grays = self.grays();
+                            let channels = self.channels;
+                            self.blend_from(|i| grays[i / channels], factor)
+                        }
                     }
                 }
             }
@@ -81,7 +81,7 @@ impl Picture {
     }
 
     /// Each pixel's gray level (ITU-R 601-2 luma, Pillow's `convert("L")`).
-    fn grays(&self) -> Vec<u8> {
+    pub(super) fn grays(&self) -> Vec<u8> {
         match self.channels {
             3 => self
                 .pixels
@@ -98,15 +98,11 @@ impl Picture {
         }
     }
 
-    /// `other + factor × (self − other)` per value, `other` given per pixel (Pillow's blend).
-    fn blend_with(&mut self, other: impl Fn(usize) -> f64, factor: f64) {
-        let channels = self.channels;
-        for (i, value) in self.pixels.iter_mut().enumerate() {
-            let base = other(i / channels);
-            *value = (base + factor * (f64::from(*value) - base))
-                .round()
-                .clamp(0.0, 255.0) as u8;
-        }
+    /// The mean gray level rounded as `ImageEnhance.Contrast` takes it (`int(mean + 0.5)`).
+    pub(super) fn mean_gray(&self) -> u8 {
+        let grays = self.grays();
+        let sum: f64 = grays.iter().map(|&g| f64::from(g)).sum();
+        (sum / grays.len().max(1) as f64 + 0.5).floor() as u8
     }
 }
 

@@ -1,11 +1,13 @@
 //! Labelled image sets held in memory as bytes: MNIST-style IDX files and image folders.
 
+mod auto_augment;
 mod colour;
 mod folder;
 pub(crate) mod idx;
 mod mix;
 mod parquet;
 mod photos;
+mod pillow_ops;
 mod resample;
 pub mod transform;
 

@@ -174,6 +174,9 @@ impl Photos {
                 if !jitter.is_off() {
                     crop.jitter_colour(jitter, &mut rng);
                 }
+                if let Some(policy) = augment.auto_augment_policy() {
+                    crop.auto_augment(policy, &mut rng);
+                }
                 crop.planes()
             }
             _ => picture.crop(picture.centre(width, height)).planes(),
