@@ -267,6 +267,91 @@ fn pixels(batch: stoke::data::AnyBatch) -> Vec<f32> {
     }
 }
 
+/// The same photos from an image folder, from a Parquet file of their encoded bytes, and
+/// from a cache spilled to disk by a tiny `data.memory_budget`: the same pixels, in
+/// evaluation and in augmented training batches.
+#[test]
+fn photos_from_parquet_and_from_a_disk_cache_have_the_folders_pixels() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("folder");
+    common::write_photo_folder(&folder, 5);
+    let mut images = Vec::new();
+    let mut labels = Vec::new();
+    for class in ["bars", "stripes"] {
+        let mut files: Vec<PathBuf> = fs::read_dir(folder.join(class))
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .collect();
+        files.sort();
+        for file in files {
+            images.push(fs::read(file).unwrap());
+            labels.push(class);
+        }
+    }
+    let parquet_file = dir.path().join("photos.parquet");
+    let batch = arrow_array::RecordBatch::try_from_iter([
+        (
+            "image",
+            std::sync::Arc::new(arrow_array::BinaryArray::from_iter_values(&images))
+                as arrow_array::ArrayRef,
+        ),
+        (
+            "label",
+            std::sync::Arc::new(arrow_array::StringArray::from(labels)) as arrow_array::ArrayRef,
+        ),
+    ])
+    .unwrap();
+    let mut writer = parquet::arrow::ArrowWriter::try_new(
+        fs::File::create(&parquet_file).unwrap(),
+        batch.schema(),
+        None,
+    )
+    .unwrap();
+    writer.write(&batch).unwrap();
+    writer.close().unwrap();
+
+    let in_memory = photo_data(&folder);
+    let on_disk = DataConfig {
+        memory_budget: Some("4 KiB".into()),
+        ..photo_data(&folder)
+    };
+    let from_parquet = DataConfig {
+        dataset: DatasetKind::ImageParquet,
+        path: parquet_file.clone(),
+        ..photo_data(&folder)
+    };
+    let context = |epoch| BatchContext {
+        device: Device::flex(),
+        seed: 3,
+        epoch,
+    };
+    let load = |config: &DataConfig| stoke::data::load_splits(config, 3, None).unwrap();
+    let reference = load(&in_memory);
+    let views = |splits: &stoke::data::Splits| {
+        let indices: Vec<u32> = (0..10).collect();
+        [None, Some(0), Some(1)]
+            .map(|epoch| pixels(splits.train.data.batch(&indices, &context(epoch))))
+    };
+    let expected = views(&reference);
+    assert_ne!(expected[1], expected[2], "epochs augment differently");
+    for (name, config) in [("disk cache", &on_disk), ("parquet", &from_parquet)] {
+        let splits = load(config);
+        assert_eq!(splits.train.indices, reference.train.indices, "{name}");
+        assert!(views(&splits) == expected, "{name}: other pixels");
+    }
+    let disk = load(&on_disk);
+    assert!(
+        disk.train.data.resident_bytes() * 10 < reference.train.data.resident_bytes(),
+        "the disk cache keeps {} bytes in memory, the in-memory one {}",
+        disk.train.data.resident_bytes(),
+        reference.train.data.resident_bytes()
+    );
+    // A Parquet sample names its file and row.
+    let example = load(&from_parquet).train.data.example(7).unwrap();
+    assert_eq!(example.file.as_deref(), Some(parquet_file.as_path()));
+    assert_eq!(example.line, Some(8));
+}
+
 #[test]
 fn augmentation_is_drawn_from_seed_epoch_and_index() {
     let dir = tempfile::tempdir().unwrap();

@@ -74,10 +74,13 @@ pub fn validate(config: &ExperimentConfig) -> Problems {
     }
     if let Some(augment) = &data.augment {
         check(
-            data.dataset == DatasetKind::ImageFolder,
+            matches!(
+                data.dataset,
+                DatasetKind::ImageFolder | DatasetKind::ImageParquet
+            ),
             "data.augment",
             format!(
-                "applies to dataset = \"image-folder\", not \"{}\"",
+                "applies to dataset = \"image-folder\" or \"image-parquet\", not \"{}\"",
                 data.dataset.name()
             ),
         );
@@ -296,9 +299,15 @@ fn validate_image(
             ),
         );
         check(
-            *dataset == DatasetKind::ImageFolder,
+            matches!(
+                dataset,
+                DatasetKind::ImageFolder | DatasetKind::ImageParquet
+            ),
             "data.image.crop_pct",
-            format!("applies to image-folder data, not {}", dataset.name()),
+            format!(
+                "applies to image-folder and image-parquet data, not {}",
+                dataset.name()
+            ),
         );
     }
     check(

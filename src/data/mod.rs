@@ -14,7 +14,7 @@ mod custom;
 mod image;
 pub mod inspect;
 mod loader;
-mod parquet;
+pub(crate) mod parquet;
 pub mod preview;
 mod shape;
 pub mod shards;

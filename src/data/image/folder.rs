@@ -203,25 +203,7 @@ pub(super) fn decode_all<T: Send>(
     skipped: &mut Skipped,
     decode: impl Fn(&Path) -> Result<T, DataError> + Sync,
 ) -> Result<Decoded<T>, DataError> {
-    let threads = config.workers.max(1);
-    let chunk = files.len().div_ceil(threads).max(1);
-    let decode = &decode;
-    let decoded: Vec<Result<T, DataError>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = files
-            .chunks(chunk)
-            .map(|part| {
-                scope.spawn(move || {
-                    part.iter()
-                        .map(|(path, _)| decode(path))
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|handle| handle.join().expect("image decoding thread panicked"))
-            .collect()
-    });
+    let decoded = parallel_map(files, config.workers, |(path, _)| decode(path));
     let mut images = Vec::with_capacity(files.len());
     let mut labels = Vec::with_capacity(files.len());
     let mut paths = Vec::with_capacity(files.len());
@@ -237,6 +219,26 @@ pub(super) fn decode_all<T: Send>(
         }
     }
     Ok((images, labels, paths))
+}
+
+/// `work` on each of `items`, on `threads` threads (at least one), results in order.
+pub(super) fn parallel_map<I: Sync, T: Send>(
+    items: &[I],
+    threads: usize,
+    work: impl Fn(&I) -> T + Sync,
+) -> Vec<T> {
+    let chunk = items.len().div_ceil(threads.max(1)).max(1);
+    let work = &work;
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = items
+            .chunks(chunk)
+            .map(|part| scope.spawn(move || part.iter().map(work).collect::<Vec<_>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|handle| handle.join().expect("image decoding thread panicked"))
+            .collect()
+    })
 }
 
 /// An image file decoded, whatever its format (PNG, JPEG).

@@ -1,6 +1,7 @@
 //! Labelled image sets held in memory as bytes: MNIST-style IDX files and image folders.
 
 mod auto_augment;
+mod cache;
 mod colour;
 mod folder;
 pub(crate) mod idx;

@@ -10,8 +10,8 @@ use crate::config::{DataConfig, ImageDataConfig};
 use crate::data::ImageShape;
 use crate::data::{DataError, Skipped, classes_of, parquet};
 
-const IMAGE_COLUMNS: [&str; 2] = ["image", "img"];
-const LABEL_COLUMN: &str = "label";
+pub(super) const IMAGE_COLUMNS: [&str; 2] = ["image", "img"];
+pub(super) const LABEL_COLUMN: &str = "label";
 
 pub fn load(config: &DataConfig, image: &ImageDataConfig) -> Result<ImageSets, DataError> {
     let (train_file, test_file) = files(&config.path)?;
@@ -67,7 +67,7 @@ pub fn load(config: &DataConfig, image: &ImageDataConfig) -> Result<ImageSets, D
 }
 
 /// `train.parquet` and `test.parquet` of a directory, or one file.
-fn files(path: &Path) -> Result<(PathBuf, Option<PathBuf>), DataError> {
+pub(super) fn files(path: &Path) -> Result<(PathBuf, Option<PathBuf>), DataError> {
     if path.is_file() {
         return Ok((path.to_path_buf(), None));
     }
