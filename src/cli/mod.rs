@@ -128,6 +128,27 @@ enum Command {
         /// (needs a build with `--features distributed`).
         #[arg(long, value_name = "N")]
         nproc: Option<usize>,
+        /// Continual training: take each IDX shard renamed into DIR, score it, train on it
+        /// (with [follow.replay]) and gate the candidate ([follow.gate]), checkpointing
+        /// after every shard.
+        #[arg(long, value_name = "DIR")]
+        follow: Option<PathBuf>,
+        /// With --follow: write each candidate the gate passes as the next version vNNNN/ of
+        /// this models directory and point its `current` link at it.
+        #[arg(long, value_name = "DIR", requires = "follow")]
+        promote: Option<PathBuf>,
+        /// With --promote: the `stoke serve` to reload after a promotion (http://HOST:PORT).
+        #[arg(long, value_name = "URL", requires = "promote")]
+        serve_url: Option<String>,
+    },
+    /// Point a models directory's `current` link one version back (and have a server reload).
+    Promote {
+        /// The models directory `stoke train --follow --promote` writes.
+        #[arg(long, value_name = "DIR")]
+        rollback: PathBuf,
+        /// The `stoke serve` to reload (http://HOST:PORT).
+        #[arg(long, value_name = "URL")]
+        serve_url: Option<String>,
     },
     /// List the compute backends this machine offers and the one `auto` picks.
     Devices {
@@ -415,7 +436,15 @@ pub fn run(cli: Arguments) -> Result<u8, Error> {
             overrides,
             run_dir,
             nproc,
+            follow,
+            promote,
+            serve_url,
         } => {
+            let follow = follow.map(|dir| train::follow::FollowOptions {
+                dir,
+                promote,
+                serve_url,
+            });
             if let Some(nproc) = nproc {
                 if world.is_distributed() {
                     return Err(Error::Usage(
@@ -430,11 +459,18 @@ pub fn run(cli: Arguments) -> Result<u8, Error> {
                     let (run, saved) = RunDir::open(&run_path)?;
                     let requested = overrides.load(&run.config_path())?;
                     let selected = select_backend(&requested)?;
-                    train::resume(requested, &saved, selected, run, checkpoint)?
+                    train::resume(
+                        requested,
+                        &saved,
+                        selected,
+                        run,
+                        checkpoint,
+                        follow.as_ref(),
+                    )?
                 }
                 (Some(config), None) => {
                     let experiment = prepare(overrides.load_fresh(&config)?)?;
-                    train::train(experiment, &TrainOptions { run_dir })?
+                    train::train(experiment, &TrainOptions { run_dir, follow })?
                 }
                 (None, None) => unreachable!("clap requires a config or --resume"),
             };
@@ -456,6 +492,31 @@ pub fn run(cli: Arguments) -> Result<u8, Error> {
                     );
                 }
                 return Ok(130);
+            }
+            if let Outcome::Followed { run_dir, shards } = outcome {
+                eprintln!(
+                    "followed: {shards} shards taken in all; {} holds follow.jsonl and promotions.jsonl; continue with: stoke train --resume {} --follow DIR",
+                    run_dir.display(),
+                    run_dir.display()
+                );
+            }
+        }
+        Command::Promote {
+            rollback,
+            serve_url,
+        } => {
+            if !rollback.is_dir() {
+                return Err(Error::Usage(format!(
+                    "--rollback {}: no such models directory",
+                    rollback.display()
+                )));
+            }
+            let models = train::follow::promote::Models::open(&rollback)?;
+            let (from, to) = models.rollback()?;
+            println!("{}: current {from} -> {to}", rollback.display());
+            if let Some(url) = serve_url {
+                let answer = train::follow::promote::reload(&url).map_err(Error::Usage)?;
+                println!("reloaded: {answer}");
             }
         }
         Command::Devices { json } => devices(json),

@@ -28,6 +28,10 @@ const SAFE_TO_CHANGE: &[&str] = &[
     "log.",
     "eval.",
     "scheduler.min_lr",
+    "follow.poll_s",
+    "follow.idle_exit_s",
+    "follow.max_shards",
+    "follow.gate.",
 ];
 
 /// A key whose value differs between a run's config and the one asked for.

@@ -25,6 +25,76 @@ pub struct ExperimentConfig {
     /// its defaults, so that runs from before it existed keep their definition.
     #[serde(skip_serializing_if = "crate::task::TaskConfig::is_default")]
     pub task: crate::task::TaskConfig,
+    /// `stoke train --follow`: continual training on shards as they land in a directory.
+    /// Left out at its defaults, so runs from before it keep their definition.
+    #[serde(skip_serializing_if = "FollowConfig::is_default")]
+    pub follow: FollowConfig,
+}
+
+/// `[follow]`: how `stoke train --follow DIR` takes new shards, trains on them, and decides
+/// whether a candidate may replace the served model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FollowConfig {
+    /// Seconds between two looks at the directory.
+    pub poll_s: f64,
+    /// Stop after this many seconds without a new shard (0: follow until stopped).
+    pub idle_exit_s: f64,
+    /// Stop after this many shards taken in all (0: no limit).
+    pub max_shards: usize,
+    /// Passes over each new shard.
+    pub passes: usize,
+    pub replay: ReplayConfig,
+    pub gate: GateConfig,
+}
+
+impl Default for FollowConfig {
+    fn default() -> Self {
+        Self {
+            poll_s: 1.0,
+            idle_exit_s: 0.0,
+            max_shards: 0,
+            passes: 1,
+            replay: ReplayConfig::default(),
+            gate: GateConfig::default(),
+        }
+    }
+}
+
+impl FollowConfig {
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// `[follow.replay]`: a reservoir of past records mixed into every step against forgetting.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReplayConfig {
+    /// The share of each training batch drawn from the reservoir (0: no replay).
+    pub fraction: f64,
+    /// Records the reservoir keeps (a uniform sample of everything taken so far).
+    pub capacity: usize,
+}
+
+impl Default for ReplayConfig {
+    fn default() -> Self {
+        Self {
+            fraction: 0.0,
+            capacity: 10_000,
+        }
+    }
+}
+
+/// `[follow.gate]`: when a candidate may be promoted over the current model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct GateConfig {
+    /// The metric compared on the holdout (`accuracy`, `loss`, ...; default: the one
+    /// `checkpoint.monitor` watches).
+    pub metric: Option<String>,
+    /// How much worse than the current model's the candidate's metric may be.
+    pub tolerance: f64,
 }
 
 /// The evaluation report written into `<run>/report/` at the end of a run (and by `stoke

@@ -27,6 +27,7 @@ pub fn validate(config: &ExperimentConfig) -> Problems {
         format!("\"{name}\" must be letters, digits, '-', '_' or '.', not starting with '.'"),
     );
 
+    validate_follow(&config.follow, &mut check);
     let data = &config.data;
     check(
         (0.0..1.0).contains(&data.valid_fraction),
@@ -397,6 +398,51 @@ fn validate_augment(augment: &AugmentConfig, check: &mut impl FnMut(bool, &str, 
         format!(
             "is RandAugment's strength, a bin from 0 to 30; got {}",
             augment.rand_magnitude
+        ),
+    );
+}
+
+fn validate_follow(follow: &super::FollowConfig, check: &mut impl FnMut(bool, &str, String)) {
+    check(
+        follow.poll_s > 0.0 && follow.poll_s.is_finite(),
+        "follow.poll_s",
+        format!(
+            "is seconds between looks at the directory, above 0; got {}",
+            follow.poll_s
+        ),
+    );
+    check(
+        follow.idle_exit_s >= 0.0 && follow.idle_exit_s.is_finite(),
+        "follow.idle_exit_s",
+        format!(
+            "is seconds without a new shard before stopping (0: never); got {}",
+            follow.idle_exit_s
+        ),
+    );
+    check(
+        follow.passes >= 1,
+        "follow.passes",
+        "is how many passes each new shard gets, at least 1".into(),
+    );
+    check(
+        (0.0..1.0).contains(&follow.replay.fraction),
+        "follow.replay.fraction",
+        format!(
+            "is the share of each batch replayed, at least 0 and below 1; got {}",
+            follow.replay.fraction
+        ),
+    );
+    check(
+        follow.replay.capacity >= 1,
+        "follow.replay.capacity",
+        "is how many past records the reservoir keeps, at least 1".into(),
+    );
+    check(
+        follow.gate.tolerance >= 0.0 && follow.gate.tolerance.is_finite(),
+        "follow.gate.tolerance",
+        format!(
+            "is how much worse a candidate may be, at least 0; got {}",
+            follow.gate.tolerance
         ),
     );
 }

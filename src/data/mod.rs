@@ -11,7 +11,7 @@
 
 mod batch;
 mod custom;
-mod image;
+pub(crate) mod image;
 pub mod inspect;
 mod loader;
 pub(crate) mod parquet;

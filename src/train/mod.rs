@@ -7,6 +7,7 @@ pub mod checkpoint;
 mod eval;
 mod fault;
 mod finetune;
+pub mod follow;
 mod interrupt;
 mod lr_find;
 mod measure;

@@ -10,6 +10,7 @@ use sha2::{Digest, Sha256};
 
 use super::Experiment;
 use super::checkpoint::{self, CheckpointChoice};
+use super::follow::FollowOptions;
 use super::metrics::MetricsLog;
 use super::optim::{build_optimizer, build_scheduler};
 use super::progress::Progress;
@@ -26,6 +27,8 @@ use crate::distributed::{self, World};
 pub struct TrainOptions {
     /// Write the run here instead of a new directory under `run.runs_dir`.
     pub run_dir: Option<PathBuf>,
+    /// Follow a directory of shards instead of training on the config's data for epochs.
+    pub follow: Option<FollowOptions>,
 }
 
 /// How a training session ended.
@@ -37,6 +40,11 @@ pub enum Outcome {
         checkpoint: String,
         run_dir: PathBuf,
     },
+    /// A followed directory stopped giving shards (`follow.idle_exit_s`, `follow.max_shards`).
+    Followed {
+        run_dir: PathBuf,
+        shards: usize,
+    },
 }
 
 /// Trains the experiment from scratch.
@@ -44,6 +52,9 @@ pub fn train(experiment: Experiment, options: &TrainOptions) -> Result<Outcome, 
     let world = distributed::world();
     check_world_fits(world, &experiment)?;
     ranks::check_same_experiment(world, &experiment)?;
+    if let Some(follow) = &options.follow {
+        check_follow(world, &experiment, follow)?;
+    }
     // Built before the run directory, so a model that cannot be built leaves nothing behind.
     let parts = Parts::fresh(&experiment)?;
     // Rank 0 alone writes the run directory; the others learn where it is.
@@ -63,7 +74,26 @@ pub fn train(experiment: Experiment, options: &TrainOptions) -> Result<Outcome, 
         false => MetricsLog::counting(&run.metrics_path(), 0),
     };
     let started = format!("run directory: {}", run.path.display());
-    start(experiment, run, log, parts, &started)
+    start(
+        experiment,
+        run,
+        log,
+        parts,
+        &started,
+        options.follow.as_ref(),
+    )
+}
+
+/// Refuses `--follow` where it cannot run, before anything is written.
+fn check_follow(
+    world: &World,
+    experiment: &Experiment,
+    follow: &FollowOptions,
+) -> Result<(), Error> {
+    if world.is_distributed() {
+        return Err(Error::Usage("--follow runs on one process".into()));
+    }
+    super::follow::check(experiment, follow)
 }
 
 /// Refuses a world whose ranks cannot each take a share of one global step.
@@ -88,6 +118,7 @@ fn restart(
     saved: &ExperimentConfig,
     backend: SelectedBackend,
     run: RunDir,
+    follow: Option<&FollowOptions>,
 ) -> Result<Outcome, Error> {
     // Nothing was trained yet, but the run is still the one its config.toml describes.
     let changes = config::changes_from(&config::fixed_keys(saved), &config);
@@ -116,7 +147,7 @@ fn restart(
         "{} has no checkpoint yet: starting it again from step 0 (its {dropped} metric records are replaced)",
         run.path.display(),
     );
-    start(experiment, run, log, parts, &started)
+    start(experiment, run, log, parts, &started, follow)
 }
 
 /// Runs the loop from step 0 in `run`, saying `started`.
@@ -126,6 +157,7 @@ fn start(
     log: MetricsLog,
     parts: Parts,
     started: &str,
+    follow: Option<&FollowOptions>,
 ) -> Result<Outcome, Error> {
     let world = distributed::world();
     if world.is_root() {
@@ -136,7 +168,10 @@ fn start(
     }
     let progress = progress_for(&experiment.config, world);
     progress.say(started);
-    Trainer::new(experiment, run, log, progress, parts).run()
+    match follow {
+        Some(follow) => super::follow::run(experiment, follow, run, log, progress, parts),
+        None => Trainer::new(experiment, run, log, progress, parts).run(),
+    }
 }
 
 /// Progress shown by rank 0 only.
@@ -165,10 +200,11 @@ pub fn resume(
     backend: SelectedBackend,
     run: RunDir,
     choice: Option<CheckpointChoice>,
+    follow: Option<&FollowOptions>,
 ) -> Result<Outcome, Error> {
     let checkpoints = run.checkpoints();
     if choice.is_none() && checkpoints.list().is_empty() {
-        return restart(config, saved, backend, run);
+        return restart(config, saved, backend, run, follow);
     }
     let world = distributed::world();
     let progress = progress_for(&config, world);
@@ -235,6 +271,16 @@ pub fn resume(
     let experiment = Experiment::prepare(config, backend, checkpoint.tokenizer()?)?;
     check_world_fits(world, &experiment)?;
     ranks::check_same_experiment(world, &experiment)?;
+    match follow {
+        Some(follow) => check_follow(world, &experiment, follow)?,
+        None if state.follow.is_some() => {
+            return Err(Error::Usage(format!(
+                "{} follows a directory of shards: resume it with --follow DIR",
+                run.path.display()
+            )));
+        }
+        None => {}
+    }
     let config = &experiment.config;
 
     let device = experiment.backend.device.clone().autodiff();
@@ -295,5 +341,8 @@ pub fn resume(
         scheduler,
         state,
     };
-    Trainer::new(experiment, run, log, progress, parts).run()
+    match follow {
+        Some(follow) => super::follow::run(experiment, follow, run, log, progress, parts),
+        None => Trainer::new(experiment, run, log, progress, parts).run(),
+    }
 }

@@ -54,6 +54,9 @@ pub struct TrainingState {
     /// then their total), so that every rank of a resumed run continues its own sums.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rank_intervals: Vec<IntervalSums>,
+    /// A run following a directory (`--follow`): its ledger, reservoir and decisions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub follow: Option<super::follow::state::FollowState>,
 }
 
 fn one() -> usize {

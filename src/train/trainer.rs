@@ -68,6 +68,31 @@ fn own_interval(state: &TrainingState, world: &World) -> IntervalSums {
     }
 }
 
+/// Runs `body` with the run's `status.json` saying it is running, then how it ended.
+pub(super) fn with_status(
+    run: &RunDir,
+    writes: bool,
+    body: impl FnOnce() -> Result<Outcome, Error>,
+) -> Result<Outcome, Error> {
+    if writes {
+        RunStatus::running().write(run)?;
+    }
+    let outcome = body();
+    if !writes {
+        return outcome;
+    }
+    let status = match &outcome {
+        Ok(Outcome::Finished(_) | Outcome::Followed { .. }) => {
+            RunStatus::ended(RunState::Finished, None)
+        }
+        Ok(Outcome::Interrupted { .. }) => RunStatus::ended(RunState::Interrupted, None),
+        Err(err) => RunStatus::ended(RunState::Failed, Some(err.to_string())),
+    };
+    // The outcome matters more than the status line: report it even if this write fails.
+    let _ = status.write(run);
+    outcome
+}
+
 /// What the loop starts from.
 pub(super) struct Parts {
     pub(super) device: Device,
@@ -204,21 +229,7 @@ impl Trainer {
     pub(super) fn run(self) -> Result<Outcome, Error> {
         let run = self.run.clone();
         let writes = self.world.is_root();
-        if writes {
-            RunStatus::running().write(&run)?;
-        }
-        let outcome = self.run_loop();
-        if !writes {
-            return outcome;
-        }
-        let status = match &outcome {
-            Ok(Outcome::Finished(_)) => RunStatus::ended(RunState::Finished, None),
-            Ok(Outcome::Interrupted { .. }) => RunStatus::ended(RunState::Interrupted, None),
-            Err(err) => RunStatus::ended(RunState::Failed, Some(err.to_string())),
-        };
-        // The outcome matters more than the status line: report it even if this write fails.
-        let _ = status.write(&run);
-        outcome
+        with_status(&run, writes, || self.run_loop())
     }
 
     fn run_loop(mut self) -> Result<Outcome, Error> {

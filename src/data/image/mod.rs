@@ -24,6 +24,7 @@ use crate::data::ImageShape;
 pub use transform::Resize;
 
 /// Images as channel-major bytes (`len × channels × height × width`) with their labels.
+#[derive(Clone)]
 pub struct ImageSet {
     pub shape: ImageShape,
     pub pixels: Vec<u8>,

@@ -1,0 +1,501 @@
+//! `stoke train --follow DIR`: continual training on data as it lands. Each new shard (an IDX
+//! pair renamed into `DIR`, `incoming.rs`) is taken in name order and goes through one round:
+//! the current model scores it before seeing it (the honest measure of how it does on fresh
+//! data), trains on it for `follow.passes` passes with a share of every batch replayed from a
+//! reservoir of earlier records (`state.rs`), is evaluated on the run's fixed holdout (its
+//! validation split, else its test split), and the gate compares that with the figure of the
+//! version now promoted (`follow.gate`, TFX's blessing). Every round ends in a checkpoint
+//! whose state holds the ledger of shards taken, the reservoir and each decision, so a run
+//! killed at any moment resumes (`--resume RUN --follow DIR`) without taking a shard twice or
+//! skipping one and reaches the weights the uninterrupted run reaches. With `--promote
+//! MODELS`, a blessed candidate becomes the next version there (`promote.rs`) and
+//! `--serve-url` has the server reload it. `follow.jsonl` and `promotions.jsonl` in the run
+//! directory are rewritten from that state after every round.
+
+mod gate;
+mod incoming;
+pub mod promote;
+pub mod state;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use self::incoming::Shard;
+use self::promote::Models;
+use self::state::{FollowState, LedgerEntry, Promoted, RoundRecord};
+use super::checkpoint::{Checkpoints, Snapshot};
+use super::measure::{Measured, RunningMetrics};
+use super::metrics::{MetricRecord, MetricsLog, SplitName};
+use super::progress::Progress;
+use super::run_dir::RunDir;
+use super::session::Outcome;
+use super::step::{StepShare, Stepper, evaluate, predictions};
+use super::trainer::{Parts, seed_step, with_status};
+use super::{Experiment, interrupt};
+use crate::config::{MonitorMode, SchedulerConfig};
+use crate::data::image::{ImageSet, Origins, normalized};
+use crate::data::{DataSpec, Normalization, Split};
+use crate::files::write_atomic;
+use crate::{Error, config};
+
+/// Where `--follow` reads and where it promotes to.
+#[derive(Debug, Clone)]
+pub struct FollowOptions {
+    pub dir: PathBuf,
+    pub promote: Option<PathBuf>,
+    pub serve_url: Option<String>,
+}
+
+/// Refuses what following cannot do, before a run directory is made.
+pub fn check(experiment: &Experiment, options: &FollowOptions) -> Result<(), Error> {
+    if !options.dir.is_dir() {
+        return Err(Error::Usage(format!(
+            "--follow {}: no such directory (make it, and rename shards into it as they are written)",
+            options.dir.display()
+        )));
+    }
+    std::fs::read_dir(&options.dir).map_err(|source| Error::io(&options.dir, source))?;
+    match &experiment.splits.spec {
+        DataSpec::ImageClassification {
+            input,
+            resize: None,
+            ..
+        } if input.channels == 1 => {}
+        spec => {
+            return Err(Error::Usage(format!(
+                "--follow takes IDX image shards (grayscale, one size), as image-shards, mnist and fashion-mnist data are; this run's data is {}",
+                spec.describe()
+            )));
+        }
+    }
+    if let SchedulerConfig::Cosine(_) = experiment.config.scheduler {
+        return Err(Error::Usage(
+            "scheduler.kind = \"cosine\" needs the run's length, which --follow does not know; use \"constant\" or \"step\"".into(),
+        ));
+    }
+    if let Some(models) = &options.promote {
+        Models::open(models)?;
+    }
+    if let Some(url) = &options.serve_url
+        && !url.starts_with("http://")
+    {
+        return Err(Error::Usage(format!(
+            "--serve-url {url}: expected http://HOST:PORT"
+        )));
+    }
+    Ok(())
+}
+
+struct Follower {
+    experiment: Experiment,
+    options: FollowOptions,
+    parts: Parts,
+    stepper: Stepper,
+    run: RunDir,
+    checkpoints: Checkpoints,
+    log: MetricsLog,
+    progress: Progress,
+    follow: FollowState,
+    models: Option<Models>,
+    normalization: Normalization,
+    holdout: Split,
+    gate: (String, MonitorMode),
+    started: Instant,
+}
+
+/// Follows `options.dir` from `parts` (fresh, or a checkpoint's) in `run`.
+pub(super) fn run(
+    experiment: Experiment,
+    options: &FollowOptions,
+    run: RunDir,
+    log: MetricsLog,
+    progress: Progress,
+    mut parts: Parts,
+) -> Result<Outcome, Error> {
+    check(&experiment, options)?;
+    let DataSpec::ImageClassification { normalization, .. } = &experiment.splits.spec else {
+        unreachable!("checked above");
+    };
+    let normalization = normalization.clone();
+    let holdout = match experiment.splits.valid.len() {
+        0 => experiment.splits.test.clone(),
+        _ => experiment.splits.valid.clone(),
+    };
+    let gate = match &experiment.config.follow.gate.metric {
+        Some(metric) => (metric.clone(), experiment.mode_of(metric)),
+        None => experiment.checkpoint_monitor(),
+    };
+    let follow = parts.state.follow.take().unwrap_or_default();
+    let mut stepper = Stepper::new(&experiment.config.train, &experiment.task);
+    stepper.resume_loss_scale(parts.state.loss_scale.clone());
+    let models = options.promote.as_deref().map(Models::open).transpose()?;
+    let mut follower = Follower {
+        checkpoints: run.checkpoints(),
+        options: options.clone(),
+        experiment,
+        parts,
+        stepper,
+        run,
+        log,
+        progress,
+        follow,
+        models,
+        normalization,
+        holdout,
+        gate,
+        started: Instant::now(),
+    };
+    follower.progress.say(&format!(
+        "following {} ({} shards taken so far); holdout: {} samples, gate on {}",
+        follower.options.dir.display(),
+        follower.follow.ledger.len(),
+        follower.holdout.len(),
+        follower.gate.0
+    ));
+    let run = follower.run.clone();
+    with_status(&run, true, || {
+        follower.repair_promotion()?;
+        follower.follow_loop()
+    })
+}
+
+impl Follower {
+    fn follow_loop(&mut self) -> Result<Outcome, Error> {
+        interrupt::install();
+        let config = self.experiment.config.follow.clone();
+        let mut idle_since = Instant::now();
+        loop {
+            if config.max_shards > 0 && self.follow.ledger.len() >= config.max_shards {
+                self.progress.say(&format!(
+                    "follow.max_shards = {} taken: stopping",
+                    config.max_shards
+                ));
+                break;
+            }
+            if interrupt::requested() {
+                return Ok(self.interrupted());
+            }
+            let next = self.next_shard()?;
+            let Some(shard) = next else {
+                if config.idle_exit_s > 0.0
+                    && idle_since.elapsed().as_secs_f64() >= config.idle_exit_s
+                {
+                    self.progress.say(&format!(
+                        "no new shard for {} s (follow.idle_exit_s): stopping",
+                        config.idle_exit_s
+                    ));
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_secs_f64(config.poll_s.min(0.5)));
+                continue;
+            };
+            if !self.round(shard)? {
+                return Ok(self.interrupted());
+            }
+            idle_since = Instant::now();
+        }
+        Ok(Outcome::Followed {
+            run_dir: self.run.path.clone(),
+            shards: self.follow.ledger.len(),
+        })
+    }
+
+    /// Stopped by Ctrl-C or SIGTERM: the last checkpoint (the last round's) is where a resume
+    /// continues.
+    fn interrupted(&self) -> Outcome {
+        let checkpoint = self
+            .checkpoints
+            .list()
+            .last()
+            .cloned()
+            .unwrap_or_else(|| "none yet".into());
+        Outcome::Interrupted {
+            checkpoint,
+            run_dir: self.run.path.clone(),
+        }
+    }
+
+    /// The first landed shard the ledger lacks, read; unreadable ones are rejected on the way.
+    fn next_shard(&mut self) -> Result<Option<Shard>, Error> {
+        let dir = self.options.dir.clone();
+        let DataSpec::ImageClassification { input, classes, .. } = &self.experiment.splits.spec
+        else {
+            unreachable!("checked when following began");
+        };
+        let (input, classes) = (*input, classes.len());
+        for name in incoming::landed(&dir)? {
+            let taken = self.follow.ledger.iter().find(|entry| entry.name == name);
+            let read = incoming::read(&dir, &name, input, classes);
+            let reason = match (taken, read) {
+                (None, Ok(shard)) => return Ok(Some(shard)),
+                (Some(entry), Ok(shard)) if entry.sha256 == shard.sha256 => continue,
+                (Some(entry), Ok(_)) => format!(
+                    "a shard named {name} was taken before with SHA-256 {}; this one differs (give new data a new name)",
+                    entry.sha256
+                ),
+                (Some(_), Err(_)) => continue,
+                (None, Err(reason)) => reason,
+            };
+            let path = incoming::reject(&dir, &name, &reason)?;
+            self.progress.say(&format!(
+                "rejected shard {name}: {reason} ({})",
+                path.display()
+            ));
+        }
+        Ok(None)
+    }
+
+    /// Scores `shard`, trains on it with replay, evaluates the candidate, checkpoints, and
+    /// promotes it when the gate passes; `false` when the round was interrupted.
+    fn round(&mut self, shard: Shard) -> Result<bool, Error> {
+        let round = self.follow.ledger.len();
+        let seed =
+            self.experiment.config.run.seed ^ (round as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let records = shard.set.len();
+        let fresh = normalized(Arc::new(shard.set.clone()), &self.normalization);
+        let before = self.measure(&Split::new(fresh, (0..records as u32).collect()))?;
+        let Some(replayed) = self.train_on(&shard.set, round, seed)? else {
+            return Ok(false);
+        };
+        let holdout = self.measure(&self.holdout.clone())?;
+        self.follow.ledger.push(LedgerEntry {
+            name: shard.name.clone(),
+            bytes: shard.bytes,
+            sha256: shard.sha256.clone(),
+            records,
+        });
+        let capacity = self.experiment.config.follow.replay.capacity;
+        self.follow
+            .reservoir
+            .offer(&shard.name, records, capacity, seed);
+        let decision = self.decide(&holdout);
+        let step = self.parts.state.global_step;
+        let line = |split, measured: &Measured| {
+            MetricRecord::new(
+                split,
+                measured,
+                0.0,
+                (
+                    step,
+                    round + 1,
+                    self.parts.state.lr,
+                    self.started.elapsed().as_secs_f64(),
+                ),
+            )
+        };
+        self.log.append(&line(SplitName::Valid, &holdout))?;
+        self.progress.say(&format!(
+            "shard {} ({records} records): {} {:.4} before training on it; holdout {} {:.4}; {}",
+            shard.name,
+            self.gate.0,
+            before.get(&self.gate.0).unwrap_or(f64::NAN),
+            self.gate.0,
+            decision.candidate,
+            decision.reason
+        ));
+        if decision.promoted {
+            self.follow.promoted = Some(Promoted {
+                version: decision.version.clone().unwrap_or_default(),
+                holdout: holdout.clone(),
+                checkpoint: Checkpoints::name_for(step),
+            });
+        }
+        self.follow.rounds.push(RoundRecord {
+            shard: shard.name,
+            records,
+            step,
+            before,
+            holdout,
+            replayed,
+            weights_sha256: crate::model::hex(&self.parts.model.weights_digest()),
+            decision,
+        });
+        self.save()?;
+        self.repair_promotion()?;
+        Ok(true)
+    }
+
+    /// Trains on `set` for `follow.passes` passes; each batch takes `fraction` of its samples
+    /// from the reservoir. Returns how many replayed samples it used, or `None` when Ctrl-C
+    /// or SIGTERM stopped it (the round is taken again on resume, from the last checkpoint).
+    fn train_on(
+        &mut self,
+        set: &ImageSet,
+        round: usize,
+        seed: u64,
+    ) -> Result<Option<usize>, Error> {
+        let config = self.experiment.config.clone();
+        let batch_size = config.train.batch_size;
+        let replay = &self.follow.reservoir.items;
+        let take_replay = match replay.is_empty() {
+            true => 0,
+            false => ((batch_size as f64 * config.follow.replay.fraction).round() as usize)
+                .min(batch_size - 1),
+        };
+        let fresh_per_batch = batch_size - take_replay;
+        // The shard and the reservoir's records in one set: the shard first.
+        let mut combined = set.clone();
+        for (name, record) in replay {
+            let bytes = incoming::read_record(&self.options.dir, name, *record, set.shape)?;
+            combined.pixels.extend(bytes);
+            combined.labels.push(0);
+        }
+        self.relabel_replayed(&mut combined, set.len())?;
+        combined.origins = Origins::Unknown;
+        let data = normalized(Arc::new(combined), &self.normalization);
+        let device = self.parts.device.clone();
+        let context = self.experiment.batch_context(&device, Some(round));
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut metrics = RunningMetrics::new(&self.experiment.task);
+        let mut replayed = 0;
+        for _ in 0..config.follow.passes {
+            let mut order: Vec<u32> = (0..set.len() as u32).collect();
+            order.shuffle(&mut rng);
+            for chunk in order.chunks(fresh_per_batch) {
+                let mut indices = chunk.to_vec();
+                for _ in 0..take_replay {
+                    indices.push((set.len() + rng.random_range(0..replay.len())) as u32);
+                    replayed += 1;
+                }
+                let batch = data.batch(&indices, &context);
+                let passes = vec![batch];
+                let share = StepShare::alone(predictions(&passes));
+                seed_step(&device, config.run.seed, self.parts.state.global_step);
+                let lr = self.parts.scheduler.step();
+                self.parts.state.lr = lr.base();
+                self.parts.model.step(
+                    &mut self.stepper,
+                    &mut self.parts.optimizer,
+                    lr,
+                    passes,
+                    share,
+                    &mut metrics,
+                )?;
+                self.parts.state.global_step += 1;
+                super::fault::after_step(self.parts.state.global_step, 0);
+                if interrupt::requested() {
+                    return Ok(None);
+                }
+            }
+        }
+        if let Some(measured) = metrics.take() {
+            let step = self.parts.state.global_step;
+            let record = MetricRecord::new(
+                SplitName::Train,
+                &measured,
+                0.0,
+                (
+                    step,
+                    round + 1,
+                    self.parts.state.lr,
+                    self.started.elapsed().as_secs_f64(),
+                ),
+            );
+            self.log.append(&record)?;
+        }
+        Ok(Some(replayed))
+    }
+
+    /// The labels of the reservoir's records (kept in their shards' label files).
+    fn relabel_replayed(&self, combined: &mut ImageSet, first: usize) -> Result<(), Error> {
+        let mut labels_of: std::collections::HashMap<&str, Vec<u8>> = Default::default();
+        for (i, (name, record)) in self.follow.reservoir.items.iter().enumerate() {
+            if !labels_of.contains_key(name.as_str()) {
+                let [_, labels_path] = incoming::files(&self.options.dir, name);
+                let labels =
+                    crate::data::image::idx::read(&labels_path, 1, None).map_err(|err| {
+                        Error::Usage(format!(
+                            "replay needs the shards it took to stay in {}: {err}",
+                            self.options.dir.display()
+                        ))
+                    })?;
+                labels_of.insert(name, labels.bytes);
+            }
+            combined.labels[first + i] = u16::from(labels_of[name.as_str()][*record as usize]);
+        }
+        Ok(())
+    }
+
+    fn measure(&self, split: &Split) -> Result<Measured, Error> {
+        let config = &self.experiment.config;
+        let context = self.experiment.batch_context(&self.parts.device, None);
+        evaluate(
+            &*self.parts.model,
+            &self.experiment.task,
+            split,
+            config.train.eval_batch_size,
+            config.data.workers,
+            &context,
+            |_| {},
+        )
+    }
+
+    /// A checkpoint of the round just ended, then the run's follow files from the state.
+    fn save(&mut self) -> Result<(), Error> {
+        let config = &self.experiment.config;
+        self.log.sync()?;
+        self.parts.state.metrics_lines = self.log.lines();
+        self.parts.state.loss_scale = self.stepper.loss_scale().cloned();
+        self.parts.state.follow = Some(self.follow.clone());
+        self.parts.state.world_size = 1;
+        let snapshot = Snapshot {
+            model: &*self.parts.model,
+            optimizer: &self.parts.optimizer,
+            scheduler: &self.parts.scheduler,
+            state: &self.parts.state,
+            model_kind: config.model.kind(),
+            definition_hash: &config::definition_hash(config),
+            fixed_keys: &config::fixed_keys(config),
+            spec: &self.experiment.splits.spec,
+            tokenizer: None,
+        };
+        self.checkpoints.save(&snapshot)?;
+        self.parts.state.follow = None;
+        let keep: Vec<String> = self
+            .follow
+            .promoted
+            .iter()
+            .map(|p| p.checkpoint.clone())
+            .collect();
+        self.checkpoints
+            .prune(config.checkpoint.keep_last.max(1), &keep)?;
+        let rounds: String = self
+            .follow
+            .rounds
+            .iter()
+            .map(|r| serde_json::to_string(r).expect("rounds serialize") + "\n")
+            .collect();
+        write_atomic(&self.run.path.join("follow.jsonl"), rounds.as_bytes())?;
+        let decisions: String = self
+            .follow
+            .rounds
+            .iter()
+            .map(|r| {
+                serde_json::json!({"shard": r.shard, "step": r.step, "decision": r.decision})
+                    .to_string()
+                    + "\n"
+            })
+            .collect();
+        write_atomic(
+            &self.run.path.join("promotions.jsonl"),
+            decisions.as_bytes(),
+        )
+    }
+}
+
+fn append_line(path: &Path, line: &serde_json::Value) -> Result<(), Error> {
+    use std::io::Write;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|source| Error::io(path, source))?;
+    writeln!(file, "{line}")
+        .and_then(|()| file.sync_all())
+        .map_err(|source| Error::io(path, source))
+}

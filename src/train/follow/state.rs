@@ -1,0 +1,124 @@
+//! What following has done, kept in every checkpoint (`state.json`'s `follow`), so that a run
+//! killed at any moment resumes without taking a shard twice or skipping one: the ledger of
+//! shards taken, the replay reservoir, each round's figures and each gate decision.
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::train::measure::Measured;
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FollowState {
+    /// The shards taken, in the order they were trained on.
+    pub ledger: Vec<LedgerEntry>,
+    pub reservoir: Reservoir,
+    pub rounds: Vec<RoundRecord>,
+    /// The version now promoted and its holdout figures (the gate's reference).
+    pub promoted: Option<Promoted>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LedgerEntry {
+    pub name: String,
+    pub bytes: u64,
+    pub sha256: String,
+    pub records: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Promoted {
+    /// `vNNNN` in the models directory (empty without `--promote`).
+    pub version: String,
+    pub holdout: Measured,
+    /// The checkpoint it was exported from (kept by pruning).
+    pub checkpoint: String,
+}
+
+/// One shard's round: the model's figures on it before training on it (the honest measure
+/// of how it does on fresh data), the candidate's on the holdout after, and the gate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RoundRecord {
+    pub shard: String,
+    pub records: usize,
+    /// Global step when the round ended.
+    pub step: usize,
+    pub before: Measured,
+    pub holdout: Measured,
+    pub replayed: usize,
+    /// SHA-256 of the candidate's parameters (`crate::model::weights_digest`).
+    pub weights_sha256: String,
+    pub decision: Decision,
+}
+
+/// The gate's verdict on a round's candidate, with the figures it compared.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Decision {
+    pub metric: String,
+    pub candidate: f64,
+    /// The current version's figure (none before the first promotion).
+    pub current: Option<f64>,
+    pub tolerance: f64,
+    pub promoted: bool,
+    /// The version written, when promoted into a models directory.
+    pub version: Option<String>,
+    pub reason: String,
+}
+
+/// A uniform sample of the records taken so far (Vitter's algorithm R), as references to
+/// (shard, record); each round's draws come from (seed, round), so a resumed run keeps the
+/// same sample.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Reservoir {
+    /// Records offered so far.
+    pub seen: u64,
+    pub items: Vec<(String, u32)>,
+}
+
+impl Reservoir {
+    /// Offers shard `name`'s `records` records to a reservoir of `capacity`.
+    pub fn offer(&mut self, name: &str, records: usize, capacity: usize, seed: u64) {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        for record in 0..records as u32 {
+            if self.items.len() < capacity {
+                self.items.push((name.to_string(), record));
+            } else {
+                let slot = rng.random_range(0..=self.seen) as usize;
+                if slot < capacity {
+                    self.items[slot] = (name.to_string(), record);
+                }
+            }
+            self.seen += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_reservoir_is_a_uniform_sample_of_everything_offered() {
+        let mut reservoir = Reservoir::default();
+        for shard in 0..50 {
+            reservoir.offer(&format!("s{shard:02}"), 200, 1000, shard);
+        }
+        assert_eq!(reservoir.items.len(), 1000);
+        assert_eq!(reservoir.seen, 10_000);
+        // Each of the 50 shards holds about 1000 / 50 = 20 of the sample.
+        let early = reservoir
+            .items
+            .iter()
+            .filter(|(s, _)| s.as_str() < "s25")
+            .count();
+        assert!(
+            (400..600).contains(&early),
+            "{early} of 1000 from the first half"
+        );
+        let mut again = Reservoir::default();
+        for shard in 0..50 {
+            again.offer(&format!("s{shard:02}"), 200, 1000, shard);
+        }
+        assert_eq!(again, reservoir);
+    }
+}

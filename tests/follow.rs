@@ -1,0 +1,394 @@
+//! `stoke train --follow`: continual training on shards renamed into a directory, exact under
+//! kills, with its gate, its promotions and its refusals.
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{read_json, repo, stoke};
+use serde_json::Value;
+
+/// `stoke data synth` into `dir`: `records` training records in shards of 52.
+fn synth(dir: &Path, records: usize, seed: u64) {
+    stoke()
+        .args([
+            "data",
+            "synth",
+            "--records",
+            &records.to_string(),
+            "--test-records",
+            "20",
+        ])
+        .args([
+            "--shard-size",
+            "40KiB",
+            "--seed",
+            &seed.to_string(),
+            "--out",
+        ])
+        .arg(dir)
+        .assert()
+        .success();
+}
+
+/// Renames training shard `index` of `from` into `to` as shard `name`, labels file first
+/// (the images file's arrival completes the pair), each through a temporary name.
+fn drop_shard(from: &Path, index: usize, to: &Path, name: &str) {
+    for kind in ["labels-idx1", "images-idx3"] {
+        let source = from.join(format!("train-{index:05}-{kind}-ubyte"));
+        let temp = to.join(format!(".{name}-{kind}-ubyte.tmp"));
+        fs::copy(&source, &temp).unwrap();
+        fs::rename(&temp, to.join(format!("{name}-{kind}-ubyte"))).unwrap();
+    }
+}
+
+fn sets(base: &Path) -> Vec<String> {
+    [
+        "data.dataset=image-shards".to_string(),
+        format!("data.path={}", base.display()),
+        "data.valid_fraction=0.25".into(),
+        "data.workers=1".into(),
+        "model.hidden=[32]".into(),
+        "train.batch_size=16".into(),
+        "train.eval_batch_size=64".into(),
+        "follow.poll_s=0.1".into(),
+        "follow.idle_exit_s=1.5".into(),
+        "follow.replay.capacity=64".into(),
+        "follow.gate.tolerance=0.0".into(),
+    ]
+    .into()
+}
+
+fn spawn(args: &[&str], sets: &[String], fault: &str) -> Child {
+    let mut command = Command::new(assert_cmd::cargo::cargo_bin("stoke"));
+    command.current_dir(repo()).args(args);
+    for set in sets {
+        command.args(["--set", set]);
+    }
+    command
+        .env("STOKE_FAULT", fault)
+        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Lets `child` run for `delay`, then SIGKILLs it; `None` when it was killed.
+fn kill_after(mut child: Child, delay: Duration) -> Option<std::process::Output> {
+    let deadline = Instant::now() + delay;
+    while Instant::now() < deadline {
+        if child.try_wait().unwrap().is_some() {
+            return Some(child.wait_with_output().unwrap());
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    None
+}
+
+/// The last round's weights SHA-256 and the ledger's shard names, from the latest checkpoint.
+fn outcome(run: &Path) -> (String, Vec<String>) {
+    let latest = fs::read_to_string(run.join("checkpoints/latest")).unwrap();
+    let state = read_json(
+        &run.join("checkpoints")
+            .join(latest.trim())
+            .join("state.json"),
+    );
+    let follow = &state["follow"];
+    let weights = follow["rounds"].as_array().unwrap().last().unwrap()["weights_sha256"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let ledger = follow["ledger"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| entry["name"].as_str().unwrap().to_string())
+        .collect();
+    (weights, ledger)
+}
+
+fn incoming_with_three_shards(data: &Path, stream: &Path) -> PathBuf {
+    let incoming = data.join(format!(
+        "incoming-{}",
+        stream.file_name().unwrap().to_string_lossy()
+    ));
+    fs::create_dir_all(&incoming).unwrap();
+    for (index, name) in ["s0", "s1", "s2"].iter().enumerate() {
+        drop_shard(stream, index, &incoming, name);
+    }
+    // A shard still being written: ignored, never rejected.
+    fs::write(incoming.join(".s3-images-idx3-ubyte.tmp"), b"half").unwrap();
+    incoming
+}
+
+#[test]
+fn a_run_killed_at_any_moment_takes_each_shard_once_and_ends_with_the_same_weights() {
+    let data = tempfile::tempdir().unwrap();
+    let (base, stream) = (data.path().join("base"), data.path().join("stream"));
+    synth(&base, 200, 1);
+    synth(&stream, 160, 2);
+    let sets = sets(&base);
+    let config = "configs/follow-mnist.toml";
+
+    let reference = data.path().join("reference");
+    let incoming = incoming_with_three_shards(data.path(), &stream);
+    let follow = incoming.to_str().unwrap().to_string();
+    let done = kill_after(
+        spawn(
+            &[
+                "train",
+                config,
+                "--run-dir",
+                reference.to_str().unwrap(),
+                "--follow",
+                &follow,
+            ],
+            &sets,
+            "",
+        ),
+        Duration::from_secs(120),
+    )
+    .expect("the uninterrupted run ends on its own");
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    let expected = outcome(&reference);
+    assert_eq!(expected.1, ["s0", "s1", "s2"]);
+    assert!(incoming.join(".s3-images-idx3-ubyte.tmp").exists());
+    assert!(!incoming.join("rejected").exists(), "nothing rejected");
+
+    // The same, SIGKILLed at three seeded moments (steps slowed to land the kills mid-round)
+    // and resumed each time.
+    let killed = data.path().join("killed");
+    let incoming = incoming_with_three_shards(&data.path().join("again"), &stream);
+    let follow = incoming.to_str().unwrap().to_string();
+    let slow = "slow-steps:120";
+    let mut kills = 0;
+    for (attempt, delay_ms) in [450u64, 950, 1300, 60_000].into_iter().enumerate() {
+        let child = match attempt {
+            0 => spawn(
+                &[
+                    "train",
+                    config,
+                    "--run-dir",
+                    killed.to_str().unwrap(),
+                    "--follow",
+                    &follow,
+                ],
+                &sets,
+                slow,
+            ),
+            _ => spawn(
+                &[
+                    "train",
+                    "--resume",
+                    killed.to_str().unwrap(),
+                    "--follow",
+                    &follow,
+                ],
+                &[],
+                slow,
+            ),
+        };
+        match kill_after(child, Duration::from_millis(delay_ms)) {
+            None => {
+                kills += 1;
+                let latest =
+                    fs::read_to_string(killed.join("checkpoints/latest")).unwrap_or_default();
+                let rounds = fs::read_to_string(killed.join("follow.jsonl"))
+                    .map_or(0, |t| t.lines().count());
+                eprintln!(
+                    "kill {kills} after {delay_ms} ms: latest checkpoint {latest:?}, {rounds} rounds"
+                );
+            }
+            Some(output) => {
+                assert!(
+                    output.status.success(),
+                    "{}",
+                    String::from_utf8_lossy(&output.stderr)
+                );
+                break;
+            }
+        }
+    }
+    assert_eq!(kills, 3, "three kills landed before the run ended");
+    assert_eq!(
+        outcome(&killed),
+        expected,
+        "weights and ledger equal the uninterrupted run's"
+    );
+    let rounds = |run: &Path| fs::read_to_string(run.join("follow.jsonl")).unwrap();
+    assert_eq!(rounds(&killed), rounds(&reference));
+    let rounds: Vec<Value> = rounds(&reference)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rounds.len(), 3);
+    // Each shard was scored before it was trained on, and replay began with the second.
+    assert!(
+        rounds
+            .iter()
+            .all(|r| r["before"]["samples"] == r["records"])
+    );
+    assert_eq!(rounds[0]["replayed"], 0);
+    assert!(rounds[1]["replayed"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn the_gate_refuses_a_candidate_trained_on_permuted_labels_and_promotes_a_clean_one() {
+    let data = tempfile::tempdir().unwrap();
+    let (base, stream) = (data.path().join("base"), data.path().join("stream"));
+    synth(&base, 400, 1);
+    synth(&stream, 520, 2);
+    let incoming = data.path().join("incoming");
+    fs::create_dir_all(&incoming).unwrap();
+    for index in 0..6 {
+        drop_shard(&stream, index, &incoming, &format!("a{index}"));
+    }
+    // A shard whose labels are moved one class on: a candidate trained on it gets worse.
+    drop_shard(&stream, 6, &incoming, "b0");
+    let labels = incoming.join("b0-labels-idx1-ubyte");
+    let mut bytes = fs::read(&labels).unwrap();
+    for label in &mut bytes[8..] {
+        *label = (*label + 1) % 10;
+    }
+    fs::write(&labels, bytes).unwrap();
+    drop_shard(&stream, 7, &incoming, "c0");
+    // One that cannot be read and one of another shape: rejected with their reasons.
+    fs::write(incoming.join("bad-images-idx3-ubyte"), b"not idx").unwrap();
+    fs::write(incoming.join("bad-labels-idx1-ubyte"), b"not idx").unwrap();
+
+    let models = data.path().join("models");
+    let run = data.path().join("run");
+    let mut sets = sets(&base);
+    sets.push("optimizer.lr=0.01".into());
+    let output = stoke()
+        .args(["train", "configs/follow-mnist.toml", "--run-dir"])
+        .arg(&run)
+        .arg("--follow")
+        .arg(&incoming)
+        .arg("--promote")
+        .arg(&models)
+        .args(
+            sets.iter()
+                .flat_map(|set| ["--set".to_string(), set.clone()]),
+        )
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let reason = fs::read_to_string(incoming.join("rejected/bad.reason.txt")).unwrap();
+    assert!(reason.contains("bad-images-idx3-ubyte"), "{reason}");
+    assert!(incoming.join("rejected/bad-images-idx3-ubyte").exists());
+
+    let decisions: Vec<Value> = fs::read_to_string(run.join("promotions.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let decision = |shard: &str| {
+        decisions
+            .iter()
+            .find(|d| d["shard"] == shard)
+            .unwrap_or_else(|| panic!("no decision on {shard}: {decisions:?}"))["decision"]
+            .clone()
+    };
+    let bad = decision("b0");
+    assert_eq!(bad["promoted"], false, "{bad}");
+    assert!(bad["candidate"].as_f64() < bad["current"].as_f64(), "{bad}");
+    let served_before_bad = decisions
+        .iter()
+        .take_while(|d| d["shard"] != "b0")
+        .filter_map(|d| d["decision"]["version"].as_str())
+        .last()
+        .unwrap()
+        .to_string();
+    let current = fs::read_link(models.join("current")).unwrap();
+    let promoted_after: Vec<&str> = decisions
+        .iter()
+        .skip_while(|d| d["shard"] != "b0")
+        .filter_map(|d| d["decision"]["version"].as_str())
+        .collect();
+    match promoted_after.last() {
+        Some(version) => assert_eq!(current, Path::new(version)),
+        None => assert_eq!(current, Path::new(&served_before_bad)),
+    }
+    // Rollback points `current` one version back.
+    let before = fs::read_link(models.join("current")).unwrap();
+    stoke()
+        .args(["promote", "--rollback"])
+        .arg(&models)
+        .assert()
+        .success();
+    let after = fs::read_link(models.join("current")).unwrap();
+    assert!(after < before, "{before:?} -> {after:?}");
+}
+
+#[test]
+fn following_refuses_what_it_cannot_take_in_one_line() {
+    let data = tempfile::tempdir().unwrap();
+    let base = data.path().join("base");
+    synth(&base, 100, 1);
+    let sets = sets(&base);
+    let refused = |extra: &[&str], says: &str| {
+        let output = stoke()
+            .args(["train", "configs/follow-mnist.toml", "--run-dir"])
+            .arg(data.path().join("run"))
+            .args(extra)
+            .args(
+                sets.iter()
+                    .flat_map(|set| ["--set".to_string(), set.clone()]),
+            )
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(says), "expected {says:?} in {stderr}");
+        assert!(!data.path().join("run").exists(), "no run directory");
+    };
+    let missing = data.path().join("nowhere");
+    refused(
+        &["--follow", missing.to_str().unwrap()],
+        "no such directory",
+    );
+    let incoming = data.path().join("incoming");
+    fs::create_dir_all(&incoming).unwrap();
+    let foreign = data.path().join("foreign");
+    fs::create_dir_all(&foreign).unwrap();
+    fs::write(foreign.join("notes.txt"), "mine").unwrap();
+    refused(
+        &[
+            "--follow",
+            incoming.to_str().unwrap(),
+            "--promote",
+            foreign.to_str().unwrap(),
+        ],
+        "is not a stoke models directory",
+    );
+    refused(
+        &[
+            "--follow",
+            incoming.to_str().unwrap(),
+            "--set",
+            "scheduler.kind=\"cosine\"",
+        ],
+        "scheduler.kind = \"cosine\"",
+    );
+    refused(
+        &[
+            "--follow",
+            incoming.to_str().unwrap(),
+            "--set",
+            "follow.replay.fraction=1.5",
+        ],
+        "follow.replay.fraction",
+    );
+}
