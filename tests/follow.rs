@@ -5,10 +5,10 @@ mod common;
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
-use common::{read_json, repo, stoke};
+use common::{read_json, stoke};
 use serde_json::Value;
 
 /// `stoke data synth` into `dir`: `records` training records in shards of 52.
@@ -63,18 +63,8 @@ fn sets(base: &Path) -> Vec<String> {
 }
 
 fn spawn(args: &[&str], sets: &[String], fault: &str) -> Child {
-    let mut command = Command::new(assert_cmd::cargo::cargo_bin("stoke"));
-    command.current_dir(repo()).args(args);
-    for set in sets {
-        command.args(["--set", set]);
-    }
-    command
-        .env("STOKE_FAULT", fault)
-        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
+    let args: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
+    common::spawn_with_fault(&args, sets, fault)
 }
 
 /// Lets `child` run for `delay`, then SIGKILLs it; `None` when it was killed.

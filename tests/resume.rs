@@ -5,10 +5,10 @@ mod common;
 
 use std::fs;
 use std::path::Path;
-use std::process::{Child, Command as Process, Stdio};
+use std::process::{Child, Command as Process};
 use std::time::{Duration, Instant};
 
-use common::{metrics, read_json, repo, stoke, train};
+use common::{metrics, read_json, stoke, train};
 use predicates::prelude::*;
 use serde_json::Value;
 
@@ -51,18 +51,9 @@ fn records(run: &Path) -> Vec<(u64, u64, String, f64, f64, f64)> {
 }
 
 fn spawn(args: &[&str], run: &Path, sets: &[String], fault: &str) -> Child {
-    let mut command = Process::new(assert_cmd::cargo::cargo_bin("stoke"));
-    command.current_dir(repo()).args(args).arg(run);
-    for set in sets {
-        command.args(["--set", set]);
-    }
-    command
-        .env("STOKE_FAULT", fault)
-        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
+    let mut args: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
+    args.push(run.as_os_str());
+    common::spawn_with_fault(&args, sets, fault)
 }
 
 /// Waits up to `delay` for the child; kills it (SIGKILL) if it is still running. Returns

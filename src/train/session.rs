@@ -132,6 +132,9 @@ fn restart(
     let world = distributed::world();
     check_world_fits(world, &experiment)?;
     ranks::check_same_experiment(world, &experiment)?;
+    if let Some(follow) = follow {
+        check_follow(world, &experiment, follow)?;
+    }
     let parts = Parts::fresh(&experiment)?;
     let (log, dropped) = match world.is_root() {
         true => {

@@ -302,6 +302,28 @@ pub fn write_photo_folder(dir: &Path, per_class: usize) {
     }
 }
 
+/// Starts the stoke binary with `args` and `--set` each of `sets`, with `STOKE_FAULT` =
+/// `fault`, stderr piped: a run a crash test can kill.
+#[allow(dead_code)]
+pub fn spawn_with_fault(
+    args: &[&std::ffi::OsStr],
+    sets: &[String],
+    fault: &str,
+) -> std::process::Child {
+    let mut command = std::process::Command::new(assert_cmd::cargo::cargo_bin("stoke"));
+    command.current_dir(repo()).args(args);
+    for set in sets {
+        command.args(["--set", set]);
+    }
+    command
+        .env("STOKE_FAULT", fault)
+        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 /// Runs `python3 <script> <args>` from the repository and panics with its output if it fails
 /// (the checks against PyTorch libraries in `scripts/`).
 pub fn python_check(script: &str, args: &[&Path]) {

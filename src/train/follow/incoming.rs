@@ -6,6 +6,7 @@
 //! does not read (truncated, not IDX, another image shape, a label outside the classes) is
 //! moved into `rejected/` beside a `<name>.reason.txt`, and following goes on.
 
+use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -49,6 +50,14 @@ pub fn landed(dir: &Path) -> Result<Vec<String>, Error> {
     }
     names.sort();
     Ok(names)
+}
+
+/// Both files' bytes together, if both can be read.
+pub fn size(dir: &Path, name: &str) -> Option<u64> {
+    files(dir, name)
+        .iter()
+        .map(|path| fs::metadata(path).ok().map(|meta| meta.len()))
+        .sum()
 }
 
 pub fn files(dir: &Path, name: &str) -> [PathBuf; 2] {
@@ -121,20 +130,40 @@ pub fn reject(dir: &Path, name: &str, reason: &str) -> Result<PathBuf, Error> {
     Ok(reason_path)
 }
 
-/// Record `record` of shard `name`: its image bytes (a positioned read of the images file).
-pub fn read_record(
+/// The reservoir's records `(shard, record)` of `dir`: their image bytes, one after the
+/// other, and their labels; each shard's files are opened once.
+pub fn read_records(
     dir: &Path,
-    name: &str,
-    record: u32,
+    items: &[(String, u32)],
     shape: ImageShape,
-) -> Result<Vec<u8>, Error> {
+) -> Result<(Vec<u8>, Vec<u16>), Error> {
     use std::os::unix::fs::FileExt;
-    let [images_path, _] = files(dir, name);
-    let file = fs::File::open(&images_path).map_err(|source| Error::io(&images_path, source))?;
+    let gone = |err: String| {
+        Error::Usage(format!(
+            "replay reads the shards it took, which must stay in {}: {err}",
+            dir.display()
+        ))
+    };
     let size = shape.len();
-    let mut bytes = vec![0u8; size];
-    // An IDX header of 3 dimensions: 4 magic bytes and three 4-byte sizes.
-    file.read_exact_at(&mut bytes, 16 + u64::from(record) * size as u64)
-        .map_err(|source| Error::io(&images_path, source))?;
-    Ok(bytes)
+    let mut shards: HashMap<&str, (fs::File, PathBuf, Vec<u8>)> = HashMap::new();
+    let (mut pixels, mut labels) = (
+        vec![0u8; items.len() * size],
+        Vec::with_capacity(items.len()),
+    );
+    for ((name, record), image) in items.iter().zip(pixels.chunks_exact_mut(size)) {
+        if !shards.contains_key(name.as_str()) {
+            let [images_path, labels_path] = files(dir, name);
+            let file = fs::File::open(&images_path)
+                .map_err(|err| gone(format!("{}: {err}", images_path.display())))?;
+            let shard_labels =
+                idx::read(&labels_path, 1, None).map_err(|err| gone(err.to_string()))?;
+            shards.insert(name, (file, images_path, shard_labels.bytes));
+        }
+        let (file, path, shard_labels) = &shards[name.as_str()];
+        // An IDX header of 3 dimensions: 4 magic bytes and three 4-byte sizes.
+        file.read_exact_at(image, 16 + u64::from(*record) * size as u64)
+            .map_err(|source| Error::io(path, source))?;
+        labels.push(u16::from(shard_labels[*record as usize]));
+    }
+    Ok((pixels, labels))
 }

@@ -108,7 +108,8 @@ struct Follower {
     started: Instant,
 }
 
-/// Follows `options.dir` from `parts` (fresh, or a checkpoint's) in `run`.
+/// Follows `options.dir` from `parts` (fresh, or a checkpoint's) in `run`, once [`check`]
+/// has passed.
 pub(super) fn run(
     experiment: Experiment,
     options: &FollowOptions,
@@ -117,9 +118,9 @@ pub(super) fn run(
     progress: Progress,
     mut parts: Parts,
 ) -> Result<Outcome, Error> {
-    check(&experiment, options)?;
+    // `check` ran in the session, before the run directory was written or changed.
     let DataSpec::ImageClassification { normalization, .. } = &experiment.splits.spec else {
-        unreachable!("checked above");
+        unreachable!("`check` accepts image classification only");
     };
     let normalization = normalization.clone();
     let holdout = match experiment.splits.valid.len() {
@@ -230,6 +231,11 @@ impl Follower {
         let (input, classes) = (*input, classes.len());
         for name in incoming::landed(&dir)? {
             let taken = self.follow.ledger.iter().find(|entry| entry.name == name);
+            // A taken shard is read again (and hashed) only when its size changed: polling
+            // reads nothing but new shards.
+            if taken.is_some_and(|entry| incoming::size(&dir, &name) == Some(entry.bytes)) {
+                continue;
+            }
             let read = incoming::read(&dir, &name, input, classes);
             let reason = match (taken, read) {
                 (None, Ok(shard)) => return Ok(Some(shard)),
@@ -257,12 +263,13 @@ impl Follower {
         let seed =
             self.experiment.config.run.seed ^ (round as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
         let records = shard.set.len();
-        let fresh = normalized(Arc::new(shard.set.clone()), &self.normalization);
+        let set = Arc::new(shard.set);
+        let fresh = normalized(set.clone(), &self.normalization);
         let before = self.measure(&Split::new(fresh, (0..records as u32).collect()))?;
-        let Some(replayed) = self.train_on(&shard.set, round, seed)? else {
+        let Some(replayed) = self.train_on(&set, round, seed)? else {
             return Ok(false);
         };
-        let holdout = self.measure(&self.holdout.clone())?;
+        let holdout = self.measure(&self.holdout)?;
         self.follow.ledger.push(LedgerEntry {
             name: shard.name.clone(),
             bytes: shard.bytes,
@@ -275,20 +282,8 @@ impl Follower {
             .offer(&shard.name, records, capacity, seed);
         let decision = self.decide(&holdout);
         let step = self.parts.state.global_step;
-        let line = |split, measured: &Measured| {
-            MetricRecord::new(
-                split,
-                measured,
-                0.0,
-                (
-                    step,
-                    round + 1,
-                    self.parts.state.lr,
-                    self.started.elapsed().as_secs_f64(),
-                ),
-            )
-        };
-        self.log.append(&line(SplitName::Valid, &holdout))?;
+        self.log
+            .append(&self.record(SplitName::Valid, &holdout, round))?;
         self.progress.say(&format!(
             "shard {} ({records} records): {} {:.4} before training on it; holdout {} {:.4}; {}",
             shard.name,
@@ -340,12 +335,9 @@ impl Follower {
         let fresh_per_batch = batch_size - take_replay;
         // The shard and the reservoir's records in one set: the shard first.
         let mut combined = set.clone();
-        for (name, record) in replay {
-            let bytes = incoming::read_record(&self.options.dir, name, *record, set.shape)?;
-            combined.pixels.extend(bytes);
-            combined.labels.push(0);
-        }
-        self.relabel_replayed(&mut combined, set.len())?;
+        let (pixels, labels) = incoming::read_records(&self.options.dir, replay, set.shape)?;
+        combined.pixels.extend(pixels);
+        combined.labels.extend(labels);
         combined.origins = Origins::Unknown;
         let data = normalized(Arc::new(combined), &self.normalization);
         let device = self.parts.device.clone();
@@ -384,41 +376,21 @@ impl Follower {
             }
         }
         if let Some(measured) = metrics.take() {
-            let step = self.parts.state.global_step;
-            let record = MetricRecord::new(
-                SplitName::Train,
-                &measured,
-                0.0,
-                (
-                    step,
-                    round + 1,
-                    self.parts.state.lr,
-                    self.started.elapsed().as_secs_f64(),
-                ),
-            );
-            self.log.append(&record)?;
+            self.log
+                .append(&self.record(SplitName::Train, &measured, round))?;
         }
         Ok(Some(replayed))
     }
 
-    /// The labels of the reservoir's records (kept in their shards' label files).
-    fn relabel_replayed(&self, combined: &mut ImageSet, first: usize) -> Result<(), Error> {
-        let mut labels_of: std::collections::HashMap<&str, Vec<u8>> = Default::default();
-        for (i, (name, record)) in self.follow.reservoir.items.iter().enumerate() {
-            if !labels_of.contains_key(name.as_str()) {
-                let [_, labels_path] = incoming::files(&self.options.dir, name);
-                let labels =
-                    crate::data::image::idx::read(&labels_path, 1, None).map_err(|err| {
-                        Error::Usage(format!(
-                            "replay needs the shards it took to stay in {}: {err}",
-                            self.options.dir.display()
-                        ))
-                    })?;
-                labels_of.insert(name, labels.bytes);
-            }
-            combined.labels[first + i] = u16::from(labels_of[name.as_str()][*record as usize]);
-        }
-        Ok(())
+    /// A `metrics.jsonl` line of round `round` (its epoch, counted from 1).
+    fn record(&self, split: SplitName, measured: &Measured, round: usize) -> MetricRecord {
+        let position = (
+            self.parts.state.global_step,
+            round + 1,
+            self.parts.state.lr,
+            self.started.elapsed().as_secs_f64(),
+        );
+        MetricRecord::new(split, measured, 0.0, position)
     }
 
     fn measure(&self, split: &Split) -> Result<Measured, Error> {
