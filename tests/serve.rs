@@ -6,129 +6,18 @@
 mod common;
 
 use std::fs;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex, mpsc};
+use std::process::Command;
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
+use common::server::{Server, agent, answer, metric};
 use common::{
     classifier_sets, lm_sets, stdout_of, stoke, succeeded, tiny, train, write_labelled_set,
 };
 use serde_json::{Value, json};
-
-/// A `stoke serve` process; killed when dropped.
-struct Server {
-    child: Child,
-    url: String,
-    stderr: Arc<Mutex<Vec<String>>>,
-}
-
-impl Server {
-    fn start(artifact: &Path, flags: &[&str]) -> Server {
-        let runtime_dir = std::env::temp_dir().join("stoke-test-xdg");
-        fs::create_dir_all(&runtime_dir).unwrap();
-        let mut child = Command::new(assert_cmd::cargo::cargo_bin("stoke"))
-            .current_dir(common::repo())
-            .env("XDG_RUNTIME_DIR", runtime_dir)
-            .arg("serve")
-            .arg(artifact)
-            .args(["--addr", "127.0.0.1:0", "--backend", "flex"])
-            .args(flags)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = Arc::new(Mutex::new(Vec::new()));
-        let (address, announced) = mpsc::channel();
-        let lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let kept = stderr.clone();
-        thread::spawn(move || {
-            for line in lines.map_while(Result::ok) {
-                if let Some((_, url)) = line.split_once(" on http://") {
-                    let _ = address.send(format!("http://{url}"));
-                }
-                kept.lock().unwrap().push(line);
-            }
-        });
-        let url = announced
-            .recv_timeout(Duration::from_secs(60))
-            .unwrap_or_else(|_| panic!("no address announced: {:?}", stderr.lock().unwrap()));
-        Server { child, url, stderr }
-    }
-
-    fn get(&self, path: &str) -> (u16, Value) {
-        answer(agent().get(&format!("{}{path}", self.url)).call())
-    }
-
-    fn post(&self, path: &str, body: &Value) -> (u16, Value) {
-        self.post_bytes(path, "application/json", body.to_string().as_bytes())
-    }
-
-    fn post_bytes(&self, path: &str, content_type: &str, body: &[u8]) -> (u16, Value) {
-        answer(
-            agent()
-                .post(&format!("{}{path}", self.url))
-                .header("content-type", content_type)
-                .send(body),
-        )
-    }
-
-    fn signal(&self, signal: libc::c_int) {
-        // SAFETY: sends a signal to the child this struct owns and has not reaped.
-        assert_eq!(
-            unsafe { libc::kill(self.child.id() as libc::pid_t, signal) },
-            0
-        );
-    }
-
-    fn wait(&mut self, limit: Duration) -> std::process::ExitStatus {
-        let start = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(start.elapsed() < limit, "the server did not exit");
-            thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn log(&self) -> String {
-        self.stderr.lock().unwrap().join("\n")
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A client that hands back 4xx and 5xx answers with their bodies instead of as errors.
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into()
-}
-
-fn answer(result: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> (u16, Value) {
-    let mut response = result.unwrap_or_else(|err| panic!("request failed: {err}"));
-    let status = response.status().as_u16();
-    let retry_after = response
-        .headers()
-        .get("retry-after")
-        .map(|value| value.to_str().unwrap().to_string());
-    let text = response.body_mut().read_to_string().unwrap();
-    let mut body: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
-    if let (Some(retry), Value::Object(map)) = (retry_after, &mut body) {
-        map.insert("retry-after".into(), retry.into());
-    }
-    (status, body)
-}
 
 fn export(run: &Path, out: &Path) {
     stdout_of(stoke().arg("export").arg(run).arg("--out").arg(out));
@@ -178,18 +67,21 @@ fn multipart(images: &[PathBuf], top_k: usize) -> (String, Vec<u8>) {
     (format!("multipart/form-data; boundary={boundary}"), body)
 }
 
+/// The shipped MNIST test split's images, 784 bytes each.
+fn test_digits() -> Vec<Vec<u8>> {
+    let file = fs::File::open(common::repo().join("datasets/mnist/t10k-images-idx3-ubyte.gz"));
+    let mut raw = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(file.unwrap()), &mut raw).unwrap();
+    raw[16..].chunks_exact(784).map(<[u8]>::to_vec).collect()
+}
+
 /// Twelve digits of the shipped MNIST test split as PNG files.
 fn digit_files(dir: &Path) -> Vec<PathBuf> {
-    let bytes = {
-        let file = fs::File::open(common::repo().join("datasets/mnist/t10k-images-idx3-ubyte.gz"));
-        let mut raw = Vec::new();
-        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(file.unwrap()), &mut raw)
-            .unwrap();
-        raw
-    };
-    (0..12)
-        .map(|i| {
-            let pixels = bytes[16 + i * 784..16 + (i + 1) * 784].to_vec();
+    test_digits()
+        .into_iter()
+        .take(12)
+        .enumerate()
+        .map(|(i, pixels)| {
             let path = dir.join(format!("digit-{i}.png"));
             image::GrayImage::from_raw(28, 28, pixels)
                 .unwrap()
@@ -198,6 +90,16 @@ fn digit_files(dir: &Path) -> Vec<PathBuf> {
             path
         })
         .collect()
+}
+
+/// A 28×28 grayscale image as a base64 PNG, as /v1/predict takes it.
+fn png_base64(pixels: &[u8]) -> String {
+    let mut png = Vec::new();
+    image::GrayImage::from_raw(28, 28, pixels.to_vec())
+        .unwrap()
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .unwrap();
+    base64::engine::general_purpose::STANDARD.encode(png)
 }
 
 #[test]
@@ -660,4 +562,86 @@ print(families["stoke_batch_size"].type, families["stoke_queue_capacity"].sample
         String::from_utf8_lossy(&output.stdout),
         "9\nhistogram 1024\n"
     );
+}
+
+/// The drift alerts of the last full window, by statistic, and the windows scored.
+fn drift_state(server: &Server) -> (Vec<(String, f64, f64)>, f64) {
+    let (status, page) = server.get("/metrics");
+    assert_eq!(status, 200);
+    let page = page.as_str().unwrap().to_string();
+    let statistics = ["classes", "confidence", "intensity_c0"]
+        .iter()
+        .map(|statistic| {
+            let sample = |name: &str| {
+                metric(&page, &format!("{name}{{statistic=\"{statistic}\"}}"))
+                    .unwrap_or_else(|| panic!("no {name} for {statistic} in\n{page}"))
+            };
+            (
+                statistic.to_string(),
+                sample("stoke_drift_alert"),
+                sample("stoke_drift_alerts_total"),
+            )
+        })
+        .collect();
+    (
+        statistics,
+        metric(&page, "stoke_drift_windows_total").unwrap(),
+    )
+}
+
+#[test]
+fn drift_is_flagged_on_inverted_digits_and_only_then() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    train("configs/mnist-mlp.toml", &tiny(6000, 300), &run);
+    let artifact = dir.path().join("model");
+    export(&run, &artifact);
+    let profile = common::read_json(&artifact.join("profile.json"));
+    assert_eq!(profile["samples"], 600, "the validation split: {profile}");
+    assert_eq!(profile["class_counts"].as_array().unwrap().len(), 10);
+
+    let server = Server::start(&artifact, &["--drift-window", "100"]);
+    let (_, model) = server.get("/v1/model");
+    assert_eq!(model["drift"]["window"], 100, "{model}");
+    let digits = test_digits();
+    let send = |images: &[Vec<u8>], inverted: bool| {
+        for chunk in images.chunks(25) {
+            let images: Vec<String> = chunk
+                .iter()
+                .map(|pixels| {
+                    let pixels: Vec<u8> = match inverted {
+                        true => pixels.iter().map(|p| 255 - p).collect(),
+                        false => pixels.clone(),
+                    };
+                    png_base64(&pixels)
+                })
+                .collect();
+            let (status, answer) = server.post("/v1/predict", &json!({"images": images}));
+            assert_eq!(status, 200, "{answer}");
+        }
+    };
+    // Two disjoint windows of digits the run never saw, from the holdout's distribution.
+    for window in 0..2 {
+        send(&digits[window * 100..(window + 1) * 100], false);
+        let (statistics, windows) = drift_state(&server);
+        assert_eq!(windows, (window + 1) as f64);
+        for (statistic, alert, alerts) in statistics {
+            assert_eq!(
+                (alert, alerts),
+                (0.0, 0.0),
+                "window {window}: {statistic} alerted"
+            );
+        }
+    }
+    // A planted shift: the next hundred digits, inverted.
+    send(&digits[200..300], true);
+    let (statistics, windows) = drift_state(&server);
+    assert_eq!(windows, 3.0);
+    for (statistic, alert, alerts) in statistics {
+        assert_eq!(
+            (alert, alerts),
+            (1.0, 1.0),
+            "inverted digits: {statistic} did not alert"
+        );
+    }
 }

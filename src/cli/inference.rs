@@ -87,6 +87,7 @@ pub fn export(
     out: PathBuf,
     force: bool,
     format: ExportFormat,
+    profile: bool,
 ) -> Result<(), Error> {
     if let ExportFormat::Hf | ExportFormat::Timm = format {
         let (report, what) = match format {
@@ -114,6 +115,7 @@ pub fn export(
         out,
         replace: force,
         onnx: matches!(format, ExportFormat::Onnx),
+        profile,
     };
     let report = export::export(run, &options)?;
     eprintln!(

@@ -231,6 +231,10 @@ enum Command {
         /// onnx also writes model.onnx (image classifiers; burn-onnx's experimental exporter).
         #[arg(long, value_enum, default_value = "safetensors")]
         format: inference::ExportFormat,
+        /// Skip the drift reference (profile.json), which answers the run's holdout and so
+        /// needs its data.
+        #[arg(long)]
+        no_profile: bool,
     },
     /// Classify images or texts, or continue a prompt, with an artifact or a run.
     Predict {
@@ -576,7 +580,8 @@ pub fn run(cli: Arguments) -> Result<u8, Error> {
             out,
             force,
             format,
-        } => inference::export(&run, checkpoint, out, force, format)?,
+            no_profile,
+        } => inference::export(&run, checkpoint, out, force, format, !no_profile)?,
         Command::Predict { args, backend } => {
             let backend = backend.as_deref().map(parse_backend).transpose()?;
             return inference::predict(&args, backend);

@@ -48,6 +48,10 @@ pub struct ServeArgs {
     /// Log one line per request on stderr.
     #[arg(long)]
     pub log: bool,
+    /// Answers per drift window [default: the window the artifact's profile was calibrated
+    /// for, 200]; thresholds are recalibrated for another.
+    #[arg(long)]
+    pub drift_window: Option<usize>,
 }
 
 pub fn serve(args: ServeArgs) -> Result<(), Error> {
@@ -69,5 +73,6 @@ pub fn serve(args: ServeArgs) -> Result<(), Error> {
         deadline: Duration::from_millis(args.deadline_ms),
         grace: Duration::from_secs(args.grace_s),
         log: args.log,
+        drift_window: args.drift_window,
     })
 }

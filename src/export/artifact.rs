@@ -10,6 +10,8 @@
 //!   model.bpk           the same weights as burn's own record, reloaded exactly by stoke
 //!   tokenizer.json      text models only: the Hugging Face tokenizer they were trained with
 //!   model.onnx          with `--format onnx` (image classifiers): the inference graph
+//!   profile.json        classifiers: what the model answered on its run's holdout, the
+//!                       reference `stoke serve` watches for drift (`profile.rs`)
 //! ```
 //!
 //! The directory is written beside its destination and renamed into place, so a killed
@@ -24,11 +26,15 @@ use burn::prelude::Device;
 use serde::{Deserialize, Serialize};
 
 use super::Loaded;
+use super::profile::{
+    DEFAULT_WINDOW, MAX_REFERENCE, Observation, PROFILE_FILE, Profile, feature_names,
+};
 use crate::Error;
 use crate::backend::{self, SelectedBackend};
-use crate::config::{BackendChoice, CpuBackend, ModelConfig};
-use crate::data::{DataSpec, Tokenizer};
+use crate::config::{BackendChoice, CpuBackend, ExperimentConfig, ModelConfig};
+use crate::data::{DataSpec, Tokenizer, load_splits};
 use crate::files::{FileDigest, digest, parent_dir, replace_dir, verify_digests, write_synced};
+use crate::train::Net;
 use crate::train::{Measured, RunDir, Summary};
 use crate::weights::checkpoint::{self, CheckpointChoice};
 
@@ -52,6 +58,8 @@ pub struct ExportOptions {
     pub replace: bool,
     /// Also write the model as ONNX.
     pub onnx: bool,
+    /// Also write the drift reference (`profile.json`) from the run's holdout.
+    pub profile: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -137,6 +145,20 @@ pub fn export(run_path: &Path, options: &ExportOptions) -> Result<ExportReport, 
     if options.onnx {
         files.push((ONNX_FILE, model.onnx(&spec).map_err(Error::Usage)?));
     }
+    let parameters = model.num_params();
+    if options.profile
+        && let Some(profile) = holdout_profile(
+            &config,
+            &chosen.name,
+            &run.path,
+            model,
+            &spec,
+            tokenizer.as_ref(),
+        )
+    {
+        let json = serde_json::to_vec_pretty(&profile).expect("the profile serializes");
+        files.push((PROFILE_FILE, json));
+    }
     let digests: BTreeMap<String, FileDigest> = files
         .iter()
         .map(|(name, bytes)| (name.to_string(), digest(bytes)))
@@ -155,7 +177,7 @@ pub fn export(run_path: &Path, options: &ExportOptions) -> Result<ExportReport, 
         format_version: ARTIFACT_VERSION,
         stoke_version: env!("CARGO_PKG_VERSION").into(),
         model: config.model.clone(),
-        parameters: model.num_params(),
+        parameters,
         input: spec,
         tokenizer: tokenizer.as_ref().map(|_| TOKENIZER_FILE.to_string()),
         tensors,
@@ -177,6 +199,93 @@ pub fn export(run_path: &Path, options: &ExportOptions) -> Result<ExportReport, 
         total_bytes: files.iter().map(|(_, bytes)| bytes.len() as u64).sum(),
         files: digests,
     })
+}
+
+/// The drift reference of the exported model: its answers on (up to [`MAX_REFERENCE`]
+/// samples of) the run's holdout, the validation split or else the test split. `None` for
+/// models that are not classifiers of stoke's inputs, and, with a warning, when the holdout
+/// cannot be read here: the artifact is complete without it, and serving then watches no
+/// drift.
+fn holdout_profile(
+    config: &ExperimentConfig,
+    checkpoint: &str,
+    run: &Path,
+    model: Box<dyn Net>,
+    spec: &DataSpec,
+    tokenizer: Option<&Tokenizer>,
+) -> Option<Profile> {
+    // Splitting a text dataset and reading its inputs each take the tokenizer.
+    let copy = || tokenizer.and_then(|t| Tokenizer::from_json(&t.to_json()).ok());
+    let classes = spec.classes()?;
+    if matches!(
+        spec,
+        DataSpec::Custom { .. } | DataSpec::LanguageModel { .. }
+    ) {
+        return None;
+    }
+    let warn = |why: String| {
+        eprintln!("warning: the artifact gets no drift profile: {why}");
+        None
+    };
+    let splits = match load_splits(&config.data, config.run.seed, copy()) {
+        Ok(splits) => splits,
+        Err(err) => return warn(format!("its holdout cannot be read here ({err})")),
+    };
+    let (name, split) = match (splits.valid.len(), splits.test.len()) {
+        (0, 0) => return warn("the run holds out no validation or test data".into()),
+        (0, _) => ("test", &splits.test),
+        _ => ("validation", &splits.valid),
+    };
+    let stride = split.indices.len().div_ceil(MAX_REFERENCE);
+    let indices: Vec<u32> = split.indices.iter().step_by(stride).copied().collect();
+    let loaded = Loaded {
+        model_config: config.model.clone(),
+        model,
+        spec: spec.clone(),
+        tokenizer: copy(),
+        backend: backend::select(BackendChoice::Flex, CpuBackend::Flex).ok()?,
+        source: run.display().to_string(),
+    };
+    let mut observations = Vec::with_capacity(indices.len());
+    for chunk in indices.chunks(256) {
+        let outputs = match super::predict::outputs_at(&loaded, &split.data, chunk) {
+            Ok(outputs) => outputs,
+            Err(err) => return warn(err.to_string()),
+        };
+        observations.extend(
+            outputs
+                .logits
+                .iter()
+                .zip(outputs.features)
+                .map(|(logits, features)| Observation::new(logits, features)),
+        );
+    }
+    Some(Profile::build(
+        format!(
+            "{} samples of the {name} split of {}, checkpoint {checkpoint}",
+            observations.len(),
+            run.display()
+        ),
+        classes,
+        feature_names(spec),
+        &observations,
+        DEFAULT_WINDOW,
+    ))
+}
+
+/// The drift reference of the artifact at `dir` whose manifest was verified, if it has one.
+pub fn read_profile(dir: &Path, manifest: &ArtifactManifest) -> Result<Option<Profile>, Error> {
+    if !manifest.files.contains_key(PROFILE_FILE) {
+        return Ok(None);
+    }
+    let path = dir.join(PROFILE_FILE);
+    let bytes = fs::read(&path).map_err(|e| Error::io(&path, e))?;
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|err| Error::Artifact {
+            dir: dir.to_path_buf(),
+            detail: format!("{PROFILE_FILE}: {err}"),
+        })
 }
 
 /// Where the exported checkpoint stands: the part of its training state an artifact records.

@@ -7,14 +7,15 @@ mod generate;
 mod hf;
 pub(crate) mod onnx;
 mod predict;
+pub mod profile;
 
 pub use crate::weights::checkpoint::CheckpointChoice;
 pub use artifact::{ArtifactManifest, ExportOptions, ExportReport, export};
 pub use generate::{GenerateOptions, generate};
 pub use hf::{HfReport, export_hf, export_timm};
 pub use predict::{
-    Prediction, PredictionError, Scored, classify_images, classify_texts, image_input,
-    image_logits, predict_rows, text_logits,
+    Outputs, Prediction, PredictionError, Scored, classify_images, classify_texts, image_input,
+    image_logits, image_outputs, predict_rows, text_logits, text_outputs,
 };
 
 use std::path::Path;

@@ -123,34 +123,12 @@ pub fn image_input(loaded: &Loaded) -> Result<ImageShape, Error> {
 /// The model's logits for decoded images (channel-major bytes of [`image_input`]'s
 /// shape), run as one batch: one row per image, classes in the manifest's order.
 pub fn image_logits(loaded: &Loaded, images: &[&[u8]]) -> Result<Vec<Vec<f32>>, Error> {
-    let DataSpec::ImageClassification {
-        input,
-        normalization,
-        ..
-    } = &loaded.spec
-    else {
-        return Err(wrong_input(loaded, "image files"));
-    };
-    let set = ImageSet {
-        shape: *input,
-        pixels: images.concat(),
-        labels: vec![0; images.len()],
-        origins: Default::default(),
-    };
-    logits(loaded, &normalized(Arc::new(set), normalization))
+    image_outputs(loaded, images).map(|outputs| outputs.logits)
 }
 
 /// The model's logits for texts, tokenised and cut as in training, run as one batch.
 pub fn text_logits(loaded: &Loaded, texts: &[&str]) -> Result<Vec<Vec<f32>>, Error> {
-    let (DataSpec::TextClassification { max_length, .. }, Some(tokenizer)) =
-        (&loaded.spec, &loaded.tokenizer)
-    else {
-        return Err(wrong_input(loaded, "texts"));
-    };
-    logits(
-        loaded,
-        &labelled_texts(tokenizer, texts, Vec::new(), *max_length),
-    )
+    text_outputs(loaded, texts).map(|outputs| outputs.logits)
 }
 
 impl Prediction {
@@ -338,22 +316,79 @@ fn row_answer(input: String, logits: Vec<f32>, task: &TaskSpec, top_k: usize) ->
     prediction
 }
 
-/// Runs every sample of `data` through the model in one batch: one row of logits each.
+/// What the model made of a batch of inputs: a row of logits per input, and the features
+/// drift watches (`profile::features`) of the same inputs as the model read them.
+pub struct Outputs {
+    pub logits: Vec<Vec<f32>>,
+    pub features: Vec<Vec<f32>>,
+}
+
+/// [`image_logits`], with each image's drift features.
+pub fn image_outputs(loaded: &Loaded, images: &[&[u8]]) -> Result<Outputs, Error> {
+    let DataSpec::ImageClassification {
+        input,
+        normalization,
+        ..
+    } = &loaded.spec
+    else {
+        return Err(wrong_input(loaded, "image files"));
+    };
+    let set = ImageSet {
+        shape: *input,
+        pixels: images.concat(),
+        labels: vec![0; images.len()],
+        origins: Default::default(),
+    };
+    outputs(loaded, &normalized(Arc::new(set), normalization))
+}
+
+/// [`text_logits`], with each text's drift features.
+pub fn text_outputs(loaded: &Loaded, texts: &[&str]) -> Result<Outputs, Error> {
+    let (DataSpec::TextClassification { max_length, .. }, Some(tokenizer)) =
+        (&loaded.spec, &loaded.tokenizer)
+    else {
+        return Err(wrong_input(loaded, "texts"));
+    };
+    outputs(
+        loaded,
+        &labelled_texts(tokenizer, texts, Vec::new(), *max_length),
+    )
+}
+
+/// Runs every sample of `data` through the model in one batch.
 ///
 /// A batch of one is run as two copies of its sample. On the CPU backends a one-row matrix
 /// product takes another kernel (a matrix-vector product) whose sums round differently, so
 /// an input alone would get logits a few ulps away from the same input in any larger batch;
 /// with this, an answer does not depend on which batch the input was in (`stoke predict`'s
 /// `--batch-size`, or whatever `stoke serve` gathered).
-fn logits(loaded: &Loaded, data: &Arc<dyn Dataset>) -> Result<Vec<Vec<f32>>, Error> {
-    let indices: Vec<u32> = match data.len() {
-        0 => return Ok(Vec::new()),
-        1 => vec![0, 0],
-        len => (0..len as u32).collect(),
+fn outputs(loaded: &Loaded, data: &Arc<dyn Dataset>) -> Result<Outputs, Error> {
+    let all: Vec<u32> = (0..data.len() as u32).collect();
+    outputs_at(loaded, data, &all)
+}
+
+/// [`outputs`] for the samples `at` of `data`, in one batch.
+pub(crate) fn outputs_at(
+    loaded: &Loaded,
+    data: &Arc<dyn Dataset>,
+    at: &[u32],
+) -> Result<Outputs, Error> {
+    let indices: Vec<u32> = match at {
+        [] => {
+            return Ok(Outputs {
+                logits: Vec::new(),
+                features: Vec::new(),
+            });
+        }
+        [one] => vec![*one, *one],
+        all => all.to_vec(),
     };
     let host = data
         .host_batch(&indices)
         .expect("predict reads inputs through stoke's own datasets");
+    let unknown = loaded.tokenizer.as_ref().and_then(|t| t.unknown_id());
+    let mut features = super::profile::features(&host, &loaded.spec, unknown);
+    features.truncate(at.len());
     let batch = DeviceBatch::new(host, &loaded.backend.device);
     let logits = loaded.model.scores(batch.input).ok_or_else(|| {
         Error::Usage(format!(
@@ -364,11 +399,12 @@ fn logits(loaded: &Loaded, data: &Arc<dyn Dataset>) -> Result<Vec<Vec<f32>>, Err
     })?; // [batch, classes]
     let [_, width] = logits.dims();
     let values: Vec<f32> = logits.into_data().iter::<f32>().collect();
-    Ok(values
+    let logits = values
         .chunks_exact(width)
-        .take(data.len())
+        .take(at.len())
         .map(<[f32]>::to_vec)
-        .collect())
+        .collect();
+    Ok(Outputs { logits, features })
 }
 
 /// The `k` most likely classes under the softmax of `logits`.

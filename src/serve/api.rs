@@ -491,6 +491,11 @@ async fn model(State(shared): State<Arc<Shared>>) -> Json<Value> {
         "parameters": manifest.parameters,
         "metrics": manifest.metrics,
         "source": manifest.source,
+        "drift": served.profile.as_ref().map(|profile| json!({
+            "window": profile.window,
+            "reference": profile.source,
+            "thresholds": profile.thresholds,
+        })),
     }))
 }
 
@@ -574,8 +579,14 @@ async fn reload(shared: &Arc<Shared>) -> Result<(String, Arc<Served>), ApiError>
     let _one_at_a_time = shared.reloading.lock().await;
     let previous = shared.served().version.clone();
     let (path, backend) = (shared.options.artifact.clone(), shared.options.backend);
-    let opened = tokio::task::spawn_blocking(move || artifact::open_verified(&path, backend)).await;
-    let (manifest, loaded) = match opened {
+    let window = shared.options.drift_window;
+    let opened = tokio::task::spawn_blocking(move || {
+        let (manifest, loaded) = artifact::open_verified(&path, backend)?;
+        let profile = super::drift::load_profile(&path, &manifest, window)?;
+        Ok::<_, crate::Error>((manifest, profile, loaded))
+    })
+    .await;
+    let (manifest, profile, loaded) = match opened {
         Ok(Ok(opened)) => opened,
         Ok(Err(err)) => {
             shared.metrics.reload("refused");
@@ -592,7 +603,7 @@ async fn reload(shared: &Arc<Shared>) -> Result<(String, Arc<Served>), ApiError>
             ));
         }
     };
-    let served = Arc::new(Served::new(manifest));
+    let served = Arc::new(Served::new(manifest, profile));
     let (done, swapped) = oneshot::channel();
     let swap = Message::Swap {
         loaded: Box::new(loaded),

@@ -4,6 +4,7 @@
 //! deadline passed or whose client left before they started; and swaps in a reloaded model
 //! between batches, once every request begun on the old one is answered.
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::ops::Range;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -14,6 +15,7 @@ use std::time::{Duration, Instant};
 use axum::http::StatusCode;
 use tokio::sync::oneshot;
 
+use super::drift::Monitor;
 use super::metrics::Metrics;
 use super::{ApiError, Served};
 use crate::data::{DataSpec, ImageShape};
@@ -119,6 +121,8 @@ pub struct Batcher {
     pub metrics: Arc<Metrics>,
     /// Handlers read the version being served here; written at each swap.
     pub current: Arc<std::sync::RwLock<Arc<Served>>>,
+    /// The drift window of the model being served.
+    pub drift: RefCell<Monitor>,
 }
 
 impl Batcher {
@@ -196,6 +200,7 @@ impl Batcher {
     fn swap(&mut self, loaded: Box<Loaded>, served: Arc<Served>, done: oneshot::Sender<()>) {
         self.loaded = *loaded;
         self.metrics.serving(&served.version);
+        self.drift = RefCell::new(Monitor::new(served.profile.clone(), &self.metrics));
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = served.clone();
         self.served = served;
         let _ = done.send(());
@@ -283,7 +288,12 @@ impl Batcher {
         let mut failed = Vec::new();
         for ((index, _), outcome) in parts.iter().zip(rows) {
             match outcome {
-                Ok(rows) => pending[*index].rows.extend(rows),
+                Ok((rows, features)) => {
+                    self.drift
+                        .borrow_mut()
+                        .observe(&rows, features, &self.metrics);
+                    pending[*index].rows.extend(rows);
+                }
                 Err(error) => failed.push((*index, error)),
             }
         }
@@ -301,13 +311,14 @@ impl Batcher {
         }
     }
 
-    /// The logits for each part of a batch. One forward pass runs them all; if it fails,
-    /// each request's part runs alone so that only the failing request fails.
+    /// The logits (and drift features) for each part of a batch. One forward pass runs them
+    /// all; if it fails, each request's part runs alone so that only the failing request
+    /// fails.
     fn batch_logits(
         &self,
         pending: &VecDeque<Pending>,
         parts: &[(usize, Range<usize>)],
-    ) -> Vec<Result<Vec<Vec<f32>>, ApiError>> {
+    ) -> Vec<Result<PartOutputs, ApiError>> {
         let parts: Vec<(&Inputs, Range<usize>)> = parts
             .iter()
             .map(|(index, range)| (&pending[*index].job.inputs, range.clone()))
@@ -351,13 +362,13 @@ impl Batcher {
     }
 }
 
+/// One part's rows of logits and its inputs' drift features.
+type PartOutputs = (Vec<Vec<f32>>, Vec<Vec<f32>>);
+
 /// The inputs `parts` name (all images or all texts) in one forward pass, through the same
-/// code as `stoke predict`, and the rows of logits split back per part.
-fn forward(
-    loaded: &Loaded,
-    parts: &[(&Inputs, Range<usize>)],
-) -> Result<Vec<Vec<Vec<f32>>>, String> {
-    let mut rows = match parts[0].0 {
+/// code as `stoke predict`, and the rows of logits (and features) split back per part.
+fn forward(loaded: &Loaded, parts: &[(&Inputs, Range<usize>)]) -> Result<Vec<PartOutputs>, String> {
+    let outputs = match parts[0].0 {
         Inputs::Images { .. } => {
             let images: Vec<&[u8]> = parts
                 .iter()
@@ -367,7 +378,7 @@ fn forward(
                 })
                 .map(Vec::as_slice)
                 .collect();
-            export::image_logits(loaded, &images)
+            export::image_outputs(loaded, &images)
         }
         Inputs::Texts(_) => {
             let texts: Vec<&str> = parts
@@ -378,15 +389,20 @@ fn forward(
                 })
                 .map(String::as_str)
                 .collect();
-            export::text_logits(loaded, &texts)
+            export::text_outputs(loaded, &texts)
         }
         Inputs::Prompt(_) => unreachable!("prompts are not batched"),
     }
-    .map_err(|err| err.to_string())?
-    .into_iter();
+    .map_err(|err| err.to_string())?;
+    let (mut rows, mut features) = (outputs.logits.into_iter(), outputs.features.into_iter());
     Ok(parts
         .iter()
-        .map(|(_, range)| rows.by_ref().take(range.len()).collect())
+        .map(|(_, range)| {
+            (
+                rows.by_ref().take(range.len()).collect(),
+                features.by_ref().take(range.len()).collect(),
+            )
+        })
         .collect())
 }
 

@@ -1,6 +1,9 @@
 //! What `/metrics` reports, in the Prometheus text format: requests by route and status,
 //! their latency, the batch sizes the worker ran, the queue's depth and bound, and which
-//! model version answers.
+//! model version answers, and drift: each statistic's score on the last full window of
+//! answers, its threshold and whether it crossed it (`drift.rs`).
+
+use std::sync::atomic::AtomicU64;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -30,6 +33,13 @@ pub struct OutcomeLabels {
     pub outcome: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StatisticLabels {
+    pub statistic: String,
+}
+
+type FloatGauge = Gauge<f64, AtomicU64>;
+
 pub struct Metrics {
     registry: Registry,
     pub requests: Family<RequestLabels, Counter>,
@@ -40,6 +50,13 @@ pub struct Metrics {
     pub queue_capacity: Gauge,
     pub model_version: Family<VersionLabels, Gauge>,
     pub reloads: Family<OutcomeLabels, Counter>,
+    pub drift_score: Family<StatisticLabels, FloatGauge>,
+    pub drift_threshold: Family<StatisticLabels, FloatGauge>,
+    pub drift_alert: Family<StatisticLabels, Gauge>,
+    pub drift_alerts: Family<StatisticLabels, Counter>,
+    pub drift_windows: Counter,
+    pub drift_window_size: Gauge,
+    pub drift_fill: Gauge,
 }
 
 fn latency_histogram() -> Histogram {
@@ -62,6 +79,13 @@ impl Metrics {
         queue_capacity.set(queue as i64);
         let model_version = Family::<VersionLabels, Gauge>::default();
         let reloads = Family::<OutcomeLabels, Counter>::default();
+        let drift_score = Family::<StatisticLabels, FloatGauge>::default();
+        let drift_threshold = Family::<StatisticLabels, FloatGauge>::default();
+        let drift_alert = Family::<StatisticLabels, Gauge>::default();
+        let drift_alerts = Family::<StatisticLabels, Counter>::default();
+        let drift_windows = Counter::default();
+        let drift_window_size = Gauge::default();
+        let drift_fill = Gauge::default();
 
         let mut registry = Registry::with_prefix("stoke");
         registry.register(
@@ -100,6 +124,41 @@ impl Metrics {
             "Reload attempts, by outcome",
             reloads.clone(),
         );
+        registry.register(
+            "drift_score",
+            "Each drift statistic on the last full window of answers against the artifact's holdout profile (PSI on classes, Kolmogorov-Smirnov on confidence and features)",
+            drift_score.clone(),
+        );
+        registry.register(
+            "drift_threshold",
+            "The score above which a statistic alerts (calibrated by resampling the profile)",
+            drift_threshold.clone(),
+        );
+        registry.register(
+            "drift_alert",
+            "1 when the statistic crossed its threshold on the last full window",
+            drift_alert.clone(),
+        );
+        registry.register(
+            "drift_alerts",
+            "Windows on which the statistic crossed its threshold",
+            drift_alerts.clone(),
+        );
+        registry.register(
+            "drift_windows",
+            "Full windows of answers scored for drift",
+            drift_windows.clone(),
+        );
+        registry.register(
+            "drift_window_size",
+            "Answers per drift window (0: the artifact has no profile)",
+            drift_window_size.clone(),
+        );
+        registry.register(
+            "drift_window_fill",
+            "Answers in the window being filled",
+            drift_fill.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -110,6 +169,48 @@ impl Metrics {
             queue_capacity,
             model_version,
             reloads,
+            drift_score,
+            drift_threshold,
+            drift_alert,
+            drift_alerts,
+            drift_windows,
+            drift_window_size,
+            drift_fill,
+        }
+    }
+
+    /// A new model: its window size and thresholds (none without a profile), no scores yet.
+    pub fn drift_reset(&self, profile: Option<(usize, Vec<(&str, f64)>)>) {
+        self.drift_score.clear();
+        self.drift_alert.clear();
+        self.drift_threshold.clear();
+        self.drift_fill.set(0);
+        let (window, thresholds) = profile.unwrap_or_default();
+        self.drift_window_size.set(window as i64);
+        for (statistic, threshold) in thresholds {
+            let labels = StatisticLabels {
+                statistic: statistic.to_string(),
+            };
+            self.drift_threshold.get_or_create(&labels).set(threshold);
+            self.drift_alert.get_or_create(&labels).set(0);
+        }
+    }
+
+    /// A full window's (statistic, score, alert) triples.
+    pub fn drift_window(&self, judged: Vec<(&str, f64, bool)>) {
+        self.drift_windows.inc();
+        for (statistic, score, alert) in judged {
+            let labels = StatisticLabels {
+                statistic: statistic.to_string(),
+            };
+            self.drift_score.get_or_create(&labels).set(score);
+            self.drift_alert
+                .get_or_create(&labels)
+                .set(i64::from(alert));
+            let alerts = self.drift_alerts.get_or_create(&labels);
+            if alert {
+                alerts.inc();
+            }
         }
     }
 

@@ -3,7 +3,8 @@
 //! This module owns the service around the model: admission (a bounded queue counted in
 //! inputs; a request that does not fit gets `503` with `Retry-After` at once, so memory does
 //! not grow with offered load), the batching worker (`batcher.rs`, one thread that owns the
-//! model), request parsing and its errors (`api.rs`), `/metrics` (`metrics.rs`), reload
+//! model), request parsing and its errors (`api.rs`), `/metrics` (`metrics.rs`), drift
+//! windows scored against the artifact's holdout profile (`drift.rs`), reload
 //! (SIGHUP or `POST /admin/reload`: the artifact on disk is verified and loaded beside the
 //! serving one, then swapped in between batches) and graceful shutdown (SIGTERM or Ctrl-C:
 //! stop accepting, answer what was admitted, exit). Inputs are read and scored by the same
@@ -12,6 +13,7 @@
 
 mod api;
 mod batcher;
+mod drift;
 mod metrics;
 
 use std::net::SocketAddr;
@@ -27,6 +29,7 @@ use tokio::sync::{Notify, Semaphore};
 
 use crate::Error;
 use crate::config::BackendChoice;
+use crate::export::profile::Profile;
 use crate::export::{ArtifactManifest, artifact};
 use batcher::{Batcher, Message};
 use metrics::Metrics;
@@ -55,18 +58,22 @@ pub struct ServeOptions {
     pub grace: Duration,
     /// One line per request on stderr.
     pub log: bool,
+    /// Answers per drift window (default: the window the profile was calibrated for).
+    pub drift_window: Option<usize>,
 }
 
 /// The model version being served, as handlers see it.
 pub struct Served {
     pub manifest: ArtifactManifest,
+    /// The holdout profile drift is watched against, calibrated for the served window.
+    pub profile: Option<Arc<Profile>>,
     /// The first 12 hex digits of the weights' SHA-256.
     pub version: String,
     pub loaded_at: chrono::DateTime<chrono::Utc>,
 }
 
 impl Served {
-    fn new(manifest: ArtifactManifest) -> Self {
+    fn new(manifest: ArtifactManifest, profile: Option<Arc<Profile>>) -> Self {
         let version = manifest
             .files
             .get(artifact::SAFETENSORS_FILE)
@@ -74,6 +81,7 @@ impl Served {
             .unwrap_or_default();
         Served {
             manifest,
+            profile,
             version,
             loaded_at: chrono::Utc::now(),
         }
@@ -154,6 +162,7 @@ pub fn serve(options: ServeOptions) -> Result<(), Error> {
         )));
     }
     let (manifest, loaded) = artifact::open_verified(&options.artifact, options.backend)?;
+    let profile = drift::load_profile(&options.artifact, &manifest, options.drift_window)?;
     eprintln!("backend: {}", loaded.backend.reason);
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -164,7 +173,7 @@ pub fn serve(options: ServeOptions) -> Result<(), Error> {
         .max_blocking_threads(cores)
         .build()
         .map_err(|err| Error::Serve(format!("cannot start the server's runtime: {err}")))?;
-    runtime.block_on(run(options, manifest, loaded))
+    runtime.block_on(run(options, Served::new(manifest, profile), loaded))
 }
 
 fn check(options: &ServeOptions) -> Result<(), Error> {
@@ -174,6 +183,7 @@ fn check(options: &ServeOptions) -> Result<(), Error> {
         ("--max-inputs", options.max_inputs),
         ("--max-body-kb", options.max_body),
         ("--max-tokens", options.max_tokens),
+        ("--drift-window", options.drift_window.unwrap_or(1)),
     ];
     if let Some((flag, _)) = positive.iter().find(|(_, value)| *value == 0) {
         return Err(Error::Usage(format!("{flag} must be at least 1")));
@@ -189,7 +199,7 @@ fn check(options: &ServeOptions) -> Result<(), Error> {
 
 async fn run(
     options: ServeOptions,
-    manifest: ArtifactManifest,
+    served: Served,
     loaded: crate::export::Loaded,
 ) -> Result<(), Error> {
     let listener = tokio::net::TcpListener::bind(options.addr)
@@ -199,9 +209,10 @@ async fn run(
         .local_addr()
         .map_err(|err| Error::Usage(format!("cannot listen on {}: {err}", options.addr)))?;
 
-    let served = Arc::new(Served::new(manifest));
+    let served = Arc::new(served);
     let metrics = Arc::new(Metrics::new(options.max_batch, options.queue));
     metrics.serving(&served.version);
+    let drift = drift::Monitor::new(served.profile.clone(), &metrics);
     let current = Arc::new(RwLock::new(served.clone()));
     let (jobs, messages) = mpsc::channel();
     let batcher = Batcher {
@@ -211,6 +222,7 @@ async fn run(
         max_wait: options.max_wait,
         metrics: metrics.clone(),
         current: current.clone(),
+        drift: std::cell::RefCell::new(drift),
     };
     let worker = std::thread::Builder::new()
         .name("stoke-model".into())

@@ -9,6 +9,7 @@ use assert_cmd::Command;
 use serde_json::Value;
 
 pub mod optional;
+pub mod server;
 
 /// A model of `config`'s kind for `spec`, freshly initialised on flex.
 pub fn build(

@@ -284,6 +284,14 @@ impl Tokenizer {
         }
     }
 
+    /// The id of the unknown token, when the vocabulary has one.
+    pub fn unknown_id(&self) -> Option<u32> {
+        match &self.inner {
+            Inner::Char(_) => Some(1),
+            Inner::Subword(tokenizer) => tokenizer.token_to_id(UNK),
+        }
+    }
+
     pub fn kind(&self) -> &'static str {
         match &self.inner {
             Inner::Char(_) => "char",

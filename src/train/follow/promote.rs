@@ -80,6 +80,7 @@ impl Models {
                 out: temp.clone(),
                 replace: true,
                 onnx: false,
+                profile: true,
             },
         )?;
         std::fs::rename(&temp, &final_dir).map_err(|source| Error::io(&final_dir, source))
