@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Child;
 use std::time::{Duration, Instant};
 
+use common::server::{Server, metric};
 use common::{read_json, stoke};
 use serde_json::Value;
 
@@ -381,4 +382,137 @@ fn following_refuses_what_it_cannot_take_in_one_line() {
         ],
         "follow.replay.fraction",
     );
+}
+
+/// `stoke train --follow` (a fresh run, or `--resume RUN` with `resume`) into `models`,
+/// telling the server at `serve_url`; panics with its stderr on failure.
+fn follow_into(
+    run: &Path,
+    incoming: &Path,
+    models: &Path,
+    sets: &[String],
+    serve_url: Option<&str>,
+    resume: bool,
+) -> String {
+    let mut command = stoke();
+    match resume {
+        true => command.args(["train", "--resume"]).arg(run),
+        false => command
+            .args(["train", "configs/follow-mnist.toml", "--run-dir"])
+            .arg(run),
+    };
+    command
+        .arg("--follow")
+        .arg(incoming)
+        .arg("--promote")
+        .arg(models);
+    if let Some(url) = serve_url {
+        command.args(["--serve-url", url]);
+    }
+    for set in sets {
+        command.args(["--set", set]);
+    }
+    let output = command.output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(output.status.success(), "{stderr}");
+    stderr
+}
+
+/// The version `stoke serve` reports for the artifact `models/name`: its weights' SHA-256,
+/// first 12 hex digits.
+fn served_version(models: &Path, name: &str) -> String {
+    let manifest = read_json(&models.join(name).join("manifest.json"));
+    manifest["files"]["model.safetensors"]["sha256"]
+        .as_str()
+        .unwrap()[..12]
+        .to_string()
+}
+
+fn reloads(server: &Server) -> f64 {
+    let (_, page) = server.get("/metrics");
+    metric(
+        page.as_str().unwrap(),
+        "stoke_model_reloads_total{outcome=\"swapped\"}",
+    )
+    .unwrap_or(0.0)
+}
+
+#[test]
+fn a_real_server_serves_what_is_promoted_and_not_what_is_refused_and_rolls_back() {
+    let data = tempfile::tempdir().unwrap();
+    let (base, stream) = (data.path().join("base"), data.path().join("stream"));
+    synth(&base, 400, 1);
+    synth(&stream, 520, 2);
+    let incoming = data.path().join("incoming");
+    fs::create_dir_all(&incoming).unwrap();
+    for index in 0..6 {
+        drop_shard(&stream, index, &incoming, &format!("a{index}"));
+    }
+    let (models, run) = (data.path().join("models"), data.path().join("run"));
+    let mut sets = sets(&base);
+    sets.push("optimizer.lr=0.01".into());
+    follow_into(&run, &incoming, &models, &sets, None, false);
+    let first = fs::read_link(models.join("current")).unwrap();
+    let first = first.to_str().unwrap().to_string();
+
+    // The server serves `current`; what follows is told to it.
+    let server = Server::start(&models.join("current"), &[]);
+    let version = || {
+        server.get("/v1/model").1["version"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(version(), served_version(&models, &first));
+
+    // A shard with its labels moved one class on: its candidate is refused, the server keeps
+    // its version and is not reloaded.
+    drop_shard(&stream, 6, &incoming, "b0");
+    let labels = incoming.join("b0-labels-idx1-ubyte");
+    let mut bytes = fs::read(&labels).unwrap();
+    for label in &mut bytes[8..] {
+        *label = (*label + 1) % 10;
+    }
+    fs::write(&labels, bytes).unwrap();
+    follow_into(&run, &incoming, &models, &[], Some(&server.url), true);
+    let decisions = || -> Vec<Value> {
+        fs::read_to_string(run.join("promotions.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect()
+    };
+    let refused = decisions().last().unwrap().clone();
+    assert_eq!(refused["shard"], "b0");
+    assert_eq!(refused["decision"]["promoted"], false, "{refused}");
+    assert_eq!(version(), served_version(&models, &first));
+    assert_eq!(reloads(&server), 0.0);
+
+    // Clean shards: a candidate is promoted, exported, and served after the reload.
+    for index in 7..10 {
+        drop_shard(&stream, index, &incoming, &format!("c{index}"));
+    }
+    follow_into(&run, &incoming, &models, &[], Some(&server.url), true);
+    let promoted = decisions()
+        .iter()
+        .filter_map(|d| d["decision"]["version"].as_str().map(str::to_string))
+        .last()
+        .unwrap();
+    assert_ne!(promoted, first, "{:?}", decisions());
+    assert_eq!(version(), served_version(&models, &promoted));
+    assert!(reloads(&server) >= 1.0);
+
+    // Rollback serves the version before.
+    let before = reloads(&server);
+    stoke()
+        .args(["promote", "--rollback"])
+        .arg(&models)
+        .args(["--serve-url", &server.url])
+        .assert()
+        .success();
+    let previous = fs::read_link(models.join("current")).unwrap();
+    let previous = previous.to_str().unwrap();
+    assert!(previous < promoted.as_str());
+    assert_eq!(version(), served_version(&models, previous));
+    assert_eq!(reloads(&server), before + 1.0);
 }
