@@ -516,3 +516,153 @@ fn a_real_server_serves_what_is_promoted_and_not_what_is_refused_and_rolls_back(
     assert_eq!(version(), served_version(&models, previous));
     assert_eq!(reloads(&server), before + 1.0);
 }
+
+/// The shipped MNIST `split` ("train" or "t10k"): images of 784 bytes and their labels.
+fn mnist(split: &str) -> (Vec<Vec<u8>>, Vec<u8>) {
+    let read = |kind: &str| {
+        let path = common::repo().join(format!("datasets/mnist/{split}-{kind}-ubyte.gz"));
+        let mut raw = Vec::new();
+        std::io::Read::read_to_end(
+            &mut flate2::read::GzDecoder::new(fs::File::open(path).unwrap()),
+            &mut raw,
+        )
+        .unwrap();
+        raw
+    };
+    let images = read("images-idx3")[16..]
+        .chunks_exact(784)
+        .map(<[u8]>::to_vec)
+        .collect();
+    (images, read("labels-idx1")[8..].to_vec())
+}
+
+/// Writes `records` as the IDX pair `dir/name-{images-idx3,labels-idx1}-ubyte`.
+fn write_idx(dir: &Path, name: &str, records: &[(&Vec<u8>, u8)]) {
+    let count = (records.len() as u32).to_be_bytes();
+    let mut images = [
+        &[0, 0, 8, 3][..],
+        &count,
+        &28u32.to_be_bytes(),
+        &28u32.to_be_bytes(),
+    ]
+    .concat();
+    let mut labels = [&[0, 0, 8, 1][..], &count].concat();
+    for (pixels, label) in records {
+        images.extend_from_slice(pixels);
+        labels.push(*label);
+    }
+    fs::write(dir.join(format!("{name}-labels-idx1-ubyte")), labels).unwrap();
+    fs::write(dir.join(format!("{name}-images-idx3-ubyte")), images).unwrap();
+}
+
+/// Holdout-A accuracy after a stream of task A (digits 0–4) then task B (5–9), with
+/// `replay` of every batch drawn from the reservoir: (after A, after B).
+fn holdout_a_after_two_tasks(dir: &Path, replay: f64) -> (f64, f64) {
+    let (train, train_labels) = mnist("train");
+    let (test, test_labels) = mnist("t10k");
+    let task = |a: bool, label: u8| (label < 5) == a;
+    // The base dataset: its test split, digits 0–4 only, is the holdout (no validation
+    // split); its few training records are never trained on by following.
+    let base = dir.join("base");
+    fs::create_dir_all(&base).unwrap();
+    let mixed: Vec<(&Vec<u8>, u8)> = train
+        .iter()
+        .zip(train_labels.iter().copied())
+        .take(20)
+        .collect();
+    write_idx(&base, "train-00000", &mixed);
+    let holdout: Vec<(&Vec<u8>, u8)> = test
+        .iter()
+        .zip(test_labels.iter().copied())
+        .filter(|(_, label)| task(true, *label))
+        .take(500)
+        .collect();
+    write_idx(&base, "test-00000", &holdout);
+    let manifest = serde_json::json!({
+        "format": "stoke-shards", "version": 1, "records": "images",
+        "classes": (0..10).map(|c| c.to_string()).collect::<Vec<_>>(),
+        "image": {"channels": 1, "height": 28, "width": 28},
+        "normalization": {"mean": [0.1307], "std": [0.3081]},
+        "splits": {
+            "train": [{"name": "train-00000", "records": mixed.len()}],
+            "test": [{"name": "test-00000", "records": holdout.len()}],
+        },
+    });
+    fs::write(base.join("shards.json"), manifest.to_string()).unwrap();
+    // The stream: four shards of task A, then four of task B, 256 records each.
+    let incoming = dir.join("incoming");
+    fs::create_dir_all(&incoming).unwrap();
+    for (prefix, a) in [("a", true), ("b", false)] {
+        let records: Vec<(&Vec<u8>, u8)> = train
+            .iter()
+            .zip(train_labels.iter().copied())
+            .skip(20)
+            .filter(|(_, label)| task(a, *label))
+            .take(4 * 256)
+            .collect();
+        for (index, shard) in records.chunks(256).enumerate() {
+            write_idx(&incoming, &format!("{prefix}{index}"), shard);
+        }
+    }
+    let run = dir.join("run");
+    let sets = [
+        "data.dataset=image-shards".to_string(),
+        format!("data.path={}", base.display()),
+        "data.valid_fraction=0".into(),
+        "data.workers=1".into(),
+        "model.hidden=[64]".into(),
+        "train.batch_size=32".into(),
+        "train.eval_batch_size=250".into(),
+        "follow.poll_s=0.1".into(),
+        "follow.idle_exit_s=1".into(),
+        "follow.passes=2".into(),
+        "follow.replay.capacity=1024".into(),
+        format!("follow.replay.fraction={replay}"),
+    ];
+    let output = stoke()
+        .args(["train", "configs/follow-mnist.toml", "--run-dir"])
+        .arg(&run)
+        .arg("--follow")
+        .arg(&incoming)
+        .args(
+            sets.iter()
+                .flat_map(|set| ["--set".to_string(), set.clone()]),
+        )
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let rounds: Vec<Value> = fs::read_to_string(run.join("follow.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(rounds.len(), 8);
+    let accuracy = |round: &Value| {
+        round["holdout"]["accuracy"]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{round}"))
+    };
+    (accuracy(&rounds[3]), accuracy(&rounds[7]))
+}
+
+#[test]
+fn replay_keeps_what_task_a_taught_through_task_b() {
+    let dir = tempfile::tempdir().unwrap();
+    let none = holdout_a_after_two_tasks(&dir.path().join("none"), 0.0);
+    let replay = holdout_a_after_two_tasks(&dir.path().join("replay"), 0.5);
+    eprintln!(
+        "holdout-A accuracy (after task A, after task B): no replay {none:?}, replay 0.5 {replay:?}"
+    );
+    assert!(
+        none.0 > 0.9 && replay.0 > 0.9,
+        "task A is learned: {none:?} {replay:?}"
+    );
+    assert!(
+        replay.1 >= none.1 + 0.5,
+        "replay keeps task A: {replay:?} against {none:?}"
+    );
+}
