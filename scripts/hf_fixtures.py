@@ -20,7 +20,9 @@ it (tests/vision.rs).
 
 `check-export` loads a folder written by `stoke export --format hf` with `from_pretrained`,
 runs it on the fixture's inputs and compares its outputs with the logits stoke wrote into the
-folder's `stoke_logits.json` (the export test writes them), exiting non-zero on a difference.
+folder's `stoke_logits.json` (the export test writes them), exiting non-zero on a difference;
+and reads the folder's model card (`README.md`) with huggingface_hub's `ModelCard`, whose
+metadata must name transformers, the pipeline, the stoke tag and parse as the Hub parses it.
 """
 
 import argparse
@@ -271,8 +273,22 @@ def check_vision_export(folder, fixture):
         sys.exit(1)
 
 
+def check_card(folder):
+    from huggingface_hub import ModelCard
+
+    card = ModelCard.load(folder / "README.md")
+    data = card.data
+    assert data.library_name == "transformers", data
+    assert data.pipeline_tag in ("image-classification", "text-classification", "text-generation"), data
+    assert "stoke" in data.tags, data
+    assert "config SHA-256" in card.text, card.text
+    results = data.eval_results or []
+    print(f"model card: {data.pipeline_tag}, {len(results)} evaluation results")
+
+
 def check_export(folder, fixture):
     folder, fixture = pathlib.Path(folder), pathlib.Path(fixture)
+    check_card(folder)
     if (folder / "preprocessor_config.json").is_file():
         return check_vision_export(folder, fixture)
     model = transformers.AutoModel.from_pretrained(folder)

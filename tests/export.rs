@@ -89,7 +89,34 @@ fn predictions_from_an_artifact_reproduce_eval_on_the_test_images() {
     ]);
     train("configs/mnist-cnn.toml", &sets, run.path());
     let artifact = tempfile::tempdir().unwrap().path().join("cnn");
-    export(run.path(), &artifact);
+    let report = export(run.path(), &artifact);
+    // The same checkpoint exported again is the same weights file: the served version (its
+    // SHA-256) names the weights.
+    let again = export(run.path(), &artifact.with_file_name("cnn-again"));
+    assert_eq!(
+        report["files"]["model.safetensors"],
+        again["files"]["model.safetensors"]
+    );
+    // Its lineage and its drift reference (the run's validation split).
+    let manifest = common::read_json(&artifact.join("manifest.json"));
+    let config = std::fs::read(run.path().join("config.toml")).unwrap();
+    assert_eq!(
+        manifest["lineage"]["config_sha256"],
+        stoke::files::digest(&config).sha256
+    );
+    assert!(
+        manifest["lineage"]["dataset"]
+            .as_str()
+            .unwrap()
+            .starts_with("image-folder at ")
+    );
+    let profile = common::read_json(&artifact.join("profile.json"));
+    assert_eq!(profile["distributions"][1]["name"], "intensity_c0");
+    assert_eq!(
+        profile["distributions"].as_array().unwrap().len(),
+        4,
+        "confidence and 3 channels"
+    );
 
     let files: Vec<&str> = test_files
         .iter()

@@ -502,6 +502,41 @@ fn a_real_server_serves_what_is_promoted_and_not_what_is_refused_and_rolls_back(
     assert_eq!(version(), served_version(&models, &promoted));
     assert!(reloads(&server) >= 1.0);
 
+    // Its lineage: the shards it was trained on, in order, the version before it, the config
+    // and the code.
+    let rounds = decisions();
+    let at = rounds
+        .iter()
+        .position(|d| d["decision"]["version"] == promoted.as_str())
+        .unwrap();
+    let trained_on: Vec<&str> = rounds[..=at]
+        .iter()
+        .map(|d| d["shard"].as_str().unwrap())
+        .collect();
+    let parent = rounds[..at]
+        .iter()
+        .filter_map(|d| d["decision"]["version"].as_str())
+        .last();
+    let lineage = read_json(&models.join(&promoted).join("manifest.json"))["lineage"].clone();
+    let shards: Vec<&str> = lineage["shards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|shard| shard["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(shards, trained_on, "{lineage}");
+    assert_eq!(shards[..7], ["a0", "a1", "a2", "a3", "a4", "a5", "b0"]);
+    assert_eq!(lineage["parent"].as_str(), parent, "{lineage}");
+    let config = fs::read(run.join("config.toml")).unwrap();
+    assert_eq!(
+        lineage["config_sha256"],
+        stoke::files::digest(&config).sha256
+    );
+    assert!(
+        lineage["code"].as_str().unwrap().starts_with("stoke 0."),
+        "{lineage}"
+    );
+
     // Rollback serves the version before.
     let before = reloads(&server);
     stoke()

@@ -391,6 +391,37 @@ fn describe(dir: &Path, manifest: &ArtifactManifest) -> String {
         manifest.source.step,
         manifest.source.epoch
     ));
+    if let Some(lineage) = &manifest.lineage {
+        line(format!(
+            "lineage: {}, {}, config sha256 {}",
+            lineage.code, lineage.dataset, lineage.config_sha256
+        ));
+        if !lineage.shards.is_empty() {
+            let names: Vec<&str> = lineage.shards.iter().map(|s| s.name.as_str()).collect();
+            line(format!(
+                "         {} shards followed ({}){}",
+                names.len(),
+                names.join(", "),
+                lineage
+                    .parent
+                    .as_ref()
+                    .map_or_else(String::new, |parent| format!(", after {parent}"))
+            ));
+        }
+    }
+    if let Ok(Some(profile)) = crate::export::artifact::read_profile(dir, manifest) {
+        line(format!(
+            "drift:   reference of {}; windows of {}, thresholds {}",
+            profile.source,
+            profile.window,
+            profile
+                .thresholds
+                .iter()
+                .map(|t| format!("{} {} {:.3}", t.statistic, t.method, t.value))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
     for (file, digest) in &manifest.files {
         line(format!(
             "file:    {file} {} bytes sha256 {}",

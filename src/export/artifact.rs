@@ -26,6 +26,7 @@ use burn::prelude::Device;
 use serde::{Deserialize, Serialize};
 
 use super::Loaded;
+use super::lineage::{self, Lineage};
 use super::profile::{
     DEFAULT_WINDOW, MAX_REFERENCE, Observation, PROFILE_FILE, Profile, feature_names,
 };
@@ -36,7 +37,7 @@ use crate::data::{DataSpec, Tokenizer, load_splits};
 use crate::files::{FileDigest, digest, parent_dir, replace_dir, verify_digests, write_synced};
 use crate::train::Net;
 use crate::train::{Measured, RunDir, Summary};
-use crate::weights::checkpoint::{self, CheckpointChoice};
+use crate::weights::checkpoint::{self, CheckpointChoice, VerifiedCheckpoint};
 
 /// Names the file format, so that a stray `manifest.json` is not taken for an artifact.
 pub const ARTIFACT_FORMAT: &str = "stoke-artifact";
@@ -80,6 +81,10 @@ pub struct ArtifactManifest {
     pub tensors: Vec<TensorEntry>,
     pub metrics: ArtifactMetrics,
     pub source: Source,
+    /// The config, code, data (shards) and parent version it came from; absent in artifacts
+    /// of stoke before lineage was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lineage: Option<Lineage>,
     /// Size and SHA-256 of every file of the artifact but this manifest.
     pub files: BTreeMap<String, FileDigest>,
 }
@@ -163,15 +168,7 @@ pub fn export(run_path: &Path, options: &ExportOptions) -> Result<ExportReport, 
         .iter()
         .map(|(name, bytes)| (name.to_string(), digest(bytes)))
         .collect();
-    let summary = read_summary(&run.path);
-    let test = summary
-        .filter(|s| s.test_checkpoint.as_deref() == Some(chosen.name.as_str()))
-        .and_then(|s| s.test);
-    let position: Position = chosen.state()?;
-    let valid = position
-        .last_valid
-        .filter(|(step, _)| *step == position.global_step)
-        .map(|(_, measured)| measured);
+    let (metrics, source, lineage) = provenance(&run, &config, &chosen)?;
     let manifest = ArtifactManifest {
         format: ARTIFACT_FORMAT.into(),
         format_version: ARTIFACT_VERSION,
@@ -181,13 +178,9 @@ pub fn export(run_path: &Path, options: &ExportOptions) -> Result<ExportReport, 
         input: spec,
         tokenizer: tokenizer.as_ref().map(|_| TOKENIZER_FILE.to_string()),
         tensors,
-        metrics: ArtifactMetrics { valid, test },
-        source: Source {
-            run: run.path.clone(),
-            checkpoint: chosen.name.clone(),
-            step: position.global_step,
-            epoch: position.epoch,
-        },
+        metrics,
+        source,
+        lineage: Some(lineage),
         files: digests.clone(),
     };
     let manifest = serde_json::to_vec_pretty(&manifest).expect("the manifest serializes");
@@ -286,6 +279,32 @@ pub fn read_profile(dir: &Path, manifest: &ArtifactManifest) -> Result<Option<Pr
             dir: dir.to_path_buf(),
             detail: format!("{PROFILE_FILE}: {err}"),
         })
+}
+
+/// What an export records of the checkpoint `chosen` of `run`: how well it did (its
+/// validation at its step, and the test split when the run's summary scored this very
+/// checkpoint), where it stands in the run, and its lineage.
+pub(super) fn provenance(
+    run: &RunDir,
+    config: &ExperimentConfig,
+    chosen: &VerifiedCheckpoint,
+) -> Result<(ArtifactMetrics, Source, Lineage), Error> {
+    let test = read_summary(&run.path)
+        .filter(|s| s.test_checkpoint.as_deref() == Some(chosen.name.as_str()))
+        .and_then(|s| s.test);
+    let position: Position = chosen.state()?;
+    let valid = position
+        .last_valid
+        .filter(|(step, _)| *step == position.global_step)
+        .map(|(_, measured)| measured);
+    let source = Source {
+        run: run.path.clone(),
+        checkpoint: chosen.name.clone(),
+        step: position.global_step,
+        epoch: position.epoch,
+    };
+    let lineage = lineage::of_checkpoint(&run.path, config, &chosen.state()?);
+    Ok((ArtifactMetrics { valid, test }, source, lineage))
 }
 
 /// Where the exported checkpoint stands: the part of its training state an artifact records.

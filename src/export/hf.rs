@@ -11,7 +11,12 @@ use std::path::Path;
 use super::{CheckpointChoice, Loaded, load};
 use crate::Error;
 use crate::config::BackendChoice;
+use crate::data::DataSpec;
+use crate::train::RunDir;
 use crate::weights::hf;
+
+/// The model card's file name, as the Hub reads it.
+const CARD_FILE: &str = "README.md";
 
 /// What `export_hf` wrote.
 pub struct HfReport {
@@ -62,6 +67,10 @@ pub fn export_hf(
         Some(tokenizer) => files.push((hf::TOKENIZER_FILE, tokenizer.to_json().into_bytes())),
         None => {}
     }
+    files.push((
+        CARD_FILE,
+        card(run_path, choice, out, "transformers", &spec)?,
+    ));
     write_folder(out, &files, source)
 }
 
@@ -98,6 +107,37 @@ pub fn export_timm(
     let files = vec![
         (hf::CONFIG_FILE, config),
         (hf::WEIGHTS_FILE, export.safetensors),
+        (CARD_FILE, card(run_path, choice, out, "timm", &spec)?),
     ];
     write_folder(out, &files, source)
+}
+
+/// The folder's model card: the Hub's metadata for `library`, the checkpoint's figures and
+/// its lineage.
+fn card(
+    run_path: &Path,
+    choice: &CheckpointChoice,
+    out: &Path,
+    library: &str,
+    spec: &DataSpec,
+) -> Result<Vec<u8>, Error> {
+    let (run, config) = RunDir::open(run_path)?;
+    let chosen = run.checkpoints().open(choice)?;
+    let (metrics, _, lineage) = super::artifact::provenance(&run, &config, &chosen)?;
+    let pipeline = match spec {
+        DataSpec::ImageClassification { .. } => Some("image-classification"),
+        DataSpec::TextClassification { .. } => Some("text-classification"),
+        DataSpec::LanguageModel { .. } => Some("text-generation"),
+        _ => None,
+    };
+    let figures: Vec<(&str, &crate::train::Measured)> =
+        [("validation", &metrics.valid), ("test", &metrics.test)]
+            .into_iter()
+            .filter_map(|(split, measured)| Some((split, measured.as_ref()?)))
+            .collect();
+    let name = out.file_name().map_or_else(
+        || "model".into(),
+        |name| name.to_string_lossy().into_owned(),
+    );
+    Ok(super::lineage::model_card(&name, library, pipeline, &lineage, &figures).into_bytes())
 }

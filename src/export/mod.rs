@@ -5,6 +5,7 @@
 pub mod artifact;
 mod generate;
 mod hf;
+pub mod lineage;
 pub(crate) mod onnx;
 mod predict;
 pub mod profile;

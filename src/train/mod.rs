@@ -35,7 +35,7 @@ pub use metrics::{MetricRecord, SplitName, read_metrics};
 pub use net::{Held, Net};
 pub use optim::build_optimizer;
 pub use progress::format_duration;
-pub use run_dir::{RunDir, Summary};
+pub use run_dir::{CONFIG_FILE, RunDir, Summary};
 pub use session::{Outcome, TrainOptions, resume, train};
 pub use trainer::seed_step;
 

@@ -280,7 +280,7 @@ impl<M: Model> Net for Held<M> {
         self.model
             .save_into(&mut store)
             .map_err(|err| err.to_string())?;
-        store.get_bytes().map_err(|err| err.to_string())
+        canonical_header(store.get_bytes().map_err(|err| err.to_string())?)
     }
 
     fn onnx(&self, spec: &crate::data::DataSpec) -> Result<Vec<u8>, String> {
@@ -294,6 +294,30 @@ impl<M: Model> Net for Held<M> {
     fn as_any(&self) -> &dyn Any {
         self
     }
+}
+
+/// A safetensors file with its header's keys sorted. burn writes `__metadata__` from a hash
+/// map, in another order each time; sorted, the same weights are the same bytes, so an
+/// artifact's version (their SHA-256) names the weights and not the export.
+fn canonical_header(bytes: Vec<u8>) -> Result<Vec<u8>, String> {
+    let length = bytes
+        .get(..8)
+        .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")) as usize)
+        .ok_or("a safetensors file shorter than its header length")?;
+    let header: serde_json::Value = bytes
+        .get(8..8 + length)
+        .ok_or("a safetensors file shorter than its header")
+        .and_then(|header| serde_json::from_slice(header).map_err(|_| "an unreadable header"))?;
+    // serde_json's maps are ordered by key; the padding keeps the data 8-byte aligned.
+    let mut text = serde_json::to_string(&header).expect("JSON serializes");
+    while text.len() % 8 != 0 {
+        text.push(' ');
+    }
+    let mut out = Vec::with_capacity(bytes.len());
+    out.extend((text.len() as u64).to_le_bytes());
+    out.extend(text.into_bytes());
+    out.extend(&bytes[8 + length..]);
+    Ok(out)
 }
 
 struct InitialiseNow;
