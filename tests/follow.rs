@@ -496,7 +496,7 @@ fn a_real_server_serves_what_is_promoted_and_not_what_is_refused_and_rolls_back(
     let promoted = decisions()
         .iter()
         .filter_map(|d| d["decision"]["version"].as_str().map(str::to_string))
-        .last()
+        .next_back()
         .unwrap();
     assert_ne!(promoted, first, "{:?}", decisions());
     assert_eq!(version(), served_version(&models, &promoted));
@@ -516,7 +516,7 @@ fn a_real_server_serves_what_is_promoted_and_not_what_is_refused_and_rolls_back(
     let parent = rounds[..at]
         .iter()
         .filter_map(|d| d["decision"]["version"].as_str())
-        .last();
+        .next_back();
     let lineage = read_json(&models.join(&promoted).join("manifest.json"))["lineage"].clone();
     let shards: Vec<&str> = lineage["shards"]
         .as_array()

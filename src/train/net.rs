@@ -310,7 +310,7 @@ fn canonical_header(bytes: Vec<u8>) -> Result<Vec<u8>, String> {
         .and_then(|header| serde_json::from_slice(header).map_err(|_| "an unreadable header"))?;
     // serde_json's maps are ordered by key; the padding keeps the data 8-byte aligned.
     let mut text = serde_json::to_string(&header).expect("JSON serializes");
-    while text.len() % 8 != 0 {
+    while !text.len().is_multiple_of(8) {
         text.push(' ');
     }
     let mut out = Vec::with_capacity(bytes.len());
