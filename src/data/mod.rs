@@ -20,7 +20,7 @@ mod shape;
 pub mod shards;
 mod slices;
 pub mod tabular;
-mod text;
+pub(crate) mod text;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -1,40 +1,112 @@
 //! The gate and what follows it: a candidate's holdout figure against the promoted
-//! version's (`follow.gate`: its metric, which way is better, the tolerance), the next
+//! version's (`follow.gate`: its metric, which way is better, the tolerance), overall and on
+//! every slice of the holdout by `eval.slice_by` (TFX's per-slice blessing), the next
 //! version's name, and bringing the models directory and the server in line with what the
 //! run's state says is promoted, also after a kill between the checkpoint and the export.
 
 use super::promote::{self, version_name, version_number};
-use super::state::Decision;
+use std::collections::BTreeMap;
+
+use super::state::{Decision, SliceFigures};
 use super::{Follower, append_line};
 use crate::Error;
 use crate::config::MonitorMode;
+use crate::data::{SliceBy, Split, slice_values};
+use crate::train::Experiment;
 use crate::train::measure::Measured;
 
+/// The holdout's slices by `eval.slice_by` (or `eval.slice_file`): `field=value` and the
+/// holdout samples that have it, in value order; none when the run does not slice.
+pub(super) fn holdout_slices(
+    experiment: &Experiment,
+    holdout: &Split,
+) -> Result<Vec<(String, Split)>, Error> {
+    let eval = &experiment.config.eval;
+    let Some(by) = SliceBy::chosen(eval.slice_by.clone(), eval.slice_file.clone()) else {
+        return Ok(Vec::new());
+    };
+    let (attribute, values) = slice_values(&experiment.config.data, holdout, &by)?;
+    let mut groups: BTreeMap<String, Vec<u32>> = BTreeMap::new();
+    for (&index, value) in holdout.indices.iter().zip(values) {
+        if let Some(value) = value {
+            groups.entry(value).or_default().push(index);
+        }
+    }
+    Ok(groups
+        .into_iter()
+        .map(|(value, indices)| {
+            let slice = Split::new(holdout.data.clone(), indices);
+            (format!("{attribute}={value}"), slice)
+        })
+        .collect())
+}
+
 impl Follower {
-    /// The gate: the candidate's holdout figure against the promoted version's.
-    pub(super) fn decide(&self, holdout: &Measured) -> Decision {
+    /// The gate: the candidate's holdout figure against the promoted version's, overall and
+    /// on each of the holdout's `slices` (`(field=value, records, figures)`).
+    pub(super) fn decide(
+        &self,
+        holdout: &Measured,
+        slices: &[(String, usize, Measured)],
+    ) -> Decision {
         let (metric, mode) = &self.gate;
         let tolerance = self.experiment.config.follow.gate.tolerance;
+        let promoted_now = self.follow.promoted.as_ref();
+        // Within the tolerance of `current` (always, against nothing yet).
+        let passes = |candidate: f64, current: Option<f64>| {
+            let worse_by = current.map(|current| match mode {
+                MonitorMode::Max => current - candidate,
+                MonitorMode::Min => candidate - current,
+            });
+            candidate.is_finite() && worse_by.is_none_or(|worse| worse <= tolerance)
+        };
         let candidate = holdout.get(metric).unwrap_or(f64::NAN);
-        let current = self
-            .follow
-            .promoted
-            .as_ref()
-            .and_then(|p| p.holdout.get(metric));
-        let worse_by = current.map(|current| match mode {
-            MonitorMode::Max => current - candidate,
-            MonitorMode::Min => candidate - current,
-        });
-        let promoted = candidate.is_finite() && worse_by.is_none_or(|worse| worse <= tolerance);
-        let reason = match (promoted, current) {
-            (true, None) => "promoted: the first candidate".to_string(),
-            (true, Some(current)) => format!(
-                "promoted: {candidate:.4} against the current {current:.4} (tolerance {tolerance})"
+        let current = promoted_now.and_then(|p| p.holdout.get(metric));
+        let slices: Vec<SliceFigures> = slices
+            .iter()
+            .map(|(slice, records, measured)| {
+                let candidate = measured.get(metric).unwrap_or(f64::NAN);
+                let current = promoted_now.and_then(|p| p.slices.get(slice).copied());
+                SliceFigures {
+                    slice: slice.clone(),
+                    records: *records,
+                    candidate,
+                    current,
+                    passed: passes(candidate, current),
+                }
+            })
+            .collect();
+        let failed: Vec<&SliceFigures> = slices.iter().filter(|s| !s.passed).collect();
+        let promoted = passes(candidate, current) && failed.is_empty();
+        let reason = match (promoted, current, failed.first()) {
+            (true, None, _) => "promoted: the first candidate".to_string(),
+            (true, Some(current), _) => format!(
+                "promoted: {candidate:.4} against the current {current:.4} (tolerance {tolerance}){}",
+                match slices.len() {
+                    0 => String::new(),
+                    n => format!(", and on each of {n} slices"),
+                }
             ),
-            (false, Some(current)) => format!(
+            (false, Some(current), Some(slice)) if passes(candidate, Some(current)) => format!(
+                "refused: {candidate:.4} against the current {current:.4} overall, but on {} {:.4} is worse than {:.4} by more than {tolerance}{}",
+                slice.slice,
+                slice.candidate,
+                slice.current.unwrap_or(f64::NAN),
+                match failed.len() {
+                    1 => String::new(),
+                    n => format!(" (and {} more slices)", n - 1),
+                }
+            ),
+            (false, Some(current), _) => format!(
                 "refused: {candidate:.4} is worse than the current {current:.4} by more than {tolerance}"
             ),
-            (false, None) => format!("refused: {metric} is {candidate}"),
+            (false, None, Some(slice)) if candidate.is_finite() => {
+                format!(
+                    "refused: {metric} on {} is {}",
+                    slice.slice, slice.candidate
+                )
+            }
+            (false, None, _) => format!("refused: {metric} is {candidate}"),
         };
         let version = (promoted && self.models.is_some()).then(|| self.next_version());
         Decision {
@@ -45,6 +117,7 @@ impl Follower {
             promoted,
             version,
             reason,
+            slices,
         }
     }
 

@@ -1,10 +1,11 @@
 //! `stoke train --follow DIR`: continual training on data as it lands. Each new shard (an IDX
-//! pair renamed into `DIR`, `incoming.rs`) is taken in name order and goes through one round:
-//! the current model scores it before seeing it (the honest measure of how it does on fresh
-//! data), trains on it for `follow.passes` passes with a share of every batch replayed from a
-//! reservoir of earlier records (`state.rs`), is evaluated on the run's fixed holdout (its
-//! validation split, else its test split), and the gate compares that with the figure of the
-//! version now promoted (`follow.gate`, TFX's blessing). Every round ends in a checkpoint
+//! pair or a file of labelled texts renamed into `DIR`, `incoming.rs`) is taken in name
+//! order and goes through one round: the current model scores it before seeing it (the
+//! honest measure of how it does on fresh data), trains on it for `follow.passes` passes
+//! with a share of every batch replayed from a reservoir of earlier records (`state.rs`), is
+//! evaluated on the run's fixed holdout (its validation split, else its test split), and the
+//! gate compares that with the figure of the version now promoted (`follow.gate`, TFX's
+//! blessing, overall and on every slice of `eval.slice_by`). Every round ends in a checkpoint
 //! whose state holds the ledger of shards taken, the reservoir and each decision, so a run
 //! killed at any moment resumes (`--resume RUN --follow DIR`) without taking a shard twice or
 //! skipping one and reaches the weights the uninterrupted run reaches. With `--promote
@@ -13,19 +14,20 @@
 //! directory are rewritten from that state after every round.
 
 mod gate;
+mod idx_shards;
 mod incoming;
 pub mod promote;
 pub mod state;
+mod text_shards;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Instant;
 
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use self::incoming::Shard;
+use self::incoming::{Shard, ShardKind};
 use self::promote::Models;
 use self::state::{FollowState, LedgerEntry, Promoted, RoundRecord};
 use super::checkpoint::{Checkpoints, Snapshot};
@@ -38,8 +40,7 @@ use super::step::{StepShare, Stepper, evaluate, predictions};
 use super::trainer::{Parts, seed_step, with_status};
 use super::{Experiment, interrupt};
 use crate::config::{MonitorMode, SchedulerConfig};
-use crate::data::image::{ImageSet, Origins, normalized};
-use crate::data::{DataSpec, Normalization, Split};
+use crate::data::Split;
 use crate::files::write_atomic;
 use crate::{Error, config};
 
@@ -53,26 +54,23 @@ pub struct FollowOptions {
 
 /// Refuses what following cannot do, before a run directory is made.
 pub fn check(experiment: &Experiment, options: &FollowOptions) -> Result<(), Error> {
-    if !options.dir.is_dir() {
+    let dir = options.dir.display();
+    if !options.dir.exists() {
         return Err(Error::Usage(format!(
-            "--follow {}: no such directory (make it, and rename shards into it as they are written)",
-            options.dir.display()
+            "--follow {dir}: no such directory (make it, and rename shards into it as they are written)"
         )));
     }
-    std::fs::read_dir(&options.dir).map_err(|source| Error::io(&options.dir, source))?;
-    match &experiment.splits.spec {
-        DataSpec::ImageClassification {
-            input,
-            resize: None,
-            ..
-        } if input.channels == 1 => {}
-        spec => {
-            return Err(Error::Usage(format!(
-                "--follow takes IDX image shards (grayscale, one size), as image-shards, mnist and fashion-mnist data are; this run's data is {}",
-                spec.describe()
-            )));
-        }
+    if !options.dir.is_dir() {
+        return Err(Error::Usage(format!(
+            "--follow {dir}: a file, not a directory (follow the directory shards are renamed into)"
+        )));
     }
+    if let Err(err) = std::fs::read_dir(&options.dir) {
+        return Err(Error::Usage(format!(
+            "--follow {dir}: cannot list it ({err}); stoke needs to read and to move rejected shards there"
+        )));
+    }
+    incoming::kind_for(experiment)?;
     if let SchedulerConfig::Cosine(_) = experiment.config.scheduler {
         return Err(Error::Usage(
             "scheduler.kind = \"cosine\" needs the run's length, which --follow does not know; use \"constant\" or \"step\"".into(),
@@ -102,8 +100,10 @@ struct Follower {
     progress: Progress,
     follow: FollowState,
     models: Option<Models>,
-    normalization: Normalization,
+    kind: Box<dyn ShardKind>,
     holdout: Split,
+    /// The holdout's slices by `eval.slice_by`: `field=value` and its samples.
+    slices: Vec<(String, Split)>,
     gate: (String, MonitorMode),
     started: Instant,
 }
@@ -119,10 +119,7 @@ pub(super) fn run(
     mut parts: Parts,
 ) -> Result<Outcome, Error> {
     // `check` ran in the session, before the run directory was written or changed.
-    let DataSpec::ImageClassification { normalization, .. } = &experiment.splits.spec else {
-        unreachable!("`check` accepts image classification only");
-    };
-    let normalization = normalization.clone();
+    let kind = incoming::kind_for(&experiment)?;
     let holdout = match experiment.splits.valid.len() {
         0 => experiment.splits.test.clone(),
         _ => experiment.splits.valid.clone(),
@@ -131,6 +128,7 @@ pub(super) fn run(
         Some(metric) => (metric.clone(), experiment.mode_of(metric)),
         None => experiment.checkpoint_monitor(),
     };
+    let slices = gate::holdout_slices(&experiment, &holdout)?;
     let follow = parts.state.follow.take().unwrap_or_default();
     let mut stepper = Stepper::new(&experiment.config.train, &experiment.task);
     stepper.resume_loss_scale(parts.state.loss_scale.clone());
@@ -146,14 +144,16 @@ pub(super) fn run(
         progress,
         follow,
         models,
-        normalization,
+        kind,
         holdout,
+        slices,
         gate,
         started: Instant::now(),
     };
     follower.progress.say(&format!(
-        "following {} ({} shards taken so far); holdout: {} samples, gate on {}",
+        "following {} for {} ({} shards taken so far); holdout: {} samples, gate on {}",
         follower.options.dir.display(),
+        follower.kind.describe(),
         follower.follow.ledger.len(),
         follower.holdout.len(),
         follower.gate.0
@@ -170,6 +170,7 @@ impl Follower {
         interrupt::install();
         let config = self.experiment.config.follow.clone();
         let mut idle_since = Instant::now();
+        let mut unreadable = false;
         loop {
             if config.max_shards > 0 && self.follow.ledger.len() >= config.max_shards {
                 self.progress.say(&format!(
@@ -181,7 +182,24 @@ impl Follower {
             if interrupt::requested() {
                 return Ok(self.interrupted());
             }
-            let next = self.next_shard()?;
+            let next = match self.next_shard() {
+                Ok(next) => {
+                    unreadable = false;
+                    next
+                }
+                // The directory went away or cannot be listed (an unmounted share, changed
+                // permissions): say so once and keep polling; nothing taken is lost.
+                Err(err) => {
+                    if !unreadable {
+                        self.progress.say(&format!(
+                            "warning: {err}; waiting for {} to be readable again",
+                            self.options.dir.display()
+                        ));
+                    }
+                    unreadable = true;
+                    None
+                }
+            };
             let Some(shard) = next else {
                 if config.idle_exit_s > 0.0
                     && idle_since.elapsed().as_secs_f64() >= config.idle_exit_s
@@ -224,19 +242,15 @@ impl Follower {
     /// The first landed shard the ledger lacks, read; unreadable ones are rejected on the way.
     fn next_shard(&mut self) -> Result<Option<Shard>, Error> {
         let dir = self.options.dir.clone();
-        let DataSpec::ImageClassification { input, classes, .. } = &self.experiment.splits.spec
-        else {
-            unreachable!("checked when following began");
-        };
-        let (input, classes) = (*input, classes.len());
-        for name in incoming::landed(&dir)? {
+        let kind = &*self.kind;
+        for name in incoming::landed(&dir, kind)? {
             let taken = self.follow.ledger.iter().find(|entry| entry.name == name);
             // A taken shard is read again (and hashed) only when its size changed: polling
             // reads nothing but new shards.
-            if taken.is_some_and(|entry| incoming::size(&dir, &name) == Some(entry.bytes)) {
+            if taken.is_some_and(|entry| incoming::size(&dir, &name, kind) == Some(entry.bytes)) {
                 continue;
             }
-            let read = incoming::read(&dir, &name, input, classes);
+            let read = kind.read(&dir, &name);
             let reason = match (taken, read) {
                 (None, Ok(shard)) => return Ok(Some(shard)),
                 (Some(entry), Ok(shard)) if entry.sha256 == shard.sha256 => continue,
@@ -247,7 +261,7 @@ impl Follower {
                 (Some(_), Err(_)) => continue,
                 (None, Err(reason)) => reason,
             };
-            let path = incoming::reject(&dir, &name, &reason)?;
+            let path = incoming::reject(&dir, &name, &reason, kind)?;
             self.progress.say(&format!(
                 "rejected shard {name}: {reason} ({})",
                 path.display()
@@ -262,14 +276,20 @@ impl Follower {
         let round = self.follow.ledger.len();
         let seed =
             self.experiment.config.run.seed ^ (round as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        let records = shard.set.len();
-        let set = Arc::new(shard.set);
-        let fresh = normalized(set.clone(), &self.normalization);
-        let before = self.measure(&Split::new(fresh, (0..records as u32).collect()))?;
-        let Some(replayed) = self.train_on(&set, round, seed)? else {
+        let records = shard.records;
+        let before = self.measure(&Split::new(
+            shard.data.clone(),
+            (0..records as u32).collect(),
+        ))?;
+        let Some(replayed) = self.train_on(&shard, round, seed)? else {
             return Ok(false);
         };
         let holdout = self.measure(&self.holdout)?;
+        let slices = self
+            .slices
+            .iter()
+            .map(|(slice, split)| Ok((slice.clone(), split.len(), self.measure(split)?)))
+            .collect::<Result<Vec<_>, Error>>()?;
         self.follow.ledger.push(LedgerEntry {
             name: shard.name.clone(),
             bytes: shard.bytes,
@@ -280,7 +300,7 @@ impl Follower {
         self.follow
             .reservoir
             .offer(&shard.name, records, capacity, seed);
-        let decision = self.decide(&holdout);
+        let decision = self.decide(&holdout, &slices);
         let step = self.parts.state.global_step;
         self.log
             .append(&self.record(SplitName::Valid, &holdout, round))?;
@@ -297,6 +317,11 @@ impl Follower {
             self.follow.promoted = Some(Promoted {
                 version: decision.version.clone().unwrap_or_default(),
                 holdout: holdout.clone(),
+                slices: decision
+                    .slices
+                    .iter()
+                    .map(|s| (s.slice.clone(), s.candidate))
+                    .collect(),
                 checkpoint: Checkpoints::name_for(step),
             });
         }
@@ -315,15 +340,10 @@ impl Follower {
         Ok(true)
     }
 
-    /// Trains on `set` for `follow.passes` passes; each batch takes `fraction` of its samples
+    /// Trains on `shard` for `follow.passes` passes; each batch takes `fraction` of its samples
     /// from the reservoir. Returns how many replayed samples it used, or `None` when Ctrl-C
     /// or SIGTERM stopped it (the round is taken again on resume, from the last checkpoint).
-    fn train_on(
-        &mut self,
-        set: &ImageSet,
-        round: usize,
-        seed: u64,
-    ) -> Result<Option<usize>, Error> {
+    fn train_on(&mut self, shard: &Shard, round: usize, seed: u64) -> Result<Option<usize>, Error> {
         let config = self.experiment.config.clone();
         let batch_size = config.train.batch_size;
         let replay = &self.follow.reservoir.items;
@@ -334,24 +354,19 @@ impl Follower {
         };
         let fresh_per_batch = batch_size - take_replay;
         // The shard and the reservoir's records in one set: the shard first.
-        let mut combined = set.clone();
-        let (pixels, labels) = incoming::read_records(&self.options.dir, replay, set.shape)?;
-        combined.pixels.extend(pixels);
-        combined.labels.extend(labels);
-        combined.origins = Origins::Unknown;
-        let data = normalized(Arc::new(combined), &self.normalization);
+        let data = self.kind.training_set(&self.options.dir, shard, replay)?;
         let device = self.parts.device.clone();
         let context = self.experiment.batch_context(&device, Some(round));
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let mut metrics = RunningMetrics::new(&self.experiment.task);
         let mut replayed = 0;
         for _ in 0..config.follow.passes {
-            let mut order: Vec<u32> = (0..set.len() as u32).collect();
+            let mut order: Vec<u32> = (0..shard.records as u32).collect();
             order.shuffle(&mut rng);
             for chunk in order.chunks(fresh_per_batch) {
                 let mut indices = chunk.to_vec();
                 for _ in 0..take_replay {
-                    indices.push((set.len() + rng.random_range(0..replay.len())) as u32);
+                    indices.push((shard.records + rng.random_range(0..replay.len())) as u32);
                     replayed += 1;
                 }
                 let batch = data.batch(&indices, &context);
@@ -424,7 +439,7 @@ impl Follower {
             definition_hash: &config::definition_hash(config),
             fixed_keys: &config::fixed_keys(config),
             spec: &self.experiment.splits.spec,
-            tokenizer: None,
+            tokenizer: self.experiment.splits.tokenizer.as_deref(),
         };
         self.checkpoints.save(&snapshot)?;
         self.parts.state.follow = None;

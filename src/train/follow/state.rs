@@ -4,6 +4,8 @@
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::train::measure::Measured;
@@ -31,6 +33,9 @@ pub struct Promoted {
     /// `vNNNN` in the models directory (empty without `--promote`).
     pub version: String,
     pub holdout: Measured,
+    /// Its figure on each slice of the holdout (`eval.slice_by`), by value.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub slices: BTreeMap<String, f64>,
     /// The checkpoint it was exported from (kept by pruning).
     pub checkpoint: String,
 }
@@ -63,6 +68,22 @@ pub struct Decision {
     /// The version written, when promoted into a models directory.
     pub version: Option<String>,
     pub reason: String,
+    /// The same comparison on each slice of the holdout (`eval.slice_by`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub slices: Vec<SliceFigures>,
+}
+
+/// A slice of the holdout in a gate decision: the candidate's figure on it and the promoted
+/// version's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SliceFigures {
+    /// `field=value`.
+    pub slice: String,
+    pub records: usize,
+    pub candidate: f64,
+    pub current: Option<f64>,
+    /// Whether the candidate is within the tolerance of the current figure here.
+    pub passed: bool,
 }
 
 /// A uniform sample of the records taken so far (Vitter's algorithm R), as references to

@@ -1,0 +1,291 @@
+//! `stoke train --follow` on files of labelled texts (JSONL, CSV, Parquet): shards of the wrong
+//! schema or with an unknown label are rejected, the gate refuses a candidate that is worse on
+//! one slice of the holdout (`eval.slice_by`) though not overall, and a run stopped after each
+//! shard and resumed reaches the uninterrupted run's weights.
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow_array::{ArrayRef, RecordBatch, StringArray};
+use common::{SpamOrHam, read_json, stoke};
+use parquet::arrow::ArrowWriter;
+use serde_json::Value;
+
+/// A labelled text of `source`: mail and chat tell spam from ham by different words, so that
+/// what is learnt on one barely moves the other.
+struct Texts(SpamOrHam);
+
+impl Texts {
+    fn record(&mut self, source: &str, spam: bool) -> (String, String) {
+        let text = match source {
+            "mail" => self.0.text(spam, 6),
+            _ => {
+                let words = match spam {
+                    true => ["bonus", "deal", "gift", "winner"],
+                    false => ["hey", "dinner", "movie", "weekend"],
+                };
+                (0..6)
+                    .map(|_| words[self.0.next(4)])
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            }
+        };
+        (text, if spam { "spam" } else { "ham" }.to_string())
+    }
+
+    /// `count` records, one in `chat_every` from chat; labels swapped on chat when `flip_chat`.
+    fn records(&mut self, count: usize, chat_every: usize, flip_chat: bool) -> Vec<[String; 3]> {
+        (0..count)
+            .map(|i| {
+                let chat = i.is_multiple_of(chat_every);
+                let source = if chat { "chat" } else { "mail" };
+                let spam = match chat {
+                    true => (i / chat_every).is_multiple_of(2),
+                    false => i % 2 == 1,
+                };
+                let (text, mut label) = self.record(source, spam);
+                if flip_chat && source == "chat" {
+                    label = if spam { "ham" } else { "spam" }.into();
+                }
+                [text, label, source.to_string()]
+            })
+            .collect()
+    }
+}
+
+fn jsonl(path: &Path, records: &[[String; 3]]) {
+    let lines: String = records
+        .iter()
+        .map(|[text, label, source]| {
+            serde_json::json!({"text": text, "label": label, "source": source}).to_string() + "\n"
+        })
+        .collect();
+    fs::write(path, lines).unwrap();
+}
+
+fn csv(path: &Path, records: &[[String; 3]]) {
+    let mut writer = csv::Writer::from_path(path).unwrap();
+    writer.write_record(["text", "label", "source"]).unwrap();
+    for record in records {
+        writer.write_record(record).unwrap();
+    }
+    writer.flush().unwrap();
+}
+
+fn parquet(path: &Path, records: &[[String; 3]]) {
+    let column = |at: usize| -> ArrayRef {
+        Arc::new(StringArray::from(
+            records.iter().map(|r| r[at].clone()).collect::<Vec<_>>(),
+        ))
+    };
+    let batch = RecordBatch::try_from_iter([
+        ("text", column(0)),
+        ("label", column(1)),
+        ("source", column(2)),
+    ])
+    .unwrap();
+    let mut writer =
+        ArrowWriter::try_new(fs::File::create(path).unwrap(), batch.schema(), None).unwrap();
+    writer.write(&batch).unwrap();
+    writer.close().unwrap();
+}
+
+fn sets(base: &Path) -> Vec<String> {
+    [
+        format!("data.path={}", base.display()),
+        "data.valid_fraction=0.3".into(),
+        "data.test_fraction=0.05".into(),
+        "data.tokenizer.vocab_size=96".into(),
+        "data.text.max_length=16".into(),
+        "eval.slice_by=\"source\"".into(),
+        "run.backend=\"ndarray\"".into(),
+        "model.d_model=32".into(),
+        "model.n_layers=1".into(),
+        "model.d_ff=64".into(),
+        "optimizer.lr=3e-3".into(),
+        "scheduler.kind=\"constant\"".into(),
+        "train.batch_size=16".into(),
+        "train.eval_batch_size=128".into(),
+        "train.progress=\"plain\"".into(),
+        "follow.passes=3".into(),
+        "follow.poll_s=0.1".into(),
+        "follow.idle_exit_s=1".into(),
+        "follow.replay.fraction=0.25".into(),
+        "follow.gate.metric=\"accuracy\"".into(),
+        "follow.gate.tolerance=0.15".into(),
+    ]
+    .into()
+}
+
+/// `stoke train --follow` of a fresh run (`config`) or a resumed one; its stderr.
+fn follow(run: &Path, incoming: &Path, fresh: bool, sets: &[String]) -> String {
+    let mut command = stoke();
+    match fresh {
+        true => command
+            .args(["train", "configs/spam-transformer.toml", "--run-dir"])
+            .arg(run),
+        false => command.args(["train", "--resume"]).arg(run),
+    };
+    command.arg("--follow").arg(incoming);
+    for set in sets {
+        command.args(["--set", set]);
+    }
+    let output = command.output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(output.status.success(), "{stderr}");
+    stderr
+}
+
+fn rounds(run: &Path) -> Vec<Value> {
+    fs::read_to_string(run.join("follow.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
+
+#[test]
+fn text_shards_are_followed_gated_on_every_slice_and_resumed_exactly() {
+    let data = tempfile::tempdir().unwrap();
+    let mut texts = Texts(SpamOrHam::new(11));
+    let base = data.path().join("base");
+    fs::create_dir_all(&base).unwrap();
+    // One record in ten from chat, in the base data (and so in its holdout) and in the shards.
+    jsonl(&base.join("train.jsonl"), &texts.records(800, 10, false));
+    let shards = data.path().join("shards");
+    fs::create_dir_all(&shards).unwrap();
+    jsonl(&shards.join("s0.jsonl"), &texts.records(240, 10, false));
+    csv(&shards.join("s1.csv"), &texts.records(240, 10, false));
+    // Chat with its labels swapped, and mail as it was: worse on chat, hardly overall.
+    parquet(&shards.join("s2.parquet"), &texts.records(240, 4, true));
+    fs::write(
+        shards.join("wrong.jsonl"),
+        "{\"body\": \"hey\", \"label\": \"ham\"}\n",
+    )
+    .unwrap();
+    fs::write(
+        shards.join("unknown.jsonl"),
+        "{\"text\": \"hey\", \"label\": \"eggs\"}\n",
+    )
+    .unwrap();
+    // Written but not yet renamed: never read.
+    fs::write(shards.join(".s3.jsonl.tmp"), "{\"text\": ").unwrap();
+    let names = [
+        "s0.jsonl",
+        "s1.csv",
+        "s2.parquet",
+        "unknown.jsonl",
+        "wrong.jsonl",
+        ".s3.jsonl.tmp",
+    ];
+    let sets = sets(&base);
+
+    // Uninterrupted.
+    let whole = data.path().join("whole");
+    let incoming = data.path().join("incoming-whole");
+    fs::create_dir_all(&incoming).unwrap();
+    for name in names {
+        fs::copy(shards.join(name), incoming.join(name)).unwrap();
+    }
+    let stderr = follow(&whole, &incoming, true, &sets);
+    let uninterrupted = rounds(&whole);
+    let taken: Vec<&str> = uninterrupted
+        .iter()
+        .map(|r| r["shard"].as_str().unwrap())
+        .collect();
+    assert_eq!(taken, ["s0.jsonl", "s1.csv", "s2.parquet"], "{stderr}");
+    let reason = |name: &str| {
+        fs::read_to_string(incoming.join("rejected").join(format!("{name}.reason.txt"))).unwrap()
+    };
+    assert!(
+        reason("wrong.jsonl").contains("no field \"text\""),
+        "{}",
+        reason("wrong.jsonl")
+    );
+    assert!(
+        reason("unknown.jsonl").contains("label \"eggs\""),
+        "{}",
+        reason("unknown.jsonl")
+    );
+    assert!(incoming.join(".s3.jsonl.tmp").is_file());
+
+    // The gate: per-slice figures in every decision; the clean shards promoted, the one that
+    // spoils chat refused on that slice.
+    let decisions: Vec<&Value> = uninterrupted.iter().map(|r| &r["decision"]).collect();
+    for decision in &decisions {
+        let slices: Vec<&str> = decision["slices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["slice"].as_str().unwrap())
+            .collect();
+        assert_eq!(slices, ["source=chat", "source=mail"], "{decision}");
+    }
+    let figures = |d: &Value| format!("{d:#}");
+    assert_eq!(decisions[0]["promoted"], true, "{}", figures(decisions[0]));
+    assert_eq!(decisions[1]["promoted"], true, "{}", figures(decisions[1]));
+    let refused = decisions[2];
+    assert_eq!(refused["promoted"], false, "{}", figures(refused));
+    let chat = &refused["slices"][0];
+    assert_eq!(chat["passed"], false, "{}", figures(refused));
+    let overall_drop =
+        refused["current"].as_f64().unwrap() - refused["candidate"].as_f64().unwrap();
+    assert!(
+        overall_drop <= 0.15,
+        "refused on the slice alone: {}",
+        figures(refused)
+    );
+    assert!(
+        refused["reason"].as_str().unwrap().contains("source=chat"),
+        "{}",
+        figures(refused)
+    );
+    eprintln!("refused on chat: {}", figures(refused));
+
+    // Stopped after each shard (follow.max_shards) and resumed: the same weights each round.
+    let stepwise = data.path().join("stepwise");
+    let incoming = data.path().join("incoming-stepwise");
+    fs::create_dir_all(&incoming).unwrap();
+    for name in names {
+        fs::copy(shards.join(name), incoming.join(name)).unwrap();
+    }
+    for taken in 1..=3 {
+        let stop = format!("follow.max_shards={taken}");
+        match taken {
+            1 => follow(
+                &stepwise,
+                &incoming,
+                true,
+                &[sets.clone(), vec![stop]].concat(),
+            ),
+            _ => follow(&stepwise, &incoming, false, &[stop]),
+        };
+    }
+    let weights = |rounds: &[Value]| -> Vec<String> {
+        rounds
+            .iter()
+            .map(|r| r["weights_sha256"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(weights(&rounds(&stepwise)), weights(&uninterrupted));
+
+    // The promoted checkpoint keeps its tokenizer: the exported model reads texts.
+    let latest = fs::read_to_string(stepwise.join("checkpoints/latest")).unwrap();
+    let state = read_json(
+        &stepwise
+            .join("checkpoints")
+            .join(latest.trim())
+            .join("state.json"),
+    );
+    assert_eq!(state["follow"]["ledger"].as_array().unwrap().len(), 3);
+    assert!(
+        stepwise
+            .join("checkpoints")
+            .join(latest.trim())
+            .join("tokenizer.json")
+            .is_file()
+    );
+}
