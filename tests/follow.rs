@@ -350,6 +350,12 @@ fn following_refuses_what_it_cannot_take_in_one_line() {
         &["--follow", missing.to_str().unwrap()],
         "no such directory",
     );
+    let file = data.path().join("a-shard.jsonl");
+    fs::write(&file, "{}").unwrap();
+    refused(
+        &["--follow", file.to_str().unwrap()],
+        "a file, not a directory",
+    );
     let incoming = data.path().join("incoming");
     fs::create_dir_all(&incoming).unwrap();
     let foreign = data.path().join("foreign");

@@ -245,6 +245,20 @@ fn text_shards_are_followed_gated_on_every_slice_and_resumed_exactly() {
     );
     eprintln!("refused on chat: {}", figures(refused));
 
+    // The run's report page shows every round and its decision, and the plots the per-shard
+    // scores.
+    assert!(whole.join("plots/follow.svg").is_file());
+    let page = fs::read_to_string(whole.join("report/index.html")).unwrap();
+    let section = &page[page
+        .find("Continual training")
+        .expect("a following section")..];
+    for shard in ["s0.jsonl", "s1.csv", "s2.parquet", "on source=chat"] {
+        assert!(
+            section.contains(shard),
+            "{shard} not in the report's rounds"
+        );
+    }
+
     // Stopped after each shard (follow.max_shards) and resumed: the same weights each round.
     let stepwise = data.path().join("stepwise");
     let incoming = data.path().join("incoming-stepwise");

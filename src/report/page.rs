@@ -8,7 +8,7 @@ use std::path::Path;
 use base64::Engine;
 
 use super::{Report, errors};
-use crate::train::reports::PLOTS_DIR;
+use crate::train::reports::{FOLLOW_PLOT, PLOTS_DIR, follow_rounds};
 
 const STYLE: &str = "
 body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1100px; color: #222; }
@@ -101,6 +101,7 @@ pub(super) fn render(report: &Report, dir: &Path, grid: bool) -> String {
         per_label(&mut html, multi_label);
     }
     curves(&mut html, &report.run_dir);
+    following(&mut html, &report.run_dir);
     section(&mut html, "config", "Config");
     match std::fs::read_to_string(report.run_dir.join("config.toml")) {
         Ok(config) => {
@@ -395,6 +396,7 @@ fn curves(html: &mut String, run_dir: &Path) {
         .flatten()
         .map(|entry| entry.path())
         .filter(|path| path.extension().is_some_and(|e| e == "svg"))
+        .filter(|path| path.file_stem().is_none_or(|stem| stem != FOLLOW_PLOT))
         .collect();
     files.sort();
     if files.is_empty() {
@@ -403,6 +405,63 @@ fn curves(html: &mut String, run_dir: &Path) {
     for file in files {
         html.push_str(&inline_svg(&file));
     }
+    html.push_str("</section>\n");
+}
+
+/// A followed run's rounds: each shard's score before training on it, the candidate's
+/// holdout figure and the gate's decision with its reason.
+fn following(html: &mut String, run_dir: &Path) {
+    let rounds = match follow_rounds(run_dir) {
+        Ok(rounds) if rounds.is_empty() => return,
+        Ok(rounds) => rounds,
+        Err(err) => {
+            section(html, "following", "Continual training");
+            let _ = writeln!(
+                html,
+                "<p class=\"note\">{}</p>\n</section>",
+                escape(&err.to_string())
+            );
+            return;
+        }
+    };
+    section(html, "following", "Continual training");
+    let metric = rounds[0].decision.metric.clone();
+    let promoted = rounds.iter().filter(|r| r.decision.promoted).count();
+    let _ = writeln!(
+        html,
+        "<p>{} shards taken, {promoted} candidates promoted. A shard's {metric} before training \
+         on it is how the model did on data it had not seen; the gate compares each candidate's \
+         holdout {metric} with the promoted version's.</p>",
+        rounds.len()
+    );
+    html.push_str(&inline_svg(
+        &run_dir.join(PLOTS_DIR).join(format!("{FOLLOW_PLOT}.svg")),
+    ));
+    let figure = |value: Option<f64>| value.map_or_else(|| "–".to_string(), |v| format!("{v:.4}"));
+    table(
+        html,
+        &[
+            "shard",
+            "records",
+            "step",
+            &format!("{metric} before"),
+            &format!("holdout {metric}"),
+            "promoted version's",
+            "decision",
+        ],
+        rounds.iter().map(|round| {
+            let decision = &round.decision;
+            vec![
+                round.shard.clone(),
+                round.records.to_string(),
+                round.step.to_string(),
+                figure(round.before.get(&metric)),
+                figure(Some(decision.candidate)),
+                figure(decision.current),
+                decision.reason.clone(),
+            ]
+        }),
+    );
     html.push_str("</section>\n");
 }
 

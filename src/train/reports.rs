@@ -1,15 +1,20 @@
 //! Files derived from `metrics.jsonl` for people and for other tools, rewritten after every
 //! evaluation: `metrics.csv`, `plots/` (loss, accuracy or perplexity, learning rate and
-//! throughput against steps, as SVG and PNG) and, if asked for, TensorBoard event files.
+//! throughput against steps, as SVG and PNG; for a followed run, each shard's score before
+//! training on it and the candidates' holdout figures, from `follow.jsonl`) and, if asked
+//! for, TensorBoard event files.
 
 use std::path::Path;
 
+use super::follow::state::RoundRecord;
 use super::metrics::{MetricRecord, SplitName, read_metrics};
 use crate::Error;
 use crate::plot::{Lines, write_lines};
 
 pub const CSV_FILE: &str = "metrics.csv";
 pub const PLOTS_DIR: &str = "plots";
+/// A followed run's rounds, one JSON line each.
+pub const FOLLOW_FILE: &str = "follow.jsonl";
 
 /// Rewrites `metrics.csv`, the plots and, with `tensorboard`, the TensorBoard event file of
 /// the run in `run_dir` from its metrics log.
@@ -28,7 +33,65 @@ pub fn write(run_dir: &Path, tensorboard: bool) -> Result<(), Error> {
     for (name, chart) in charts(&records) {
         write_lines(&plots.join(name), &chart)?;
     }
+    if let Some(chart) = follow_chart(run_dir)? {
+        write_lines(&plots.join(FOLLOW_PLOT), &chart)?;
+    }
     Ok(())
+}
+
+/// The stem of the followed run's chart in `plots/`.
+pub const FOLLOW_PLOT: &str = "follow";
+
+/// The rounds of a followed run (`follow.jsonl`), none when the run did not follow.
+pub fn follow_rounds(run_dir: &Path) -> Result<Vec<RoundRecord>, Error> {
+    let path = run_dir.join(FOLLOW_FILE);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => return Err(Error::io(&path, source)),
+    };
+    text.lines()
+        .enumerate()
+        .map(|(index, line)| {
+            serde_json::from_str(line)
+                .map_err(|err| Error::Usage(format!("{}:{}: {err}", path.display(), index + 1)))
+        })
+        .collect()
+}
+
+/// A followed run's gate metric per shard: on the shard before training on it (how the
+/// model did on fresh data) and the candidate's on the holdout after.
+fn follow_chart(run_dir: &Path) -> Result<Option<Lines>, Error> {
+    let rounds = follow_rounds(run_dir)?;
+    let Some(metric) = rounds.first().map(|r| r.decision.metric.clone()) else {
+        return Ok(None);
+    };
+    let series = |name: &str, value: &dyn Fn(&RoundRecord) -> Option<f64>| {
+        let points = rounds
+            .iter()
+            .enumerate()
+            .filter_map(|(index, round)| Some(((index + 1) as f64, value(round)?)))
+            .collect();
+        (name.to_string(), points)
+    };
+    Ok(Some(Lines {
+        title: format!("Following: {metric} per shard"),
+        x_label: "shard taken".into(),
+        y_label: metric.clone(),
+        series: vec![
+            series("fresh shard, before training on it", &|r| {
+                r.before.get(&metric)
+            }),
+            series("holdout, candidate", &|r| r.holdout.get(&metric)),
+            series(
+                "holdout, promoted version",
+                &|r| match r.decision.promoted {
+                    true => Some(r.decision.candidate),
+                    false => r.decision.current,
+                },
+            ),
+        ],
+    }))
 }
 
 /// `metrics.csv`: one row per record, the loop's columns then every metric any record has

@@ -34,11 +34,12 @@ use super::checkpoint::{Checkpoints, Snapshot};
 use super::measure::{Measured, RunningMetrics};
 use super::metrics::{MetricRecord, MetricsLog, SplitName};
 use super::progress::Progress;
+use super::reports::{self, FOLLOW_FILE};
 use super::run_dir::RunDir;
 use super::session::Outcome;
 use super::step::{StepShare, Stepper, evaluate, predictions};
 use super::trainer::{Parts, seed_step, with_status};
-use super::{Experiment, interrupt};
+use super::{Experiment, eval, interrupt};
 use crate::config::{MonitorMode, SchedulerConfig};
 use crate::data::Split;
 use crate::files::write_atomic;
@@ -284,7 +285,10 @@ impl Follower {
         let Some(replayed) = self.train_on(&shard, round, seed)? else {
             return Ok(false);
         };
-        let holdout = self.measure(&self.holdout)?;
+        // With `eval.report`, the holdout pass also gathers what the report page needs.
+        let gather = self.experiment.config.eval.report;
+        let (holdout, seconds, gathered) =
+            eval::score(&self.experiment, &*self.parts.model, &self.holdout, gather)?;
         let slices = self
             .slices
             .iter()
@@ -303,7 +307,7 @@ impl Follower {
         let decision = self.decide(&holdout, &slices);
         let step = self.parts.state.global_step;
         self.log
-            .append(&self.record(SplitName::Valid, &holdout, round))?;
+            .append(&self.record(SplitName::Valid, &holdout, round, seconds))?;
         self.progress.say(&format!(
             "shard {} ({records} records): {} {:.4} before training on it; holdout {} {:.4}; {}",
             shard.name,
@@ -330,14 +334,51 @@ impl Follower {
             records,
             step,
             before,
-            holdout,
+            holdout: holdout.clone(),
             replayed,
             weights_sha256: crate::model::hex(&self.parts.model.weights_digest()),
             decision,
         });
         self.save()?;
         self.repair_promotion()?;
+        self.write_reports(gathered, &holdout, seconds);
         Ok(true)
+    }
+
+    /// Rewrites the plots and metrics.csv and, with `eval.report`, the report page on the
+    /// round's candidate and its holdout, with the rounds so far. Derived from the run, so
+    /// failing to write them warns rather than stopping it.
+    fn write_reports(&self, gathered: Option<eval::Gathered>, holdout: &Measured, seconds: f64) {
+        let config = &self.experiment.config;
+        let written = (|| -> Result<Option<PathBuf>, Error> {
+            reports::write(&self.run.path, config.log.tensorboard)?;
+            let Some(gathered) = gathered else {
+                return Ok(None);
+            };
+            let split = match self.experiment.splits.valid.len() {
+                0 => SplitName::Test,
+                _ => SplitName::Valid,
+            };
+            let checkpoint = Checkpoints::name_for(self.parts.state.global_step);
+            let subject = eval::Subject {
+                experiment: &self.experiment,
+                split,
+                data: &self.holdout,
+                run_dir: &self.run.path,
+                checkpoint: &checkpoint,
+            };
+            let round = self.follow.ledger.len() - 1;
+            let record = self.record(split, holdout, round, seconds);
+            let options = eval::ReportOptions::from_config(&config.eval);
+            let dir = self.run.path.join(crate::report::REPORT_DIR);
+            let headline = eval::headline(&record, holdout.samples);
+            eval::write_report(&subject, headline, gathered, &options, &dir).map(Some)
+        })();
+        if let Err(err) = written {
+            self.progress.say(&format!(
+                "warning: cannot update the plots and the report: {err}"
+            ));
+        }
     }
 
     /// Trains on `shard` for `follow.passes` passes; each batch takes `fraction` of its samples
@@ -360,6 +401,7 @@ impl Follower {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let mut metrics = RunningMetrics::new(&self.experiment.task);
         let mut replayed = 0;
+        let started = Instant::now();
         for _ in 0..config.follow.passes {
             let mut order: Vec<u32> = (0..shard.records as u32).collect();
             order.shuffle(&mut rng);
@@ -391,21 +433,32 @@ impl Follower {
             }
         }
         if let Some(measured) = metrics.take() {
-            self.log
-                .append(&self.record(SplitName::Train, &measured, round))?;
+            self.log.append(&self.record(
+                SplitName::Train,
+                &measured,
+                round,
+                started.elapsed().as_secs_f64(),
+            ))?;
         }
         Ok(Some(replayed))
     }
 
-    /// A `metrics.jsonl` line of round `round` (its epoch, counted from 1).
-    fn record(&self, split: SplitName, measured: &Measured, round: usize) -> MetricRecord {
+    /// A `metrics.jsonl` line of round `round` (its epoch, counted from 1), whose pass took
+    /// `seconds`.
+    fn record(
+        &self,
+        split: SplitName,
+        measured: &Measured,
+        round: usize,
+        seconds: f64,
+    ) -> MetricRecord {
         let position = (
             self.parts.state.global_step,
             round + 1,
             self.parts.state.lr,
             self.started.elapsed().as_secs_f64(),
         );
-        MetricRecord::new(split, measured, 0.0, position)
+        MetricRecord::new(split, measured, seconds.max(1e-9), position)
     }
 
     fn measure(&self, split: &Split) -> Result<Measured, Error> {
@@ -457,7 +510,7 @@ impl Follower {
             .iter()
             .map(|r| serde_json::to_string(r).expect("rounds serialize") + "\n")
             .collect();
-        write_atomic(&self.run.path.join("follow.jsonl"), rounds.as_bytes())?;
+        write_atomic(&self.run.path.join(FOLLOW_FILE), rounds.as_bytes())?;
         let decisions: String = self
             .follow
             .rounds
