@@ -664,6 +664,155 @@ fn prepare(
     Ok((rows, spec, unseen))
 }
 
+/// Reads another file of the run's table (a followed shard) as the model trained on `spec`
+/// reads rows: its statistics and vocabularies, its classes. The file must have every column
+/// the spec and the targets name; a malformed value, or a class the run does not know, is an
+/// error naming its line.
+pub fn read_with_spec(
+    path: &Path,
+    config: &DataConfig,
+    spec: &DataSpec,
+) -> Result<TableRows, DataError> {
+    let DataSpec::Tabular {
+        numeric: numeric_columns,
+        categorical: categorical_columns,
+        target,
+    } = spec
+    else {
+        unreachable!("a table's rows are read with a table's spec");
+    };
+    let mut table = expand(
+        config.tabular.clone().unwrap_or_default(),
+        &header(path, config)?,
+        path,
+    )?;
+    // The run's columns, whatever the patterns match in this file; a split column is not
+    // the shard's business.
+    table.numeric = numeric_columns.iter().map(|c| c.name.clone()).collect();
+    table.categorical = categorical_columns.iter().map(|c| c.name.clone()).collect();
+    table.split_column = None;
+    let raw = read(path, &table, None, OnError::Fail, &mut Skipped::default())?;
+    let numeric = standardize(&raw.numeric, numeric_columns, |c| (c.mean, c.std));
+    let categorical_width = categorical_columns.len();
+    let categorical = raw
+        .categorical
+        .iter()
+        .enumerate()
+        .map(|(cell, value)| {
+            let column = &categorical_columns[cell % categorical_width.max(1)];
+            column
+                .values
+                .iter()
+                .position(|known| known == value)
+                .map_or(0, |i| i as i64 + 1)
+        })
+        .collect();
+    let targets = match (raw.targets, target) {
+        (RawTargets::Values(values), TaskSpec::Regression { scales, .. }) => RowTargets::Values {
+            values: standardize(&values, scales, |s| (s.mean, s.std)),
+            width: scales.len(),
+        },
+        (RawTargets::Classes(classes), TaskSpec::Classification { classes: names }) => {
+            let mut ids = Vec::with_capacity(classes.len());
+            for (row, class) in classes.iter().enumerate() {
+                let id = names.iter().position(|name| name == class).ok_or_else(|| {
+                    DataError::Record {
+                        path: path.to_path_buf(),
+                        line: raw.lines[row],
+                        detail: format!(
+                            "class \"{class}\" of column \"{}\" is not one of the run's classes",
+                            table.targets[0]
+                        ),
+                        skippable: false,
+                    }
+                })?;
+                ids.push(id as i64);
+            }
+            RowTargets::Classes(ids)
+        }
+        (RawTargets::Labels(present), TaskSpec::MultiLabel { labels }) => RowTargets::Labels {
+            present,
+            width: labels.len(),
+        },
+        (_, target) => {
+            return Err(DataError::Corrupt {
+                path: path.to_path_buf(),
+                detail: format!(
+                    "[data.tabular] reads {:?} targets; the run's model predicts {}",
+                    table.task,
+                    target.name()
+                ),
+            });
+        }
+    };
+    Ok(TableRows {
+        numeric,
+        numeric_width: numeric_columns.len(),
+        categorical,
+        categorical_width,
+        targets,
+        lines: raw.lines,
+        file: path.to_path_buf(),
+    })
+}
+
+impl TableRows {
+    /// The rows `picks` (`(rows, row)`) of several tables of one spec, in that order.
+    pub fn gather(picks: &[(&TableRows, u32)]) -> Option<TableRows> {
+        let (first, _) = picks.first()?;
+        let host: Vec<HostBatch> = picks
+            .iter()
+            .map(|(rows, row)| Samples::batch(*rows, &[*row]))
+            .collect();
+        let mut gathered = TableRows {
+            numeric: Vec::new(),
+            numeric_width: first.numeric_width,
+            categorical: Vec::new(),
+            categorical_width: first.categorical_width,
+            targets: match &first.targets {
+                RowTargets::Classes(_) => RowTargets::Classes(Vec::new()),
+                RowTargets::Values { width, .. } => RowTargets::Values {
+                    values: Vec::new(),
+                    width: *width,
+                },
+                RowTargets::Labels { width, .. } => RowTargets::Labels {
+                    present: Vec::new(),
+                    width: *width,
+                },
+            },
+            lines: picks
+                .iter()
+                .map(|(rows, row)| rows.lines[*row as usize])
+                .collect(),
+            file: first.file.clone(),
+        };
+        for batch in host {
+            let HostBatch::Rows {
+                numeric,
+                categorical,
+                targets,
+                ..
+            } = batch
+            else {
+                unreachable!("table rows batch as rows");
+            };
+            gathered.numeric.extend(numeric);
+            gathered.categorical.extend(categorical);
+            match (&mut gathered.targets, targets) {
+                (RowTargets::Classes(all), RowTargets::Classes(one)) => all.extend(one),
+                (RowTargets::Values { values, .. }, RowTargets::Values { values: one, .. }) => {
+                    values.extend(one)
+                }
+                (RowTargets::Labels { present, .. }, RowTargets::Labels { present: one, .. }) => {
+                    present.extend(one)
+                }
+                _ => unreachable!("rows of one spec have one kind of target"),
+            }
+        }
+        Some(gathered)
+    }
+}
+
 /// Mean and standard deviation (population; 1 where the column is constant).
 fn moments(values: impl Iterator<Item = f64> + Clone) -> (f64, f64) {
     let (count, sum) = values

@@ -2,9 +2,9 @@
 //! does not read. Writers rename each file into the directory when it is complete, so a name
 //! starting with `.` or ending in `.tmp` or `.part` is still being written and is left alone.
 //! What a shard is (its files, how it reads and what the model trains on) is its kind's
-//! ([`ShardKind`]): IDX image pairs (`idx_shards.rs`) or files of labelled text records
-//! (`text_shards.rs`), chosen from the run's data in [`kind_for`], the one place a new kind is
-//! registered. A shard that does not read (truncated, another schema or image shape, a label
+//! ([`ShardKind`]): IDX image pairs (`idx_shards.rs`), files of labelled text records
+//! (`text_shards.rs`) or of table rows (`table_shards.rs`), chosen from the run's data in
+//! [`kind_for`], the one place a new kind is registered. A shard that does not read (truncated, another schema or image shape, a label
 //! outside the classes) is moved into `rejected/` beside a `<name>.reason.txt`, and following
 //! goes on.
 
@@ -15,6 +15,7 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 
 use super::idx_shards::IdxShards;
+use super::table_shards::TableShards;
 use super::text_shards::TextShards;
 use crate::Error;
 use crate::data::{DataSpec, Dataset};
@@ -86,8 +87,12 @@ pub fn kind_for(experiment: &Experiment) -> Result<Box<dyn ShardKind>, Error> {
             classes: classes.clone(),
             max_length: *max_length,
         })),
+        (spec @ DataSpec::Tabular { .. }, _) => Ok(Box::new(TableShards {
+            data: experiment.config.data.clone(),
+            spec: spec.clone(),
+        })),
         (spec, _) => Err(Error::Usage(format!(
-            "--follow takes IDX image shards (grayscale, one size: image-shards, mnist and fashion-mnist data) or files of labelled texts (text-classification data); this run's data is {}",
+            "--follow takes IDX image shards (grayscale, one size: image-shards, mnist and fashion-mnist data), files of labelled texts (text-classification data) or of table rows (tabular data); this run's data is {}",
             spec.describe()
         ))),
     }

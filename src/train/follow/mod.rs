@@ -1,6 +1,6 @@
 //! `stoke train --follow DIR`: continual training on data as it lands. Each new shard (an IDX
-//! pair or a file of labelled texts renamed into `DIR`, `incoming.rs`) is taken in name
-//! order and goes through one round: the current model scores it before seeing it (the
+//! pair, a file of labelled texts or of table rows renamed into `DIR`, `incoming.rs`) is
+//! taken in name order and goes through one round: the current model scores it before seeing it (the
 //! honest measure of how it does on fresh data), trains on it for `follow.passes` passes
 //! with a share of every batch replayed from a reservoir of earlier records (`state.rs`), is
 //! evaluated on the run's fixed holdout (its validation split, else its test split), and the
@@ -18,6 +18,7 @@ mod idx_shards;
 mod incoming;
 pub mod promote;
 pub mod state;
+mod table_shards;
 mod text_shards;
 
 use std::path::{Path, PathBuf};

@@ -1,7 +1,8 @@
-//! `stoke train --follow` on files of labelled texts (JSONL, CSV, Parquet): shards of the wrong
-//! schema or with an unknown label are rejected, the gate refuses a candidate that is worse on
-//! one slice of the holdout (`eval.slice_by`) though not overall, and a run stopped after each
-//! shard and resumed reaches the uninterrupted run's weights.
+//! `stoke train --follow` on files of records: labelled texts (JSONL, CSV, Parquet) and table
+//! rows (CSV, gzipped CSV). Shards of the wrong schema or with an unknown label are rejected,
+//! the gate refuses a candidate that is worse on one slice of the holdout (`eval.slice_by`)
+//! though not overall, and a run stopped after each shard and resumed reaches the
+//! uninterrupted run's weights.
 
 mod common;
 
@@ -93,6 +94,9 @@ fn parquet(path: &Path, records: &[[String; 3]]) {
     writer.close().unwrap();
 }
 
+const TEXT_CONFIG: &str = "configs/spam-transformer.toml";
+const TABLE_CONFIG: &str = "configs/diamonds-tabular.toml";
+
 fn sets(base: &Path) -> Vec<String> {
     [
         format!("data.path={}", base.display()),
@@ -120,14 +124,12 @@ fn sets(base: &Path) -> Vec<String> {
     .into()
 }
 
-/// `stoke train --follow` of a fresh run (`config`) or a resumed one; its stderr.
-fn follow(run: &Path, incoming: &Path, fresh: bool, sets: &[String]) -> String {
+/// `stoke train --follow` of a fresh run of `config` or (`None`) a resumed one; its stderr.
+fn follow(run: &Path, incoming: &Path, config: Option<&str>, sets: &[String]) -> String {
     let mut command = stoke();
-    match fresh {
-        true => command
-            .args(["train", "configs/spam-transformer.toml", "--run-dir"])
-            .arg(run),
-        false => command.args(["train", "--resume"]).arg(run),
+    match config {
+        Some(config) => command.args(["train", config, "--run-dir"]).arg(run),
+        None => command.args(["train", "--resume"]).arg(run),
     };
     command.arg("--follow").arg(incoming);
     for set in sets {
@@ -190,7 +192,7 @@ fn text_shards_are_followed_gated_on_every_slice_and_resumed_exactly() {
     for name in names {
         fs::copy(shards.join(name), incoming.join(name)).unwrap();
     }
-    let stderr = follow(&whole, &incoming, true, &sets);
+    let stderr = follow(&whole, &incoming, Some(TEXT_CONFIG), &sets);
     let uninterrupted = rounds(&whole);
     let taken: Vec<&str> = uninterrupted
         .iter()
@@ -272,19 +274,13 @@ fn text_shards_are_followed_gated_on_every_slice_and_resumed_exactly() {
             1 => follow(
                 &stepwise,
                 &incoming,
-                true,
+                Some(TEXT_CONFIG),
                 &[sets.clone(), vec![stop]].concat(),
             ),
-            _ => follow(&stepwise, &incoming, false, &[stop]),
+            _ => follow(&stepwise, &incoming, None, &[stop]),
         };
     }
-    let weights = |rounds: &[Value]| -> Vec<String> {
-        rounds
-            .iter()
-            .map(|r| r["weights_sha256"].as_str().unwrap().to_string())
-            .collect()
-    };
-    assert_eq!(weights(&rounds(&stepwise)), weights(&uninterrupted));
+    assert_eq!(weights_of(&rounds(&stepwise)), weights_of(&uninterrupted));
 
     // The promoted checkpoint keeps its tokenizer: the exported model reads texts.
     let latest = fs::read_to_string(stepwise.join("checkpoints/latest")).unwrap();
@@ -302,4 +298,119 @@ fn text_shards_are_followed_gated_on_every_slice_and_resumed_exactly() {
             .join("tokenizer.json")
             .is_file()
     );
+}
+
+fn weights_of(rounds: &[Value]) -> Vec<String> {
+    rounds
+        .iter()
+        .map(|r| r["weights_sha256"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn table_shards_are_followed_and_resumed_exactly() {
+    let data = tempfile::tempdir().unwrap();
+    // One table of fake diamonds, cut into the base run's file and three shards.
+    let table = data.path().join("all.csv");
+    common::write_fake_diamonds(&table, 1300);
+    let text = fs::read_to_string(&table).unwrap();
+    let mut lines = text.lines();
+    let header = lines.next().unwrap();
+    let rows: Vec<&str> = lines.collect();
+    let part = |range: std::ops::Range<usize>| {
+        let mut part = format!("{header}\n");
+        for row in &rows[range] {
+            part.push_str(row);
+            part.push('\n');
+        }
+        part
+    };
+    let base = data.path().join("base.csv");
+    fs::write(&base, part(0..500)).unwrap();
+    let shards = data.path().join("shards");
+    fs::create_dir_all(&shards).unwrap();
+    fs::write(shards.join("t0.csv"), part(500..800)).unwrap();
+    let mut gzipped = flate2::write::GzEncoder::new(
+        fs::File::create(shards.join("t1.csv.gz")).unwrap(),
+        flate2::Compression::default(),
+    );
+    std::io::Write::write_all(&mut gzipped, part(800..1100).as_bytes()).unwrap();
+    gzipped.finish().unwrap();
+    fs::write(shards.join("t2.csv"), part(1100..1300)).unwrap();
+    // Without the carat column.
+    let no_carat: String = part(0..20)
+        .lines()
+        .map(|line| line.split_once(',').unwrap().1.to_string() + "\n")
+        .collect();
+    fs::write(shards.join("t3-no-carat.csv"), no_carat).unwrap();
+    let sets: Vec<String> = [
+        format!("data.path={}", base.display()),
+        "data.valid_fraction=0.3".into(),
+        "data.test_fraction=0.0".into(),
+        "run.backend=\"ndarray\"".into(),
+        "model.hidden=[32]".into(),
+        "scheduler.kind=\"constant\"".into(),
+        "train.batch_size=32".into(),
+        "train.eval_batch_size=256".into(),
+        "train.progress=\"plain\"".into(),
+        "follow.passes=2".into(),
+        "follow.poll_s=0.1".into(),
+        "follow.idle_exit_s=1".into(),
+        "follow.replay.fraction=0.25".into(),
+        "follow.gate.metric=\"rmse\"".into(),
+        "follow.gate.tolerance=1e9".into(),
+    ]
+    .into();
+    let names = ["t0.csv", "t1.csv.gz", "t2.csv", "t3-no-carat.csv"];
+    let copy_into = |incoming: &Path| {
+        fs::create_dir_all(incoming).unwrap();
+        for name in names {
+            fs::copy(shards.join(name), incoming.join(name)).unwrap();
+        }
+    };
+
+    let whole = data.path().join("whole");
+    let incoming = data.path().join("incoming-whole");
+    copy_into(&incoming);
+    let stderr = follow(&whole, &incoming, Some(TABLE_CONFIG), &sets);
+    let uninterrupted = rounds(&whole);
+    let taken: Vec<&str> = uninterrupted
+        .iter()
+        .map(|r| r["shard"].as_str().unwrap())
+        .collect();
+    assert_eq!(taken, ["t0.csv", "t1.csv.gz", "t2.csv"], "{stderr}");
+    let reason = fs::read_to_string(incoming.join("rejected/t3-no-carat.csv.reason.txt")).unwrap();
+    assert!(reason.contains("no column \"carat\""), "{reason}");
+    // Learning from the stream: each shard's RMSE before training on it falls.
+    let before: Vec<f64> = uninterrupted
+        .iter()
+        .map(|r| {
+            r["before"]["rmse"]
+                .as_f64()
+                .unwrap_or_else(|| panic!("{r}"))
+        })
+        .collect();
+    assert!(before[2] < before[0], "RMSE before each shard: {before:?}");
+    assert!(
+        uninterrupted
+            .iter()
+            .all(|r| r["decision"]["promoted"] == true)
+    );
+
+    let stepwise = data.path().join("stepwise");
+    let incoming = data.path().join("incoming-stepwise");
+    copy_into(&incoming);
+    for taken in 1..=3 {
+        let stop = format!("follow.max_shards={taken}");
+        match taken {
+            1 => follow(
+                &stepwise,
+                &incoming,
+                Some(TABLE_CONFIG),
+                &[sets.clone(), vec![stop]].concat(),
+            ),
+            _ => follow(&stepwise, &incoming, None, &[stop]),
+        };
+    }
+    assert_eq!(weights_of(&rounds(&stepwise)), weights_of(&uninterrupted));
 }
