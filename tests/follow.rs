@@ -542,6 +542,8 @@ fn a_real_server_serves_what_is_promoted_and_not_what_is_refused_and_rolls_back(
         lineage["code"].as_str().unwrap().starts_with("stoke 0."),
         "{lineage}"
     );
+    let (_, served) = server.get("/v1/model");
+    assert_eq!(served["lineage"], lineage);
 
     // Rollback serves the version before.
     let before = reloads(&server);

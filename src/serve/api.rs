@@ -475,7 +475,8 @@ fn wrong_inputs(spec: &DataSpec) -> ApiError {
     })
 }
 
-/// What is served: the manifest's task, labels, input spec and metrics.
+/// What is served: the manifest's task, labels, input spec, metrics and lineage, and what
+/// drift is judged against.
 async fn model(State(shared): State<Arc<Shared>>) -> Json<Value> {
     let served = shared.served();
     let manifest = &served.manifest;
@@ -491,6 +492,7 @@ async fn model(State(shared): State<Arc<Shared>>) -> Json<Value> {
         "parameters": manifest.parameters,
         "metrics": manifest.metrics,
         "source": manifest.source,
+        "lineage": manifest.lineage,
         "drift": served.profile.as_ref().map(|profile| json!({
             "window": profile.window,
             "reference": profile.source,
