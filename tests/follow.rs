@@ -104,6 +104,31 @@ fn outcome(run: &Path) -> (String, Vec<String>) {
     (weights, ledger)
 }
 
+/// A base set and a stream of 10 shards in `data`, and `incoming/` with the stream's first six
+/// dropped in as a0…a5.
+fn six_shards_landed(data: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let (base, stream) = (data.join("base"), data.join("stream"));
+    synth(&base, 400, 1);
+    synth(&stream, 520, 2);
+    let incoming = data.join("incoming");
+    fs::create_dir_all(&incoming).unwrap();
+    for index in 0..6 {
+        drop_shard(&stream, index, &incoming, &format!("a{index}"));
+    }
+    (base, stream, incoming)
+}
+
+/// [`drop_shard`] with every label moved one class on: a candidate trained on it gets worse.
+fn drop_shard_with_labels_moved_on(from: &Path, index: usize, to: &Path, name: &str) {
+    drop_shard(from, index, to, name);
+    let labels = to.join(format!("{name}-labels-idx1-ubyte"));
+    let mut bytes = fs::read(&labels).unwrap();
+    for label in &mut bytes[8..] {
+        *label = (*label + 1) % 10;
+    }
+    fs::write(&labels, bytes).unwrap();
+}
+
 fn incoming_with_three_shards(data: &Path, stream: &Path) -> PathBuf {
     let incoming = data.join(format!(
         "incoming-{}",
@@ -236,22 +261,9 @@ fn a_run_killed_at_any_moment_takes_each_shard_once_and_ends_with_the_same_weigh
 #[test]
 fn the_gate_refuses_a_candidate_trained_on_permuted_labels_and_promotes_a_clean_one() {
     let data = tempfile::tempdir().unwrap();
-    let (base, stream) = (data.path().join("base"), data.path().join("stream"));
-    synth(&base, 400, 1);
-    synth(&stream, 520, 2);
-    let incoming = data.path().join("incoming");
-    fs::create_dir_all(&incoming).unwrap();
-    for index in 0..6 {
-        drop_shard(&stream, index, &incoming, &format!("a{index}"));
-    }
+    let (base, stream, incoming) = six_shards_landed(data.path());
     // A shard whose labels are moved one class on: a candidate trained on it gets worse.
-    drop_shard(&stream, 6, &incoming, "b0");
-    let labels = incoming.join("b0-labels-idx1-ubyte");
-    let mut bytes = fs::read(&labels).unwrap();
-    for label in &mut bytes[8..] {
-        *label = (*label + 1) % 10;
-    }
-    fs::write(&labels, bytes).unwrap();
+    drop_shard_with_labels_moved_on(&stream, 6, &incoming, "b0");
     drop_shard(&stream, 7, &incoming, "c0");
     // One that cannot be read and one of another shape: rejected with their reasons.
     fs::write(incoming.join("bad-images-idx3-ubyte"), b"not idx").unwrap();
@@ -446,14 +458,7 @@ fn reloads(server: &Server) -> f64 {
 #[test]
 fn a_real_server_serves_what_is_promoted_and_not_what_is_refused_and_rolls_back() {
     let data = tempfile::tempdir().unwrap();
-    let (base, stream) = (data.path().join("base"), data.path().join("stream"));
-    synth(&base, 400, 1);
-    synth(&stream, 520, 2);
-    let incoming = data.path().join("incoming");
-    fs::create_dir_all(&incoming).unwrap();
-    for index in 0..6 {
-        drop_shard(&stream, index, &incoming, &format!("a{index}"));
-    }
+    let (base, stream, incoming) = six_shards_landed(data.path());
     let (models, run) = (data.path().join("models"), data.path().join("run"));
     let mut sets = sets(&base);
     sets.push("optimizer.lr=0.01".into());
@@ -473,13 +478,7 @@ fn a_real_server_serves_what_is_promoted_and_not_what_is_refused_and_rolls_back(
 
     // A shard with its labels moved one class on: its candidate is refused, the server keeps
     // its version and is not reloaded.
-    drop_shard(&stream, 6, &incoming, "b0");
-    let labels = incoming.join("b0-labels-idx1-ubyte");
-    let mut bytes = fs::read(&labels).unwrap();
-    for label in &mut bytes[8..] {
-        *label = (*label + 1) % 10;
-    }
-    fs::write(&labels, bytes).unwrap();
+    drop_shard_with_labels_moved_on(&stream, 6, &incoming, "b0");
     follow_into(&run, &incoming, &models, &[], Some(&server.url), true);
     let decisions = || -> Vec<Value> {
         fs::read_to_string(run.join("promotions.jsonl"))

@@ -141,6 +141,24 @@ fn follow(run: &Path, incoming: &Path, config: Option<&str>, sets: &[String]) ->
     stderr
 }
 
+/// Follows `incoming` in a fresh run of `config`, stopped after its first shard
+/// (`follow.max_shards`) and resumed for one more each time, until `shards` are taken.
+fn follow_one_shard_at_a_time(
+    run: &Path,
+    incoming: &Path,
+    config: &str,
+    sets: &[String],
+    shards: usize,
+) {
+    for taken in 1..=shards {
+        let stop = format!("follow.max_shards={taken}");
+        match taken {
+            1 => follow(run, incoming, Some(config), &[sets, &[stop]].concat()),
+            _ => follow(run, incoming, None, &[stop]),
+        };
+    }
+}
+
 fn rounds(run: &Path) -> Vec<Value> {
     fs::read_to_string(run.join("follow.jsonl"))
         .unwrap()
@@ -268,18 +286,7 @@ fn text_shards_are_followed_gated_on_every_slice_and_resumed_exactly() {
     for name in names {
         fs::copy(shards.join(name), incoming.join(name)).unwrap();
     }
-    for taken in 1..=3 {
-        let stop = format!("follow.max_shards={taken}");
-        match taken {
-            1 => follow(
-                &stepwise,
-                &incoming,
-                Some(TEXT_CONFIG),
-                &[sets.clone(), vec![stop]].concat(),
-            ),
-            _ => follow(&stepwise, &incoming, None, &[stop]),
-        };
-    }
+    follow_one_shard_at_a_time(&stepwise, &incoming, TEXT_CONFIG, &sets, 3);
     assert_eq!(weights_of(&rounds(&stepwise)), weights_of(&uninterrupted));
 
     // The promoted checkpoint keeps its tokenizer: the exported model reads texts.
@@ -400,17 +407,6 @@ fn table_shards_are_followed_and_resumed_exactly() {
     let stepwise = data.path().join("stepwise");
     let incoming = data.path().join("incoming-stepwise");
     copy_into(&incoming);
-    for taken in 1..=3 {
-        let stop = format!("follow.max_shards={taken}");
-        match taken {
-            1 => follow(
-                &stepwise,
-                &incoming,
-                Some(TABLE_CONFIG),
-                &[sets.clone(), vec![stop]].concat(),
-            ),
-            _ => follow(&stepwise, &incoming, None, &[stop]),
-        };
-    }
+    follow_one_shard_at_a_time(&stepwise, &incoming, TABLE_CONFIG, &sets, 3);
     assert_eq!(weights_of(&rounds(&stepwise)), weights_of(&uninterrupted));
 }

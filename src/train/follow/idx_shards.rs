@@ -6,7 +6,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::incoming::{Shard, ShardKind, fingerprint, replay_gone};
+use super::incoming::{Shard, ShardKind, replay_gone};
 use crate::Error;
 use crate::data::image::{ImageSet, Origins, idx};
 use crate::data::{Dataset, ImageShape, Normalization, normalized};
@@ -40,9 +40,6 @@ impl IdxShards {
                 "holds {} labels for {count} images",
                 labels.dims[0]
             ));
-        }
-        if count == 0 {
-            return Err("holds no records".into());
         }
         if let Some(record) = labels
             .bytes
@@ -118,16 +115,9 @@ impl ShardKind for IdxShards {
         self.pair(dir, name).to_vec()
     }
 
-    fn read(&self, dir: &Path, name: &str) -> Result<Shard, String> {
-        let (bytes, sha256) = fingerprint(&self.files(dir, name))?;
+    fn load(&self, dir: &Path, name: &str) -> Result<Arc<dyn Dataset>, String> {
         let set = self.images(dir, name)?;
-        Ok(Shard {
-            name: name.to_string(),
-            records: set.len(),
-            data: normalized(Arc::new(set), &self.normalization),
-            bytes,
-            sha256,
-        })
+        Ok(normalized(Arc::new(set), &self.normalization))
     }
 
     fn training_set(

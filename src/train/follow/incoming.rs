@@ -44,9 +44,9 @@ pub trait ShardKind {
     fn shard_of(&self, dir: &Path, file: &str) -> Option<String>;
     /// The files of shard `name`, in the order they are hashed.
     fn files(&self, dir: &Path, name: &str) -> Vec<PathBuf>;
-    /// Reads shard `name` of `dir` and checks it against the run's data; the error is the
-    /// reason it is rejected.
-    fn read(&self, dir: &Path, name: &str) -> Result<Shard, String>;
+    /// Shard `name` of `dir`'s records as the model reads them, checked against the run's
+    /// data; the error is the reason it is rejected.
+    fn load(&self, dir: &Path, name: &str) -> Result<Arc<dyn Dataset>, String>;
     /// What a round trains on: `shard`'s records, then the reservoir's `replay` records
     /// (`(shard, record)` of shards taken earlier, which must still be in `dir`).
     fn training_set(
@@ -124,8 +124,25 @@ pub fn size(dir: &Path, name: &str, kind: &dyn ShardKind) -> Option<u64> {
         .sum()
 }
 
+/// Reads shard `name` of `dir` whole, with what the ledger records of it; the error is the
+/// reason it is rejected.
+pub fn read(dir: &Path, name: &str, kind: &dyn ShardKind) -> Result<Shard, String> {
+    let (bytes, sha256) = fingerprint(&kind.files(dir, name))?;
+    let data = kind.load(dir, name)?;
+    if data.is_empty() {
+        return Err("holds no records".into());
+    }
+    Ok(Shard {
+        name: name.to_string(),
+        records: data.len(),
+        data,
+        bytes,
+        sha256,
+    })
+}
+
 /// The size and SHA-256 of `files`, one after the other.
-pub fn fingerprint(files: &[PathBuf]) -> Result<(u64, String), String> {
+fn fingerprint(files: &[PathBuf]) -> Result<(u64, String), String> {
     let mut hasher = Sha256::new();
     let mut bytes = 0;
     for path in files {
@@ -154,6 +171,16 @@ pub fn reject(
         }
     }
     Ok(reason_path)
+}
+
+/// The first line of `err`: a reason file and a progress line hold one line (a data error may
+/// add advice that does not apply to a shard).
+pub fn first_line(err: &impl std::fmt::Display) -> String {
+    err.to_string()
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string()
 }
 
 /// The error of a replayed shard that is no longer readable in `dir`.

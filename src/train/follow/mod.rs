@@ -252,7 +252,7 @@ impl Follower {
             if taken.is_some_and(|entry| incoming::size(&dir, &name, kind) == Some(entry.bytes)) {
                 continue;
             }
-            let read = kind.read(&dir, &name);
+            let read = incoming::read(&dir, &name, kind);
             let reason = match (taken, read) {
                 (None, Ok(shard)) => return Ok(Some(shard)),
                 (Some(entry), Ok(shard)) if entry.sha256 == shard.sha256 => continue,

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::incoming::{Shard, ShardKind, fingerprint, replay_gone};
+use super::incoming::{Shard, ShardKind, first_line, replay_gone};
 use crate::Error;
 use crate::config::DataConfig;
 use crate::data::tabular::{TableRows, read_with_spec};
@@ -23,14 +23,7 @@ pub struct TableShards {
 
 impl TableShards {
     fn rows(&self, dir: &Path, name: &str) -> Result<TableRows, String> {
-        let rows = read_with_spec(&dir.join(name), &self.data, &self.spec).map_err(|err| {
-            let message = err.to_string();
-            message.lines().next().unwrap_or_default().to_string()
-        })?;
-        match rows.is_empty() {
-            true => Err("holds no rows".into()),
-            false => Ok(rows),
-        }
+        read_with_spec(&dir.join(name), &self.data, &self.spec).map_err(|err| first_line(&err))
     }
 }
 
@@ -48,16 +41,8 @@ impl ShardKind for TableShards {
         vec![dir.join(name)]
     }
 
-    fn read(&self, dir: &Path, name: &str) -> Result<Shard, String> {
-        let (bytes, sha256) = fingerprint(&self.files(dir, name))?;
-        let rows = self.rows(dir, name)?;
-        Ok(Shard {
-            name: name.to_string(),
-            records: rows.len(),
-            data: Arc::new(rows),
-            bytes,
-            sha256,
-        })
+    fn load(&self, dir: &Path, name: &str) -> Result<Arc<dyn Dataset>, String> {
+        Ok(Arc::new(self.rows(dir, name)?))
     }
 
     fn training_set(

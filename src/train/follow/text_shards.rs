@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::incoming::{Shard, ShardKind, fingerprint, replay_gone};
+use super::incoming::{Shard, ShardKind, first_line, replay_gone};
 use crate::Error;
 use crate::config::{OnError, TextDataConfig};
 use crate::data::text::records;
@@ -27,10 +27,6 @@ impl TextShards {
     /// The texts and classes of shard `name`, checked against the run's classes.
     fn texts(&self, dir: &Path, name: &str) -> Result<(Vec<String>, Vec<u16>), String> {
         let path = dir.join(name);
-        let first_line = |err: crate::data::DataError| {
-            let message = err.to_string();
-            message.lines().next().unwrap_or_default().to_string()
-        };
         let read = records::read(
             &path,
             &self.text,
@@ -38,10 +34,7 @@ impl TextShards {
             OnError::Fail,
             &mut Skipped::default(),
         )
-        .map_err(first_line)?;
-        if read.is_empty() {
-            return Err("holds no records".into());
-        }
+        .map_err(|err| first_line(&err))?;
         let mut texts = Vec::with_capacity(read.len());
         let mut labels = Vec::with_capacity(read.len());
         for record in read {
@@ -80,16 +73,9 @@ impl ShardKind for TextShards {
         vec![dir.join(name)]
     }
 
-    fn read(&self, dir: &Path, name: &str) -> Result<Shard, String> {
-        let (bytes, sha256) = fingerprint(&self.files(dir, name))?;
+    fn load(&self, dir: &Path, name: &str) -> Result<Arc<dyn Dataset>, String> {
         let (texts, labels) = self.texts(dir, name)?;
-        Ok(Shard {
-            name: name.to_string(),
-            records: texts.len(),
-            data: self.dataset(&texts, labels),
-            bytes,
-            sha256,
-        })
+        Ok(self.dataset(&texts, labels))
     }
 
     fn training_set(
