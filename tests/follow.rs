@@ -273,6 +273,10 @@ fn the_gate_refuses_a_candidate_trained_on_permuted_labels_and_promotes_a_clean_
     let run = data.path().join("run");
     let mut sets = sets(&base);
     sets.push("optimizer.lr=0.01".into());
+    // A server that does not answer: a port just closed.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
     let output = stoke()
         .args(["train", "configs/follow-mnist.toml", "--run-dir"])
         .arg(&run)
@@ -280,6 +284,7 @@ fn the_gate_refuses_a_candidate_trained_on_permuted_labels_and_promotes_a_clean_
         .arg(&incoming)
         .arg("--promote")
         .arg(&models)
+        .args(["--serve-url", &silent])
         .args(
             sets.iter()
                 .flat_map(|set| ["--set".to_string(), set.clone()]),
@@ -291,6 +296,16 @@ fn the_gate_refuses_a_candidate_trained_on_permuted_labels_and_promotes_a_clean_
     let reason = fs::read_to_string(incoming.join("rejected/bad.reason.txt")).unwrap();
     assert!(reason.contains("bad-images-idx3-ubyte"), "{reason}");
     assert!(incoming.join("rejected/bad-images-idx3-ubyte").exists());
+    // The silent server is one warning per promotion; the versions are promoted all the same.
+    assert!(
+        stderr.contains("the server keeps its model until it reloads"),
+        "{stderr}"
+    );
+    let served = fs::read_to_string(run.join("served.jsonl")).unwrap();
+    assert!(
+        served.lines().all(|line| line.contains("reload_error")),
+        "{served}"
+    );
 
     let decisions: Vec<Value> = fs::read_to_string(run.join("promotions.jsonl"))
         .unwrap()
