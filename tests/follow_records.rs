@@ -244,6 +244,14 @@ fn text_shards_are_followed_gated_on_every_slice_and_resumed_exactly() {
             .collect();
         assert_eq!(slices, ["source=chat", "source=mail"], "{decision}");
     }
+    // And on the newest shard, against the promoted version's figure there.
+    for decision in &decisions[1..] {
+        let newest = &decision["newest"];
+        assert!(
+            newest["candidate"].is_f64() && newest["current"].is_f64(),
+            "{decision}"
+        );
+    }
     let figures = |d: &Value| format!("{d:#}");
     assert_eq!(decisions[0]["promoted"], true, "{}", figures(decisions[0]));
     assert_eq!(decisions[1]["promoted"], true, "{}", figures(decisions[1]));

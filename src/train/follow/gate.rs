@@ -1,6 +1,7 @@
 //! The gate and what follows it: a candidate's holdout figure against the promoted
 //! version's (`follow.gate`: its metric, which way is better, the tolerance), overall and on
-//! every slice of the holdout by `eval.slice_by` (TFX's per-slice blessing), the next
+//! every slice of the holdout by `eval.slice_by` (TFX's per-slice blessing) and on the newest
+//! shard, the next
 //! version's name, and bringing the models directory and the server in line with what the
 //! run's state says is promoted, also after a kill between the checkpoint and the export.
 
@@ -13,7 +14,9 @@ use crate::Error;
 use crate::config::MonitorMode;
 use crate::data::{SliceBy, Split, slice_values};
 use crate::train::Experiment;
+use crate::train::checkpoint::{Checkpoints, load_model};
 use crate::train::measure::Measured;
+use crate::train::step::evaluate;
 
 /// The holdout's slices by `eval.slice_by` (or `eval.slice_file`): `field=value` and the
 /// holdout samples that have it, in value order; none when the run does not slice.
@@ -42,12 +45,44 @@ pub(super) fn holdout_slices(
 }
 
 impl Follower {
+    /// The promoted version's figures on `newest`: `before` (the model's before this round,
+    /// at `step_before`) when that model is the promoted one, else its checkpoint's.
+    pub(super) fn promoted_on(
+        &self,
+        newest: &Split,
+        before: &Measured,
+        step_before: usize,
+    ) -> Result<Option<Measured>, Error> {
+        let Some(promoted) = &self.follow.promoted else {
+            return Ok(None);
+        };
+        if promoted.checkpoint == Checkpoints::name_for(step_before) {
+            return Ok(Some(before.clone()));
+        }
+        let checkpoint = self.checkpoints.verify(&promoted.checkpoint)?;
+        let model = load_model(&checkpoint.dir, self.parts.model.boxed_clone())?;
+        let context = self.experiment.batch_context(&self.parts.device, None);
+        let config = &self.experiment.config;
+        let measured = evaluate(
+            &*model,
+            &self.experiment.task,
+            newest,
+            config.train.eval_batch_size,
+            config.data.workers,
+            &context,
+            |_| {},
+        )?;
+        Ok(Some(measured))
+    }
+
     /// The gate: the candidate's holdout figure against the promoted version's, overall and
-    /// on each of the holdout's `slices` (`(field=value, records, figures)`).
+    /// on each of the holdout's `slices` (`(field=value, records, figures)`), and its figure
+    /// on the newest shard against the promoted version's there (`newest`).
     pub(super) fn decide(
         &self,
         holdout: &Measured,
         slices: &[(String, usize, Measured)],
+        newest: (&Measured, Option<&Measured>),
     ) -> Decision {
         let (metric, mode) = &self.gate;
         let tolerance = self.experiment.config.follow.gate.tolerance;
@@ -76,7 +111,20 @@ impl Follower {
                 }
             })
             .collect();
-        let failed: Vec<&SliceFigures> = slices.iter().filter(|s| !s.passed).collect();
+        let (after, current_after) = newest;
+        let newest = current_after.map(|current_after| {
+            let candidate = after.get(metric).unwrap_or(f64::NAN);
+            let current = current_after.get(metric);
+            SliceFigures {
+                slice: "newest shard".into(),
+                records: after.samples,
+                candidate,
+                current,
+                passed: passes(candidate, current),
+            }
+        });
+        let failed: Vec<&SliceFigures> =
+            slices.iter().chain(&newest).filter(|s| !s.passed).collect();
         let promoted = passes(candidate, current) && failed.is_empty();
         let reason = match (promoted, current, failed.first()) {
             (true, None, _) => "promoted: the first candidate".to_string(),
@@ -118,6 +166,7 @@ impl Follower {
             version,
             reason,
             slices,
+            newest,
         }
     }
 

@@ -279,13 +279,15 @@ impl Follower {
         let seed =
             self.experiment.config.run.seed ^ (round as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
         let records = shard.records;
-        let before = self.measure(&Split::new(
-            shard.data.clone(),
-            (0..records as u32).collect(),
-        ))?;
+        let newest = Split::new(shard.data.clone(), (0..records as u32).collect());
+        let before = self.measure(&newest)?;
+        let step_before = self.parts.state.global_step;
         let Some(replayed) = self.train_on(&shard, round, seed)? else {
             return Ok(false);
         };
+        // The newest data, after: the candidate's figures and the promoted version's.
+        let after = self.measure(&newest)?;
+        let current_on_newest = self.promoted_on(&newest, &before, step_before)?;
         // With `eval.report`, the holdout pass also gathers what the report page needs.
         let gather = self.experiment.config.eval.report;
         let (holdout, seconds, gathered) =
@@ -305,7 +307,7 @@ impl Follower {
         self.follow
             .reservoir
             .offer(&shard.name, records, capacity, seed);
-        let decision = self.decide(&holdout, &slices);
+        let decision = self.decide(&holdout, &slices, (&after, current_on_newest.as_ref()));
         let step = self.parts.state.global_step;
         self.log
             .append(&self.record(SplitName::Valid, &holdout, round, seconds))?;
@@ -335,6 +337,7 @@ impl Follower {
             records,
             step,
             before,
+            after: Some(after),
             holdout: holdout.clone(),
             replayed,
             weights_sha256: crate::model::hex(&self.parts.model.weights_digest()),

@@ -49,6 +49,9 @@ pub struct RoundRecord {
     /// Global step when the round ended.
     pub step: usize,
     pub before: Measured,
+    /// The candidate's figures on the shard, after training on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<Measured>,
     pub holdout: Measured,
     pub replayed: usize,
     /// SHA-256 of the candidate's parameters (`crate::model::weights_digest`).
@@ -71,13 +74,16 @@ pub struct Decision {
     /// The same comparison on each slice of the holdout (`eval.slice_by`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub slices: Vec<SliceFigures>,
+    /// The same comparison on the newest shard.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub newest: Option<SliceFigures>,
 }
 
-/// A slice of the holdout in a gate decision: the candidate's figure on it and the promoted
-/// version's.
+/// A slice of the holdout (or the newest shard) in a gate decision: the candidate's figure
+/// on it and the promoted version's.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SliceFigures {
-    /// `field=value`.
+    /// `field=value`, or the newest shard's name.
     pub slice: String,
     pub records: usize,
     pub candidate: f64,
