@@ -8,8 +8,9 @@
 use super::promote::{self, version_name, version_number};
 use std::collections::BTreeMap;
 
+use super::Follower;
+use super::files::append_line;
 use super::state::{Decision, SliceFigures};
-use super::{Follower, append_line};
 use crate::Error;
 use crate::config::MonitorMode;
 use crate::data::{SliceBy, Split, slice_values};

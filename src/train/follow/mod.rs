@@ -13,6 +13,7 @@
 //! `--serve-url` has the server reload it. `follow.jsonl` and `promotions.jsonl` in the run
 //! directory are rewritten from that state after every round.
 
+mod files;
 mod gate;
 mod idx_shards;
 mod incoming;
@@ -21,7 +22,7 @@ pub mod state;
 mod table_shards;
 mod text_shards;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use rand::seq::SliceRandom;
@@ -31,20 +32,18 @@ use rand_chacha::ChaCha8Rng;
 use self::incoming::{Shard, ShardKind};
 use self::promote::Models;
 use self::state::{FollowState, LedgerEntry, Promoted, RoundRecord};
-use super::checkpoint::{Checkpoints, Snapshot};
+use super::checkpoint::Checkpoints;
 use super::measure::{Measured, RunningMetrics};
 use super::metrics::{MetricRecord, MetricsLog, SplitName};
 use super::progress::Progress;
-use super::reports::{self, FOLLOW_FILE};
 use super::run_dir::RunDir;
 use super::session::Outcome;
 use super::step::{StepShare, Stepper, evaluate, predictions};
 use super::trainer::{Parts, seed_step, with_status};
 use super::{Experiment, eval, interrupt};
+use crate::Error;
 use crate::config::{MonitorMode, SchedulerConfig};
 use crate::data::Split;
-use crate::files::write_atomic;
-use crate::{Error, config};
 
 /// Where `--follow` reads and where it promotes to.
 #[derive(Debug, Clone)]
@@ -349,42 +348,6 @@ impl Follower {
         Ok(true)
     }
 
-    /// Rewrites the plots and metrics.csv and, with `eval.report`, the report page on the
-    /// round's candidate and its holdout, with the rounds so far. Derived from the run, so
-    /// failing to write them warns rather than stopping it.
-    fn write_reports(&self, gathered: Option<eval::Gathered>, holdout: &Measured, seconds: f64) {
-        let config = &self.experiment.config;
-        let written = (|| -> Result<Option<PathBuf>, Error> {
-            reports::write(&self.run.path, config.log.tensorboard)?;
-            let Some(gathered) = gathered else {
-                return Ok(None);
-            };
-            let split = match self.experiment.splits.valid.len() {
-                0 => SplitName::Test,
-                _ => SplitName::Valid,
-            };
-            let checkpoint = Checkpoints::name_for(self.parts.state.global_step);
-            let subject = eval::Subject {
-                experiment: &self.experiment,
-                split,
-                data: &self.holdout,
-                run_dir: &self.run.path,
-                checkpoint: &checkpoint,
-            };
-            let round = self.follow.ledger.len() - 1;
-            let record = self.record(split, holdout, round, seconds);
-            let options = eval::ReportOptions::from_config(&config.eval);
-            let dir = self.run.path.join(crate::report::REPORT_DIR);
-            let headline = eval::headline(&record, holdout.samples);
-            eval::write_report(&subject, headline, gathered, &options, &dir).map(Some)
-        })();
-        if let Err(err) = written {
-            self.progress.say(&format!(
-                "warning: cannot update the plots and the report: {err}"
-            ));
-        }
-    }
-
     /// Trains on `shard` for `follow.passes` passes; each batch takes `fraction` of its samples
     /// from the reservoir. Returns how many replayed samples it used, or `None` when Ctrl-C
     /// or SIGTERM stopped it (the round is taken again on resume, from the last checkpoint).
@@ -478,68 +441,4 @@ impl Follower {
             |_| {},
         )
     }
-
-    /// A checkpoint of the round just ended, then the run's follow files from the state.
-    fn save(&mut self) -> Result<(), Error> {
-        let config = &self.experiment.config;
-        self.log.sync()?;
-        self.parts.state.metrics_lines = self.log.lines();
-        self.parts.state.loss_scale = self.stepper.loss_scale().cloned();
-        self.parts.state.follow = Some(self.follow.clone());
-        self.parts.state.world_size = 1;
-        let snapshot = Snapshot {
-            model: &*self.parts.model,
-            optimizer: &self.parts.optimizer,
-            scheduler: &self.parts.scheduler,
-            state: &self.parts.state,
-            model_kind: config.model.kind(),
-            definition_hash: &config::definition_hash(config),
-            fixed_keys: &config::fixed_keys(config),
-            spec: &self.experiment.splits.spec,
-            tokenizer: self.experiment.splits.tokenizer.as_deref(),
-        };
-        self.checkpoints.save(&snapshot)?;
-        self.parts.state.follow = None;
-        let keep: Vec<String> = self
-            .follow
-            .promoted
-            .iter()
-            .map(|p| p.checkpoint.clone())
-            .collect();
-        self.checkpoints
-            .prune(config.checkpoint.keep_last.max(1), &keep)?;
-        let rounds: String = self
-            .follow
-            .rounds
-            .iter()
-            .map(|r| serde_json::to_string(r).expect("rounds serialize") + "\n")
-            .collect();
-        write_atomic(&self.run.path.join(FOLLOW_FILE), rounds.as_bytes())?;
-        let decisions: String = self
-            .follow
-            .rounds
-            .iter()
-            .map(|r| {
-                serde_json::json!({"shard": r.shard, "step": r.step, "decision": r.decision})
-                    .to_string()
-                    + "\n"
-            })
-            .collect();
-        write_atomic(
-            &self.run.path.join("promotions.jsonl"),
-            decisions.as_bytes(),
-        )
-    }
-}
-
-fn append_line(path: &Path, line: &serde_json::Value) -> Result<(), Error> {
-    use std::io::Write;
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_err(|source| Error::io(path, source))?;
-    writeln!(file, "{line}")
-        .and_then(|()| file.sync_all())
-        .map_err(|source| Error::io(path, source))
 }
