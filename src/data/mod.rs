@@ -220,6 +220,50 @@ pub enum RowTargets {
     },
 }
 
+impl RowTargets {
+    /// The targets of rows `indices`, in that order.
+    pub fn select(&self, indices: &[u32]) -> RowTargets {
+        let gather = |values: &[f32], width: usize| -> Vec<f32> {
+            indices
+                .iter()
+                .flat_map(|&i| &values[i as usize * width..(i as usize + 1) * width])
+                .copied()
+                .collect()
+        };
+        match self {
+            RowTargets::Classes(classes) => {
+                RowTargets::Classes(indices.iter().map(|&i| classes[i as usize]).collect())
+            }
+            RowTargets::Values { values, width } => RowTargets::Values {
+                values: gather(values, *width),
+                width: *width,
+            },
+            RowTargets::Labels { present, width } => RowTargets::Labels {
+                present: indices
+                    .iter()
+                    .flat_map(|&i| &present[i as usize * width..(i as usize + 1) * width])
+                    .copied()
+                    .collect(),
+                width: *width,
+            },
+        }
+    }
+
+    /// `more` (targets of the same kind and width) after these.
+    pub fn append(&mut self, more: RowTargets) {
+        match (self, more) {
+            (RowTargets::Classes(all), RowTargets::Classes(more)) => all.extend(more),
+            (RowTargets::Values { values, .. }, RowTargets::Values { values: more, .. }) => {
+                values.extend(more)
+            }
+            (RowTargets::Labels { present, .. }, RowTargets::Labels { present: more, .. }) => {
+                present.extend(more)
+            }
+            _ => unreachable!("rows of one spec have one kind of target"),
+        }
+    }
+}
+
 impl HostBatch {
     /// Samples in the batch.
     pub fn size(&self) -> usize {
@@ -333,6 +377,17 @@ pub struct NumericColumn {
 pub struct CategoricalColumn {
     pub name: String,
     pub values: Vec<String>,
+}
+
+impl CategoricalColumn {
+    /// The id `value` is read as: `i + 1` for the `i`-th value seen in training, 0 for one
+    /// it has not seen.
+    pub fn id(&self, value: &str) -> i64 {
+        self.values
+            .iter()
+            .position(|known| known == value)
+            .map_or(0, |i| i as i64 + 1)
+    }
 }
 
 impl DataSpec {

@@ -77,25 +77,12 @@ impl Samples for TableRows {
                 .copied()
                 .collect()
         };
-        let targets = match &self.targets {
-            RowTargets::Classes(classes) => {
-                RowTargets::Classes(indices.iter().map(|&i| classes[i as usize]).collect())
-            }
-            RowTargets::Values { values, width } => RowTargets::Values {
-                values: gather(values, *width),
-                width: *width,
-            },
-            RowTargets::Labels { present, width } => RowTargets::Labels {
-                present: gather_ints(present, *width),
-                width: *width,
-            },
-        };
         HostBatch::Rows {
             numeric: gather(&self.numeric, self.numeric_width),
             numeric_width: self.numeric_width,
             categorical: gather_ints(&self.categorical, self.categorical_width),
             categorical_width: self.categorical_width,
-            targets,
+            targets: self.targets.select(indices),
         }
     }
 
@@ -698,14 +685,7 @@ pub fn read_with_spec(
         .categorical
         .iter()
         .enumerate()
-        .map(|(cell, value)| {
-            let column = &categorical_columns[cell % categorical_width.max(1)];
-            column
-                .values
-                .iter()
-                .position(|known| known == value)
-                .map_or(0, |i| i as i64 + 1)
-        })
+        .map(|(cell, value)| categorical_columns[cell % categorical_width].id(value))
         .collect();
     let targets = match (raw.targets, target) {
         (RawTargets::Values(values), TaskSpec::Regression { scales, .. }) => RowTargets::Values {
@@ -760,54 +740,26 @@ impl TableRows {
     /// The rows `picks` (`(rows, row)`) of several tables of one spec, in that order.
     pub fn gather(picks: &[(&TableRows, u32)]) -> Option<TableRows> {
         let (first, _) = picks.first()?;
-        let host: Vec<HostBatch> = picks
-            .iter()
-            .map(|(rows, row)| Samples::batch(*rows, &[*row]))
-            .collect();
+        let (numeric_width, categorical_width) = (first.numeric_width, first.categorical_width);
         let mut gathered = TableRows {
-            numeric: Vec::new(),
-            numeric_width: first.numeric_width,
-            categorical: Vec::new(),
-            categorical_width: first.categorical_width,
-            targets: match &first.targets {
-                RowTargets::Classes(_) => RowTargets::Classes(Vec::new()),
-                RowTargets::Values { width, .. } => RowTargets::Values {
-                    values: Vec::new(),
-                    width: *width,
-                },
-                RowTargets::Labels { width, .. } => RowTargets::Labels {
-                    present: Vec::new(),
-                    width: *width,
-                },
-            },
-            lines: picks
-                .iter()
-                .map(|(rows, row)| rows.lines[*row as usize])
-                .collect(),
+            numeric: Vec::with_capacity(picks.len() * numeric_width),
+            numeric_width,
+            categorical: Vec::with_capacity(picks.len() * categorical_width),
+            categorical_width,
+            targets: first.targets.select(&[]),
+            lines: Vec::with_capacity(picks.len()),
             file: first.file.clone(),
         };
-        for batch in host {
-            let HostBatch::Rows {
-                numeric,
-                categorical,
-                targets,
-                ..
-            } = batch
-            else {
-                unreachable!("table rows batch as rows");
-            };
-            gathered.numeric.extend(numeric);
-            gathered.categorical.extend(categorical);
-            match (&mut gathered.targets, targets) {
-                (RowTargets::Classes(all), RowTargets::Classes(one)) => all.extend(one),
-                (RowTargets::Values { values, .. }, RowTargets::Values { values: one, .. }) => {
-                    values.extend(one)
-                }
-                (RowTargets::Labels { present, .. }, RowTargets::Labels { present: one, .. }) => {
-                    present.extend(one)
-                }
-                _ => unreachable!("rows of one spec have one kind of target"),
-            }
+        for &(rows, row) in picks {
+            let r = row as usize;
+            gathered
+                .numeric
+                .extend_from_slice(&rows.numeric[r * numeric_width..(r + 1) * numeric_width]);
+            gathered.categorical.extend_from_slice(
+                &rows.categorical[r * categorical_width..(r + 1) * categorical_width],
+            );
+            gathered.targets.append(rows.targets.select(&[row]));
+            gathered.lines.push(rows.lines[r]);
         }
         Some(gathered)
     }
@@ -877,11 +829,7 @@ pub fn encode_row(
             let text = row
                 .get(&column.name)
                 .ok_or_else(|| format!("no value for column \"{}\"", column.name))?;
-            Ok(column
-                .values
-                .iter()
-                .position(|value| value == text.trim())
-                .map_or(0, |i| i as i64 + 1))
+            Ok(column.id(text.trim()))
         })
         .collect::<Result<Vec<i64>, String>>()?;
     Ok((values, ids))

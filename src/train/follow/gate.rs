@@ -1,15 +1,15 @@
 //! The gate and what follows it: a candidate's holdout figure against the promoted
-//! version's (`follow.gate`: its metric, which way is better, the tolerance), overall and on
+//! version's (`follow.gate`: its metric, which way is better, the tolerance), overall, on
 //! every slice of the holdout by `eval.slice_by` (TFX's per-slice blessing) and on the newest
-//! shard, the next
-//! version's name, and bringing the models directory and the server in line with what the
-//! run's state says is promoted, also after a kill between the checkpoint and the export.
+//! shard; the next version's name; and bringing the models directory and the server in line
+//! with what the run's state says is promoted, also after a kill between the checkpoint and
+//! the export.
 
-use super::promote::{self, version_name, version_number};
 use std::collections::BTreeMap;
 
 use super::Follower;
 use super::files::append_line;
+use super::promote::{self, version_name, version_number};
 use super::state::{Decision, SliceFigures};
 use crate::Error;
 use crate::config::MonitorMode;
@@ -17,7 +17,6 @@ use crate::data::{SliceBy, Split, slice_values};
 use crate::train::Experiment;
 use crate::train::checkpoint::{Checkpoints, load_model};
 use crate::train::measure::Measured;
-use crate::train::step::evaluate;
 
 /// The holdout's slices by `eval.slice_by` (or `eval.slice_file`): `field=value` and the
 /// holdout samples that have it, in value order; none when the run does not slice.
@@ -62,18 +61,7 @@ impl Follower {
         }
         let checkpoint = self.checkpoints.verify(&promoted.checkpoint)?;
         let model = load_model(&checkpoint.dir, self.parts.model.boxed_clone())?;
-        let context = self.experiment.batch_context(&self.parts.device, None);
-        let config = &self.experiment.config;
-        let measured = evaluate(
-            &*model,
-            &self.experiment.task,
-            newest,
-            config.train.eval_batch_size,
-            config.data.workers,
-            &context,
-            |_| {},
-        )?;
-        Ok(Some(measured))
+        self.measure_model(&*model, newest).map(Some)
     }
 
     /// The gate: the candidate's holdout figure against the promoted version's, overall and

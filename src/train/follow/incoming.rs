@@ -40,10 +40,20 @@ pub struct Shard {
 pub trait ShardKind {
     /// The shards this kind takes, for messages.
     fn describe(&self) -> &'static str;
-    /// The shard that complete file `file` of `dir` completes, if it is one of this kind.
-    fn shard_of(&self, dir: &Path, file: &str) -> Option<String>;
-    /// The files of shard `name`, in the order they are hashed.
-    fn files(&self, dir: &Path, name: &str) -> Vec<PathBuf>;
+    /// The endings of a one-file shard's name (`.jsonl`, …).
+    fn suffixes(&self) -> &'static [&'static str] {
+        &[]
+    }
+    /// The shard that complete file `file` of `dir` completes, if it is one of this kind: by
+    /// default the file itself, when its name has one of [`Self::suffixes`].
+    fn shard_of(&self, dir: &Path, file: &str) -> Option<String> {
+        let ours = self.suffixes().iter().any(|suffix| file.ends_with(suffix));
+        (ours && dir.join(file).is_file()).then(|| file.to_string())
+    }
+    /// The files of shard `name`, in the order they are hashed: by default the one file.
+    fn files(&self, dir: &Path, name: &str) -> Vec<PathBuf> {
+        vec![dir.join(name)]
+    }
     /// Shard `name` of `dir`'s records as the model reads them, checked against the run's
     /// data; the error is the reason it is rejected.
     fn load(&self, dir: &Path, name: &str) -> Result<Arc<dyn Dataset>, String>;

@@ -1,17 +1,18 @@
 //! `stoke train --follow DIR`: continual training on data as it lands. Each new shard (an IDX
 //! pair, a file of labelled texts or of table rows renamed into `DIR`, `incoming.rs`) is
-//! taken in name order and goes through one round: the current model scores it before seeing it (the
-//! honest measure of how it does on fresh data), trains on it for `follow.passes` passes
-//! with a share of every batch replayed from a reservoir of earlier records (`state.rs`), is
-//! evaluated on the run's fixed holdout (its validation split, else its test split), and the
-//! gate compares that with the figure of the version now promoted (`follow.gate`, TFX's
-//! blessing, overall and on every slice of `eval.slice_by`). Every round ends in a checkpoint
-//! whose state holds the ledger of shards taken, the reservoir and each decision, so a run
-//! killed at any moment resumes (`--resume RUN --follow DIR`) without taking a shard twice or
-//! skipping one and reaches the weights the uninterrupted run reaches. With `--promote
-//! MODELS`, a blessed candidate becomes the next version there (`promote.rs`) and
-//! `--serve-url` has the server reload it. `follow.jsonl` and `promotions.jsonl` in the run
-//! directory are rewritten from that state after every round.
+//! taken in name order and goes through one round: the current model scores it before seeing
+//! it (the honest measure of how it does on fresh data), trains on it for `follow.passes`
+//! passes with a share of every batch replayed from a reservoir of earlier records
+//! (`state.rs`), is evaluated on the run's fixed holdout (its validation split, else its test
+//! split) and on the shard, and the gate compares that with the figures of the version now
+//! promoted (`gate.rs`: TFX's blessing, overall, on every slice of `eval.slice_by` and on the
+//! newest shard). Every round ends in a checkpoint whose state holds the ledger of shards
+//! taken, the reservoir and each decision (`files.rs`), so a run killed at any moment resumes
+//! (`--resume RUN --follow DIR`) without taking a shard twice or skipping one and reaches the
+//! weights the uninterrupted run reaches. With `--promote MODELS`, a blessed candidate becomes
+//! the next version there (`promote.rs`) and `--serve-url` has the server reload it.
+//! `follow.jsonl` and `promotions.jsonl` in the run directory are rewritten from that state
+//! after every round.
 
 mod files;
 mod gate;
@@ -35,6 +36,7 @@ use self::state::{FollowState, LedgerEntry, Promoted, RoundRecord};
 use super::checkpoint::Checkpoints;
 use super::measure::{Measured, RunningMetrics};
 use super::metrics::{MetricRecord, MetricsLog, SplitName};
+use super::net::Net;
 use super::progress::Progress;
 use super::run_dir::RunDir;
 use super::session::Outcome;
@@ -428,11 +430,16 @@ impl Follower {
         MetricRecord::new(split, measured, seconds.max(1e-9), position)
     }
 
+    /// The model being trained, scored on `split`.
     fn measure(&self, split: &Split) -> Result<Measured, Error> {
+        self.measure_model(&*self.parts.model, split)
+    }
+
+    fn measure_model(&self, model: &dyn Net, split: &Split) -> Result<Measured, Error> {
         let config = &self.experiment.config;
         let context = self.experiment.batch_context(&self.parts.device, None);
         evaluate(
-            &*self.parts.model,
+            model,
             &self.experiment.task,
             split,
             config.train.eval_batch_size,

@@ -4,7 +4,7 @@
 //! in serving. A missing column, a malformed value or an unknown class rejects the shard.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use super::incoming::{Shard, ShardKind, first_line, replay_gone};
@@ -13,7 +13,7 @@ use crate::config::DataConfig;
 use crate::data::tabular::{TableRows, read_with_spec};
 use crate::data::{DataSpec, Dataset};
 
-const EXTENSIONS: [&str; 3] = [".csv", ".csv.gz", ".parquet"];
+const SUFFIXES: [&str; 3] = [".csv", ".csv.gz", ".parquet"];
 
 /// The run's table: how its files are read and the spec its rows are read with.
 pub struct TableShards {
@@ -32,13 +32,8 @@ impl ShardKind for TableShards {
         "CSV or Parquet files of the run's table columns"
     }
 
-    fn shard_of(&self, dir: &Path, file: &str) -> Option<String> {
-        (EXTENSIONS.iter().any(|ext| file.ends_with(ext)) && dir.join(file).is_file())
-            .then(|| file.to_string())
-    }
-
-    fn files(&self, dir: &Path, name: &str) -> Vec<PathBuf> {
-        vec![dir.join(name)]
+    fn suffixes(&self) -> &'static [&'static str] {
+        &SUFFIXES
     }
 
     fn load(&self, dir: &Path, name: &str) -> Result<Arc<dyn Dataset>, String> {

@@ -4,7 +4,7 @@
 //! rejects the whole shard: the classes and vocabulary are the base run's and stay fixed.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use super::incoming::{Shard, ShardKind, first_line, replay_gone};
@@ -13,7 +13,7 @@ use crate::config::{OnError, TextDataConfig};
 use crate::data::text::records;
 use crate::data::{Dataset, Skipped, Tokenizer, labelled_texts};
 
-const EXTENSIONS: [&str; 4] = ["jsonl", "ndjson", "csv", "parquet"];
+const SUFFIXES: [&str; 4] = [".jsonl", ".ndjson", ".csv", ".parquet"];
 
 /// The run's texts: how records are read, the tokenizer and classes they are read with.
 pub struct TextShards {
@@ -64,13 +64,8 @@ impl ShardKind for TextShards {
         "JSONL, CSV or Parquet files of labelled texts"
     }
 
-    fn shard_of(&self, dir: &Path, file: &str) -> Option<String> {
-        let extension = Path::new(file).extension()?.to_str()?;
-        (EXTENSIONS.contains(&extension) && dir.join(file).is_file()).then(|| file.to_string())
-    }
-
-    fn files(&self, dir: &Path, name: &str) -> Vec<PathBuf> {
-        vec![dir.join(name)]
+    fn suffixes(&self) -> &'static [&'static str] {
+        &SUFFIXES
     }
 
     fn load(&self, dir: &Path, name: &str) -> Result<Arc<dyn Dataset>, String> {
