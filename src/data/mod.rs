@@ -220,30 +220,28 @@ pub enum RowTargets {
     },
 }
 
+/// Rows `indices` of `values`, `width` values per row.
+pub(crate) fn rows_of<T: Copy>(values: &[T], width: usize, indices: &[u32]) -> Vec<T> {
+    indices
+        .iter()
+        .flat_map(|&i| &values[i as usize * width..(i as usize + 1) * width])
+        .copied()
+        .collect()
+}
+
 impl RowTargets {
     /// The targets of rows `indices`, in that order.
     pub fn select(&self, indices: &[u32]) -> RowTargets {
-        let gather = |values: &[f32], width: usize| -> Vec<f32> {
-            indices
-                .iter()
-                .flat_map(|&i| &values[i as usize * width..(i as usize + 1) * width])
-                .copied()
-                .collect()
-        };
         match self {
             RowTargets::Classes(classes) => {
                 RowTargets::Classes(indices.iter().map(|&i| classes[i as usize]).collect())
             }
             RowTargets::Values { values, width } => RowTargets::Values {
-                values: gather(values, *width),
+                values: rows_of(values, *width, indices),
                 width: *width,
             },
             RowTargets::Labels { present, width } => RowTargets::Labels {
-                present: indices
-                    .iter()
-                    .flat_map(|&i| &present[i as usize * width..(i as usize + 1) * width])
-                    .copied()
-                    .collect(),
+                present: rows_of(present, *width, indices),
                 width: *width,
             },
         }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use super::{
     CategoricalColumn, DataError, DataSpec, Dataset, HostBatch, NumericColumn, RowTargets, Samples,
-    Skipped, Split, Splits, TEST_SPLIT_SALT, split_off,
+    Skipped, Split, Splits, TEST_SPLIT_SALT, rows_of, split_off,
 };
 use crate::config::{DataConfig, OnError, TableFormat, TabularDataConfig, TabularTask};
 use crate::task::{TargetScale, TaskSpec};
@@ -63,24 +63,10 @@ impl Samples for TableRows {
     }
 
     fn batch(&self, indices: &[u32]) -> HostBatch {
-        let gather = |values: &[f32], width: usize| -> Vec<f32> {
-            indices
-                .iter()
-                .flat_map(|&i| &values[i as usize * width..(i as usize + 1) * width])
-                .copied()
-                .collect()
-        };
-        let gather_ints = |values: &[i64], width: usize| -> Vec<i64> {
-            indices
-                .iter()
-                .flat_map(|&i| &values[i as usize * width..(i as usize + 1) * width])
-                .copied()
-                .collect()
-        };
         HostBatch::Rows {
-            numeric: gather(&self.numeric, self.numeric_width),
+            numeric: rows_of(&self.numeric, self.numeric_width, indices),
             numeric_width: self.numeric_width,
-            categorical: gather_ints(&self.categorical, self.categorical_width),
+            categorical: rows_of(&self.categorical, self.categorical_width, indices),
             categorical_width: self.categorical_width,
             targets: self.targets.select(indices),
         }
