@@ -1,8 +1,8 @@
 //! `stoke train --follow` on files of records: labelled texts (JSONL, CSV, Parquet) and table
 //! rows (CSV, gzipped CSV). Shards of the wrong schema or with an unknown label are rejected,
 //! the gate refuses a candidate that is worse on one slice of the holdout (`eval.slice_by`)
-//! though not overall, and a run stopped after each shard and resumed reaches the
-//! uninterrupted run's weights.
+//! though not overall (and, with `follow.on_refuse = "revert"`, undoes its round), and a run
+//! stopped after each shard and resumed reaches the uninterrupted run's weights.
 
 mod common;
 
@@ -55,6 +55,16 @@ impl Texts {
             })
             .collect()
     }
+}
+
+/// The base run's texts in `data/base/train.jsonl` (one record in ten from chat, and so in its
+/// holdout), and the source of the shards' texts.
+fn text_base(data: &Path) -> (Texts, std::path::PathBuf) {
+    let mut texts = Texts(SpamOrHam::new(11));
+    let base = data.join("base");
+    fs::create_dir_all(&base).unwrap();
+    jsonl(&base.join("train.jsonl"), &texts.records(800, 10, false));
+    (texts, base)
 }
 
 fn jsonl(path: &Path, records: &[[String; 3]]) {
@@ -170,11 +180,7 @@ fn rounds(run: &Path) -> Vec<Value> {
 #[test]
 fn text_shards_are_followed_gated_on_every_slice_and_resumed_exactly() {
     let data = tempfile::tempdir().unwrap();
-    let mut texts = Texts(SpamOrHam::new(11));
-    let base = data.path().join("base");
-    fs::create_dir_all(&base).unwrap();
-    // One record in ten from chat, in the base data (and so in its holdout) and in the shards.
-    jsonl(&base.join("train.jsonl"), &texts.records(800, 10, false));
+    let (mut texts, base) = text_base(data.path());
     let shards = data.path().join("shards");
     fs::create_dir_all(&shards).unwrap();
     jsonl(&shards.join("s0.jsonl"), &texts.records(240, 10, false));
@@ -417,4 +423,89 @@ fn table_shards_are_followed_and_resumed_exactly() {
     copy_into(&incoming);
     follow_one_shard_at_a_time(&stepwise, &incoming, TABLE_CONFIG, &sets, 3);
     assert_eq!(weights_of(&rounds(&stepwise)), weights_of(&uninterrupted));
+}
+
+/// Each round as `shard: overall candidate/current, chat candidate/current, decision`.
+fn slice_table(rounds: &[Value]) -> String {
+    let figure = |value: &Value| value.as_f64().map_or("–".into(), |v| format!("{v:.3}"));
+    rounds
+        .iter()
+        .map(|round| {
+            let decision = &round["decision"];
+            let chat = &decision["slices"][0];
+            format!(
+                "{}: overall {} against {}, {} {} against {}: {}\n",
+                round["shard"].as_str().unwrap(),
+                figure(&decision["candidate"]),
+                figure(&decision["current"]),
+                chat["slice"].as_str().unwrap(),
+                figure(&chat["candidate"]),
+                figure(&chat["current"]),
+                decision["reason"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_shard_poisoned_on_one_slice_is_refused_and_undone_or_carried_on() {
+    let data = tempfile::tempdir().unwrap();
+    let (mut texts, base) = text_base(data.path());
+    // Clean shards, but the second, which swaps chat's labels and leaves mail's alone.
+    let shards = data.path().join("shards");
+    fs::create_dir_all(&shards).unwrap();
+    for (name, poisoned) in [("s0", false), ("s1", true), ("s2", false), ("s3", false)] {
+        let records = texts.records(240, 4, poisoned);
+        jsonl(&shards.join(format!("{name}.jsonl")), &records);
+    }
+    let followed = |on_refuse: &str| {
+        let incoming = data.path().join(format!("incoming-{on_refuse}"));
+        fs::create_dir_all(&incoming).unwrap();
+        for name in ["s0", "s1", "s2", "s3"] {
+            let file = format!("{name}.jsonl");
+            fs::copy(shards.join(&file), incoming.join(&file)).unwrap();
+        }
+        let run = data.path().join(on_refuse);
+        let mut sets = sets(&base);
+        sets.push(format!("follow.on_refuse=\"{on_refuse}\""));
+        follow(&run, &incoming, Some(TEXT_CONFIG), &sets);
+        let rounds = rounds(&run);
+        eprintln!("on_refuse = {on_refuse}:\n{}", slice_table(&rounds));
+        rounds
+    };
+    let promoted = |rounds: &[Value]| -> Vec<bool> {
+        rounds
+            .iter()
+            .map(|r| r["decision"]["promoted"] == true)
+            .collect()
+    };
+    let revert = followed("revert");
+    assert_eq!(
+        promoted(&revert),
+        [true, false, true, true],
+        "{}",
+        slice_table(&revert)
+    );
+    let refused = &revert[1]["decision"];
+    assert_eq!(refused["slices"][0]["passed"], false, "{refused}");
+    assert!(
+        refused["reason"]
+            .as_str()
+            .unwrap()
+            .contains("on source=chat")
+    );
+    let carried = followed("continue");
+    assert_eq!(
+        promoted(&carried)[..2],
+        [true, false],
+        "{}",
+        slice_table(&carried)
+    );
+    assert!(carried[1]["decision"]["reverted_to"].is_null());
+    // The refused candidate is where the continuing learner goes on from; the reverted one
+    // goes on from s0's, the promoted version.
+    assert_ne!(
+        carried[2]["weights_sha256"], revert[2]["weights_sha256"],
+        "the learners part after the refusal"
+    );
 }

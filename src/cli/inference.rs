@@ -116,6 +116,7 @@ pub fn export(
         replace: force,
         onnx: matches!(format, ExportFormat::Onnx),
         profile,
+        parent: None,
     };
     let report = export::export(run, &options)?;
     eprintln!(

@@ -141,11 +141,27 @@ enum Command {
         #[arg(long, value_name = "URL", requires = "promote")]
         serve_url: Option<String>,
     },
-    /// Point a models directory's `current` link one version back (and have a server reload).
+    /// Put a run's checkpoint into a models directory as its next version and point its
+    /// `current` link at it (`RUN --to MODELS`), or point `current` one version back
+    /// (`--rollback MODELS`); with --serve-url, have the server reload.
     Promote {
+        /// The run whose checkpoint becomes the next version (with --to).
+        #[arg(
+            required_unless_present = "rollback",
+            conflicts_with = "rollback",
+            requires = "to"
+        )]
+        run: Option<PathBuf>,
+        /// The models directory to put RUN's checkpoint in (vNNNN/ artifacts and `current`).
+        #[arg(long, value_name = "MODELS", requires = "run")]
+        to: Option<PathBuf>,
+        /// With RUN: the checkpoint to promote (best, last or step-<N>); by default the last,
+        /// the one `stoke train --resume RUN --follow DIR` continues from.
+        #[arg(long, requires = "run", value_parser = parse_checkpoint)]
+        checkpoint: Option<CheckpointChoice>,
         /// The models directory `stoke train --follow --promote` writes.
-        #[arg(long, value_name = "DIR")]
-        rollback: PathBuf,
+        #[arg(long, value_name = "MODELS")]
+        rollback: Option<PathBuf>,
         /// The `stoke serve` to reload (http://HOST:PORT).
         #[arg(long, value_name = "URL")]
         serve_url: Option<String>,
@@ -506,18 +522,37 @@ pub fn run(cli: Arguments) -> Result<u8, Error> {
             }
         }
         Command::Promote {
+            run,
+            to,
+            checkpoint,
             rollback,
             serve_url,
         } => {
-            if !rollback.is_dir() {
-                return Err(Error::Usage(format!(
-                    "--rollback {}: no such models directory",
-                    rollback.display()
-                )));
+            match (run, to, rollback) {
+                (Some(run), Some(to), None) => {
+                    let choice = checkpoint.unwrap_or(CheckpointChoice::Last);
+                    let (version, replaced) =
+                        train::follow::promote::Models::publish(&to, &run, &choice)?;
+                    match replaced {
+                        Some(replaced) => {
+                            println!("{}: current {replaced} -> {version}", to.display())
+                        }
+                        None => println!("{}: current -> {version}", to.display()),
+                    }
+                }
+                (None, None, Some(rollback)) => {
+                    if !rollback.is_dir() {
+                        return Err(Error::Usage(format!(
+                            "--rollback {}: no such models directory",
+                            rollback.display()
+                        )));
+                    }
+                    let models = train::follow::promote::Models::open(&rollback)?;
+                    let (from, to) = models.rollback()?;
+                    println!("{}: current {from} -> {to}", rollback.display());
+                }
+                _ => unreachable!("clap requires RUN --to MODELS or --rollback MODELS"),
             }
-            let models = train::follow::promote::Models::open(&rollback)?;
-            let (from, to) = models.rollback()?;
-            println!("{}: current {from} -> {to}", rollback.display());
             if let Some(url) = serve_url {
                 let answer = train::follow::promote::reload(&url).map_err(Error::Usage)?;
                 println!("reloaded: {answer}");

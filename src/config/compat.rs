@@ -32,6 +32,7 @@ const SAFE_TO_CHANGE: &[&str] = &[
     "follow.idle_exit_s",
     "follow.max_shards",
     "follow.gate.",
+    "follow.on_refuse",
 ];
 
 /// A key whose value differs between a run's config and the one asked for.

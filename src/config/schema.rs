@@ -46,6 +46,8 @@ pub struct FollowConfig {
     pub passes: usize,
     pub replay: ReplayConfig,
     pub gate: GateConfig,
+    /// What a refused candidate leaves in the learner.
+    pub on_refuse: OnRefuse,
 }
 
 impl Default for FollowConfig {
@@ -57,8 +59,23 @@ impl Default for FollowConfig {
             passes: 1,
             replay: ReplayConfig::default(),
             gate: GateConfig::default(),
+            on_refuse: OnRefuse::default(),
         }
     }
+}
+
+/// `follow.on_refuse`: what becomes of the learner when the gate refuses a round's candidate.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnRefuse {
+    /// The round leaves no trace: the learner returns to the promoted version's weights,
+    /// optimizer and scheduler state, and the refused shard's records never enter the replay
+    /// reservoir, so one bad delivery cannot hold back the rounds after it.
+    #[default]
+    Revert,
+    /// Training goes on from the refused candidate and its shard is replayed like any other;
+    /// only promotion is gated.
+    Continue,
 }
 
 impl FollowConfig {

@@ -61,6 +61,9 @@ pub struct ExportOptions {
     pub onnx: bool,
     /// Also write the drift reference (`profile.json`) from the run's holdout.
     pub profile: bool,
+    /// The version this one replaces in a models directory (`stoke promote RUN --to`), the
+    /// lineage's parent when the checkpoint's own state names none.
+    pub parent: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -168,7 +171,8 @@ pub fn export(run_path: &Path, options: &ExportOptions) -> Result<ExportReport, 
         .iter()
         .map(|(name, bytes)| (name.to_string(), digest(bytes)))
         .collect();
-    let (metrics, source, lineage) = provenance(&run, &config, &chosen)?;
+    let (metrics, source, mut lineage) = provenance(&run, &config, &chosen)?;
+    lineage.parent = lineage.parent.or_else(|| options.parent.clone());
     let manifest = ArtifactManifest {
         format: ARTIFACT_FORMAT.into(),
         format_version: ARTIFACT_VERSION,
@@ -437,6 +441,25 @@ pub fn read_manifest(dir: &Path) -> Result<ArtifactManifest, Error> {
     Ok(manifest)
 }
 
+/// The model of the artifact at `dir` on `device` (its manifest read and its checksums
+/// verified), with the manifest: how a followed run scores the version served before it.
+pub fn load_net(dir: &Path, device: &Device) -> Result<(ArtifactManifest, Box<dyn Net>), Error> {
+    let manifest = read_manifest(dir)?;
+    let model = model_of(dir, &manifest, device)?;
+    Ok((manifest, model))
+}
+
+/// Builds `manifest`'s model on `device` and loads the artifact's weights into it.
+fn model_of(
+    dir: &Path,
+    manifest: &ArtifactManifest,
+    device: &Device,
+) -> Result<Box<dyn Net>, Error> {
+    let mut model = super::build(&manifest.model, &manifest.input, device)?;
+    checkpoint::load_model_record(&dir.join(RECORD_FILE), model.as_mut())?;
+    Ok(model)
+}
+
 /// Opens the artifact at `dir` on `backend_choice` (default: auto, falling back to flex).
 pub fn open(dir: &Path, backend_choice: Option<BackendChoice>) -> Result<Loaded, Error> {
     open_verified(dir, backend_choice).map(|(_, loaded)| loaded)
@@ -463,8 +486,7 @@ pub fn open_verified(
         backend_choice.unwrap_or(BackendChoice::Auto),
         CpuBackend::Flex,
     )?;
-    let mut model = super::build(&manifest.model, &manifest.input, &Device::flex())?;
-    checkpoint::load_model_record(&dir.join(RECORD_FILE), model.as_mut())?;
+    let mut model = model_of(dir, &manifest, &Device::flex())?;
     model.to_device(&backend.device);
     let loaded = Loaded {
         model_config: manifest.model.clone(),

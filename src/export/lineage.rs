@@ -1,9 +1,10 @@
 //! Where an exported model came from (`manifest.json`'s `lineage`): the SHA-256 of the run's
 //! resolved config, the code that trained it (stoke's version and git commit), its dataset,
 //! and for a followed run (`stoke train --follow`) every shard trained on up to the exported
-//! checkpoint, with its SHA-256, and the version promoted before it (its parent). Also the
-//! model card `export --format hf` writes (`README.md` with the Hub's YAML metadata), so a
-//! folder pushed to the Hub says the same.
+//! checkpoint, with its SHA-256 (not those of refused rounds that were undone), and the
+//! version promoted or served before it (its parent). Also the model card `export --format
+//! hf` writes (`README.md` with the Hub's YAML metadata), so a folder pushed to the Hub says
+//! the same.
 
 use std::path::Path;
 
@@ -54,8 +55,21 @@ struct CheckpointFollow {
 
 #[derive(Deserialize)]
 struct Followed {
-    ledger: Vec<ShardDigest>,
+    ledger: Vec<Taken>,
     rounds: Vec<Round>,
+    /// The version served when following began.
+    #[serde(default)]
+    served_before: Option<String>,
+}
+
+/// A ledger entry: the shard, and whether its round was undone (a refused round with
+/// `follow.on_refuse = "revert"`), so that the weights hold nothing of it.
+#[derive(Deserialize)]
+struct Taken {
+    #[serde(flatten)]
+    shard: ShardDigest,
+    #[serde(default)]
+    reverted: bool,
 }
 
 #[derive(Deserialize)]
@@ -79,13 +93,20 @@ pub fn of_checkpoint(run: &Path, config: &ExperimentConfig, state: &serde_json::
     let (shards, parent) = match followed {
         Some(followed) => {
             // The last round is this checkpoint's own; the parent is the version promoted
-            // before it.
+            // before it, else the one served when following began.
             let earlier = followed.rounds.len().saturating_sub(1);
             let parent = followed.rounds[..earlier]
                 .iter()
                 .rev()
-                .find_map(|round| round.decision.version.clone());
-            (followed.ledger, parent)
+                .find_map(|round| round.decision.version.clone())
+                .or(followed.served_before);
+            let trained_on = followed
+                .ledger
+                .into_iter()
+                .filter(|taken| !taken.reverted)
+                .map(|taken| taken.shard)
+                .collect();
+            (trained_on, parent)
         }
         None => (Vec::new(), None),
     };

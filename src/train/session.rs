@@ -12,12 +12,11 @@ use super::Experiment;
 use super::checkpoint::{self, CheckpointChoice};
 use super::follow::FollowOptions;
 use super::metrics::MetricsLog;
-use super::optim::{build_optimizer, build_scheduler};
 use super::progress::Progress;
 use super::ranks;
 use super::run_dir::{DistributedRecord, RunDir, Summary};
 use super::state::TrainingState;
-use super::trainer::{Parts, Trainer, planned_steps, steps_per_epoch};
+use super::trainer::{Parts, Trainer, fresh_optimizer, steps_per_epoch};
 use crate::Error;
 use crate::backend::SelectedBackend;
 use crate::config;
@@ -288,16 +287,8 @@ pub fn resume(
 
     let device = experiment.backend.device.clone().autodiff();
     let model = checkpoint::load_model(&checkpoint.dir, experiment.new_model(&device)?)?;
-    let (optimizer, scheduler) = checkpoint::load_optimizer(
-        &checkpoint.dir,
-        build_optimizer(&config.optimizer, &config.train),
-        build_scheduler(
-            &config.scheduler,
-            config.optimizer.lr(),
-            &config.model.lr_by_prefix,
-            planned_steps(&experiment),
-        ),
-    )?;
+    let (optimizer, scheduler) = fresh_optimizer(&experiment);
+    let (optimizer, scheduler) = checkpoint::load_optimizer(&checkpoint.dir, optimizer, scheduler)?;
 
     let (log, dropped) = match world.is_root() {
         true => {

@@ -107,20 +107,30 @@ impl Parts {
     pub(super) fn fresh(experiment: &Experiment) -> Result<Self, Error> {
         let device = experiment.backend.device.clone().autodiff();
         let model = experiment.initial_model(&device)?;
-        let config = &experiment.config;
+        let (optimizer, scheduler) = fresh_optimizer(experiment);
         Ok(Self {
             model,
-            optimizer: build_optimizer(&config.optimizer, &config.train),
-            scheduler: build_scheduler(
-                &config.scheduler,
-                config.optimizer.lr(),
-                &config.model.lr_by_prefix,
-                planned_steps(experiment),
-            ),
+            optimizer,
+            scheduler,
             device,
             state: TrainingState::default(),
         })
     }
+}
+
+/// The optimizer and learning-rate scheduler `experiment`'s config describes, at step 0 (a
+/// checkpoint's records are loaded into them to resume).
+pub(super) fn fresh_optimizer(experiment: &Experiment) -> (ModuleOptimizer, ModuleLrScheduler) {
+    let config = &experiment.config;
+    (
+        build_optimizer(&config.optimizer, &config.train),
+        build_scheduler(
+            &config.scheduler,
+            config.optimizer.lr(),
+            &config.model.lr_by_prefix,
+            planned_steps(experiment),
+        ),
+    )
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -10,6 +10,7 @@ use serde_json::Value;
 
 pub mod optional;
 pub mod server;
+pub mod shards;
 
 /// A model of `config`'s kind for `spec`, freshly initialised on flex.
 pub fn build(

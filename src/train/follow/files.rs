@@ -35,11 +35,12 @@ impl Follower {
         };
         self.checkpoints.save(&snapshot)?;
         self.parts.state.follow = None;
+        // The promoted version's checkpoint, or the start: what a refused round returns to.
         let keep: Vec<String> = self
             .follow
-            .promoted
-            .iter()
-            .map(|p| p.checkpoint.clone())
+            .revert_target()
+            .map(str::to_string)
+            .into_iter()
             .collect();
         self.checkpoints
             .prune(config.checkpoint.keep_last.max(1), &keep)?;

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use super::Follower;
 use super::files::append_line;
-use super::promote::{self, version_name, version_number};
+use super::promote::{self, Models, version_name, version_number};
 use super::state::{Decision, SliceFigures};
 use crate::Error;
 use crate::config::MonitorMode;
@@ -56,11 +56,17 @@ impl Follower {
         let Some(promoted) = &self.follow.promoted else {
             return Ok(None);
         };
-        if promoted.checkpoint == Checkpoints::name_for(step_before) {
-            return Ok(Some(before.clone()));
-        }
-        let checkpoint = self.checkpoints.verify(&promoted.checkpoint)?;
-        let model = load_model(&checkpoint.dir, self.parts.model.boxed_clone())?;
+        let model = match (&promoted.checkpoint, &promoted.artifact) {
+            (Some(name), _) if *name == Checkpoints::name_for(step_before) => {
+                return Ok(Some(before.clone()));
+            }
+            (Some(name), _) => {
+                let checkpoint = self.checkpoints.verify(name)?;
+                load_model(&checkpoint.dir, self.parts.model.boxed_clone())?
+            }
+            (None, Some(artifact)) => self.served_model(artifact)?,
+            (None, None) => return Ok(None),
+        };
         self.measure_model(&*model, newest).map(Some)
     }
 
@@ -156,19 +162,13 @@ impl Follower {
             reason,
             slices,
             newest,
+            reverted_to: None,
         }
     }
 
     /// The version after the newest one in the models directory or promoted by this run.
     fn next_version(&self) -> String {
-        let on_disk = self.models.as_ref().map_or(0, |models| {
-            models
-                .versions()
-                .iter()
-                .filter_map(|v| version_number(v))
-                .max()
-                .unwrap_or(0)
-        });
+        let on_disk = self.models.as_ref().map_or(0, Models::newest_number);
         let ours = self
             .follow
             .promoted
@@ -190,13 +190,20 @@ impl Follower {
         {
             return Ok(());
         }
-        if !models
+        let exported = models
             .dir
             .join(&promoted.version)
             .join("manifest.json")
-            .is_file()
-        {
-            models.write(&self.run.path, &promoted.checkpoint, &promoted.version)?;
+            .is_file();
+        match (&promoted.checkpoint, exported) {
+            (_, true) => {}
+            // The lineage's parent comes from the checkpoint's own follow state.
+            (Some(checkpoint), false) => {
+                models.write(&self.run.path, checkpoint, &promoted.version, None)?;
+            }
+            // The version served before following began, gone from the models directory:
+            // nothing to point `current` at until a candidate is promoted.
+            (None, false) => return Ok(()),
         }
         models.point(&promoted.version)?;
         let mut line = serde_json::json!({

@@ -6,7 +6,10 @@
 //! (`state.rs`), is evaluated on the run's fixed holdout (its validation split, else its test
 //! split) and on the shard, and the gate compares that with the figures of the version now
 //! promoted (`gate.rs`: TFX's blessing, overall, on every slice of `eval.slice_by` and on the
-//! newest shard). Every round ends in a checkpoint whose state holds the ledger of shards
+//! newest shard; before this run promotes one, against the version `--promote` already
+//! serves, `baseline.rs`). A refused round is undone by default (`follow.on_refuse =
+//! "revert"`): the learner returns to the promoted checkpoint and the shard stays out of the
+//! reservoir. Every round ends in a checkpoint whose state holds the ledger of shards
 //! taken, the reservoir and each decision (`files.rs`), so a run killed at any moment resumes
 //! (`--resume RUN --follow DIR`) without taking a shard twice or skipping one and reaches the
 //! weights the uninterrupted run reaches. With `--promote MODELS`, a blessed candidate becomes
@@ -14,6 +17,7 @@
 //! `follow.jsonl` and `promotions.jsonl` in the run directory are rewritten from that state
 //! after every round.
 
+mod baseline;
 mod files;
 mod gate;
 mod idx_shards;
@@ -44,7 +48,7 @@ use super::step::{StepShare, Stepper, evaluate, predictions};
 use super::trainer::{Parts, seed_step, with_status};
 use super::{Experiment, eval, interrupt};
 use crate::Error;
-use crate::config::{MonitorMode, SchedulerConfig};
+use crate::config::{MonitorMode, OnRefuse, SchedulerConfig};
 use crate::data::Split;
 
 /// Where `--follow` reads and where it promotes to.
@@ -80,7 +84,7 @@ pub fn check(experiment: &Experiment, options: &FollowOptions) -> Result<(), Err
         ));
     }
     if let Some(models) = &options.promote {
-        Models::open(models)?;
+        baseline::check_served(experiment, &Models::open(models)?)?;
     }
     if let Some(url) = &options.serve_url
         && !url.starts_with("http://")
@@ -132,6 +136,7 @@ pub(super) fn run(
         None => experiment.checkpoint_monitor(),
     };
     let slices = gate::holdout_slices(&experiment, &holdout)?;
+    let begun = parts.state.follow.is_some();
     let follow = parts.state.follow.take().unwrap_or_default();
     let mut stepper = Stepper::new(&experiment.config.train, &experiment.task);
     stepper.resume_loss_scale(parts.state.loss_scale.clone());
@@ -163,6 +168,9 @@ pub(super) fn run(
     ));
     let run = follower.run.clone();
     with_status(&run, true, || {
+        if !begun {
+            follower.begin()?;
+        }
         follower.repair_promotion()?;
         follower.follow_loop()
     })
@@ -298,17 +306,34 @@ impl Follower {
             .iter()
             .map(|(slice, split)| Ok((slice.clone(), split.len(), self.measure(split)?)))
             .collect::<Result<Vec<_>, Error>>()?;
+        let mut decision = self.decide(&holdout, &slices, (&after, current_on_newest.as_ref()));
+        let weights_sha256 = crate::model::hex(&self.parts.model.weights_digest());
+        // A refused round is undone (`follow.on_refuse = "revert"`): the learner goes back to
+        // the promoted version, and the shard's records stay out of the reservoir.
+        let reverted_to = match (decision.promoted, self.experiment.config.follow.on_refuse) {
+            (false, OnRefuse::Revert) => self.revert()?,
+            _ => None,
+        };
+        if let Some(target) = &reverted_to {
+            decision
+                .reason
+                .push_str(&format!("; the learner returns to {target}"));
+        }
+        decision.reverted_to = reverted_to.clone();
         self.follow.ledger.push(LedgerEntry {
             name: shard.name.clone(),
             bytes: shard.bytes,
             sha256: shard.sha256.clone(),
             records,
+            refused: (!decision.promoted).then(|| decision.reason.clone()),
+            reverted: reverted_to.is_some(),
         });
-        let capacity = self.experiment.config.follow.replay.capacity;
-        self.follow
-            .reservoir
-            .offer(&shard.name, records, capacity, seed);
-        let decision = self.decide(&holdout, &slices, (&after, current_on_newest.as_ref()));
+        if reverted_to.is_none() {
+            let capacity = self.experiment.config.follow.replay.capacity;
+            self.follow
+                .reservoir
+                .offer(&shard.name, records, capacity, seed);
+        }
         let step = self.parts.state.global_step;
         self.log
             .append(&self.record(SplitName::Valid, &holdout, round, seconds))?;
@@ -330,7 +355,8 @@ impl Follower {
                     .iter()
                     .map(|s| (s.slice.clone(), s.candidate))
                     .collect(),
-                checkpoint: Checkpoints::name_for(step),
+                checkpoint: Some(Checkpoints::name_for(step)),
+                artifact: None,
             });
         }
         self.follow.rounds.push(RoundRecord {
@@ -341,7 +367,7 @@ impl Follower {
             after: Some(after),
             holdout: holdout.clone(),
             replayed,
-            weights_sha256: crate::model::hex(&self.parts.model.weights_digest()),
+            weights_sha256,
             decision,
         });
         self.save()?;

@@ -1,9 +1,10 @@
 //! Promotion into a models directory: each promoted candidate is exported as an artifact
 //! `vNNNN/` (written under a temporary name, then renamed), `current` is a symbolic link
 //! swapped atomically onto it (a new link renamed over the old), and a server is told to
-//! reload (`POST /admin/reload` to `--serve-url`). `stoke promote --rollback DIR` points
-//! `current` back one version. A directory holding anything else is not stoke's and is
-//! refused before anything is written.
+//! reload (`POST /admin/reload` to `--serve-url`). `stoke promote RUN --to DIR` puts a run's
+//! checkpoint there as the next version (how a base run is first served), and `stoke promote
+//! --rollback DIR` points `current` back one version. A directory holding anything else is
+//! not stoke's and is refused before anything is written.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -64,8 +65,44 @@ impl Models {
         Some(target.file_name()?.to_string_lossy().into_owned())
     }
 
-    /// Exports checkpoint `checkpoint` of `run` as `version` (replacing a partial one).
-    pub fn write(&self, run: &Path, checkpoint: &str, version: &str) -> Result<(), Error> {
+    /// The number of the newest version present (0 when there is none).
+    pub fn newest_number(&self) -> u32 {
+        self.versions()
+            .iter()
+            .filter_map(|v| version_number(v))
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Puts checkpoint `choice` of the run at `run` into the models directory `dir` (made if
+    /// need be) as its next version and points `current` at it (`stoke promote RUN --to
+    /// MODELS`): how a base run becomes the first served version. The run and its checkpoint
+    /// are checked before the directory is touched. Returns the version and the one it
+    /// replaced.
+    pub fn publish(
+        dir: &Path,
+        run: &Path,
+        choice: &CheckpointChoice,
+    ) -> Result<(String, Option<String>), Error> {
+        let (run_dir, _) = crate::train::RunDir::open(run)?;
+        let checkpoint = run_dir.checkpoints().open(choice)?.name;
+        let models = Self::open(dir)?;
+        let version = version_name(models.newest_number() + 1);
+        let replaced = models.current();
+        models.write(run, &checkpoint, &version, replaced.clone())?;
+        models.point(&version)?;
+        Ok((version, replaced))
+    }
+
+    /// Exports checkpoint `checkpoint` of `run` as `version` (replacing a partial one), with
+    /// `parent` as its lineage's parent when the checkpoint's state names none.
+    pub fn write(
+        &self,
+        run: &Path,
+        checkpoint: &str,
+        version: &str,
+        parent: Option<String>,
+    ) -> Result<(), Error> {
         let final_dir = self.dir.join(version);
         let temp = self.dir.join(format!(".tmp-{version}"));
         for stale in [&temp, &final_dir] {
@@ -81,6 +118,7 @@ impl Models {
                 replace: true,
                 onnx: false,
                 profile: true,
+                parent,
             },
         )?;
         std::fs::rename(&temp, &final_dir).map_err(|source| Error::io(&final_dir, source))

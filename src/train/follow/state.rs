@@ -5,6 +5,7 @@
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
@@ -18,6 +19,25 @@ pub struct FollowState {
     pub rounds: Vec<RoundRecord>,
     /// The version now promoted and its holdout figures (the gate's reference).
     pub promoted: Option<Promoted>,
+    /// The checkpoint following began from: the learner before its first round, where a
+    /// refused round returns to until this run promotes a version of its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start: Option<String>,
+    /// The version `--promote MODELS` served when following began: the first candidates are
+    /// gated against it, and the first version promoted here names it as its parent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub served_before: Option<String>,
+}
+
+impl FollowState {
+    /// The checkpoint a refused round returns the learner to: the promoted version's, else
+    /// the one following began from.
+    pub fn revert_target(&self) -> Option<&str> {
+        self.promoted
+            .as_ref()
+            .and_then(|p| p.checkpoint.as_deref())
+            .or(self.start.as_deref())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -26,6 +46,13 @@ pub struct LedgerEntry {
     pub bytes: u64,
     pub sha256: String,
     pub records: usize,
+    /// Why the gate refused the round's candidate, if it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<String>,
+    /// The refusal undid the round (`follow.on_refuse = "revert"`): the learner went back,
+    /// and the shard's records are neither in the weights nor in the reservoir.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reverted: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -36,8 +63,13 @@ pub struct Promoted {
     /// Its figure on each slice of the holdout (`eval.slice_by`), by value.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub slices: BTreeMap<String, f64>,
-    /// The checkpoint it was exported from (kept by pruning).
-    pub checkpoint: String,
+    /// The checkpoint it was exported from (kept by pruning); none for the version that was
+    /// served before following began, which is read from [`Promoted::artifact`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<String>,
+    /// The artifact of a version this run did not train (the one served when it began).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact: Option<PathBuf>,
 }
 
 /// One shard's round: the model's figures on it before training on it (the honest measure
@@ -77,6 +109,10 @@ pub struct Decision {
     /// The same comparison on the newest shard.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub newest: Option<SliceFigures>,
+    /// The checkpoint the learner returned to after this refusal (`follow.on_refuse =
+    /// "revert"`); none when training went on from the candidate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reverted_to: Option<String>,
 }
 
 /// A slice of the holdout (or the newest shard) in a gate decision: the candidate's figure
