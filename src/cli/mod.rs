@@ -460,6 +460,17 @@ pub fn run(cli: Arguments) -> Result<u8, Error> {
             promote,
             serve_url,
         } => {
+            // A followed run is continued with the options it was started with.
+            let again = follow.as_ref().map_or(String::new(), |dir| {
+                let mut again = format!(" --follow {}", dir.display());
+                if let Some(models) = &promote {
+                    again.push_str(&format!(" --promote {}", models.display()));
+                }
+                if let Some(url) = &serve_url {
+                    again.push_str(&format!(" --serve-url {url}"));
+                }
+                again
+            });
             let follow = follow.map(|dir| train::follow::FollowOptions {
                 dir,
                 promote,
@@ -502,7 +513,7 @@ pub fn run(cli: Arguments) -> Result<u8, Error> {
                 let run = run_dir.display();
                 if !world.is_distributed() {
                     eprintln!(
-                        "interrupted: saved checkpoint {checkpoint}; continue with: stoke train --resume {run}"
+                        "interrupted: saved checkpoint {checkpoint}; continue with: stoke train --resume {run}{again}"
                     );
                 } else if world.is_root() {
                     let n = world.size();
