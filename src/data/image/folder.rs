@@ -254,38 +254,22 @@ pub fn open(path: &Path) -> Result<image::DynamicImage, DataError> {
 }
 
 /// An encoded image (PNG, JPEG) held in memory, such as an upload, decoded. JPEGs go through
-/// libjpeg's decoder (see [`decode_jpeg`]); every other format through the `image` crate.
+/// libjpeg's decoder as Pillow's do (`jpeg.rs`: damaged and truncated files refused as Pillow
+/// refuses them); every other format, and JPEGs libjpeg does not turn into RGB or gray (CMYK),
+/// through the `image` crate.
 pub fn open_bytes(bytes: &[u8]) -> Result<image::DynamicImage, String> {
     let reader = image::ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|err| err.to_string())?;
     if reader.format() == Some(image::ImageFormat::Jpeg)
-        && let Some(image) = decode_jpeg(bytes)
+        && let Some(image) =
+            super::jpeg::decode(bytes).map_err(|err| format!("cannot decode the JPEG: {err}"))?
     {
         return Ok(image);
     }
     reader
         .decode()
         .map_err(|err| format!("cannot decode the image: {err}"))
-}
-
-/// A JPEG decoded as Pillow decodes it (libjpeg-turbo's accurate integer IDCT and smooth
-/// chroma upsampling, which mozjpeg shares): RGB, or gray for a grayscale JPEG. `None` for
-/// what it cannot turn into either (CMYK) or cannot read, which the `image` crate then tries.
-fn decode_jpeg(bytes: &[u8]) -> Option<image::DynamicImage> {
-    let decompress = mozjpeg::Decompress::new_mem(bytes).ok()?;
-    let (width, height) = (decompress.width() as u32, decompress.height() as u32);
-    let gray = decompress.color_space() == mozjpeg::ColorSpace::JCS_GRAYSCALE;
-    let mut started = match gray {
-        true => decompress.grayscale().ok()?,
-        false => decompress.rgb().ok()?,
-    };
-    let pixels: Vec<u8> = started.read_scanlines().ok()?;
-    started.finish().ok()?;
-    match gray {
-        true => image::GrayImage::from_raw(width, height, pixels).map(image::DynamicImage::from),
-        false => image::RgbImage::from_raw(width, height, pixels).map(image::DynamicImage::from),
-    }
 }
 
 /// One image as channel-major bytes of `shape`.

@@ -5,6 +5,7 @@ mod cache;
 mod colour;
 mod folder;
 pub(crate) mod idx;
+mod jpeg;
 mod mix;
 mod parquet;
 mod photos;
