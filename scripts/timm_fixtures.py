@@ -21,6 +21,13 @@ files and need no torch (tests/vision.rs).
 `preprocess` writes timm's evaluation tensor of each IMAGE as raw little-endian f32
 (`<stem>.f32`, channels × size × size), for the parity test on real photos.
 
+`train-step` takes one SGD step of each ResNet fixture in training mode on a seeded batch
+(`train_step_input.f32`, raw little-endian; its shape, labels and learning rate in
+`TRAIN_STEP`) and writes `train_step.json` beside it: every
+BatchNorm's running statistics after the step (PyTorch updates the running variance with the
+unbiased batch variance) and the eval-mode logits after it, for stoke's step to match
+(tests/vision.rs). `make` writes it too.
+
 `check-export` loads a folder written by `stoke export --format timm` with
 `timm.create_model("local-dir:DIR")`, runs it on FIXTURE's input and compares its logits with
 the ones stoke wrote into the folder's `stoke_logits.json`, exiting non-zero on a difference.
@@ -100,6 +107,37 @@ def make(out: pathlib.Path):
         print(f"{folder}: {sum(p.numel() for p in model.parameters())} parameters")
     make_efficientnet(out / "efficientnet-lite-tiny", generator)
     make_photo(out / "photo")
+    train_step(out)
+
+
+TRAIN_STEP = dict(labels=[1, 4, 0, 2], lr=0.01, input_shape=[4, 3, 48, 48])
+
+
+def train_step(out: pathlib.Path):
+    for name in ["resnet18-tiny", "resnet50-tiny"]:
+        folder = out / name
+        model = timm.create_model(f"local-dir:{folder}", pretrained=True)
+        # A batch of 4 at 48 px: 16 values per channel in the last stage, where a batch of
+        # two 32 px images leaves two and the step is too ill-conditioned to compare.
+        generator = torch.Generator().manual_seed(31)
+        images = torch.randn(TRAIN_STEP["input_shape"], generator=generator)
+        images.numpy().astype("<f4").tofile(folder / "train_step_input.f32")
+        model.train()
+        optimizer = torch.optim.SGD(model.parameters(), lr=TRAIN_STEP["lr"])
+        loss = torch.nn.functional.cross_entropy(model(images), torch.tensor(TRAIN_STEP["labels"]))
+        loss.backward()
+        optimizer.step()
+        model.eval()
+        with torch.no_grad():
+            logits = model(images)
+        running = {
+            key: value.flatten().tolist()
+            for key, value in model.state_dict().items()
+            if key.endswith("running_mean") or key.endswith("running_var")
+        }
+        step = dict(TRAIN_STEP, loss=loss.item(), logits=logits.tolist(), running=running)
+        (folder / "train_step.json").write_text(json.dumps(step))
+        print(f"{folder}/train_step.json: loss {loss.item():.4f}, {len(running)} running statistics")
 
 
 def make_efficientnet(folder: pathlib.Path, generator):
@@ -206,6 +244,8 @@ def main():
     pre.add_argument("--interpolation", required=True)
     pre.add_argument("--out", type=pathlib.Path, required=True)
     pre.add_argument("images", nargs="+")
+    step = commands.add_parser("train-step")
+    step.add_argument("--out", type=pathlib.Path, default=ROOT / "tests/fixtures/timm")
     export = commands.add_parser("check-export")
     export.add_argument("folder", type=pathlib.Path)
     export.add_argument("fixture", type=pathlib.Path)
@@ -214,6 +254,8 @@ def main():
         make(args.out)
     elif args.command == "preprocess":
         preprocess(args)
+    elif args.command == "train-step":
+        train_step(args.out)
     else:
         check_export(args.folder, args.fixture)
 

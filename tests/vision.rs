@@ -61,6 +61,11 @@ fn image_spec(size: usize, classes: usize) -> DataSpec {
 /// The model a fixture folder holds, completed from its config.json and built with its
 /// weights, as a fresh run with `model.init_from` does.
 fn pretrained(dir: &Path, spec: &DataSpec) -> Box<dyn stoke::train::Net> {
+    pretrained_on(dir, spec, &Device::flex())
+}
+
+/// [`pretrained`] on `device`.
+fn pretrained_on(dir: &Path, spec: &DataSpec, device: &Device) -> Box<dyn stoke::train::Net> {
     let name = dir.file_name().unwrap().to_str().unwrap();
     let kind = if name.starts_with("efficientnet") {
         ModelConfig::of(
@@ -85,7 +90,7 @@ fn pretrained(dir: &Path, spec: &DataSpec) -> Box<dyn stoke::train::Net> {
         ..Default::default()
     };
     weights::resolve(&mut config).unwrap();
-    let mut model = common::build(&config.model, spec);
+    let mut model = common::build_on(&config.model, spec, device);
     weights::initial_weights(model.as_mut(), &config.model, spec).unwrap();
     model
 }
@@ -745,4 +750,91 @@ fn preview_shows_each_image_for_evaluation_and_augmented_per_epoch() {
     let grid = image::open(&out).unwrap();
     // Three rows (one per image) of three tiles: evaluation, epochs 0 and 1.
     assert_eq!((grid.width(), grid.height()), (3 * 200, 3 * 160));
+}
+
+/// One SGD step of a timm ResNet fixture in training mode, as stoke's models take it (batch
+/// norm's training path, `stoke::model::batch_norm`), against timm's own step on the same
+/// weights and batch (`train_step.json`): the running statistics, which PyTorch updates with
+/// the unbiased batch variance, and the eval-mode logits after the step.
+#[test]
+fn a_training_step_of_a_timm_resnet_equals_timms_own() {
+    use burn::nn::loss::CrossEntropyLossConfig;
+    use burn::optim::{GradientsParams, SgdConfig};
+    use stoke::model::{Model, TimmResnet};
+    use stoke::train::{Held, Net};
+
+    for name in ["resnet18-tiny", "resnet50-tiny"] {
+        let dir = fixture(name);
+        let step = read_json(&dir.join("train_step.json"));
+        let shape: Vec<usize> = serde_json::from_value(step["input_shape"].clone()).unwrap();
+        let input: Vec<f32> = fs::read(dir.join("train_step_input.f32"))
+            .unwrap()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+            .collect();
+        let device = Device::flex().autodiff();
+        let net = pretrained_on(&dir, &image_spec(shape[2], 5), &device);
+        let model = net
+            .as_any()
+            .downcast_ref::<Held<TimmResnet>>()
+            .unwrap()
+            .model
+            .clone();
+        let images = || {
+            Tensor::<4>::from_data(
+                TensorData::new(input.clone(), [shape[0], shape[1], shape[2], shape[3]]),
+                &device,
+            )
+        };
+        let labels: Vec<i64> = serde_json::from_value(step["labels"].clone()).unwrap();
+        let targets = Tensor::<1, Int>::from_data(TensorData::new(labels, [shape[0]]), &device);
+        let logits = model.scores(Input::Images(images())).unwrap();
+        let loss = CrossEntropyLossConfig::new()
+            .init(&device)
+            .forward(logits, targets);
+        let loss_value: f32 = loss.clone().into_scalar();
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        let lr = step["lr"].as_f64().unwrap();
+        let model = SgdConfig::new().init().step(lr, model, grads);
+
+        // The running statistics, by PyTorch name, from the model's safetensors.
+        let evaluated = model.valid();
+        let bytes = Held::new(evaluated.clone()).safetensors().unwrap();
+        let tensors = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        let running = step["running"].as_object().unwrap();
+        let mut worst_running = 0f32;
+        for (key, want) in running {
+            // timm's `downsample.1` is the shortcut's norm, `downsample.norm` in stoke.
+            let ours = tensors
+                .tensor(&key.replace("downsample.1", "downsample.norm"))
+                .unwrap_or_else(|_| panic!("{name}: no {key} in {:?}", tensors.names()));
+            let ours: Vec<f32> = ours
+                .data()
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+                .collect();
+            for (a, b) in ours.iter().zip(floats(want)) {
+                worst_running = worst_running.max((a - b).abs());
+            }
+        }
+        let after: Vec<f32> = evaluated
+            .scores(Input::Images(images().inner()))
+            .unwrap()
+            .into_data()
+            .try_to_vec()
+            .unwrap();
+        let want: Vec<Vec<f32>> = serde_json::from_value(step["logits"].clone()).unwrap();
+        let worst_logit = after
+            .iter()
+            .zip(want.concat())
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        eprintln!(
+            "{name}: one SGD step against timm's (loss {loss_value} against {}): running statistics within {worst_running:e} ({} of them), logits within {worst_logit:e}",
+            step["loss"],
+            running.len()
+        );
+        assert!(worst_running <= 1e-5, "{name}: {worst_running:e}");
+        assert!(worst_logit <= 1e-4, "{name}: {worst_logit:e}");
+    }
 }

@@ -243,7 +243,7 @@ fn norm(channels: usize, device: &Device) -> BatchNorm {
 }
 
 fn batch_norm(layer: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
-    in_f32(x, |x| layer.forward(x))
+    in_f32(x, |x| super::batch_norm::forward(layer, x))
 }
 
 fn relu6(x: Tensor<4>) -> Tensor<4> {

@@ -4,6 +4,7 @@
 //! To add a family: write `<family>.rs` with its config, `new` and `forward` as an
 //! implementation of [`Model`], and register it in `crate::registry::builtins`.
 
+mod batch_norm;
 mod bert;
 mod cnn;
 mod dropout;

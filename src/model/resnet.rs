@@ -118,7 +118,9 @@ impl ConvNorm {
     }
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        in_f32(convolve(&self.conv, x), |x| self.norm.forward(x))
+        in_f32(convolve(&self.conv, x), |x| {
+            super::batch_norm::forward(&self.norm, x)
+        })
     }
 }
 

@@ -174,7 +174,7 @@ fn conv(inputs: usize, outputs: usize, kernel: usize, stride: usize, device: &De
 }
 
 fn norm(layer: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
-    in_f32(x, |x| layer.forward(x))
+    in_f32(x, |x| super::batch_norm::forward(layer, x))
 }
 
 /// A residual block: two 3×3 convolutions (basic), or 1×1, 3×3, 1×1 with four times the

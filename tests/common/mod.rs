@@ -17,10 +17,19 @@ pub fn build(
     config: &stoke::config::ModelConfig,
     spec: &stoke::data::DataSpec,
 ) -> Box<dyn stoke::train::Net> {
+    build_on(config, spec, &burn::prelude::Device::flex())
+}
+
+/// [`build`] on `device` (flex's autodiff device, to train it).
+pub fn build_on(
+    config: &stoke::config::ModelConfig,
+    spec: &stoke::data::DataSpec,
+    device: &burn::prelude::Device,
+) -> Box<dyn stoke::train::Net> {
     stoke::registry::registry()
         .model_kind(&config.kind)
         .unwrap()
-        .build(config, spec, &burn::prelude::Device::flex())
+        .build(config, spec, device)
         .unwrap()
 }
 
