@@ -76,6 +76,10 @@ impl Checkpoints {
         };
         let model = snapshot.model.record_bytes().map_err(record_error)?;
         let optimizer = snapshot.optimizer.into_bytes().map_err(record_error)?;
+        let optimizer = in_name_order(&optimizer).map_err(|detail| Error::Record {
+            path: final_dir.join(OPTIMIZER_FILE),
+            detail,
+        })?;
         let scheduler = snapshot
             .scheduler
             .to_record()
@@ -171,6 +175,28 @@ impl Checkpoints {
         removed.sort_by_key(|name| Self::step_of(name));
         Ok(removed)
     }
+}
+
+/// A burnpack record with its tensors in name order. burn writes the optimizer's state in
+/// the order of a hash map, which changes from process to process; sorted (with parameter
+/// ids made from paths, `net.rs`), the same training writes the same file, byte for byte.
+fn in_name_order(bytes: &[u8]) -> Result<Vec<u8>, String> {
+    let reader = burn_pack::Reader::from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes.to_vec()))
+        .map_err(|err| err.to_string())?;
+    let (scalars, metadata) = (reader.scalars().clone(), reader.metadata().clone());
+    let mut tensors = reader.into_tensors().map_err(|err| err.to_string())?;
+    tensors.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut writer = burn_pack::Writer::new(tensors);
+    for (key, value) in &scalars {
+        writer = writer.with_scalar(key, *value);
+    }
+    for (key, value) in &metadata {
+        writer = writer.with_metadata(key, value);
+    }
+    writer
+        .into_bytes()
+        .map(|bytes| bytes.to_vec())
+        .map_err(|err| err.to_string())
 }
 
 /// Restores optimizer and scheduler state from checkpoint `dir`.

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use burn::lr_scheduler::module_lr_scheduler::ModuleLearningRate;
-use burn::module::{ModuleVisitor, Param, ParamId};
+use burn::module::{ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::optim::ModuleOptimizer;
 use burn::prelude::*;
 use burn::store::{
@@ -235,6 +235,7 @@ impl<M: Model> Net for Held<M> {
 
     fn initialize(&mut self) {
         self.model.visit(&mut InitialiseNow);
+        self.model = self.model.clone().map(&mut PathIds::default());
     }
 
     fn to_device(&mut self, device: &Device) {
@@ -321,6 +322,53 @@ fn canonical_header(bytes: Vec<u8>) -> Result<Vec<u8>, String> {
 }
 
 struct InitialiseNow;
+
+/// Gives every parameter an id made from its path in the model (the first 8 bytes of the
+/// path's SHA-256), where burn draws ids at random: the records hold the ids, so the same
+/// config and seed then write the same `model.bpk` and `optimizer.bpk`, byte for byte, and a
+/// resumed run keeps them (loading a record takes its ids).
+#[derive(Default)]
+struct PathIds {
+    path: Vec<String>,
+}
+
+impl PathIds {
+    fn id(&self) -> ParamId {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::digest(self.path.join(".").as_bytes());
+        ParamId::from(u64::from_le_bytes(digest[..8].try_into().expect("8 bytes")))
+    }
+
+    fn renamed<T: burn::module::Parameter>(&self, param: Param<T>) -> Param<T> {
+        let (_, value, mapper) = param.consume();
+        Param::from_mapped_value(self.id(), value, mapper)
+    }
+}
+
+impl ModuleMapper for PathIds {
+    fn enter_module(&mut self, name: &str, _container_type: &str) {
+        self.path.push(name.to_string());
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.pop();
+    }
+
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        self.renamed(param)
+    }
+
+    fn map_int<const D: usize>(&mut self, param: Param<Tensor<D, Int>>) -> Param<Tensor<D, Int>> {
+        self.renamed(param)
+    }
+
+    fn map_bool<const D: usize>(
+        &mut self,
+        param: Param<Tensor<D, Bool>>,
+    ) -> Param<Tensor<D, Bool>> {
+        self.renamed(param)
+    }
+}
 
 impl ModuleVisitor for InitialiseNow {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
@@ -448,5 +496,28 @@ mod tests {
             );
             assert_eq!(err.exit_code(), 2);
         }
+    }
+
+    #[test]
+    fn parameter_ids_come_from_paths_unique_and_the_same_every_time() {
+        let ids = || {
+            let model = Probe::new(
+                &Fault { mode: 3 },
+                &DataSpec::LanguageModel {
+                    vocab_size: 2,
+                    context_length: 1,
+                    chars_per_token: 1.0,
+                },
+                &Device::flex(),
+            )
+            .unwrap();
+            let mut net: Box<dyn Net> = Box::new(Held::new(model));
+            net.initialize();
+            net.parameter_ids()
+        };
+        let first = ids();
+        assert_eq!(first.len(), 2, "{first:?}");
+        assert_ne!(first[0].1, first[1].1, "weight and bias: {first:?}");
+        assert_eq!(first, ids());
     }
 }
