@@ -30,6 +30,17 @@ pub fn digest(bytes: &[u8]) -> FileDigest {
 /// file and how it differs.
 pub fn verify_digests(dir: &Path, files: &BTreeMap<String, FileDigest>) -> Result<(), String> {
     for (file, expected) in files {
+        // A manifest names files of its own directory, never a path out of it.
+        let plain = Path::new(file).components().count() == 1
+            && matches!(
+                Path::new(file).components().next(),
+                Some(std::path::Component::Normal(_))
+            );
+        if !plain {
+            return Err(format!(
+                "{file:?} is not a file name of the directory (a manifest lists its own files)"
+            ));
+        }
         let bytes = fs::read(dir.join(file)).map_err(|err| format!("{file}: {err}"))?;
         let actual = digest(&bytes);
         if actual != *expected {

@@ -36,7 +36,9 @@ pub use custom::BurnData;
 pub(crate) use custom::load as load_custom;
 pub use custom::{Data, DataContext, Parts, Spec};
 pub use image::transform::{Picture, Region, random_resized_region};
-pub use image::{ImageSet, Normalization, Origins, Resize, decode_image, normalized, read_image};
+pub use image::{
+    ImageSet, Normalization, Origins, Resize, decode_image, decode_pixels, normalized, read_image,
+};
 pub use loader::{
     BatchStream, Ordering, Part, Passes, StreamPlan, batch_count, epoch_order, part_of_batches,
 };

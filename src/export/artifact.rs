@@ -398,16 +398,26 @@ pub fn is_artifact(dir: &Path) -> bool {
 /// file's checksum.
 pub fn read_manifest(dir: &Path) -> Result<ArtifactManifest, Error> {
     let path = dir.join(MANIFEST_FILE);
+    let bytes = fs::read(&path).map_err(|err| Error::Artifact {
+        dir: dir.to_path_buf(),
+        detail: format!("{MANIFEST_FILE}: {err} (is it a directory written by `stoke export`?)"),
+    })?;
+    let manifest = parse_manifest(dir, &bytes)?;
+    verify_digests(dir, &manifest.files).map_err(|detail| Error::Artifact {
+        dir: dir.to_path_buf(),
+        detail: format!("{detail}; the artifact was altered or damaged"),
+    })?;
+    Ok(manifest)
+}
+
+/// The manifest `bytes` of the artifact at `dir`, checked for its format, version, model
+/// kind and the files every artifact has, but not yet against those files.
+pub fn parse_manifest(dir: &Path, bytes: &[u8]) -> Result<ArtifactManifest, Error> {
     let refuse = |detail: String| Error::Artifact {
         dir: dir.to_path_buf(),
         detail,
     };
-    let bytes = fs::read(&path).map_err(|err| {
-        refuse(format!(
-            "{MANIFEST_FILE}: {err} (is it a directory written by `stoke export`?)"
-        ))
-    })?;
-    let value: serde_json::Value = serde_json::from_slice(&bytes)
+    let value: serde_json::Value = serde_json::from_slice(bytes)
         .map_err(|err| refuse(format!("{MANIFEST_FILE} is not valid JSON: {err}")))?;
     if value["format"] != ARTIFACT_FORMAT {
         return Err(refuse(format!(
@@ -436,8 +446,6 @@ pub fn read_manifest(dir: &Path) -> Result<ArtifactManifest, Error> {
             return Err(refuse(format!("{MANIFEST_FILE} does not list {required}")));
         }
     }
-    verify_digests(dir, &manifest.files)
-        .map_err(|detail| refuse(format!("{detail}; the artifact was altered or damaged")))?;
     Ok(manifest)
 }
 

@@ -47,14 +47,14 @@ fn decode_unwinding(bytes: &[u8]) -> Result<Option<image::DynamicImage>, String>
         mozjpeg::ColorSpace::JCS_GRAYSCALE => {
             let mut started = decompress.grayscale().map_err(libjpeg)?;
             let pixels: Vec<u8> = started.read_scanlines().map_err(libjpeg)?;
-            started.finish().map_err(libjpeg)?;
+            after_the_last_row(|| started.finish())?;
             image::GrayImage::from_raw(width, height, pixels).map(image::DynamicImage::from)
         }
         mozjpeg::ColorSpace::JCS_CMYK | mozjpeg::ColorSpace::JCS_YCCK => return Ok(None),
         _ => {
             let mut started = decompress.rgb().map_err(libjpeg)?;
             let pixels: Vec<u8> = started.read_scanlines().map_err(libjpeg)?;
-            started.finish().map_err(libjpeg)?;
+            after_the_last_row(|| started.finish())?;
             image::RgbImage::from_raw(width, height, pixels).map(image::DynamicImage::from)
         }
     };
@@ -62,6 +62,23 @@ fn decode_unwinding(bytes: &[u8]) -> Result<Option<image::DynamicImage>, String>
         .map(Some)
         .ok_or_else(|| "libjpeg returned fewer pixels than its header promised".into())
 }
+
+/// Finishes a decode whose every row was read. Pillow asks nothing of the bytes after the
+/// last row: running out of them there (no end-of-image marker, or a damaged marker that
+/// skips past the end) is no error, where libjpeg's reading to the end would be one.
+fn after_the_last_row(finish: impl FnOnce() -> std::io::Result<()>) -> Result<(), String> {
+    match catch_unwind(AssertUnwindSafe(finish)) {
+        Ok(finished) => finished.map_err(libjpeg),
+        Err(payload) => match payload.downcast::<Refused>() {
+            Ok(refused) if refused.0 == TRUNCATED || refused.0.ends_with(READ_ERROR) => Ok(()),
+            Ok(refused) => Err(refused.0),
+            Err(payload) => resume_unwind(payload),
+        },
+    }
+}
+
+/// libjpeg's message when a marker's length reaches past the end of the data.
+const READ_ERROR: &str = "Input file read error";
 
 fn libjpeg(err: std::io::Error) -> String {
     format!("libjpeg: {err}")

@@ -95,6 +95,13 @@ pub fn decode_image(
     Ok(as_input(&folder::open_bytes(bytes)?, shape, resize))
 }
 
+/// An encoded image (PNG, JPEG) decoded at its own size: RGB or gray, as Pillow decodes it
+/// (a JPEG byte for byte), or why it cannot be (a damaged or truncated file is refused where
+/// Pillow refuses it).
+pub fn decode_pixels(bytes: &[u8]) -> Result<image::DynamicImage, String> {
+    folder::open_bytes(bytes)
+}
+
 fn as_input(image: &image::DynamicImage, shape: ImageShape, resize: Option<&Resize>) -> Vec<u8> {
     match resize {
         Some(resize) => resize.evaluate(image, shape),

@@ -1,0 +1,7 @@
+#![no_main]
+//! Fuzzes `stoke::decoders::Decoder::named("idx-images")`: any bytes, no panic.
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    let decoder = stoke::decoders::Decoder::named("idx-images").expect("a decoder of that name");
+    let _ = decoder.decode(data);
+});
