@@ -213,6 +213,16 @@ fn mutated_files_of_every_format_are_refused_or_read_never_a_panic() {
         .iter()
         .map(|&decoder| (decoder, seeds(decoder, scratch.path())))
         .collect();
+    // The fuzzers start from the same real files (fuzz/run sets this).
+    if let Some(corpus) = std::env::var_os("STOKE_FUZZ_SEEDS") {
+        for (decoder, seeds) in &all {
+            let dir = Path::new(&corpus).join(decoder.name());
+            fs::create_dir_all(&dir).unwrap();
+            for seed in seeds {
+                fs::write(dir.join(stoke::files::digest(seed).sha256), seed).unwrap();
+            }
+        }
+    }
     let mut failures = Vec::new();
     for (index, (decoder, seeds)) in all.iter().enumerate() {
         // The seeds themselves are what stoke writes and reads.
