@@ -125,12 +125,12 @@ impl Decoder {
                 .map(|config| format!("a {} config", config.model.kind()))
                 .map_err(|err| err.to_string()),
             Decoder::CheckpointManifest => {
-                serde_json::from_slice::<crate::weights::checkpoint::Manifest>(bytes)
+                serde_json::from_slice::<crate::run::checkpoint::Manifest>(bytes)
                     .map(|manifest| format!("{} files", manifest.files.len()))
                     .map_err(|err| err.to_string())
             }
             Decoder::CheckpointState => {
-                serde_json::from_slice::<crate::train::state::TrainingState>(bytes)
+                serde_json::from_slice::<crate::run::state::TrainingState>(bytes)
                     .map(|state| format!("step {}", state.global_step))
                     .map_err(|err| err.to_string())
             }
@@ -239,7 +239,7 @@ fn model_record(bytes: &[u8]) -> Result<String, String> {
     };
     let mut model =
         crate::export::build(&config, &spec, &Device::flex()).map_err(|e| e.to_string())?;
-    crate::weights::checkpoint::load_model_record(&path, model.as_mut())
+    crate::run::checkpoint::load_model_record(&path, model.as_mut())
         .map(|()| format!("{} parameters", model.num_params()))
         .map_err(|err| err.to_string())
 }

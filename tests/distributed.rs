@@ -96,7 +96,7 @@ mod ranks {
     fn weights(run: &Path) -> Vec<f32> {
         let loaded = stoke::export::load(
             run,
-            &stoke::train::CheckpointChoice::Last,
+            &stoke::run::CheckpointChoice::Last,
             Some(stoke::config::BackendChoice::Flex),
         )
         .unwrap();

@@ -86,6 +86,9 @@ fn named(files: &[String], names: &[&str]) -> Vec<String> {
 #[test]
 fn the_loop_eval_bench_export_serve_and_reports_name_no_family() {
     let mut files = files_of("src/train");
+    files.extend(files_of("src/run"));
+    files.extend(files_of("src/run/checkpoint"));
+    files.extend(files_of("src/follow"));
     files.extend(files_of("src/serve"));
     files.extend(files_of("src/report"));
     files.extend(
@@ -94,10 +97,10 @@ fn the_loop_eval_bench_export_serve_and_reports_name_no_family() {
             "artifact.rs",
             "predict.rs",
             "generate.rs",
-            "onnx.rs",
         ]
         .map(|file| format!("src/export/{file}")),
     );
+    files.push("src/model/onnx.rs".into());
     let found = named(&files, &FAMILIES);
     assert!(
         found.is_empty(),
@@ -115,10 +118,11 @@ fn the_training_loop_names_no_task() {
         "net.rs",
         "bench.rs",
         "lr_find.rs",
-        "checkpoint.rs",
         "measure.rs",
-        "state.rs",
         "ranks.rs",
+        "../run/checkpoint/mod.rs",
+        "../run/checkpoint/write.rs",
+        "../run/state.rs",
     ]
     .map(|file| format!("src/train/{file}"))
     .to_vec();

@@ -66,9 +66,9 @@ fn pretrained_from(folder: &Path, model: ModelConfig, spec: &DataSpec) -> Box<dy
         },
         ..Default::default()
     };
-    weights::resolve(&mut config).unwrap();
+    stoke::train::resolve(&mut config).unwrap();
     let mut model = common::build(&config.model, spec);
-    weights::initial_weights(model.as_mut(), &config.model, spec).unwrap();
+    stoke::train::initial_weights(model.as_mut(), &config.model, spec).unwrap();
     model
 }
 
@@ -515,7 +515,7 @@ fn a_gpt2_checkpoint_fine_tunes_on_a_corpus_and_generates() {
     let mut model_config = trained.model_config.clone();
     model_config.init_from = Some(out);
     let mut reread = common::build(&model_config, &spec);
-    weights::initial_weights(reread.as_mut(), &model_config, &spec).unwrap();
+    stoke::train::initial_weights(reread.as_mut(), &model_config, &spec).unwrap();
     assert_eq!(reread.weights_digest(), trained.model.weights_digest());
 }
 

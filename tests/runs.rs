@@ -313,11 +313,11 @@ fn tensorboard_event_files_hold_the_metrics() {
             .to_string_lossy()
             .contains("tfevents")
     );
-    let events = stoke::train::tensorboard::read(&fs::read(&file).unwrap()).expect("valid framing");
+    let events = stoke::run::tensorboard::read(&fs::read(&file).unwrap()).expect("valid framing");
     let scalars: Vec<(String, i64, f32)> = events
         .iter()
         .filter_map(|e| match &e.what {
-            Some(stoke::train::tensorboard::What::Summary(s)) => Some((e.step, s)),
+            Some(stoke::run::tensorboard::What::Summary(s)) => Some((e.step, s)),
             _ => None,
         })
         .flat_map(|(step, s)| {

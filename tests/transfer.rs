@@ -208,9 +208,9 @@ fn a_bert_run_exports_a_hugging_face_folder_that_reads_back_the_same() {
         ..Default::default()
     };
     config.model.init_from = Some(out.clone());
-    weights::resolve(&mut config).unwrap();
+    stoke::train::resolve(&mut config).unwrap();
     let mut reread = common::build(&config.model, &trained.spec);
-    weights::initial_weights(reread.as_mut(), &config.model, &trained.spec).unwrap();
+    stoke::train::initial_weights(reread.as_mut(), &config.model, &trained.spec).unwrap();
     assert_eq!(reread.weights_digest(), trained.model.weights_digest());
 
     // With transformers at hand, the same folder gives stoke's logits there.

@@ -89,9 +89,9 @@ fn pretrained_on(dir: &Path, spec: &DataSpec, device: &Device) -> Box<dyn stoke:
         },
         ..Default::default()
     };
-    weights::resolve(&mut config).unwrap();
+    stoke::train::resolve(&mut config).unwrap();
     let mut model = common::build_on(&config.model, spec, device);
-    weights::initial_weights(model.as_mut(), &config.model, spec).unwrap();
+    stoke::train::initial_weights(model.as_mut(), &config.model, spec).unwrap();
     model
 }
 
@@ -589,9 +589,9 @@ fn exports_a_folder_timm_loads(run: &Path, dir: &Path) {
         },
         ..Default::default()
     };
-    weights::resolve(&mut config).unwrap();
+    stoke::train::resolve(&mut config).unwrap();
     let mut reread = common::build(&config.model, &loaded.spec);
-    weights::initial_weights(reread.as_mut(), &config.model, &loaded.spec).unwrap();
+    stoke::train::initial_weights(reread.as_mut(), &config.model, &loaded.spec).unwrap();
     let theirs: Vec<f32> = reread
         .scores(Input::Images(input()))
         .unwrap()

@@ -126,9 +126,9 @@ fn round_trip(run: &Path, kind: &str, format: &str, fixture: &Path) {
         },
         ..Default::default()
     };
-    weights::resolve(&mut config).unwrap();
+    stoke::train::resolve(&mut config).unwrap();
     let mut reread = common::build(&config.model, &loaded.spec);
-    weights::initial_weights(reread.as_mut(), &config.model, &loaded.spec).unwrap();
+    stoke::train::initial_weights(reread.as_mut(), &config.model, &loaded.spec).unwrap();
     assert_eq!(
         ours,
         logits(reread.as_ref(), &input),

@@ -12,7 +12,7 @@ use crate::data::DataSpec;
 use crate::export::{
     self, ArtifactManifest, GenerateOptions, Prediction, PredictionError, artifact::read_manifest,
 };
-use crate::train::CheckpointChoice;
+use crate::run::CheckpointChoice;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum Format {

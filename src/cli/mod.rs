@@ -21,9 +21,8 @@ use crate::backend;
 use crate::config::{self, BackendChoice, ExperimentConfig};
 use crate::data::SliceBy;
 use crate::distributed;
-use crate::train::{
-    self, BenchOptions, CheckpointChoice, Experiment, Outcome, RunDir, SplitName, TrainOptions,
-};
+use crate::run::{CheckpointChoice, RunDir, SplitName};
+use crate::train::{self, BenchOptions, CustomLoop, Experiment, Outcome, TrainOptions};
 
 /// stoke: train image classifiers from TOML experiment configs, on wgpu or the CPU.
 #[derive(Debug, Parser)]
@@ -354,7 +353,7 @@ impl Overrides {
     /// tokenizer), which a resumed run's recorded config already is.
     fn load_fresh(&self, config: &Path) -> Result<ExperimentConfig, Error> {
         let mut config = self.load(config)?;
-        crate::weights::resolve(&mut config)?;
+        crate::train::resolve(&mut config)?;
         Ok(config)
     }
 }
@@ -471,7 +470,7 @@ pub fn run(cli: Arguments) -> Result<u8, Error> {
                 }
                 again
             });
-            let follow = follow.map(|dir| train::follow::FollowOptions {
+            let follow = follow.map(|dir| crate::follow::FollowOptions {
                 dir,
                 promote,
                 serve_url,
@@ -496,12 +495,18 @@ pub fn run(cli: Arguments) -> Result<u8, Error> {
                         selected,
                         run,
                         checkpoint,
-                        follow.as_ref(),
+                        follow.as_ref().map(|follow| follow as &dyn CustomLoop),
                     )?
                 }
                 (Some(config), None) => {
                     let experiment = prepare(overrides.load_fresh(&config)?)?;
-                    train::train(experiment, &TrainOptions { run_dir, follow })?
+                    train::train(
+                        experiment,
+                        &TrainOptions {
+                            run_dir,
+                            custom_loop: follow.as_ref().map(|follow| follow as &dyn CustomLoop),
+                        },
+                    )?
                 }
                 (None, None) => unreachable!("clap requires a config or --resume"),
             };
@@ -543,7 +548,7 @@ pub fn run(cli: Arguments) -> Result<u8, Error> {
                 (Some(run), Some(to), None) => {
                     let choice = checkpoint.unwrap_or(CheckpointChoice::Last);
                     let (version, replaced) =
-                        train::follow::promote::Models::publish(&to, &run, &choice)?;
+                        crate::follow::promote::Models::publish(&to, &run, &choice)?;
                     match replaced {
                         Some(replaced) => {
                             println!("{}: current {replaced} -> {version}", to.display())
@@ -558,14 +563,14 @@ pub fn run(cli: Arguments) -> Result<u8, Error> {
                             rollback.display()
                         )));
                     }
-                    let models = train::follow::promote::Models::open(&rollback)?;
+                    let models = crate::follow::promote::Models::open(&rollback)?;
                     let (from, to) = models.rollback()?;
                     println!("{}: current {from} -> {to}", rollback.display());
                 }
                 _ => unreachable!("clap requires RUN --to MODELS or --rollback MODELS"),
             }
             if let Some(url) = serve_url {
-                let answer = train::follow::promote::reload(&url).map_err(Error::Usage)?;
+                let answer = crate::follow::promote::reload(&url).map_err(Error::Usage)?;
                 println!("reloaded: {answer}");
             }
         }

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use clap::Subcommand;
 
 use crate::Error;
+use crate::run::runs::{self, RunInfo};
 use crate::train::format_duration;
-use crate::train::runs::{self, RunInfo};
 
 #[derive(Debug, Subcommand)]
 pub enum RunsCommand {

@@ -35,9 +35,9 @@ use crate::backend::{self, SelectedBackend};
 use crate::config::{BackendChoice, CpuBackend, ExperimentConfig, ModelConfig};
 use crate::data::{DataSpec, Tokenizer, load_splits};
 use crate::files::{FileDigest, digest, parent_dir, replace_dir, verify_digests, write_synced};
+use crate::run::checkpoint::{self, CheckpointChoice, VerifiedCheckpoint};
+use crate::run::{Measured, RunDir, Summary};
 use crate::train::Net;
-use crate::train::{Measured, RunDir, Summary};
-use crate::weights::checkpoint::{self, CheckpointChoice, VerifiedCheckpoint};
 
 /// Names the file format, so that a stray `manifest.json` is not taken for an artifact.
 pub const ARTIFACT_FORMAT: &str = "stoke-artifact";
@@ -134,7 +134,8 @@ pub fn export(run_path: &Path, options: &ExportOptions) -> Result<ExportReport, 
     let spec = chosen.spec()?;
     let tokenizer = chosen.tokenizer()?;
     let model = super::build(&config.model, &spec, &Device::flex())?;
-    let model = checkpoint::load_model(&chosen.dir, model)?;
+    let mut model = model;
+    checkpoint::load_model(&chosen.dir, model.as_mut())?;
     let safetensors = model.safetensors().map_err(|detail| Error::Record {
         path: out.join(SAFETENSORS_FILE),
         detail,

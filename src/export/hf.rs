@@ -12,7 +12,7 @@ use super::{CheckpointChoice, Loaded, load};
 use crate::Error;
 use crate::config::BackendChoice;
 use crate::data::DataSpec;
-use crate::train::RunDir;
+use crate::run::RunDir;
 use crate::weights::hf;
 
 /// The model card's file name, as the Hub reads it.
@@ -130,7 +130,7 @@ fn card(
         DataSpec::LanguageModel { .. } => Some("text-generation"),
         _ => None,
     };
-    let figures: Vec<(&str, &crate::train::Measured)> =
+    let figures: Vec<(&str, &crate::run::Measured)> =
         [("validation", &metrics.valid), ("test", &metrics.test)]
             .into_iter()
             .filter_map(|(split, measured)| Some((split, measured.as_ref()?)))

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::ExperimentConfig;
 use crate::files::digest;
-use crate::train::Measured;
+use crate::run::Measured;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Lineage {
@@ -84,7 +84,7 @@ struct Decision {
 
 /// The lineage of the checkpoint whose state is `state`, in the run at `run` with `config`.
 pub fn of_checkpoint(run: &Path, config: &ExperimentConfig, state: &serde_json::Value) -> Lineage {
-    let config_sha256 = std::fs::read(run.join(crate::train::CONFIG_FILE))
+    let config_sha256 = std::fs::read(run.join(crate::run::CONFIG_FILE))
         .map(|bytes| digest(&bytes).sha256)
         .unwrap_or_default();
     let followed = serde_json::from_value::<CheckpointFollow>(state.clone())

@@ -6,11 +6,10 @@ pub mod artifact;
 mod generate;
 mod hf;
 pub mod lineage;
-pub(crate) mod onnx;
 mod predict;
 pub mod profile;
 
-pub use crate::weights::checkpoint::CheckpointChoice;
+pub use crate::run::checkpoint::CheckpointChoice;
 pub use artifact::{ArtifactManifest, ExportOptions, ExportReport, export};
 pub use generate::{GenerateOptions, generate};
 pub use hf::{HfReport, export_hf, export_timm};
@@ -27,8 +26,9 @@ use crate::Error;
 use crate::backend::{self, SelectedBackend};
 use crate::config::{BackendChoice, ModelConfig};
 use crate::data::{DataSpec, Tokenizer};
-use crate::train::{Net, RunDir};
-use crate::weights::checkpoint;
+use crate::run::RunDir;
+use crate::run::checkpoint;
+use crate::train::Net;
 
 /// A model ready for inference, with what it needs to read its inputs.
 pub struct Loaded {
@@ -75,7 +75,8 @@ pub fn load(
     )?;
     let mut model = build(&config.model, &spec, &Device::flex())?;
     model.to_device(&backend.device);
-    let model = checkpoint::load_model(&chosen.dir, model)?;
+    let mut model = model;
+    checkpoint::load_model(&chosen.dir, model.as_mut())?;
     Ok(Loaded {
         model_config: config.model,
         model,

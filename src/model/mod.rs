@@ -12,6 +12,7 @@ pub mod efficientnet_lite;
 mod encoder;
 mod gpt2;
 mod mlp;
+pub(crate) mod onnx;
 mod resnet;
 mod tabular;
 pub mod timm_convnext;
@@ -48,6 +49,20 @@ pub use crate::data::Input;
 use crate::data::{Batch, DataSpec, DeviceBatch, ImageShape, Spec};
 use crate::kernels;
 use crate::task::{Output, Task};
+
+/// What a checkpoint or an artifact stores of a built model, whatever its kind: its record.
+/// Every model handle is one (`train::Net`), so `run::checkpoint` writes and reads records
+/// without knowing the loop.
+pub trait Recordable {
+    /// The model record (burnpack), with pending batch-norm updates folded in.
+    fn record_bytes(&self) -> Result<Vec<u8>, burn::store::RecordError>;
+
+    /// Loads a model record into the model (built from the same config).
+    fn load_record(
+        &mut self,
+        record: burn::store::ModuleRecord,
+    ) -> Result<(), burn::store::RecordError>;
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {

@@ -35,8 +35,7 @@ pub use targets::{MultiLabelReport, RegressionReport, RegressionRows, TargetScor
 use crate::Error;
 use crate::plot::{self, Heatmap, Lines, Reliability};
 
-/// Where a run keeps the report its training wrote.
-pub const REPORT_DIR: &str = "report";
+pub use crate::run::REPORT_DIR;
 
 /// Everything the report says, as `report.json` holds it.
 #[derive(Debug, Serialize)]

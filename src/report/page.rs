@@ -8,7 +8,7 @@ use std::path::Path;
 use base64::Engine;
 
 use super::{Report, errors};
-use crate::train::reports::{FOLLOW_PLOT, PLOTS_DIR, follow_rounds};
+use crate::run::plots::{FOLLOW_PLOT, PLOTS_DIR, follow_rounds};
 
 const STYLE: &str = "
 body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1100px; color: #222; }

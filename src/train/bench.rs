@@ -190,7 +190,7 @@ fn bench_data_path(
 
 /// Training batches without end: epoch after epoch through the real data pipeline, on
 /// `device`.
-pub(super) struct Batches<'a> {
+pub(crate) struct Batches<'a> {
     experiment: &'a Experiment,
     device: Device,
     epoch: usize,
@@ -198,7 +198,7 @@ pub(super) struct Batches<'a> {
 }
 
 impl<'a> Batches<'a> {
-    pub(super) fn new(experiment: &'a Experiment, device: &Device) -> Self {
+    pub(crate) fn new(experiment: &'a Experiment, device: &Device) -> Self {
         Self {
             experiment,
             device: device.clone(),
@@ -224,7 +224,7 @@ impl<'a> Batches<'a> {
     }
 
     /// The next step's passes.
-    pub(super) fn next(&mut self) -> Passes {
+    pub(crate) fn next(&mut self) -> Passes {
         loop {
             if let Some(passes) = self.stream.next() {
                 return passes;

@@ -8,13 +8,8 @@ use std::collections::BTreeMap;
 use burn::prelude::*;
 use serde::Serialize;
 
-use super::checkpoint::{self, CheckpointChoice};
-use super::measure::Measured;
-use super::metrics::MetricRecord;
-use super::net::Net;
-use super::state::TrainingState;
+use super::Experiment;
 use super::step::evaluate;
-use super::{Experiment, RunDir, SplitName};
 use crate::Error;
 use crate::backend::{self, BackendName};
 use crate::config::BackendChoice;
@@ -25,7 +20,13 @@ use crate::report::{
     self, ClassificationReport, LossSums, MultiLabelReport, Outcome, REPORT_DIR, RegressionReport,
     RegressionRows, Report, SliceReport, WorstError, worst_errors,
 };
+use crate::run::Measured;
+use crate::run::checkpoint::{self, CheckpointChoice};
+use crate::run::metrics::MetricRecord;
+use crate::run::state::TrainingState;
+use crate::run::{RunDir, SplitName};
 use crate::task::{Scored, Task, TaskSpec, TaskSums};
+use crate::train::Net;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct EvalReport {
@@ -86,7 +87,8 @@ pub fn evaluate_run(
     eprintln!("backend: {}", selected.reason);
     let experiment = Experiment::prepare(config, selected, chosen.tokenizer()?)?;
     let device = experiment.backend.device.clone();
-    let model = checkpoint::load_model(&chosen.dir, experiment.new_model(&device)?)?;
+    let mut model = experiment.new_model(&device)?;
+    checkpoint::load_model(&chosen.dir, model.as_mut())?;
     let model = model.as_ref();
     let data = match split {
         SplitName::Train => &experiment.splits.train,
@@ -149,7 +151,7 @@ pub fn evaluate_run(
 }
 
 /// What a report is about: a checkpoint of a run on one of its splits.
-pub(super) struct Subject<'a> {
+pub(crate) struct Subject<'a> {
     pub experiment: &'a Experiment,
     pub split: SplitName,
     pub data: &'a Split,
@@ -158,7 +160,7 @@ pub(super) struct Subject<'a> {
 }
 
 /// The numbers of an evaluation that head its report.
-pub(super) fn headline(record: &MetricRecord, samples: usize) -> serde_json::Value {
+pub(crate) fn headline(record: &MetricRecord, samples: usize) -> serde_json::Value {
     let mut numbers = serde_json::json!({
         "samples": samples,
         "loss": record.loss,
@@ -172,7 +174,7 @@ pub(super) fn headline(record: &MetricRecord, samples: usize) -> serde_json::Val
 /// Scores `model` on the whole of `split` in one pass (no collectives: one process, or
 /// rank 0 alone), and with `gather` also gathers what a report needs from each batch.
 /// Returns the metrics, the seconds the pass took and what was gathered.
-pub(super) fn score(
+pub(crate) fn score(
     experiment: &Experiment,
     model: &dyn Net,
     split: &Split,
@@ -198,7 +200,7 @@ pub(super) fn score(
 
 /// Writes the report on `subject` from what its evaluation `gathered` into `dir`; returns
 /// the page's path.
-pub(super) fn write_report(
+pub(crate) fn write_report(
     subject: &Subject,
     eval: serde_json::Value,
     gathered: Gathered,
@@ -340,7 +342,7 @@ fn find_data_report(data_path: &Path, run_dir: &Path) -> Option<PathBuf> {
 }
 
 /// What a report takes from each evaluated batch besides the metrics.
-pub(super) enum Gathered {
+pub(crate) enum Gathered {
     /// Each example's class, the model's top class and that class's probability, in the
     /// split's order.
     Outcomes(Vec<Outcome>),
@@ -356,7 +358,7 @@ pub(super) enum Gathered {
 }
 
 impl Gathered {
-    pub(super) fn for_task(task: &Task) -> Self {
+    pub(crate) fn for_task(task: &Task) -> Self {
         match task.spec() {
             TaskSpec::LanguageModel { context_length, .. } => Gathered::TokenLosses {
                 sums: LossSums::default(),
@@ -373,7 +375,7 @@ impl Gathered {
 
     /// One batch's scores (for a language model the rows are the windows' positions in
     /// order).
-    pub(super) fn add(&mut self, scored: &Scored) {
+    pub(crate) fn add(&mut self, scored: &Scored) {
         match (self, scored) {
             (Gathered::Outcomes(outcomes), Scored::Classes { logits, targets }) => {
                 let [_, width] = logits.dims();

@@ -12,9 +12,9 @@ use burn::module::{Module, ModuleMapper, Param, ParamGroup, ParamId};
 use burn::prelude::*;
 use burn::store::ModuleSnapshot;
 
-use super::net::Net;
 use crate::Error;
 use crate::config::ModelConfig;
+use crate::train::Net;
 
 /// True when `path` lies under `prefix`, whole segments at a time.
 fn under(path: &str, prefix: &str) -> bool {

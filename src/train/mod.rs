@@ -1,43 +1,35 @@
-//! Training and everything that runs a model over data: the loop, checkpoints, metrics,
-//! progress, the run directory, and the `eval` and `bench` commands built on the same step.
+//! Training and everything that runs a model over data: the loop, progress, and the `eval`,
+//! `bench` and `lr-find` commands built on the same step. The run directory it writes is
+//! [`crate::run`]'s.
 
 mod adam;
 mod bench;
-pub mod checkpoint;
-mod eval;
-mod fault;
+pub(crate) mod eval;
 mod finetune;
-pub mod follow;
-mod interrupt;
+mod init;
+
+pub(crate) mod interrupt;
 mod lr_find;
-mod measure;
-pub mod metrics;
+pub(crate) mod measure;
 pub mod net;
 mod optim;
 pub mod precision;
-mod progress;
+pub(crate) mod progress;
 mod ranks;
-pub mod reports;
-pub mod run_dir;
-pub mod runs;
 mod session;
-pub mod state;
-mod step;
-pub mod tensorboard;
-mod trainer;
+pub(crate) mod step;
+pub(crate) mod trainer;
 
 pub use bench::{BenchOptions, BenchReport, bench};
-pub use checkpoint::CheckpointChoice;
 pub use eval::{EvalReport, ReportOptions, ReportRequest, evaluate_run};
+pub use init::{initial_weights, resolve};
 pub use lr_find::{LrFindOptions, LrFindReport, lr_find};
-pub use measure::Measured;
-pub use metrics::{MetricRecord, SplitName, read_metrics};
 pub use net::{Held, Net};
 pub use optim::build_optimizer;
+pub use progress::Progress;
 pub use progress::format_duration;
-pub use run_dir::{CONFIG_FILE, RunDir, Summary};
-pub use session::{Outcome, TrainOptions, resume, train};
-pub use trainer::seed_step;
+pub use session::{CustomLoop, Outcome, TrainOptions, resume, train};
+pub use trainer::{Parts, seed_step};
 
 use burn::prelude::Device;
 
@@ -119,7 +111,7 @@ impl Experiment {
         // Parameters initialise lazily, on whatever device they are on at first use.
         model.initialize();
         if pretrained {
-            crate::weights::initial_weights(model.as_mut(), &self.config.model, &self.splits.spec)?;
+            init::initial_weights(model.as_mut(), &self.config.model, &self.splits.spec)?;
         }
         finetune::check_prefixes(model.as_ref(), &self.config.model)?;
         model.to_device(&device.clone().without_autodiff());
@@ -160,7 +152,7 @@ impl Experiment {
         Some((metric, mode))
     }
 
-    fn mode_of(&self, metric: &str) -> MonitorMode {
+    pub(crate) fn mode_of(&self, metric: &str) -> MonitorMode {
         match self.task.direction(metric) {
             Some(Direction::Higher) => MonitorMode::Max,
             _ => MonitorMode::Min,

@@ -20,12 +20,12 @@ use super::step::{StepShare, Stepper};
 use crate::Error;
 use crate::config::ModelConfig;
 use crate::data::{AnyBatch, Input};
-use crate::model::{Model, ModelError};
+use crate::model::{Model, ModelError, Recordable};
 use crate::task::{Output, Task};
 use crate::weights::{Applied, NamedTensor};
 
 /// A model of some kind, as the loop and the commands use it.
-pub trait Net: Send {
+pub trait Net: Send + Recordable {
     /// The kind's name (`[model] kind`).
     fn kind(&self) -> &'static str;
 
@@ -59,12 +59,6 @@ pub trait Net: Send {
 
     /// SHA-256 of every weight and buffer, in module order.
     fn weights_digest(&self) -> [u8; 32];
-
-    /// The model record (burnpack), with pending batch-norm updates folded in.
-    fn record_bytes(&self) -> Result<Vec<u8>, RecordError>;
-
-    /// Loads a model record into the model (built from the same config).
-    fn load_record(&mut self, record: ModuleRecord) -> Result<(), RecordError>;
 
     /// Draws every lazily initialised parameter now, in module order, on the device it is on.
     fn initialize(&mut self);
@@ -148,7 +142,7 @@ fn output_error<M: Model>(detail: String) -> Error {
 }
 
 /// Checks a model's output once: one loss value, scored as the task reads.
-pub(super) fn check_output<M: Model>(output: &Output, task: &Task) -> Result<(), Error> {
+pub(crate) fn check_output<M: Model>(output: &Output, task: &Task) -> Result<(), Error> {
     let dims = output.loss.dims();
     if dims != [1] {
         return Err(output_error::<M>(format!(
@@ -160,7 +154,7 @@ pub(super) fn check_output<M: Model>(output: &Output, task: &Task) -> Result<(),
 
 /// Refuses gradients that reach no parameter: a loss computed from the batch alone, or from
 /// detached tensors.
-pub(super) fn check_gradients<M: Model>(parameters: usize) -> Result<(), Error> {
+pub(crate) fn check_gradients<M: Model>(parameters: usize) -> Result<(), Error> {
     match parameters {
         0 => Err(output_error::<M>(
             "its loss reaches no parameter: no gradient flows back into the model (is the loss computed from the model's outputs, undetached?)".into(),
@@ -222,17 +216,6 @@ impl<M: Model> Net for Held<M> {
         crate::model::weights_digest(&self.model)
     }
 
-    fn record_bytes(&self) -> Result<Vec<u8>, RecordError> {
-        // `valid()` folds pending running-statistic updates (batch norm) into the values the
-        // record reads; without it a checkpoint would hold them one update behind.
-        Ok(self.model.valid().into_record().into_bytes()?.to_vec())
-    }
-
-    fn load_record(&mut self, record: ModuleRecord) -> Result<(), RecordError> {
-        self.model = self.model.clone().try_load_record(record)?;
-        Ok(())
-    }
-
     fn initialize(&mut self) {
         self.model.visit(&mut InitialiseNow);
         self.model = self.model.clone().map(&mut PathIds::default());
@@ -285,7 +268,7 @@ impl<M: Model> Net for Held<M> {
     }
 
     fn onnx(&self, spec: &crate::data::DataSpec) -> Result<Vec<u8>, String> {
-        crate::export::onnx::to_onnx(&self.model, spec)
+        crate::model::onnx::to_onnx(&self.model, spec)
     }
 
     fn head(&self) -> &'static [&'static str] {
@@ -294,6 +277,19 @@ impl<M: Model> Net for Held<M> {
 
     fn as_any(&self) -> &dyn Any {
         self
+    }
+}
+
+impl<M: Model> Recordable for Held<M> {
+    fn record_bytes(&self) -> Result<Vec<u8>, RecordError> {
+        // `valid()` folds pending running-statistic updates (batch norm) into the values the
+        // record reads; without it a checkpoint would hold them one update behind.
+        Ok(self.model.valid().into_record().into_bytes()?.to_vec())
+    }
+
+    fn load_record(&mut self, record: ModuleRecord) -> Result<(), RecordError> {
+        self.model = self.model.clone().try_load_record(record)?;
+        Ok(())
     }
 }
 

@@ -15,16 +15,10 @@
 use burn::module::{Module, ModuleMapper, Param};
 use burn::prelude::*;
 use burn::tensor::FloatDType;
-use serde::{Deserialize, Serialize};
 
 use crate::Error;
 use crate::backend::SelectedBackend;
 use crate::config::Precision;
-
-/// Where f16 loss scaling starts (PyTorch's `GradScaler` default).
-const INITIAL_SCALE: f64 = 65536.0;
-/// Steps in a row without overflow before the scale doubles.
-const GROWTH_INTERVAL: usize = 2000;
 
 /// The half type a precision computes in; `None` for f32.
 pub fn compute_dtype(precision: Precision) -> Option<FloatDType> {
@@ -122,52 +116,6 @@ impl ModuleMapper for CastWeights {
     }
 }
 
-/// Dynamic loss scaling for f16; checkpointed, so a resumed run scales as the uninterrupted
-/// one would have.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LossScale {
-    pub scale: f64,
-    /// Steps in a row whose gradients were finite.
-    pub good_steps: usize,
-    /// Steps skipped because their gradients overflowed, over the whole run.
-    pub skipped_steps: usize,
-}
-
-impl Default for LossScale {
-    fn default() -> Self {
-        Self {
-            scale: INITIAL_SCALE,
-            good_steps: 0,
-            skipped_steps: 0,
-        }
-    }
-}
-
-impl LossScale {
-    /// Whether `precision` scales its loss.
-    pub fn needed(precision: Precision) -> bool {
-        precision == Precision::F16Mixed
-    }
-
-    /// Moves the scale after a step whose gradients were `finite` or not; whether to take the
-    /// step. Deciding needs the gradients' finiteness on the host: one number read back per
-    /// step, as `GradScaler` does.
-    pub fn record(&mut self, finite: bool) -> bool {
-        if !finite {
-            self.scale /= 2.0;
-            self.good_steps = 0;
-            self.skipped_steps += 1;
-            return false;
-        }
-        self.good_steps += 1;
-        if self.good_steps == GROWTH_INTERVAL {
-            self.scale *= 2.0;
-            self.good_steps = 0;
-        }
-        true
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use burn::module::ModuleVisitor;
@@ -241,24 +189,5 @@ mod tests {
         let trained = weights.len() - kept / 2;
         assert_eq!(gradients.len(), trained, "{gradients:?}");
         assert!(gradients.iter().all(|&dtype| dtype == DType::F32));
-    }
-
-    #[test]
-    fn the_scale_halves_on_overflow_and_doubles_after_a_run_of_good_steps() {
-        let mut scale = LossScale::default();
-        assert!(!scale.record(false));
-        assert!(!scale.record(false));
-        assert_eq!(scale.scale, INITIAL_SCALE / 4.0);
-        for _ in 0..GROWTH_INTERVAL - 1 {
-            assert!(scale.record(true));
-        }
-        assert_eq!(scale.scale, INITIAL_SCALE / 4.0);
-        assert!(scale.record(true));
-        assert_eq!(scale.scale, INITIAL_SCALE / 2.0);
-        assert!(!scale.record(false));
-        assert_eq!(
-            (scale.scale, scale.good_steps, scale.skipped_steps),
-            (INITIAL_SCALE / 4.0, 0, 3)
-        );
     }
 }

@@ -8,7 +8,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::config::ProgressMode;
 
-use super::metrics::MetricRecord;
+use crate::run::metrics::MetricRecord;
 
 pub struct Progress {
     mode: Mode,

@@ -6,11 +6,11 @@
 use sha2::{Digest, Sha256};
 
 use super::Experiment;
-use super::state::IntervalSums;
 use crate::Error;
 use crate::config;
 use crate::data::Part;
 use crate::distributed::World;
+use crate::run::state::IntervalSums;
 use crate::task::Task;
 
 /// Checks that every rank runs the same stoke on the same backend, with the same config

@@ -9,25 +9,43 @@ use std::path::PathBuf;
 use sha2::{Digest, Sha256};
 
 use super::Experiment;
-use super::checkpoint::{self, CheckpointChoice};
-use super::follow::FollowOptions;
-use super::metrics::MetricsLog;
-use super::progress::Progress;
 use super::ranks;
-use super::run_dir::{DistributedRecord, RunDir, Summary};
-use super::state::TrainingState;
 use super::trainer::{Parts, Trainer, fresh_optimizer, steps_per_epoch};
 use crate::Error;
 use crate::backend::SelectedBackend;
 use crate::config;
 use crate::config::ExperimentConfig;
 use crate::distributed::{self, World};
+use crate::run::checkpoint::{self, CheckpointChoice};
+use crate::run::metrics::MetricsLog;
+use crate::run::state::TrainingState;
+use crate::run::{DistributedRecord, RunDir, Summary};
+use crate::train::progress::Progress;
 
-pub struct TrainOptions {
+pub struct TrainOptions<'a> {
     /// Write the run here instead of a new directory under `run.runs_dir`.
     pub run_dir: Option<PathBuf>,
-    /// Follow a directory of shards instead of training on the config's data for epochs.
-    pub follow: Option<FollowOptions>,
+    /// A loop of its own instead of training on the config's data for epochs (following a
+    /// directory of shards: `crate::follow`).
+    pub custom_loop: Option<&'a dyn CustomLoop>,
+}
+
+/// A loop of its own in place of the epoch loop, given everything a session prepares (the
+/// experiment, the run directory, its metrics log and the model, optimizer, scheduler and
+/// state, fresh or resumed): continual training runs rounds over arriving shards this way.
+pub trait CustomLoop {
+    /// Refuses the experiment before anything is written or resumed.
+    fn check(&self, experiment: &Experiment) -> Result<(), Error>;
+
+    /// Runs the loop from `parts`.
+    fn run(
+        &self,
+        experiment: Experiment,
+        run: RunDir,
+        log: MetricsLog,
+        progress: Progress,
+        parts: Parts,
+    ) -> Result<Outcome, Error>;
 }
 
 /// How a training session ended.
@@ -51,8 +69,8 @@ pub fn train(experiment: Experiment, options: &TrainOptions) -> Result<Outcome, 
     let world = distributed::world();
     check_world_fits(world, &experiment)?;
     ranks::check_same_experiment(world, &experiment)?;
-    if let Some(follow) = &options.follow {
-        check_follow(world, &experiment, follow)?;
+    if let Some(custom_loop) = options.custom_loop {
+        custom_loop.check(&experiment)?;
     }
     // Built before the run directory, so a model that cannot be built leaves nothing behind.
     let parts = Parts::fresh(&experiment)?;
@@ -73,26 +91,7 @@ pub fn train(experiment: Experiment, options: &TrainOptions) -> Result<Outcome, 
         false => MetricsLog::counting(&run.metrics_path(), 0),
     };
     let started = format!("run directory: {}", run.path.display());
-    start(
-        experiment,
-        run,
-        log,
-        parts,
-        &started,
-        options.follow.as_ref(),
-    )
-}
-
-/// Refuses `--follow` where it cannot run, before anything is written.
-fn check_follow(
-    world: &World,
-    experiment: &Experiment,
-    follow: &FollowOptions,
-) -> Result<(), Error> {
-    if world.is_distributed() {
-        return Err(Error::Usage("--follow runs on one process".into()));
-    }
-    super::follow::check(experiment, follow)
+    start(experiment, run, log, parts, &started, options.custom_loop)
 }
 
 /// Refuses a world whose ranks cannot each take a share of one global step.
@@ -117,7 +116,7 @@ fn restart(
     saved: &ExperimentConfig,
     backend: SelectedBackend,
     run: RunDir,
-    follow: Option<&FollowOptions>,
+    custom_loop: Option<&dyn CustomLoop>,
 ) -> Result<Outcome, Error> {
     // Nothing was trained yet, but the run is still the one its config.toml describes.
     let changes = config::changes_from(&config::fixed_keys(saved), &config);
@@ -131,8 +130,8 @@ fn restart(
     let world = distributed::world();
     check_world_fits(world, &experiment)?;
     ranks::check_same_experiment(world, &experiment)?;
-    if let Some(follow) = follow {
-        check_follow(world, &experiment, follow)?;
+    if let Some(custom_loop) = custom_loop {
+        custom_loop.check(&experiment)?;
     }
     let parts = Parts::fresh(&experiment)?;
     let (log, dropped) = match world.is_root() {
@@ -149,7 +148,7 @@ fn restart(
         "{} has no checkpoint yet: starting it again from step 0 (its {dropped} metric records are replaced)",
         run.path.display(),
     );
-    start(experiment, run, log, parts, &started, follow)
+    start(experiment, run, log, parts, &started, custom_loop)
 }
 
 /// Runs the loop from step 0 in `run`, saying `started`.
@@ -159,7 +158,7 @@ fn start(
     log: MetricsLog,
     parts: Parts,
     started: &str,
-    follow: Option<&FollowOptions>,
+    custom_loop: Option<&dyn CustomLoop>,
 ) -> Result<Outcome, Error> {
     let world = distributed::world();
     if world.is_root() {
@@ -170,8 +169,8 @@ fn start(
     }
     let progress = progress_for(&experiment.config, world);
     progress.say(started);
-    match follow {
-        Some(follow) => super::follow::run(experiment, follow, run, log, progress, parts),
+    match custom_loop {
+        Some(custom_loop) => custom_loop.run(experiment, run, log, progress, parts),
         None => Trainer::new(experiment, run, log, progress, parts).run(),
     }
 }
@@ -202,11 +201,11 @@ pub fn resume(
     backend: SelectedBackend,
     run: RunDir,
     choice: Option<CheckpointChoice>,
-    follow: Option<&FollowOptions>,
+    custom_loop: Option<&dyn CustomLoop>,
 ) -> Result<Outcome, Error> {
     let checkpoints = run.checkpoints();
     if choice.is_none() && checkpoints.list().is_empty() {
-        return restart(config, saved, backend, run, follow);
+        return restart(config, saved, backend, run, custom_loop);
     }
     let world = distributed::world();
     let progress = progress_for(&config, world);
@@ -273,8 +272,8 @@ pub fn resume(
     let experiment = Experiment::prepare(config, backend, checkpoint.tokenizer()?)?;
     check_world_fits(world, &experiment)?;
     ranks::check_same_experiment(world, &experiment)?;
-    match follow {
-        Some(follow) => check_follow(world, &experiment, follow)?,
+    match custom_loop {
+        Some(custom_loop) => custom_loop.check(&experiment)?,
         None if state.follow.is_some() => {
             return Err(Error::Usage(format!(
                 "{} follows a directory of shards: resume it with --follow DIR",
@@ -286,7 +285,8 @@ pub fn resume(
     let config = &experiment.config;
 
     let device = experiment.backend.device.clone().autodiff();
-    let model = checkpoint::load_model(&checkpoint.dir, experiment.new_model(&device)?)?;
+    let mut model = experiment.new_model(&device)?;
+    checkpoint::load_model(&checkpoint.dir, model.as_mut())?;
     let (optimizer, scheduler) = fresh_optimizer(&experiment);
     let (optimizer, scheduler) = checkpoint::load_optimizer(&checkpoint.dir, optimizer, scheduler)?;
 
@@ -335,8 +335,8 @@ pub fn resume(
         scheduler,
         state,
     };
-    match follow {
-        Some(follow) => super::follow::run(experiment, follow, run, log, progress, parts),
+    match custom_loop {
+        Some(custom_loop) => custom_loop.run(experiment, run, log, progress, parts),
         None => Trainer::new(experiment, run, log, progress, parts).run(),
     }
 }

@@ -7,17 +7,19 @@
 use burn::optim::{GradientsAccumulator, GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
 
-use super::measure::{Measured, RunningMetrics};
 use super::net::{Net, check_gradients, check_output};
 use super::optim::{clip_factor, clip_global_norm, rescale, squared_norm};
-use super::precision::{Autocast, LossScale};
-use super::state::IntervalSums;
+use super::precision::Autocast;
 use crate::Error;
 use crate::config::{ClipScope, TrainConfig};
 use crate::data::{Batch, BatchContext, BatchStream, Part, Split, StreamPlan, part_of_batches};
 use crate::distributed::{self, GradientReducer};
 use crate::model::Model;
+use crate::run::Measured;
+use crate::run::state::IntervalSums;
+use crate::run::state::LossScale;
 use crate::task::{Output, Task};
+use crate::train::measure::RunningMetrics;
 
 /// The training step: forward, loss, backward, clipping, optimizer update.
 pub struct Stepper {

@@ -9,33 +9,35 @@ use burn::optim::ModuleOptimizer;
 use burn::prelude::*;
 
 use super::Experiment;
-use super::checkpoint::{self, CheckpointChoice, Checkpoints, Snapshot};
 use super::eval;
-use super::measure::{Measured, RunningMetrics};
-use super::metrics::{MetricRecord, MetricsLog, SplitName};
-use super::net::Net;
 use super::optim::{build_optimizer, build_scheduler};
 use super::progress::{Progress, format_duration};
-use super::run_dir::{DistributedRecord, RunDir, RunState, RunStatus, Summary};
-use super::session::Outcome;
-use super::state::{BestCheckpoint, IntervalSums, TrainingState};
 use super::step::{StepShare, Stepper, evaluate_part, predictions};
-use super::{fault, interrupt, ranks};
+use super::{interrupt, ranks};
 use crate::Error;
 use crate::config;
 use crate::data::{BatchStream, StreamPlan, batch_count, epoch_order, part_of_batches};
 use crate::distributed::{self, World};
+use crate::fault;
+use crate::run::Measured;
+use crate::run::checkpoint::{self, CheckpointChoice, Checkpoints, Snapshot};
+use crate::run::metrics::{MetricRecord, MetricsLog, SplitName};
+use crate::run::state::{BestCheckpoint, IntervalSums, TrainingState};
+use crate::run::{DistributedRecord, RunDir, RunState, RunStatus, Summary};
 use crate::task::Output;
+use crate::train::Net;
+use crate::train::Outcome;
+use crate::train::measure::RunningMetrics;
 
 /// Optimizer steps the configured run takes: what the cosine schedule spans.
-pub(super) fn planned_steps(experiment: &Experiment) -> usize {
+pub(crate) fn planned_steps(experiment: &Experiment) -> usize {
     let train = &experiment.config.train;
     let per_epoch = steps_per_epoch(experiment, distributed::world());
     (per_epoch * train.epochs).min(train.max_steps.unwrap_or(usize::MAX))
 }
 
 /// Optimizer steps in an epoch: one per `samples_per_step` samples on each rank.
-pub(super) fn steps_per_epoch(experiment: &Experiment, world: &World) -> usize {
+pub(crate) fn steps_per_epoch(experiment: &Experiment, world: &World) -> usize {
     let per_rank = experiment.config.train.samples_per_step();
     batch_count(experiment.splits.train.len(), per_rank * world.size())
 }
@@ -69,7 +71,7 @@ fn own_interval(state: &TrainingState, world: &World) -> IntervalSums {
 }
 
 /// Runs `body` with the run's `status.json` saying it is running, then how it ended.
-pub(super) fn with_status(
+pub(crate) fn with_status(
     run: &RunDir,
     writes: bool,
     body: impl FnOnce() -> Result<Outcome, Error>,
@@ -93,18 +95,21 @@ pub(super) fn with_status(
     outcome
 }
 
-/// What the loop starts from.
-pub(super) struct Parts {
-    pub(super) device: Device,
-    pub(super) model: Box<dyn Net>,
-    pub(super) optimizer: ModuleOptimizer,
-    pub(super) scheduler: ModuleLrScheduler,
-    pub(super) state: TrainingState,
+/// What a loop starts from: the model, optimizer, scheduler and loop state, fresh or loaded
+/// from a checkpoint, on the training device.
+pub struct Parts {
+    /// The training device (autodiff).
+    pub device: Device,
+    pub model: Box<dyn Net>,
+    pub optimizer: ModuleOptimizer,
+    pub scheduler: ModuleLrScheduler,
+    /// Where the loop stands (step 0 for a fresh run).
+    pub state: TrainingState,
 }
 
 impl Parts {
     /// A freshly initialized model, optimizer and scheduler at step 0.
-    pub(super) fn fresh(experiment: &Experiment) -> Result<Self, Error> {
+    pub(crate) fn fresh(experiment: &Experiment) -> Result<Self, Error> {
         let device = experiment.backend.device.clone().autodiff();
         let model = experiment.initial_model(&device)?;
         let (optimizer, scheduler) = fresh_optimizer(experiment);
@@ -120,7 +125,7 @@ impl Parts {
 
 /// The optimizer and learning-rate scheduler `experiment`'s config describes, at step 0 (a
 /// checkpoint's records are loaded into them to resume).
-pub(super) fn fresh_optimizer(experiment: &Experiment) -> (ModuleOptimizer, ModuleLrScheduler) {
+pub(crate) fn fresh_optimizer(experiment: &Experiment) -> (ModuleOptimizer, ModuleLrScheduler) {
     let config = &experiment.config;
     (
         build_optimizer(&config.optimizer, &config.train),
@@ -152,7 +157,7 @@ impl Stop {
     }
 }
 
-pub(super) struct Trainer {
+pub(crate) struct Trainer {
     experiment: Experiment,
     device: Device,
     model: Box<dyn Net>,
@@ -179,7 +184,7 @@ pub(super) struct Trainer {
 }
 
 impl Trainer {
-    pub(super) fn new(
+    pub(crate) fn new(
         experiment: Experiment,
         run: RunDir,
         log: MetricsLog,
@@ -236,7 +241,7 @@ impl Trainer {
     }
 
     /// Runs the loop, keeping the run's `status.json` current for `stoke runs`.
-    pub(super) fn run(self) -> Result<Outcome, Error> {
+    pub(crate) fn run(self) -> Result<Outcome, Error> {
         let run = self.run.clone();
         let writes = self.world.is_root();
         with_status(&run, writes, || self.run_loop())
@@ -618,7 +623,7 @@ impl Trainer {
     /// write them warns rather than stopping the run.
     fn write_reports(&self) {
         let tensorboard = self.experiment.config.log.tensorboard;
-        if let Err(err) = super::reports::write(&self.run.path, tensorboard) {
+        if let Err(err) = crate::run::plots::write(&self.run.path, tensorboard) {
             self.progress.say(&format!(
                 "warning: cannot update the plots and metrics.csv: {err}"
             ));
@@ -639,7 +644,8 @@ impl Trainer {
                 None if splits.valid.is_empty() => return Ok(None),
                 None => {
                     let checkpoint = self.checkpoints.open(choice)?;
-                    let model = checkpoint::load_model(&checkpoint.dir, self.model.boxed_clone())?;
+                    let mut model = self.model.boxed_clone();
+                    checkpoint::load_model(&checkpoint.dir, model.as_mut())?;
                     let (measured, seconds, gathered) =
                         eval::score(&self.experiment, model.as_ref(), &splits.valid, true)?;
                     let tested = Tested {
@@ -691,7 +697,8 @@ impl Trainer {
             (None, None)
         } else {
             let checkpoint = self.checkpoints.open(&choice)?;
-            let model = checkpoint::load_model(&checkpoint.dir, self.model.boxed_clone())?;
+            let mut model = self.model.boxed_clone();
+            checkpoint::load_model(&checkpoint.dir, model.as_mut())?;
             // In one process the test pass also gathers what the report needs.
             let mut gathered = (self.experiment.config.eval.report && self.world.size() == 1)
                 .then(|| eval::Gathered::for_task(&self.experiment.task));

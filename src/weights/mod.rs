@@ -1,15 +1,12 @@
-//! Stored weights, for whoever needs them: training (checkpoints, a start from existing
-//! weights) and using models (artifacts, exports) both come here, and neither reaches into the
-//! other for them. It owns how checkpoints are laid out and read back (`checkpoint.rs`; the
-//! trainer writes them) and how weights are named and matched: a Hugging Face folder's tensors under
-//! stoke's parameter names (`hf.rs`, `names.rs`), a timm folder's (`timm.rs`), tensors applied to a model by name and shape
-//! with a clear refusal for anything that does not fit (here), and where `model.init_from`
-//! points (`init.rs`: a Hugging Face folder, a run directory or an artifact).
+//! Weights of other libraries, for whoever needs them: training (a start from pretrained
+//! weights, `train::init`) and using models (Hugging Face and timm exports) both come here.
+//! It owns how weights are named and matched: a Hugging Face folder's tensors under stoke's
+//! parameter names (`hf.rs`, `names.rs`), a timm folder's (`timm.rs`), and tensors applied to
+//! a model by name and shape with a clear refusal for anything that does not fit (here).
+//! Checkpoints are `run::checkpoint`'s.
 
-pub mod checkpoint;
 pub mod hf;
 pub mod hf_vision;
-mod init;
 mod names;
 pub mod timm;
 pub mod timm_export;
@@ -20,8 +17,6 @@ use std::path::Path;
 use burn::module::Module;
 use burn::prelude::*;
 use burn::store::{ModuleSnapshot, bridge};
-
-pub use init::{initial_weights, resolve};
 
 use crate::Error;
 

@@ -2,7 +2,11 @@
 //! scheduler records (burnpack), the loop's state, the data spec, the tokenizer and a
 //! manifest with each file's SHA-256, plus the `latest` and `best` pointer files. This is the
 //! reading side, which training (resume, evaluation), using a model (export, predict) and
-//! `model.init_from` share; `train::checkpoint` writes them.
+//! `model.init_from` share; `write.rs` writes them.
+
+mod write;
+
+pub use write::{Snapshot, load_optimizer};
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -15,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::Error;
 use crate::data::{DataSpec, Tokenizer};
 use crate::files::{FileDigest, verify_digests};
-use crate::train::Net;
+use crate::model::Recordable;
 
 pub const FORMAT_VERSION: u32 = 1;
 pub const MODEL_FILE: &str = "model.bpk";
@@ -244,9 +248,8 @@ impl Checkpoints {
 }
 
 /// Loads checkpoint `dir`'s weights into `model` (built from the same config).
-pub fn load_model(dir: &Path, mut model: Box<dyn Net>) -> Result<Box<dyn Net>, Error> {
-    load_model_record(&dir.join(MODEL_FILE), model.as_mut())?;
-    Ok(model)
+pub fn load_model(dir: &Path, model: &mut dyn Recordable) -> Result<(), Error> {
+    load_model_record(&dir.join(MODEL_FILE), model)
 }
 
 /// Loads the burnpack model record at `path` into `model` (built from the same config).
@@ -254,7 +257,7 @@ pub fn load_model(dir: &Path, mut model: Box<dyn Net>) -> Result<Box<dyn Net>, E
 /// Records written before the built-in families were kinds of their own name every tensor
 /// under the family (`Mlp.hidden.0.weight`); such a record is read with that first segment
 /// dropped, so runs and artifacts of earlier versions still load.
-pub fn load_model_record(path: &Path, model: &mut dyn Net) -> Result<(), Error> {
+pub fn load_model_record(path: &Path, model: &mut dyn Recordable) -> Result<(), Error> {
     let record_error = |err: burn::store::RecordError| Error::Record {
         path: path.to_path_buf(),
         detail: err.to_string(),

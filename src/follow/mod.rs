@@ -3,7 +3,7 @@
 //! taken in name order and goes through one round: the current model scores it before seeing
 //! it (the honest measure of how it does on fresh data), trains on it for `follow.passes`
 //! passes with a share of every batch replayed from a reservoir of earlier records
-//! (`state.rs`), is evaluated on the run's fixed holdout (its validation split, else its test
+//! (`run::follow`, the ledger a checkpoint keeps), is evaluated on the run's fixed holdout (its validation split, else its test
 //! split) and on the shard, and the gate compares that with the figures of the version now
 //! promoted (`gate.rs`: TFX's blessing, overall, on every slice of `eval.slice_by` and on the
 //! newest shard; before this run promotes one, against the version `--promote` already
@@ -23,7 +23,6 @@ mod gate;
 mod idx_shards;
 mod incoming;
 pub mod promote;
-pub mod state;
 mod table_shards;
 mod text_shards;
 
@@ -36,20 +35,21 @@ use rand_chacha::ChaCha8Rng;
 
 use self::incoming::{Shard, ShardKind};
 use self::promote::Models;
-use self::state::{FollowState, LedgerEntry, Promoted, RoundRecord};
-use super::checkpoint::Checkpoints;
-use super::measure::{Measured, RunningMetrics};
-use super::metrics::{MetricRecord, MetricsLog, SplitName};
-use super::net::Net;
-use super::progress::Progress;
-use super::run_dir::RunDir;
-use super::session::Outcome;
-use super::step::{StepShare, Stepper, evaluate, predictions};
-use super::trainer::{Parts, seed_step, with_status};
-use super::{Experiment, eval, interrupt};
 use crate::Error;
 use crate::config::{MonitorMode, OnRefuse, SchedulerConfig};
 use crate::data::Split;
+use crate::run::Checkpoints;
+use crate::run::Measured;
+use crate::run::RunDir;
+use crate::run::follow::{FollowState, LedgerEntry, Promoted, RoundRecord};
+use crate::run::metrics::{MetricRecord, MetricsLog, SplitName};
+use crate::train::Net;
+use crate::train::measure::RunningMetrics;
+use crate::train::progress::Progress;
+use crate::train::step::{StepShare, Stepper, evaluate, predictions};
+use crate::train::trainer::{Parts, seed_step, with_status};
+use crate::train::{CustomLoop, Outcome};
+use crate::train::{Experiment, eval, interrupt};
 
 /// Where `--follow` reads and where it promotes to.
 #[derive(Debug, Clone)]
@@ -59,8 +59,30 @@ pub struct FollowOptions {
     pub serve_url: Option<String>,
 }
 
+/// Following is the session's loop: the epoch loop's setup (fresh, restarted or resumed), then
+/// rounds over arriving shards.
+impl CustomLoop for FollowOptions {
+    fn check(&self, experiment: &Experiment) -> Result<(), Error> {
+        if crate::distributed::world().is_distributed() {
+            return Err(Error::Usage("--follow runs on one process".into()));
+        }
+        check(experiment, self)
+    }
+
+    fn run(
+        &self,
+        experiment: Experiment,
+        run_dir: RunDir,
+        log: MetricsLog,
+        progress: Progress,
+        parts: Parts,
+    ) -> Result<Outcome, Error> {
+        run(experiment, self, run_dir, log, progress, parts)
+    }
+}
+
 /// Refuses what following cannot do, before a run directory is made.
-pub fn check(experiment: &Experiment, options: &FollowOptions) -> Result<(), Error> {
+fn check(experiment: &Experiment, options: &FollowOptions) -> Result<(), Error> {
     let dir = options.dir.display();
     if !options.dir.exists() {
         return Err(Error::Usage(format!(
@@ -117,7 +139,7 @@ struct Follower {
 
 /// Follows `options.dir` from `parts` (fresh, or a checkpoint's) in `run`, once [`check`]
 /// has passed.
-pub(super) fn run(
+fn run(
     experiment: Experiment,
     options: &FollowOptions,
     run: RunDir,
@@ -421,7 +443,7 @@ impl Follower {
                     &mut metrics,
                 )?;
                 self.parts.state.global_step += 1;
-                super::fault::after_step(self.parts.state.global_step, 0);
+                crate::fault::after_step(self.parts.state.global_step, 0);
                 if interrupt::requested() {
                     return Ok(None);
                 }

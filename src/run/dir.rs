@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::checkpoint::Checkpoints;
-use super::measure::Measured;
+use super::metrics::Measured;
 use crate::Error;
 use crate::backend::BackendName;
 use crate::config::{self, ExperimentConfig};
@@ -29,6 +29,8 @@ pub const CONFIG_FILE: &str = "config.toml";
 pub const METRICS_FILE: &str = "metrics.jsonl";
 pub const SUMMARY_FILE: &str = "summary.json";
 pub const STATUS_FILE: &str = "status.json";
+/// Where a run keeps the report its training wrote (`report.html`, `report.json`, plots).
+pub const REPORT_DIR: &str = "report";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -229,7 +231,7 @@ pub struct Summary {
     #[serde(default)]
     pub precision: crate::config::Precision,
     #[serde(default)]
-    pub loss_scale: Option<super::precision::LossScale>,
+    pub loss_scale: Option<super::state::LossScale>,
     pub epochs_completed: usize,
     /// Why training stopped: completed, max_steps or early_stopping.
     pub stopped: String,

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use crate::Error;
 use crate::export::artifact::{self, ExportOptions};
-use crate::train::CheckpointChoice;
+use crate::run::CheckpointChoice;
 
 pub const CURRENT: &str = "current";
 
@@ -84,7 +84,7 @@ impl Models {
         run: &Path,
         choice: &CheckpointChoice,
     ) -> Result<(String, Option<String>), Error> {
-        let (run_dir, _) = crate::train::RunDir::open(run)?;
+        let (run_dir, _) = crate::run::RunDir::open(run)?;
         let checkpoint = run_dir.checkpoints().open(choice)?.name;
         let models = Self::open(dir)?;
         let version = version_name(models.newest_number() + 1);

@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::measure::Measured;
-use super::precision::LossScale;
+use super::metrics::Measured;
+use crate::config::Precision;
 use crate::task::TaskSums;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -56,7 +56,7 @@ pub struct TrainingState {
     pub rank_intervals: Vec<IntervalSums>,
     /// A run following a directory (`--follow`): its ledger, reservoir and decisions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub follow: Option<super::follow::state::FollowState>,
+    pub follow: Option<super::follow::FollowState>,
 }
 
 fn one() -> usize {
@@ -171,4 +171,79 @@ pub struct EarlyStoppingState {
     pub best: Option<f64>,
     /// Validations in a row without improvement.
     pub stale: usize,
+}
+
+/// Where f16 loss scaling starts (PyTorch's `GradScaler` default).
+const INITIAL_SCALE: f64 = 65536.0;
+/// Steps in a row without overflow before the scale doubles.
+const GROWTH_INTERVAL: usize = 2000;
+
+/// Dynamic loss scaling for f16; checkpointed, so a resumed run scales as the uninterrupted
+/// one would have.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LossScale {
+    pub scale: f64,
+    /// Steps in a row whose gradients were finite.
+    pub good_steps: usize,
+    /// Steps skipped because their gradients overflowed, over the whole run.
+    pub skipped_steps: usize,
+}
+
+impl Default for LossScale {
+    fn default() -> Self {
+        Self {
+            scale: INITIAL_SCALE,
+            good_steps: 0,
+            skipped_steps: 0,
+        }
+    }
+}
+
+impl LossScale {
+    /// Whether `precision` scales its loss.
+    pub fn needed(precision: Precision) -> bool {
+        precision == Precision::F16Mixed
+    }
+
+    /// Moves the scale after a step whose gradients were `finite` or not; whether to take the
+    /// step. Deciding needs the gradients' finiteness on the host: one number read back per
+    /// step, as `GradScaler` does.
+    pub fn record(&mut self, finite: bool) -> bool {
+        if !finite {
+            self.scale /= 2.0;
+            self.good_steps = 0;
+            self.skipped_steps += 1;
+            return false;
+        }
+        self.good_steps += 1;
+        if self.good_steps == GROWTH_INTERVAL {
+            self.scale *= 2.0;
+            self.good_steps = 0;
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_scale_halves_on_overflow_and_doubles_after_a_run_of_good_steps() {
+        let mut scale = LossScale::default();
+        assert!(!scale.record(false));
+        assert!(!scale.record(false));
+        assert_eq!(scale.scale, INITIAL_SCALE / 4.0);
+        for _ in 0..GROWTH_INTERVAL - 1 {
+            assert!(scale.record(true));
+        }
+        assert_eq!(scale.scale, INITIAL_SCALE / 4.0);
+        assert!(scale.record(true));
+        assert_eq!(scale.scale, INITIAL_SCALE / 2.0);
+        assert!(!scale.record(false));
+        assert_eq!(
+            (scale.scale, scale.good_steps, scale.skipped_steps),
+            (INITIAL_SCALE / 4.0, 0, 3)
+        );
+    }
 }

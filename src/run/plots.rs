@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use super::follow::state::RoundRecord;
+use super::follow::RoundRecord;
 use super::metrics::{MetricRecord, SplitName, read_metrics};
 use crate::Error;
 use crate::plot::{Lines, write_lines};
@@ -19,7 +19,7 @@ pub const FOLLOW_FILE: &str = "follow.jsonl";
 /// Rewrites `metrics.csv`, the plots and, with `tensorboard`, the TensorBoard event file of
 /// the run in `run_dir` from its metrics log.
 pub fn write(run_dir: &Path, tensorboard: bool) -> Result<(), Error> {
-    let records = read_metrics(&run_dir.join(super::run_dir::METRICS_FILE))?;
+    let records = read_metrics(&run_dir.join(super::METRICS_FILE))?;
     write_csv(&run_dir.join(CSV_FILE), &records)?;
     if tensorboard {
         let now = std::time::SystemTime::now()

@@ -4,16 +4,16 @@
 
 use std::path::Path;
 
-use super::checkpoint::{self, CheckpointChoice, Checkpoints};
-use super::hf::{self, HfFolder};
-use super::hf_vision;
-use super::timm::{self, TimmFolder};
-use super::{Applied, NamedTensor};
 use crate::Error;
 use crate::config::{ExperimentConfig, ModelConfig, TokenizerConfig, TokenizerKind};
 use crate::data::DataSpec;
 use crate::export::artifact;
+use crate::run::checkpoint::{self, CheckpointChoice, Checkpoints};
 use crate::train::Net;
+use crate::weights::hf::{self, HfFolder};
+use crate::weights::hf_vision;
+use crate::weights::timm::{self, TimmFolder};
+use crate::weights::{Applied, NamedTensor};
 
 /// Completes a fresh run's `config` from its `model.init_from`: a Hugging Face folder gives
 /// the shape keys the config leaves out (refusing ones it contradicts) and, unless the config

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::metrics::{MetricRecord, SplitName, read_metrics};
-use super::run_dir::{RunDir, RunState, RunStatus, SUMMARY_FILE, Summary};
+use super::{RunDir, RunState, RunStatus, SUMMARY_FILE, Summary};
 use crate::Error;
 use crate::config::{self, ExperimentConfig};
 use crate::plot::{Lines, write_lines};
@@ -79,7 +79,7 @@ pub fn open(path: &Path) -> Result<RunInfo, Error> {
         config,
         records,
         summary,
-        per_class: PerClass::read(&path.join(crate::report::REPORT_DIR).join("report.json")),
+        per_class: PerClass::read(&path.join(super::REPORT_DIR).join("report.json")),
     })
 }
 
@@ -149,10 +149,10 @@ pub fn list(runs_dir: &Path) -> Result<Vec<RunInfo>, Error> {
     let mut dirs: Vec<PathBuf> = entries
         .flatten()
         .map(|entry| entry.path())
-        .filter(|path| path.join(super::run_dir::CONFIG_FILE).is_file())
+        .filter(|path| path.join(super::CONFIG_FILE).is_file())
         .collect();
     dirs.sort_by_key(|dir| {
-        std::fs::metadata(dir.join(super::run_dir::CONFIG_FILE))
+        std::fs::metadata(dir.join(super::CONFIG_FILE))
             .and_then(|m| m.modified())
             .ok()
     });

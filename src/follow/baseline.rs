@@ -14,14 +14,14 @@ use std::path::Path;
 
 use super::Follower;
 use super::promote::Models;
-use super::state::Promoted;
 use crate::Error;
 use crate::data::DataSpec;
 use crate::export::artifact;
+use crate::run::checkpoint::{Checkpoints, load_model, load_optimizer};
+use crate::run::follow::Promoted;
+use crate::run::state::TrainingState;
 use crate::train::Experiment;
-use crate::train::checkpoint::{Checkpoints, load_model, load_optimizer};
-use crate::train::net::Net;
-use crate::train::state::TrainingState;
+use crate::train::Net;
 use crate::train::trainer::fresh_optimizer;
 
 /// Refuses the version `models` serves (its `current`) when this run's candidates cannot be
@@ -140,7 +140,7 @@ impl Follower {
             return Ok(None);
         };
         let verified = self.checkpoints.verify(&target)?;
-        self.parts.model = load_model(&verified.dir, self.parts.model.boxed_clone())?;
+        load_model(&verified.dir, self.parts.model.as_mut())?;
         let (optimizer, scheduler) = fresh_optimizer(&self.experiment);
         let (optimizer, scheduler) = load_optimizer(&verified.dir, optimizer, scheduler)?;
         self.parts.optimizer = optimizer;

@@ -6,11 +6,11 @@ use std::path::{Path, PathBuf};
 
 use super::Follower;
 use crate::files::write_atomic;
-use crate::train::checkpoint::{Checkpoints, Snapshot};
+use crate::run::Measured;
+use crate::run::checkpoint::{Checkpoints, Snapshot};
+use crate::run::metrics::SplitName;
+use crate::run::plots::FOLLOW_FILE;
 use crate::train::eval;
-use crate::train::measure::Measured;
-use crate::train::metrics::SplitName;
-use crate::train::reports::{self, FOLLOW_FILE};
 use crate::{Error, config};
 
 impl Follower {
@@ -78,7 +78,7 @@ impl Follower {
     ) {
         let config = &self.experiment.config;
         let written = (|| -> Result<Option<PathBuf>, Error> {
-            reports::write(&self.run.path, config.log.tensorboard)?;
+            crate::run::plots::write(&self.run.path, config.log.tensorboard)?;
             let Some(gathered) = gathered else {
                 return Ok(None);
             };

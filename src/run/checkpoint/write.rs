@@ -1,4 +1,4 @@
-//! Writing checkpoints (their layout and reading are `weights::checkpoint`'s): the model,
+//! Writing checkpoints (their layout and reading are the parent module's): the model,
 //! optimizer and scheduler records, the loop's state, the data spec and the tokenizer, then a
 //! manifest with each file's SHA-256; the `latest` and `best` pointers; pruning.
 //!
@@ -15,21 +15,20 @@ use burn::lr_scheduler::LrSchedulerRecord;
 use burn::lr_scheduler::module_lr_scheduler::ModuleLrScheduler;
 use burn::optim::ModuleOptimizer;
 
-use super::fault;
-use super::net::Net;
-use super::state::TrainingState;
+use super::{
+    Checkpoints, DATA_FILE, FORMAT_VERSION, MANIFEST_FILE, MODEL_FILE, Manifest, OPTIMIZER_FILE,
+    SCHEDULER_FILE, STATE_FILE, TOKENIZER_FILE,
+};
 use crate::Error;
 use crate::data::{DataSpec, Tokenizer};
+use crate::fault;
 use crate::files::{digest, replace_dir, write_atomic, write_synced};
-pub use crate::weights::checkpoint::{
-    CheckpointChoice, Checkpoints, DATA_FILE, FORMAT_VERSION, MANIFEST_FILE, MODEL_FILE, Manifest,
-    OPTIMIZER_FILE, SCHEDULER_FILE, STATE_FILE, TOKENIZER_FILE, VerifiedCheckpoint, load_model,
-    load_model_record,
-};
+use crate::model::Recordable;
+use crate::run::state::TrainingState;
 
 /// The parts of a checkpoint that live on the device.
 pub struct Snapshot<'a> {
-    pub model: &'a dyn Net,
+    pub model: &'a dyn Recordable,
     pub optimizer: &'a ModuleOptimizer,
     pub scheduler: &'a ModuleLrScheduler,
     pub state: &'a TrainingState,

@@ -10,13 +10,13 @@ use std::collections::BTreeMap;
 use super::Follower;
 use super::files::append_line;
 use super::promote::{self, Models, version_name, version_number};
-use super::state::{Decision, SliceFigures};
 use crate::Error;
 use crate::config::MonitorMode;
 use crate::data::{SliceBy, Split, slice_values};
+use crate::run::Measured;
+use crate::run::checkpoint::{Checkpoints, load_model};
+use crate::run::follow::{Decision, SliceFigures};
 use crate::train::Experiment;
-use crate::train::checkpoint::{Checkpoints, load_model};
-use crate::train::measure::Measured;
 
 /// The holdout's slices by `eval.slice_by` (or `eval.slice_file`): `field=value` and the
 /// holdout samples that have it, in value order; none when the run does not slice.
@@ -62,7 +62,9 @@ impl Follower {
             }
             (Some(name), _) => {
                 let checkpoint = self.checkpoints.verify(name)?;
-                load_model(&checkpoint.dir, self.parts.model.boxed_clone())?
+                let mut model = self.parts.model.boxed_clone();
+                load_model(&checkpoint.dir, model.as_mut())?;
+                model
             }
             (None, Some(artifact)) => self.served_model(artifact)?,
             (None, None) => return Ok(None),

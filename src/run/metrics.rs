@@ -8,8 +8,57 @@ use serde::{Deserialize, Serialize};
 
 use std::collections::BTreeMap;
 
-use super::measure::Measured;
+use super::state::IntervalSums;
 use crate::Error;
+use crate::task::Task;
+
+/// Metrics read back to the host.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Measured {
+    /// Mean loss per prediction (per token, for a language model).
+    pub loss: f64,
+    /// Samples (images, texts, windows, rows) seen.
+    pub samples: usize,
+    /// Tokens read (text tasks).
+    #[serde(default)]
+    pub tokens: usize,
+    /// The task's metrics: `accuracy`, `macro_f1`, `rmse`, `perplexity`, ...
+    #[serde(flatten)]
+    pub metrics: BTreeMap<String, f64>,
+}
+
+impl Measured {
+    /// The task metric `name`, if the task reports it.
+    pub fn get(&self, name: &str) -> Option<f64> {
+        match name {
+            "loss" => Some(self.loss),
+            name => self.metrics.get(name).copied(),
+        }
+    }
+
+    /// The metrics of `sums`; `None` when they hold no sample.
+    pub fn from_sums(sums: &IntervalSums, task: &Task) -> Option<Self> {
+        (sums.samples > 0).then(|| {
+            let loss = sums.loss_sum / sums.predictions as f64;
+            Measured {
+                loss,
+                samples: sums.samples,
+                tokens: sums.tokens,
+                metrics: task.measure(&sums.task, sums.predictions, loss),
+            }
+        })
+    }
+
+    /// The metrics of a split's `sums`: NaN where they hold no sample (an empty split).
+    pub fn of_split(sums: &IntervalSums, task: &Task) -> Self {
+        Self::from_sums(sums, task).unwrap_or(Measured {
+            loss: f64::NAN,
+            samples: 0,
+            tokens: 0,
+            metrics: BTreeMap::new(),
+        })
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
