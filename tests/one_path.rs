@@ -92,13 +92,8 @@ fn the_loop_eval_bench_export_serve_and_reports_name_no_family() {
     files.extend(files_of("src/serve"));
     files.extend(files_of("src/report"));
     files.extend(
-        [
-            "mod.rs",
-            "artifact.rs",
-            "predict.rs",
-            "generate.rs",
-        ]
-        .map(|file| format!("src/export/{file}")),
+        ["mod.rs", "artifact.rs", "predict.rs", "generate.rs"]
+            .map(|file| format!("src/export/{file}")),
     );
     files.push("src/model/onnx.rs".into());
     let found = named(&files, &FAMILIES);

@@ -15,7 +15,6 @@ use stoke::config::{BertConfig, BertPooling, Gpt2Config, ModelConfig};
 use stoke::data::DataSpec;
 use stoke::model::{Bert, Input};
 use stoke::train::{Held, Net};
-use stoke::weights;
 
 fn fixture(name: &str) -> PathBuf {
     repo().join("tests/fixtures/hf").join(name)

@@ -12,7 +12,6 @@ use burn::prelude::*;
 use common::{read_json, repo, stdout_of, stoke, tiny, train};
 use stoke::export::{CheckpointChoice, load};
 use stoke::train::Net;
-use stoke::weights;
 
 /// Every parameter of the run's `checkpoint`, by path.
 fn parameters(run: &Path, checkpoint: &str) -> BTreeMap<String, Vec<f32>> {

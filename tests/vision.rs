@@ -16,7 +16,6 @@ use common::optional::{self, TIMM};
 use common::{read_json, repo, stoke};
 use stoke::config::{DataConfig, DatasetKind, ImageDataConfig, Interpolation, ModelConfig};
 use stoke::data::{BatchContext, DataSpec, DeviceBatch, ImageShape, Input, Resize, read_image};
-use stoke::weights;
 
 fn fixture(name: &str) -> PathBuf {
     repo().join("tests/fixtures/timm").join(name)

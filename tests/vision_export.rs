@@ -17,7 +17,6 @@ use common::optional::{self, TIMM, TRANSFORMERS};
 use common::{repo, stoke};
 use stoke::config::{BackendChoice, ModelConfig};
 use stoke::data::Input;
-use stoke::weights;
 
 /// The fixtures' seeded input batch (2 RGB images of 32×32).
 fn fixture_input(fixture: &Path) -> Vec<f32> {
