@@ -142,33 +142,3 @@ pub fn sync_dir(dir: &Path) -> Result<(), Error> {
         .and_then(|file| file.sync_all())
         .map_err(|source| Error::io(dir, source))
 }
-
-thread_local! {
-    /// Whether this thread is inside [`without_panic`], whose panics are answered, not shown.
-    static CONTAINED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
-/// Runs `f`, turning a panic inside it into `Err` with the panic's message, and printing
-/// nothing for it: for third-party readers that panic on damaged bytes where they should
-/// return an error. Panics elsewhere still reach the hook that was installed before.
-pub fn without_panic<R>(f: impl FnOnce() -> R) -> Result<R, String> {
-    static HOOK: std::sync::Once = std::sync::Once::new();
-    HOOK.call_once(|| {
-        let previous = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            if !CONTAINED.with(|contained| contained.get()) {
-                previous(info);
-            }
-        }));
-    });
-    let outer = CONTAINED.with(|contained| contained.replace(true));
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
-    CONTAINED.with(|contained| contained.set(outer));
-    result.map_err(|payload| {
-        payload
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "a panic".into())
-    })
-}

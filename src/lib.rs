@@ -26,6 +26,7 @@ pub mod files;
 pub mod follow;
 pub mod kernels;
 pub mod model;
+pub mod panics;
 pub mod plot;
 mod process;
 pub mod registry;

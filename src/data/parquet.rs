@@ -4,7 +4,7 @@
 //!
 //! The parquet crate panics on some damaged files (a division by zero in its byte-array
 //! reader, found by fuzzing: `tests/regressions/text-parquet/`). Every read here runs behind
-//! [`contained`], so such a file is refused as corrupt, naming it, like any other.
+//! `crate::panics::contained`, so such a file is refused as corrupt, naming it, like any other.
 
 use std::fs::File;
 use std::path::Path;
@@ -57,7 +57,7 @@ pub fn read<T: Payload>(
     label_column: &str,
     limit: Option<usize>,
 ) -> Result<Vec<Row<T>>, DataError> {
-    contained(path, || {
+    guarded(path, || {
         read_rows(path, payload_columns, label_column, limit)
     })
 }
@@ -137,7 +137,7 @@ fn read_rows<T: Payload>(
 
 /// The names of a Parquet file's columns, in its schema's order.
 pub fn column_names(path: &Path) -> Result<Vec<String>, DataError> {
-    contained(path, || {
+    guarded(path, || {
         Ok(open(path)?
             .schema()
             .fields()
@@ -148,9 +148,9 @@ pub fn column_names(path: &Path) -> Result<Vec<String>, DataError> {
 }
 
 /// Runs `read` on the file at `path`, a panic of the parquet crate's becoming the file's
-/// refusal (see the module's doc), with no panic message on the way.
-fn contained<R>(path: &Path, read: impl FnOnce() -> Result<R, DataError>) -> Result<R, DataError> {
-    crate::files::without_panic(read).unwrap_or_else(|message| {
+/// refusal (see the module's doc).
+fn guarded<R>(path: &Path, read: impl FnOnce() -> Result<R, DataError>) -> Result<R, DataError> {
+    crate::panics::contained(read).unwrap_or_else(|message| {
         Err(DataError::Corrupt {
             path: path.to_path_buf(),
             detail: format!("not a readable Parquet file: the reader failed ({message})"),
@@ -177,7 +177,7 @@ pub fn read_columns(
     names: &[&str],
     limit: Option<usize>,
 ) -> Result<Vec<Vec<Option<String>>>, DataError> {
-    contained(path, || read_column_rows(path, names, limit))
+    guarded(path, || read_column_rows(path, names, limit))
 }
 
 fn read_column_rows(

@@ -332,7 +332,9 @@ impl PathIds {
     fn id(&self) -> ParamId {
         use sha2::{Digest, Sha256};
         let digest = Sha256::digest(self.path.join(".").as_bytes());
-        ParamId::from(u64::from_le_bytes(digest[..8].try_into().expect("8 bytes")))
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&digest[..8]);
+        ParamId::from(u64::from_le_bytes(first))
     }
 
     fn renamed<T: burn::module::Parameter>(&self, param: Param<T>) -> Param<T> {

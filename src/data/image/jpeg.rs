@@ -3,20 +3,17 @@
 //! give Pillow's pixels byte for byte, and damaged files are refused where Pillow refuses them.
 //!
 //! libjpeg reports a fatal error (a bogus marker, an unsupported format) by calling its error
-//! manager's `error_exit`, which the `mozjpeg` crate turns into an unwind; here it is caught at
-//! this one boundary and becomes an error naming libjpeg's message, so no damaged file can
-//! panic a command. libjpeg reads past the end of a cut file as if an end-of-image marker
+//! manager's `error_exit`; here that unwinds with libjpeg's message, which
+//! `crate::panics::contained` catches at this one boundary (with any panic of the binding's
+//! own), so no damaged file can panic a command. libjpeg reads past the end of a cut file as if an end-of-image marker
 //! were there, fills the missing rows with grey and only warns (`JWRN_JPEG_EOF`); Pillow
 //! instead raises "image file is truncated", and so does this decoder. Its other warnings
 //! (corrupt entropy data it can resynchronise after) are ignored, as Pillow ignores them.
 
 use std::os::raw::c_int;
-use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+use std::panic::resume_unwind;
 
 use mozjpeg_sys::{JWRN_JPEG_EOF, jpeg_common_struct, jpeg_error_mgr, jpeg_std_error};
-
-/// Why a JPEG did not decode, carried by the unwind out of libjpeg.
-struct Refused(String);
 
 /// What Pillow says of a JPEG that ends before its image does.
 pub const TRUNCATED: &str = "image file is truncated";
@@ -25,23 +22,19 @@ pub const TRUNCATED: &str = "image file is truncated";
 /// decoder does not turn into either (CMYK, YCCK), which the `image` crate then tries; an
 /// error for a damaged or truncated file.
 pub fn decode(bytes: &[u8]) -> Result<Option<image::DynamicImage>, String> {
-    match catch_unwind(AssertUnwindSafe(|| decode_unwinding(bytes))) {
-        Ok(decoded) => decoded,
-        Err(payload) => Err(match payload.downcast::<Refused>() {
-            Ok(refused) => refused.0,
-            // A panic of the binding's own (its asserts): still this file's fault.
-            Err(payload) => match payload.downcast::<String>() {
-                Ok(message) => format!("libjpeg: {message}"),
-                Err(_) => "libjpeg could not decode it".to_string(),
-            },
-        }),
-    }
+    crate::panics::contained(|| decode_unwinding(bytes)).unwrap_or_else(|message| {
+        // libjpeg's own messages say whose they are; a panic of the binding's does not.
+        match message == TRUNCATED || message.starts_with("libjpeg") {
+            true => Err(message),
+            false => Err(format!("libjpeg: {message}")),
+        }
+    })
 }
 
 fn decode_unwinding(bytes: &[u8]) -> Result<Option<image::DynamicImage>, String> {
     let decompress = mozjpeg::Decompress::with_err(error_manager())
         .from_mem(bytes)
-        .map_err(|err| format!("libjpeg: {err}"))?;
+        .map_err(libjpeg)?;
     let (width, height) = (decompress.width() as u32, decompress.height() as u32);
     let decoded = match decompress.color_space() {
         mozjpeg::ColorSpace::JCS_GRAYSCALE => {
@@ -67,13 +60,10 @@ fn decode_unwinding(bytes: &[u8]) -> Result<Option<image::DynamicImage>, String>
 /// last row: running out of them there (no end-of-image marker, or a damaged marker that
 /// skips past the end) is no error, where libjpeg's reading to the end would be one.
 fn after_the_last_row(finish: impl FnOnce() -> std::io::Result<()>) -> Result<(), String> {
-    match catch_unwind(AssertUnwindSafe(finish)) {
+    match crate::panics::contained(finish) {
         Ok(finished) => finished.map_err(libjpeg),
-        Err(payload) => match payload.downcast::<Refused>() {
-            Ok(refused) if refused.0 == TRUNCATED || refused.0.ends_with(READ_ERROR) => Ok(()),
-            Ok(refused) => Err(refused.0),
-            Err(payload) => resume_unwind(payload),
-        },
+        Err(message) if message == TRUNCATED || message.ends_with(READ_ERROR) => Ok(()),
+        Err(message) => Err(message),
     }
 }
 
@@ -97,14 +87,14 @@ fn error_manager() -> jpeg_error_mgr {
 
 extern "C-unwind" fn fatal(cinfo: &mut jpeg_common_struct) {
     let text = format!("libjpeg: {}", formatted(cinfo));
-    resume_unwind(Box::new(Refused(text)));
+    resume_unwind(Box::new(text));
 }
 
 extern "C-unwind" fn message(cinfo: &mut jpeg_common_struct, level: c_int) {
     // SAFETY: libjpeg calls this with `err` pointing at the manager it was given.
     let code = unsafe { (*cinfo.err).msg_code };
     if level < 0 && code == JWRN_JPEG_EOF as c_int {
-        resume_unwind(Box::new(Refused(TRUNCATED.to_string())));
+        resume_unwind(Box::new(TRUNCATED.to_string()));
     }
 }
 
