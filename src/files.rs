@@ -31,11 +31,11 @@ pub fn digest(bytes: &[u8]) -> FileDigest {
 pub fn verify_digests(dir: &Path, files: &BTreeMap<String, FileDigest>) -> Result<(), String> {
     for (file, expected) in files {
         // A manifest names files of its own directory, never a path out of it.
-        let plain = Path::new(file).components().count() == 1
-            && matches!(
-                Path::new(file).components().next(),
-                Some(std::path::Component::Normal(_))
-            );
+        let mut components = Path::new(file).components();
+        let plain = matches!(
+            (components.next(), components.next()),
+            (Some(std::path::Component::Normal(_)), None)
+        );
         if !plain {
             return Err(format!(
                 "{file:?} is not a file name of the directory (a manifest lists its own files)"

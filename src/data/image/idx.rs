@@ -58,11 +58,7 @@ pub fn read(path: &Path, rank: usize, limit: Option<usize>) -> Result<IdxData, D
     if let Some(limit) = limit {
         dims[0] = dims[0].min(limit);
     }
-    let expected = checked_size(&dims).ok_or_else(|| {
-        corrupt(format!(
-            "the header's dimensions {dims:?} promise more bytes than any file holds"
-        ))
-    })?;
+    let expected = checked_size(&dims, 0).map_err(corrupt)?;
     // The header is not trusted with the allocation: the data read decides how much.
     let mut bytes = Vec::with_capacity(expected.min(1 << 26));
     reader
@@ -79,10 +75,15 @@ pub fn read(path: &Path, rank: usize, limit: Option<usize>) -> Result<IdxData, D
     Ok(IdxData { dims, bytes })
 }
 
-/// The bytes `dims` hold, unless that overflows.
-fn checked_size(dims: &[usize]) -> Option<usize> {
+/// The bytes `dims` hold after a header of `header` bytes, or why no file holds them (the
+/// product overflows).
+fn checked_size(dims: &[usize], header: usize) -> Result<usize, String> {
     dims.iter()
         .try_fold(1usize, |size, &dim| size.checked_mul(dim))
+        .and_then(|data| data.checked_add(header))
+        .ok_or_else(|| {
+            format!("the header's dimensions {dims:?} promise more bytes than any file holds")
+        })
 }
 
 /// The header of an unsigned-byte IDX file with `dims`.
@@ -117,13 +118,7 @@ pub fn read_header(file: &File, path: &Path) -> Result<Vec<usize>, DataError> {
         .chunks_exact(4)
         .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
         .collect();
-    let expected = checked_size(&dims)
-        .and_then(|data| data.checked_add(4 + sizes.len()))
-        .ok_or_else(|| {
-            corrupt(format!(
-                "the header's dimensions {dims:?} promise more bytes than any file holds"
-            ))
-        })? as u64;
+    let expected = checked_size(&dims, 4 + sizes.len()).map_err(corrupt)? as u64;
     let actual = file
         .metadata()
         .map_err(|source| DataError::Io {

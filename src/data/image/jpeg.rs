@@ -18,6 +18,11 @@ use mozjpeg_sys::{JWRN_JPEG_EOF, jpeg_common_struct, jpeg_error_mgr, jpeg_std_er
 /// What Pillow says of a JPEG that ends before its image does.
 pub const TRUNCATED: &str = "image file is truncated";
 
+/// The most pixels Pillow decodes (`Image.MAX_IMAGE_PIXELS`, 89,478,485, twice over): a few
+/// hundred bytes of header can promise gigabytes of pixels, and Pillow refuses such a file as
+/// a decompression bomb before decoding it, as this decoder does.
+pub const MAX_PIXELS: u64 = 2 * 89_478_485;
+
 /// Decodes the JPEG `bytes` to RGB, or gray for a grayscale JPEG. `Ok(None)` for one this
 /// decoder does not turn into either (CMYK, YCCK), which the `image` crate then tries; an
 /// error for a damaged or truncated file.
@@ -36,6 +41,13 @@ fn decode_unwinding(bytes: &[u8]) -> Result<Option<image::DynamicImage>, String>
         .from_mem(bytes)
         .map_err(libjpeg)?;
     let (width, height) = (decompress.width() as u32, decompress.height() as u32);
+    let pixels = u64::from(width) * u64::from(height);
+    if pixels > MAX_PIXELS {
+        return Err(format!(
+            "image size ({pixels} pixels) exceeds limit of {MAX_PIXELS} pixels, could be \
+             decompression bomb DOS attack"
+        ));
+    }
     let decoded = match decompress.color_space() {
         mozjpeg::ColorSpace::JCS_GRAYSCALE => {
             let mut started = decompress.grayscale().map_err(libjpeg)?;
@@ -148,6 +160,18 @@ mod tests {
             *byte = (i * 7919 % 251) as u8;
         }
         assert!(decode(&garbage).is_err());
+        // A header promising 1.3 billion pixels (found by fuzzing): Pillow's refusal, before
+        // any pixel is allocated.
+        let bomb = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/regressions/image/oom-1a1ffc08cb38a48114c00b9cc44b4ab17f17f53a"
+        ))
+        .unwrap();
+        assert_eq!(
+            decode(&bomb).unwrap_err(),
+            "image size (1289168595 pixels) exceeds limit of 178956970 pixels, could be \
+             decompression bomb DOS attack"
+        );
         // Not a JPEG at all.
         let nothing = decode(b"\xff\xd8\xff\xe0 nothing").unwrap_err();
         assert!(
